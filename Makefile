@@ -1,0 +1,55 @@
+# Keyward: every target provisions PostgreSQL itself unless DATABASE_URL is set (see .ci/pg).
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+CARGO ?= cargo
+PG := .ci/pg
+# Use nextest when it is installed (one process per test, clear summary), else cargo test.
+NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
+
+.PHONY: help run test lint fmt db db-stop db-reset migrate schema build
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+run: ## Build (release), provision PostgreSQL, migrate and serve on http://127.0.0.1:8080
+	$(CARGO) build --release --locked
+	url=$$($(PG) url); DATABASE_URL="$$url" exec ./target/release/keyward serve
+
+test: ## Run every test (unit and integration) against a real PostgreSQL
+	url=$$($(PG) url); \
+	if [ -n "$(NEXTEST)" ]; then \
+	  DATABASE_URL="$$url" $(CARGO) nextest run --locked --no-fail-fast; \
+	else \
+	  DATABASE_URL="$$url" $(CARGO) test --locked --no-fail-fast; \
+	fi
+
+lint: ## cargo fmt --check and clippy with warnings as errors
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+build: ## Build the release binary
+	$(CARGO) build --release --locked
+
+db: ## Start the project-local PostgreSQL and print its URL
+	@$(PG) url
+
+db-stop: ## Stop the project-local PostgreSQL
+	$(PG) stop
+
+db-reset: ## Stop the project-local PostgreSQL and delete its data
+	$(PG) reset
+
+migrate: ## Apply pending migrations to the database
+	$(CARGO) build --release --locked
+	url=$$($(PG) url); DATABASE_URL="$$url" ./target/release/keyward migrate
+
+schema: ## Regenerate src/db/schema.rs from the migrations (needs diesel_cli)
+	url=$$($(PG) url); base=$${url%/*}; \
+	psql "$$base/postgres" -qc 'DROP DATABASE IF EXISTS keyward_schema' -c 'CREATE DATABASE keyward_schema'; \
+	diesel migration run --database-url "$$base/keyward_schema"; \
+	diesel print-schema --database-url "$$base/keyward_schema" > src/db/schema.rs; \
+	psql "$$base/postgres" -qc 'DROP DATABASE keyward_schema'

@@ -1,0 +1,220 @@
+//! The application: shared state, `App::build` (used by `main` and the tests alike) and the
+//! server loop with header-read timeouts and graceful shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, FromRef};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tower::ServiceExt as _;
+use tower_sessions::cookie::SameSite;
+use tower_sessions::session_store::ExpiredDeletion;
+use tower_sessions::{Expiry, SessionManagerLayer};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::db::{self, DbPool};
+use crate::sessions::store::PgSessionStore;
+use crate::users::password::PasswordHasher;
+use crate::users::throttle::ThrottlePolicy;
+use crate::users::{devices, throttle};
+
+/// How often expired sessions, throttle rows and device records are deleted.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(300);
+/// How long open connections get to finish after a shutdown signal.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Cookie names and flags, derived from the issuer's scheme.
+#[derive(Clone, Copy, Debug)]
+pub struct CookieSettings {
+    /// The session cookie.
+    pub session: &'static str,
+    /// The trusted-device cookie.
+    pub device: &'static str,
+    /// Whether cookies carry `Secure`.
+    pub secure: bool,
+}
+
+impl CookieSettings {
+    /// Over https, `__Host-` names pin cookies to our exact origin, path `/`, `Secure`.
+    #[must_use]
+    pub fn for_https(https: bool) -> Self {
+        if https {
+            Self {
+                session: "__Host-keyward_session",
+                device: "__Host-keyward_device",
+                secure: true,
+            }
+        } else {
+            Self {
+                session: "keyward_session",
+                device: "keyward_device",
+                secure: false,
+            }
+        }
+    }
+}
+
+/// Everything handlers share, built once.
+#[derive(Clone, FromRef)]
+pub struct AppState {
+    /// The database pool.
+    pub db: DbPool,
+    /// Validated settings.
+    pub config: Arc<Config>,
+    /// Password hashing with its concurrency limit.
+    pub hasher: PasswordHasher,
+    /// The source of "now".
+    pub clock: Clock,
+    /// Sign-in lockout rules.
+    pub throttle: ThrottlePolicy,
+    /// Cookie names and flags.
+    pub cookies: CookieSettings,
+}
+
+/// A built application, ready to serve.
+pub struct App {
+    state: AppState,
+    router: Router,
+    store: PgSessionStore,
+}
+
+impl App {
+    /// Builds the state and router. The database may be down: connections are made on demand.
+    pub async fn build(config: Config, clock: Clock) -> anyhow::Result<Self> {
+        let pool = db::build_pool(&config.database_url, config.db_pool_size)?;
+        let argon2 = config.argon2;
+        let (concurrency, queue) = (config.hash_concurrency.get(), config.hash_queue.get());
+        let hasher =
+            tokio::task::spawn_blocking(move || PasswordHasher::new(argon2, concurrency, queue))
+                .await??;
+        let cookies = CookieSettings::for_https(config.issuer.is_https());
+        let throttle = ThrottlePolicy {
+            threshold: config.lockout_threshold,
+            base: config.lockout_base,
+            max: config.lockout_max,
+        };
+        let store = PgSessionStore::new(pool.clone());
+        let session_ttl = time::Duration::try_from(config.session_ttl)?;
+        let sessions = SessionManagerLayer::new(store.clone())
+            .with_name(cookies.session)
+            .with_http_only(true)
+            // Lax, not the default Strict: the browser must send the cookie when an app
+            // redirects to /authorize, or single sign-on and prompt=none cannot work.
+            .with_same_site(SameSite::Lax)
+            .with_secure(cookies.secure)
+            .with_path("/")
+            .with_expiry(Expiry::OnInactivity(session_ttl));
+        let state = AppState {
+            db: pool,
+            config: Arc::new(config),
+            hasher,
+            clock,
+            throttle,
+            cookies,
+        };
+        let router = crate::http::router(state.clone(), sessions);
+        Ok(Self {
+            state,
+            router,
+            store,
+        })
+    }
+
+    /// The shared state (tests use it to reach the database and clock).
+    #[must_use]
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves on `listener` until `shutdown` resolves, then lets open requests finish.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> anyhow::Result<()> {
+        let housekeeping = tokio::spawn(housekeeping(self.state.clone(), self.store.clone()));
+
+        let mut builder = Builder::new(TokioExecutor::new());
+        // axum::serve installs no timer, so hyper's header-read timeout would never fire and a
+        // client trickling headers (slowloris) could hold a connection forever.
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(self.state.config.header_timeout);
+        builder.http2().timer(TokioTimer::new());
+
+        let graceful = GracefulShutdown::new();
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (stream, peer) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            // Usually out of file descriptors: back off instead of spinning.
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    let service = self.router.clone().map_request(
+                        move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                            req
+                        },
+                    );
+                    let conn = builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
+                        .into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "connection ended with an error");
+                        }
+                    });
+                }
+                () = &mut shutdown => break,
+            }
+        }
+        drop(listener);
+        tracing::info!("shutting down: waiting for open requests");
+        if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("some connections did not finish in time");
+        }
+        housekeeping.abort();
+        Ok(())
+    }
+}
+
+/// Deletes what has expired, in small batches, forever.
+async fn housekeeping(state: AppState, store: PgSessionStore) {
+    const BATCH: i64 = 1000;
+    let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+    loop {
+        tick.tick().await;
+        if let Err(e) = store.delete_expired().await {
+            tracing::warn!(error = %e, "deleting expired sessions failed");
+        }
+        let Ok(mut conn) = db::connect(&state.db).await else {
+            continue;
+        };
+        let now = state.clock.now();
+        if let Err(e) = throttle::delete_expired(&mut conn, now, BATCH).await {
+            tracing::warn!(error = %e, "deleting old sign-in throttles failed");
+        }
+        if let Err(e) = devices::delete_expired(&mut conn, now, BATCH).await {
+            tracing::warn!(error = %e, "deleting expired trusted devices failed");
+        }
+    }
+}

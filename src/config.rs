@@ -1,0 +1,438 @@
+//! Typed settings read once from the environment and validated before anything starts.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::time::Duration;
+
+use url::Url;
+
+/// A setting that could not be used, with the variable it came from.
+#[derive(Debug, thiserror::Error)]
+#[error("{setting}: {message}")]
+pub struct ConfigError {
+    /// The environment variable at fault.
+    pub setting: &'static str,
+    /// What is wrong with its value.
+    pub message: String,
+}
+
+impl ConfigError {
+    fn new(setting: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            setting,
+            message: message.into(),
+        }
+    }
+}
+
+/// Everything Keyward can be told from outside; built by [`Config::from_env`].
+#[derive(Clone)]
+pub struct Config {
+    /// `KEYWARD_ISSUER`: the public base URL, exactly as tokens and discovery will name it.
+    pub issuer: Issuer,
+    /// `KEYWARD_BIND`: the socket address to listen on.
+    pub bind: SocketAddr,
+    /// `DATABASE_URL`: the PostgreSQL connection URL (may hold a password; never logged).
+    pub database_url: String,
+    /// `KEYWARD_DB_POOL_SIZE`: how many database connections this process keeps at most.
+    pub db_pool_size: usize,
+    /// `KEYWARD_ARGON2_MEMORY_KIB`, `KEYWARD_ARGON2_ITERATIONS`, `KEYWARD_ARGON2_PARALLELISM`.
+    pub argon2: Argon2Settings,
+    /// `KEYWARD_HASH_CONCURRENCY`: password hashes computed at once (default: the core count).
+    pub hash_concurrency: NonZeroUsize,
+    /// `KEYWARD_HASH_QUEUE`: sign-ins allowed to wait for a hashing slot before we answer 503.
+    pub hash_queue: NonZeroUsize,
+    /// `KEYWARD_SIGNUP_ENABLED`: whether the public sign-up page exists.
+    pub signup_enabled: bool,
+    /// `KEYWARD_SESSION_TTL`: a browser session ends after this long without a request.
+    pub session_ttl: Duration,
+    /// `KEYWARD_LOCKOUT_THRESHOLD`: consecutive failures before sign-in is throttled.
+    pub lockout_threshold: u32,
+    /// `KEYWARD_LOCKOUT_BASE`: the first lockout; each further failure doubles it.
+    pub lockout_base: Duration,
+    /// `KEYWARD_LOCKOUT_MAX`: the longest lockout, so nobody is locked out for good.
+    pub lockout_max: Duration,
+    /// `KEYWARD_REQUEST_TIMEOUT`: a request still running after this gets 408.
+    pub request_timeout: Duration,
+    /// `KEYWARD_HEADER_TIMEOUT`: a client must send its request headers within this.
+    pub header_timeout: Duration,
+    /// `KEYWARD_LOG`: a tracing filter such as `info` or `keyward=debug,info`.
+    pub log_filter: String,
+}
+
+/// Argon2id cost parameters for new password hashes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Argon2Settings {
+    /// Memory in KiB (OWASP: 19456).
+    pub memory_kib: u32,
+    /// Passes over memory (OWASP: 2).
+    pub iterations: u32,
+    /// Lanes (OWASP: 1).
+    pub parallelism: u32,
+}
+
+impl Argon2Settings {
+    /// OWASP's recommended argon2id parameters (Password Storage Cheat Sheet).
+    pub const OWASP: Self = Self {
+        memory_kib: 19_456,
+        iterations: 2,
+        parallelism: 1,
+    };
+    /// The largest memory cost we configure or agree to verify (256 MiB).
+    pub const MAX_MEMORY_KIB: u32 = 262_144;
+    /// The most passes we configure or agree to verify.
+    pub const MAX_ITERATIONS: u32 = 16;
+    /// The most lanes we configure or agree to verify.
+    pub const MAX_PARALLELISM: u32 = 16;
+
+    /// Whether these parameters are within the bounds this server will ever compute.
+    #[must_use]
+    pub fn is_within_bounds(&self) -> bool {
+        (1..=Self::MAX_PARALLELISM).contains(&self.parallelism)
+            && (1..=Self::MAX_ITERATIONS).contains(&self.iterations)
+            // Argon2 needs at least 8 KiB per lane.
+            && self.memory_kib >= 8 * self.parallelism
+            && self.memory_kib <= Self::MAX_MEMORY_KIB
+    }
+}
+
+/// The issuer URL, checked to be a valid OAuth issuer (RFC 8414 §2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Issuer(String);
+
+impl Issuer {
+    /// Parses an issuer: absolute `https` (or `http` on a loopback host), no query or fragment.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        let url = Url::parse(raw).map_err(|e| format!("not an absolute URL ({e})"))?;
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err("must not have a query or fragment (RFC 8414 §2)".into());
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("must not contain credentials".into());
+        }
+        match url.scheme() {
+            "https" => {}
+            "http" if is_loopback_host(&url) => {}
+            "http" => return Err("http is only allowed for 127.0.0.1, [::1] or localhost".into()),
+            other => return Err(format!("unsupported scheme '{other}'")),
+        }
+        // The issuer is compared as a string by relying parties: keep exactly one spelling.
+        Ok(Self(url.as_str().trim_end_matches('/').to_owned()))
+    }
+
+    /// The issuer string, without a trailing slash.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether browsers reach us over TLS, which decides the cookie flags.
+    #[must_use]
+    pub fn is_https(&self) -> bool {
+        self.0.starts_with("https://")
+    }
+}
+
+fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The database URL may carry a password: show only that it is set.
+        f.debug_struct("Config")
+            .field("issuer", &self.issuer)
+            .field("bind", &self.bind)
+            .field("database_url", &"<set>")
+            .field("db_pool_size", &self.db_pool_size)
+            .field("argon2", &self.argon2)
+            .field("signup_enabled", &self.signup_enabled)
+            .field("session_ttl", &self.session_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Reads every setting from the process environment.
+    pub fn from_process_env() -> Result<Self, ConfigError> {
+        Self::from_env(|name| std::env::var(name).ok())
+    }
+
+    /// Reads every setting through `env`, so tests can pass their own variables.
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one flat list of settings reads best in one place"
+    )]
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+
+        let issuer_raw = get("KEYWARD_ISSUER").unwrap_or_else(|| "http://127.0.0.1:8080".into());
+        let issuer =
+            Issuer::parse(issuer_raw.trim()).map_err(|m| ConfigError::new("KEYWARD_ISSUER", m))?;
+        let bind = parse_or(
+            "KEYWARD_BIND",
+            get("KEYWARD_BIND"),
+            "127.0.0.1:8080".parse().ok(),
+        )?;
+        let database_url = get("DATABASE_URL").ok_or_else(|| {
+            ConfigError::new(
+                "DATABASE_URL",
+                "not set (e.g. postgres://keyward:secret@127.0.0.1:5432/keyward; `make run` sets it)",
+            )
+        })?;
+        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(ConfigError::new(
+                "DATABASE_URL",
+                "must start with postgres:// or postgresql://",
+            ));
+        }
+        let db_pool_size: usize = parse_or(
+            "KEYWARD_DB_POOL_SIZE",
+            get("KEYWARD_DB_POOL_SIZE"),
+            Some(16),
+        )?;
+        if !(1..=1000).contains(&db_pool_size) {
+            return Err(ConfigError::new(
+                "KEYWARD_DB_POOL_SIZE",
+                "must be between 1 and 1000",
+            ));
+        }
+
+        let argon2 = Argon2Settings {
+            memory_kib: parse_or(
+                "KEYWARD_ARGON2_MEMORY_KIB",
+                get("KEYWARD_ARGON2_MEMORY_KIB"),
+                Some(Argon2Settings::OWASP.memory_kib),
+            )?,
+            iterations: parse_or(
+                "KEYWARD_ARGON2_ITERATIONS",
+                get("KEYWARD_ARGON2_ITERATIONS"),
+                Some(Argon2Settings::OWASP.iterations),
+            )?,
+            parallelism: parse_or(
+                "KEYWARD_ARGON2_PARALLELISM",
+                get("KEYWARD_ARGON2_PARALLELISM"),
+                Some(Argon2Settings::OWASP.parallelism),
+            )?,
+        };
+        if !argon2.is_within_bounds() {
+            return Err(ConfigError::new(
+                "KEYWARD_ARGON2_MEMORY_KIB",
+                format!(
+                    "argon2 parameters out of bounds: memory 8*parallelism..={} KiB, iterations 1..={}, parallelism 1..={}",
+                    Argon2Settings::MAX_MEMORY_KIB,
+                    Argon2Settings::MAX_ITERATIONS,
+                    Argon2Settings::MAX_PARALLELISM
+                ),
+            ));
+        }
+
+        let cores = std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
+        let hash_concurrency: NonZeroUsize = parse_or(
+            "KEYWARD_HASH_CONCURRENCY",
+            get("KEYWARD_HASH_CONCURRENCY"),
+            Some(cores),
+        )?;
+        let hash_queue: NonZeroUsize = parse_or(
+            "KEYWARD_HASH_QUEUE",
+            get("KEYWARD_HASH_QUEUE"),
+            hash_concurrency.checked_mul(NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN)),
+        )?;
+
+        let signup_enabled = match get("KEYWARD_SIGNUP_ENABLED").as_deref().map(str::trim) {
+            None | Some("true" | "1" | "yes" | "on") => true,
+            Some("false" | "0" | "no" | "off") => false,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    "KEYWARD_SIGNUP_ENABLED",
+                    format!("expected true or false, got '{other}'"),
+                ));
+            }
+        };
+
+        let duration = |name: &'static str, default: Duration| -> Result<Duration, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(raw) => parse_duration(raw.trim()).map_err(|m| ConfigError::new(name, m)),
+            }
+        };
+        let session_ttl = duration("KEYWARD_SESSION_TTL", Duration::from_secs(12 * 3600))?;
+        let lockout_base = duration("KEYWARD_LOCKOUT_BASE", Duration::from_secs(30))?;
+        let lockout_max = duration("KEYWARD_LOCKOUT_MAX", Duration::from_secs(15 * 60))?;
+        let request_timeout = duration("KEYWARD_REQUEST_TIMEOUT", Duration::from_secs(30))?;
+        let header_timeout = duration("KEYWARD_HEADER_TIMEOUT", Duration::from_secs(10))?;
+        if session_ttl < Duration::from_secs(60) {
+            return Err(ConfigError::new(
+                "KEYWARD_SESSION_TTL",
+                "must be at least 60s",
+            ));
+        }
+        if lockout_base.is_zero() || lockout_max < lockout_base {
+            return Err(ConfigError::new(
+                "KEYWARD_LOCKOUT_MAX",
+                "must be at least KEYWARD_LOCKOUT_BASE, which must be above zero",
+            ));
+        }
+        if lockout_max > Duration::from_secs(24 * 3600) {
+            return Err(ConfigError::new(
+                "KEYWARD_LOCKOUT_MAX",
+                "at most 24h: a longer lockout hands attackers a denial of service",
+            ));
+        }
+        if request_timeout.is_zero() || header_timeout.is_zero() {
+            return Err(ConfigError::new(
+                "KEYWARD_REQUEST_TIMEOUT",
+                "timeouts must be above zero",
+            ));
+        }
+        let lockout_threshold: u32 = parse_or(
+            "KEYWARD_LOCKOUT_THRESHOLD",
+            get("KEYWARD_LOCKOUT_THRESHOLD"),
+            Some(5),
+        )?;
+        if !(1..=100).contains(&lockout_threshold) {
+            return Err(ConfigError::new(
+                "KEYWARD_LOCKOUT_THRESHOLD",
+                "must be between 1 and 100",
+            ));
+        }
+
+        Ok(Self {
+            issuer,
+            bind,
+            database_url,
+            db_pool_size,
+            argon2,
+            hash_concurrency,
+            hash_queue,
+            signup_enabled,
+            session_ttl,
+            lockout_threshold,
+            lockout_base,
+            lockout_max,
+            request_timeout,
+            header_timeout,
+            log_filter: get("KEYWARD_LOG").unwrap_or_else(|| "info".into()),
+        })
+    }
+}
+
+fn parse_or<T: std::str::FromStr>(
+    name: &'static str,
+    raw: Option<String>,
+    default: Option<T>,
+) -> Result<T, ConfigError> {
+    match raw {
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError::new(name, format!("cannot parse '{}'", raw.trim()))),
+        None => default.ok_or_else(|| ConfigError::new(name, "not set")),
+    }
+}
+
+/// Parses `90`, `90s`, `15m`, `12h` or `14d` into a duration.
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let (digits, unit) = raw
+        .find(|c: char| !c.is_ascii_digit())
+        .map_or((raw, "s"), |i| raw.split_at(i));
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("'{raw}' is not a duration like 30s, 15m, 12h or 14d"))?;
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("'{raw}' has an unknown unit (use s, m, h or d)")),
+    };
+    n.checked_mul(unit_secs)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("'{raw}' is too long"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_with(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let owned: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        move |name| {
+            owned
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    const DB: (&str, &str) = ("DATABASE_URL", "postgres://u:p@127.0.0.1/db");
+
+    #[test]
+    fn defaults_serve_on_loopback_with_owasp_argon2() {
+        let config = Config::from_env(env_with(&[DB])).expect("defaults are valid");
+        assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.issuer.as_str(), "http://127.0.0.1:8080");
+        assert_eq!(config.argon2, Argon2Settings::OWASP);
+        assert!(config.signup_enabled);
+    }
+
+    #[test]
+    fn missing_database_url_names_the_setting() {
+        let err = Config::from_env(env_with(&[])).expect_err("must fail");
+        assert_eq!(err.setting, "DATABASE_URL");
+    }
+
+    #[test]
+    fn bad_values_name_their_setting() {
+        for (name, value) in [
+            ("KEYWARD_BIND", "nope"),
+            ("KEYWARD_ISSUER", "http://example.com"),
+            ("KEYWARD_ISSUER", "https://example.com/?x=1"),
+            ("KEYWARD_ARGON2_MEMORY_KIB", "4"),
+            ("KEYWARD_ARGON2_MEMORY_KIB", "10000000"),
+            ("KEYWARD_SIGNUP_ENABLED", "maybe"),
+            ("KEYWARD_SESSION_TTL", "5x"),
+            ("KEYWARD_LOCKOUT_MAX", "100d"),
+        ] {
+            let err = Config::from_env(env_with(&[DB, (name, value)])).expect_err(value);
+            assert_eq!(err.setting, name, "{value}");
+        }
+    }
+
+    #[test]
+    fn issuer_is_kept_without_trailing_slash_and_https_detected() {
+        let issuer = Issuer::parse("https://id.example.com/").expect("valid");
+        assert_eq!(issuer.as_str(), "https://id.example.com");
+        assert!(issuer.is_https());
+        assert!(
+            !Issuer::parse("http://localhost:8080")
+                .expect("valid")
+                .is_https()
+        );
+    }
+
+    #[test]
+    fn durations_accept_units_and_reject_garbage() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("m").is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_the_database_url() {
+        let config = Config::from_env(env_with(&[DB])).expect("valid");
+        assert!(!format!("{config:?}").contains("u:p@"));
+    }
+}

@@ -1,0 +1,109 @@
+//! The PostgreSQL pool, the embedded migrations, and how database failures are classified.
+
+pub mod schema;
+
+use std::time::Duration;
+
+use diesel::result::DatabaseErrorKind;
+use diesel_async::pooled_connection::AsyncDieselConnectionManager;
+use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
+use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+/// Every migration in `migrations/`, compiled into the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// How long a request waits for a pooled connection before it gives up with 503.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The shared connection pool.
+pub type DbPool = Pool<AsyncPgConnection>;
+/// A connection checked out of [`DbPool`].
+pub type PooledConn = Object<AsyncPgConnection>;
+
+/// A database failure, split by whether waiting could fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// No connection could be had from the pool (server down, refused, or pool exhausted).
+    #[error("no database connection available")]
+    Pool(#[source] PoolError),
+    /// Waiting for a pooled connection took longer than [`CHECKOUT_TIMEOUT`].
+    #[error("timed out waiting for a database connection")]
+    Timeout,
+    /// A query failed.
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}
+
+impl DbError {
+    /// Whether the database is unreachable (503) rather than the query being wrong (500).
+    #[must_use]
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Pool(_) | Self::Timeout => true,
+            Self::Query(diesel::result::Error::DatabaseError(kind, _)) => matches!(
+                kind,
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand
+            ),
+            Self::Query(_) => false,
+        }
+    }
+}
+
+/// Builds the pool; connections are opened lazily, so this succeeds with the database down.
+pub fn build_pool(database_url: &str, max_size: usize) -> anyhow::Result<DbPool> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+    Ok(Pool::builder(manager).max_size(max_size).build()?)
+}
+
+/// Checks a connection out of the pool, giving up after [`CHECKOUT_TIMEOUT`].
+pub async fn connect(pool: &DbPool) -> Result<PooledConn, DbError> {
+    match tokio::time::timeout(CHECKOUT_TIMEOUT, pool.get()).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(DbError::Pool(e)),
+        Err(_) => Err(DbError::Timeout),
+    }
+}
+
+/// Applies every pending embedded migration; returns how many ran.
+///
+/// Needs a multi-threaded tokio runtime (the harness blocks in place).
+pub async fn run_migrations(database_url: &str) -> anyhow::Result<usize> {
+    let conn = AsyncPgConnection::establish(database_url).await?;
+    let mut harness = AsyncMigrationHarness::new(conn);
+    let applied = harness
+        .run_pending_migrations(MIGRATIONS)
+        .map_err(|e| anyhow::anyhow!("migration failed: {e}"))?;
+    Ok(applied.len())
+}
+
+/// Whether the database answers a trivial query right now.
+pub async fn ping(pool: &DbPool) -> Result<(), DbError> {
+    use diesel::IntoSql;
+    use diesel_async::RunQueryDsl;
+    let mut conn = connect(pool).await?;
+    diesel::select(1_i32.into_sql::<diesel::sql_types::Integer>())
+        .get_result::<i32>(&mut conn)
+        .await?;
+    Ok(())
+}
+
+/// Deletes at most `batch` rows of `table` matching `condition` (where `$1` is `now`), so cleanup
+/// never holds locks on many rows at once. Both strings are compile-time constants.
+pub async fn delete_batch(
+    conn: &mut diesel_async::AsyncPgConnection,
+    table: &'static str,
+    condition: &'static str,
+    now: time::OffsetDateTime,
+    batch: i64,
+) -> diesel::QueryResult<usize> {
+    use diesel::sql_types::{BigInt, Timestamptz};
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query(format!(
+        "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} WHERE {condition} LIMIT $2))"
+    ))
+    .bind::<Timestamptz, _>(now)
+    .bind::<BigInt, _>(batch)
+    .execute(conn)
+    .await
+}

@@ -1,0 +1,206 @@
+//! The hosted sign-in and sign-out pages.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use crate::app::AppState;
+use crate::http::page::{
+    PageError, PageForm, cookie_value, csrf_for_form, require_csrf, see_other, set_cookie,
+};
+use crate::sessions;
+use crate::tokens::opaque::TokenHash;
+use crate::users::devices::DEVICE_TRUST_TTL;
+use crate::users::sign_in::{SignInError, sign_in};
+use crate::users::{self};
+
+/// The sign-in form.
+#[derive(Template, WebTemplate)]
+#[template(path = "signin.html")]
+pub struct SignInPage {
+    csrf: String,
+    username: String,
+    error: Option<String>,
+    notice: Option<&'static str>,
+    signup_enabled: bool,
+}
+
+/// The "sign out?" confirmation.
+#[derive(Template, WebTemplate)]
+#[template(path = "signout.html")]
+pub struct SignOutPage {
+    csrf: String,
+    username: String,
+}
+
+/// Query of `GET /signin`: only flags that choose a notice; nothing here is ever a destination.
+#[derive(Deserialize)]
+pub struct SignInQuery {
+    signed_out: Option<String>,
+}
+
+/// Fields of the sign-in form.
+#[derive(Deserialize)]
+pub struct SignInForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// Fields of the sign-out form.
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `GET /signin`: the form, or straight on if already signed in.
+pub async fn get_signin(
+    State(state): State<AppState>,
+    session: Session,
+    Query(query): Query<SignInQuery>,
+) -> Result<Response, PageError> {
+    if sessions::signed_in(&session).await?.is_some() {
+        let to = sessions::take_return_to(&session).await?;
+        return Ok(see_other(to.as_deref().unwrap_or("/account")));
+    }
+    let notice = query.signed_out.is_some().then_some("You have signed out.");
+    Ok(SignInPage {
+        csrf: csrf_for_form(&session).await?,
+        username: String::new(),
+        error: None,
+        notice,
+        signup_enabled: state.config.signup_enabled,
+    }
+    .into_response())
+}
+
+/// `POST /signin`: checks the credentials and signs the browser in.
+pub async fn submit_signin(
+    State(state): State<AppState>,
+    session: Session,
+    headers: HeaderMap,
+    PageForm(form): PageForm<SignInForm>,
+) -> Result<Response, PageError> {
+    require_csrf(&session, &form.csrf).await?;
+    let device_cookie = state.cookies.device;
+    let device = cookie_value(&headers, device_cookie).map(TokenHash::of);
+    let now = state.clock.now();
+    let result = sign_in(
+        &state.db,
+        &state.hasher,
+        state.throttle,
+        &form.username,
+        &form.password,
+        device.as_ref(),
+        now,
+    )
+    .await;
+    let signed_in = match result {
+        Ok(s) => s,
+        Err(e) => return signin_failed(&state, &session, form.username, e).await,
+    };
+
+    let to = sessions::take_return_to(&session).await?;
+    sessions::sign_in(&session, signed_in.user.id, now).await?;
+    tracing::info!(user_id = %signed_in.user.id, "signed in");
+    let mut response = see_other(to.as_deref().unwrap_or("/account"));
+    if let Some(token) = signed_in.new_device_token
+        && let Some(v) = set_cookie(
+            device_cookie,
+            token.expose(),
+            DEVICE_TRUST_TTL,
+            state.cookies.secure,
+        )
+    {
+        response.headers_mut().append(header::SET_COOKIE, v);
+    }
+    Ok(response)
+}
+
+async fn signin_failed(
+    state: &AppState,
+    session: &Session,
+    username: String,
+    error: SignInError,
+) -> Result<Response, PageError> {
+    let (status, message, retry_after) = match &error {
+        SignInError::WrongCredentials => (StatusCode::UNAUTHORIZED, error.to_string(), None),
+        SignInError::Locked { retry_after } => {
+            let secs = retry_after.whole_seconds().max(1);
+            let minutes = (secs + 59) / 60;
+            let message = if minutes <= 1 {
+                "Too many failed attempts. Try again in a minute.".to_owned()
+            } else {
+                format!("Too many failed attempts. Try again in {minutes} minutes.")
+            };
+            (StatusCode::TOO_MANY_REQUESTS, message, Some(secs))
+        }
+        SignInError::Disabled => (StatusCode::FORBIDDEN, error.to_string(), None),
+        SignInError::Busy => return Err(PageError::Busy),
+        SignInError::Db(_) | SignInError::Internal(_) => {
+            return Err(match error {
+                SignInError::Db(e) => e.into(),
+                SignInError::Internal(e) => PageError::App(e.into()),
+                _ => PageError::BadForm,
+            });
+        }
+    };
+    tracing::info!(reason = ?status, "sign-in refused");
+    // The username is shown again (escaped by the template), the password never is.
+    let username: String = username.chars().take(64).collect();
+    let mut response = (
+        status,
+        SignInPage {
+            csrf: csrf_for_form(session).await?,
+            username,
+            error: Some(message),
+            notice: None,
+            signup_enabled: state.config.signup_enabled,
+        },
+    )
+        .into_response();
+    if let Some(secs) = retry_after
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    Ok(response)
+}
+
+/// `GET /signout`: asks before signing out (a GET must not change state).
+pub async fn get_signout(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Response, PageError> {
+    let Some(current) = sessions::signed_in(&session).await? else {
+        return Ok(see_other("/signin"));
+    };
+    let mut conn = crate::db::connect(&state.db).await?;
+    let Some(user) = users::find(&mut conn, current.user_id).await? else {
+        sessions::sign_out(&session).await?;
+        return Ok(see_other("/signin"));
+    };
+    Ok(SignOutPage {
+        csrf: csrf_for_form(&session).await?,
+        username: user.username,
+    }
+    .into_response())
+}
+
+/// `POST /signout`: ends the session (its record is deleted, so the id cannot be reused).
+pub async fn submit_signout(
+    session: Session,
+    PageForm(form): PageForm<CsrfForm>,
+) -> Result<Response, PageError> {
+    require_csrf(&session, &form.csrf).await?;
+    sessions::sign_out(&session).await?;
+    Ok(see_other("/signin?signed_out=1"))
+}

@@ -1,0 +1,129 @@
+//! The hosted sign-up page.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use tower_sessions::Session;
+
+use crate::app::AppState;
+use crate::db;
+use crate::http::page::{PageError, PageForm, csrf_for_form, require_csrf, see_other};
+use crate::sessions;
+use crate::users::name::{Email, Username};
+use crate::users::password::check_new_password;
+use crate::users::{self, CreateUserError, NewUser};
+
+/// The sign-up form.
+#[derive(Template, WebTemplate)]
+#[template(path = "signup.html")]
+pub struct SignUpPage {
+    csrf: String,
+    username: String,
+    email: String,
+    error: Option<String>,
+}
+
+/// Fields of the sign-up form.
+#[derive(Deserialize)]
+pub struct SignUpForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    email: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    password_confirm: String,
+}
+
+/// `GET /signup`.
+pub async fn get_signup(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Response, PageError> {
+    if !state.config.signup_enabled {
+        return Err(PageError::SignupDisabled);
+    }
+    if sessions::signed_in(&session).await?.is_some() {
+        return Ok(see_other("/account"));
+    }
+    Ok(SignUpPage {
+        csrf: csrf_for_form(&session).await?,
+        username: String::new(),
+        email: String::new(),
+        error: None,
+    }
+    .into_response())
+}
+
+/// `POST /signup`: creates the account and signs it in.
+pub async fn submit_signup(
+    State(state): State<AppState>,
+    session: Session,
+    PageForm(form): PageForm<SignUpForm>,
+) -> Result<Response, PageError> {
+    if !state.config.signup_enabled {
+        return Err(PageError::SignupDisabled);
+    }
+    require_csrf(&session, &form.csrf).await?;
+
+    let refuse = async |status: StatusCode, message: String| -> Result<Response, PageError> {
+        Ok((
+            status,
+            SignUpPage {
+                csrf: csrf_for_form(&session).await?,
+                username: form.username.chars().take(64).collect(),
+                email: form.email.chars().take(254).collect(),
+                error: Some(message),
+            },
+        )
+            .into_response())
+    };
+
+    let username = match Username::parse(&form.username) {
+        Ok(u) => u,
+        Err(e) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).await,
+    };
+    let email = match Email::parse_optional(&form.email) {
+        Ok(e) => e,
+        Err(e) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).await,
+    };
+    if let Err(e) = check_new_password(&form.password, &username) {
+        return refuse(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).await;
+    }
+    if form.password != form.password_confirm {
+        return refuse(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "The two passwords are different. Type the same password twice.".into(),
+        )
+        .await;
+    }
+
+    let hash = state.hasher.hash(&form.password).await?;
+    let now = state.clock.now();
+    let user = {
+        let mut conn = db::connect(&state.db).await?;
+        match users::insert(
+            &mut conn,
+            &NewUser::new(&username, email.as_ref(), &hash, now),
+        )
+        .await
+        {
+            Ok(user) => user,
+            Err(e @ (CreateUserError::UsernameTaken | CreateUserError::EmailTaken)) => {
+                return refuse(StatusCode::CONFLICT, e.to_string()).await;
+            }
+            Err(CreateUserError::Db(e)) => return Err(e.into()),
+        }
+    };
+    tracing::info!(user_id = %user.id, "user signed up");
+
+    let to = sessions::take_return_to(&session).await?;
+    sessions::sign_in(&session, user.id, now).await?;
+    Ok(see_other(to.as_deref().unwrap_or("/account")))
+}

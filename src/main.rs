@@ -1,0 +1,27 @@
+//! The `keyward` binary: parse the command line and settings, then hand over to `cli::run`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use keyward::cli::{self, Cli};
+use keyward::config::Config;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_process_env() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("keyward: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    keyward::telemetry::init(&config.log_filter);
+    match cli::run(cli, config).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("keyward: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! A tower-sessions store on PostgreSQL, so every Keyward instance sees the same sign-ins.
+//!
+//! Records are MessagePack. The session id is a bearer secret, so rows are keyed by its SHA-256.
+
+use async_trait::async_trait;
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+use diesel_async::RunQueryDsl;
+use time::OffsetDateTime;
+use tower_sessions::session::{Id, Record};
+use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
+use uuid::Uuid;
+
+use crate::db::schema::sessions;
+use crate::db::{self, DbPool};
+use crate::sessions::USER_ID_KEY;
+use crate::tokens::opaque::TokenHash;
+
+/// Rows deleted per statement by [`ExpiredDeletion::delete_expired`], so no delete holds locks long.
+const DELETE_BATCH: i64 = 1000;
+
+/// The PostgreSQL session store.
+#[derive(Clone)]
+pub struct PgSessionStore {
+    pool: DbPool,
+}
+
+impl std::fmt::Debug for PgSessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PgSessionStore")
+    }
+}
+
+impl PgSessionStore {
+    /// A store on `pool`.
+    #[must_use]
+    pub fn new(pool: DbPool) -> Self {
+        Self { pool }
+    }
+
+    async fn conn(&self) -> session_store::Result<db::PooledConn> {
+        db::connect(&self.pool).await.map_err(backend)
+    }
+}
+
+fn backend(e: impl std::fmt::Display) -> session_store::Error {
+    session_store::Error::Backend(e.to_string())
+}
+
+fn id_hash(id: &Id) -> TokenHash {
+    TokenHash::of(&id.to_string())
+}
+
+/// The signed-in user, copied into its own column so ending a user's sessions is one DELETE.
+fn user_of(record: &Record) -> Option<Uuid> {
+    record
+        .data
+        .get(USER_ID_KEY)
+        .and_then(|v| v.as_str())
+        .and_then(|s| Uuid::parse_str(s).ok())
+}
+
+fn encode(record: &Record) -> session_store::Result<Vec<u8>> {
+    rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))
+}
+
+#[async_trait]
+impl SessionStore for PgSessionStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        let mut conn = self.conn().await?;
+        // A 128-bit id practically never collides, but if it does we must not overwrite the
+        // other session: pick a new id until the insert goes in.
+        loop {
+            let inserted = diesel::insert_into(sessions::table)
+                .values((
+                    sessions::id_hash.eq(id_hash(&record.id).as_bytes()),
+                    sessions::user_id.eq(user_of(record)),
+                    sessions::data.eq(encode(record)?),
+                    sessions::expires_at.eq(record.expiry_date),
+                ))
+                .on_conflict_do_nothing()
+                .execute(&mut conn)
+                .await
+                .map_err(backend)?;
+            if inserted == 1 {
+                return Ok(());
+            }
+            record.id = Id::default();
+        }
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let mut conn = self.conn().await?;
+        diesel::insert_into(sessions::table)
+            .values((
+                sessions::id_hash.eq(id_hash(&record.id).as_bytes()),
+                sessions::user_id.eq(user_of(record)),
+                sessions::data.eq(encode(record)?),
+                sessions::expires_at.eq(record.expiry_date),
+            ))
+            .on_conflict(sessions::id_hash)
+            .do_update()
+            .set((
+                sessions::user_id.eq(excluded(sessions::user_id)),
+                sessions::data.eq(excluded(sessions::data)),
+                sessions::expires_at.eq(excluded(sessions::expires_at)),
+            ))
+            .execute(&mut conn)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let mut conn = self.conn().await?;
+        let data: Option<Vec<u8>> = sessions::table
+            .find(id_hash(id).as_bytes())
+            .filter(sessions::expires_at.gt(OffsetDateTime::now_utc()))
+            .select(sessions::data)
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(backend)?;
+        data.map(|bytes| {
+            rmp_serde::from_slice(&bytes).map_err(|e| session_store::Error::Decode(e.to_string()))
+        })
+        .transpose()
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        let mut conn = self.conn().await?;
+        diesel::delete(sessions::table.find(id_hash(id).as_bytes()))
+            .execute(&mut conn)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ExpiredDeletion for PgSessionStore {
+    async fn delete_expired(&self) -> session_store::Result<()> {
+        let mut conn = self.conn().await?;
+        loop {
+            let n = db::delete_batch(
+                &mut conn,
+                "sessions",
+                "expires_at <= $1",
+                OffsetDateTime::now_utc(),
+                DELETE_BATCH,
+            )
+            .await
+            .map_err(backend)?;
+            if n < usize::try_from(DELETE_BATCH).unwrap_or(usize::MAX) {
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! What Keyward mints: opaque random tokens, and the hashes that stand in for them at rest.
+
+pub mod opaque;

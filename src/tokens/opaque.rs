@@ -1,0 +1,128 @@
+//! Opaque bearer secrets: 256 random bits shown once, stored and compared only as SHA-256.
+
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ring::digest;
+use ring::rand::{SecureRandom, SystemRandom};
+use subtle::ConstantTimeEq;
+
+/// Fills `N` bytes from the operating system's CSPRNG.
+///
+/// # Panics
+/// If the OS random source fails, which leaves nothing safe to do but stop.
+#[must_use]
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    SystemRandom::new()
+        .fill(&mut out)
+        .expect("the operating system's random number generator failed");
+    out
+}
+
+/// A freshly minted secret in plain text: it exists only to be handed out once.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PlainToken(String);
+
+impl PlainToken {
+    /// Mints `prefix` + base64url(32 random bytes); the prefix lets secret scanners spot leaks.
+    #[must_use]
+    pub fn generate(prefix: &str) -> Self {
+        Self(format!(
+            "{prefix}{}",
+            URL_SAFE_NO_PAD.encode(random_bytes::<32>())
+        ))
+    }
+
+    /// The secret, for the one response or cookie that carries it.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The hash under which this secret is stored.
+    #[must_use]
+    pub fn hash(&self) -> TokenHash {
+        TokenHash::of(&self.0)
+    }
+}
+
+impl fmt::Debug for PlainToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PlainToken(<redacted>)")
+    }
+}
+
+/// SHA-256 of a secret: what the database holds and what look-ups use.
+///
+/// A fast hash is right here: the input has 256 bits of entropy, so there is nothing to brute force.
+#[derive(Clone, Copy)]
+pub struct TokenHash([u8; 32]);
+
+impl TokenHash {
+    /// Hashes a presented (unverified) secret.
+    #[must_use]
+    pub fn of(secret: &str) -> Self {
+        let d = digest::digest(&digest::SHA256, secret.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(d.as_ref());
+        Self(out)
+    }
+
+    /// The raw 32 bytes, for the database.
+    #[must_use]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl PartialEq for TokenHash {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl Eq for TokenHash {}
+
+impl fmt::Debug for TokenHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TokenHash(..)")
+    }
+}
+
+/// Compares two presented strings in constant time (for CSRF tokens and the like).
+#[must_use]
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_tokens_are_prefixed_unique_and_hash_consistently() {
+        let a = PlainToken::generate("kwdv_");
+        let b = PlainToken::generate("kwdv_");
+        assert!(a.expose().starts_with("kwdv_"));
+        assert_eq!(a.expose().len(), 5 + 43);
+        assert_ne!(a, b);
+        assert_eq!(a.hash(), TokenHash::of(a.expose()));
+        assert_ne!(a.hash(), b.hash());
+    }
+
+    #[test]
+    fn debug_never_prints_the_secret() {
+        let t = PlainToken::generate("x_");
+        assert!(!format!("{t:?}").contains(&t.expose()[2..]));
+        assert_eq!(format!("{:?}", t.hash()), "TokenHash(..)");
+    }
+
+    #[test]
+    fn constant_time_eq_matches_plain_equality() {
+        assert!(constant_time_eq("abc", "abc"));
+        assert!(!constant_time_eq("abc", "abd"));
+        assert!(!constant_time_eq("abc", "ab"));
+    }
+}

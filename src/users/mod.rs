@@ -1,0 +1,233 @@
+//! People who sign in: their records, names, passwords, throttle and trusted devices.
+
+pub mod devices;
+pub mod name;
+pub mod password;
+pub mod sign_in;
+pub mod throttle;
+
+use std::fmt;
+
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::db::schema::{sessions, trusted_devices, users};
+use name::{Email, Username};
+
+diesel::define_sql_function! {
+    /// SQL `lower(text)`, matching the case-insensitive unique indexes.
+    fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
+}
+
+/// A stored user. `id` is the stable OIDC subject.
+#[derive(Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct User {
+    /// Stable identifier, never reused; the `sub` of tokens.
+    pub id: Uuid,
+    /// Display username; unique regardless of case.
+    pub username: String,
+    /// Optional email, unique regardless of case.
+    pub email: Option<String>,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// When the account was created.
+    pub created_at: OffsetDateTime,
+    /// When the record last changed.
+    pub updated_at: OffsetDateTime,
+    /// When the password was last set (not changed by a transparent rehash).
+    pub password_changed_at: OffsetDateTime,
+    /// Set when an operator disabled the account.
+    pub disabled_at: Option<OffsetDateTime>,
+}
+
+impl User {
+    /// Whether the account may not sign in.
+    #[must_use]
+    pub fn is_disabled(&self) -> bool {
+        self.disabled_at.is_some()
+    }
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the password hash: an offline-crackable secret has no place in logs.
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("username", &self.username)
+            .field("disabled_at", &self.disabled_at)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A user about to be created.
+#[derive(Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    id: Uuid,
+    username: &'a str,
+    email: Option<&'a str>,
+    password_hash: &'a str,
+    created_at: OffsetDateTime,
+    updated_at: OffsetDateTime,
+    password_changed_at: OffsetDateTime,
+}
+
+impl<'a> NewUser<'a> {
+    /// A new user with a fresh id, created at `now`.
+    #[must_use]
+    pub fn new(
+        username: &'a Username,
+        email: Option<&'a Email>,
+        password_hash: &'a str,
+        now: OffsetDateTime,
+    ) -> Self {
+        Self {
+            id: Uuid::new_v4(),
+            username: username.as_str(),
+            email: email.map(Email::as_str),
+            password_hash,
+            created_at: now,
+            updated_at: now,
+            password_changed_at: now,
+        }
+    }
+}
+
+/// Why a user could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateUserError {
+    /// Another account has this username (in any case).
+    #[error("That username is taken.")]
+    UsernameTaken,
+    /// Another account has this email (in any case).
+    #[error("An account with that email already exists.")]
+    EmailTaken,
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DieselError),
+}
+
+/// Inserts a user; the unique indexes, not a prior read, decide whether the name is free.
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    new: &NewUser<'_>,
+) -> Result<User, CreateUserError> {
+    diesel::insert_into(users::table)
+        .values(new)
+        .returning(User::as_returning())
+        .get_result(conn)
+        .await
+        .map_err(|e| match &e {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+                if info.constraint_name() == Some("users_email_lower_key") {
+                    CreateUserError::EmailTaken
+                } else {
+                    CreateUserError::UsernameTaken
+                }
+            }
+            _ => CreateUserError::Db(e),
+        })
+}
+
+/// Finds a user by username, ignoring case.
+pub async fn find_by_username(
+    conn: &mut AsyncPgConnection,
+    username: &Username,
+) -> QueryResult<Option<User>> {
+    users::table
+        .filter(lower(users::username).eq(username.key()))
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Finds a user by id.
+pub async fn find(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<User>> {
+    users::table
+        .find(id)
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Every user, oldest first.
+pub async fn list(conn: &mut AsyncPgConnection) -> QueryResult<Vec<User>> {
+    users::table
+        .order((users::created_at.asc(), users::id.asc()))
+        .select(User::as_select())
+        .load(conn)
+        .await
+}
+
+/// Replaces a hash made with old parameters; the password itself did not change.
+pub async fn update_password_hash(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    password_hash: &str,
+    now: OffsetDateTime,
+) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::password_hash.eq(password_hash),
+            users::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .await
+}
+
+/// Sets a new password and ends every browser session and device trust the user had.
+pub async fn update_password(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    password_hash: &str,
+    now: OffsetDateTime,
+) -> QueryResult<usize> {
+    let password_hash = password_hash.to_owned();
+    conn.transaction(async |conn| {
+        let n = diesel::update(users::table.find(id))
+            .set((
+                users::password_hash.eq(&password_hash),
+                users::password_changed_at.eq(now),
+                users::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await?;
+        delete_sign_ins(conn, id).await?;
+        Ok(n)
+    })
+    .await
+}
+
+/// Disables a user and ends their sessions at once; returns false if already disabled.
+pub async fn update_disabled(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    now: OffsetDateTime,
+) -> QueryResult<bool> {
+    conn.transaction(async |conn| {
+        let n = diesel::update(users::table.find(id).filter(users::disabled_at.is_null()))
+            .set((users::disabled_at.eq(now), users::updated_at.eq(now)))
+            .execute(conn)
+            .await?;
+        delete_sign_ins(conn, id).await?;
+        Ok(n == 1)
+    })
+    .await
+}
+
+/// Deletes the user's browser sessions and trusted devices.
+async fn delete_sign_ins(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<()> {
+    diesel::delete(sessions::table.filter(sessions::user_id.eq(id)))
+        .execute(conn)
+        .await?;
+    diesel::delete(trusted_devices::table.filter(trusted_devices::user_id.eq(id)))
+        .execute(conn)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,153 @@
+//! Usernames and email addresses, parsed once at the boundary.
+
+use std::fmt;
+
+/// A valid username: 3 to 32 of `A-Z a-z 0-9 . _ -`, starting with a letter or digit.
+///
+/// Case is kept for display; uniqueness and look-ups ignore it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Username(String);
+
+/// Why a username or email was refused, in words fit for the person who typed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    /// The username breaks the character or length rule.
+    #[error(
+        "Usernames are 3 to 32 characters: letters, digits, '.', '_' or '-', starting with a letter or digit."
+    )]
+    InvalidUsername,
+    /// The email address is not of the form `name@domain`.
+    #[error("Enter an email address like name@example.com, or leave it empty.")]
+    InvalidEmail,
+}
+
+impl Username {
+    /// Parses a username, trimming surrounding white space.
+    pub fn parse(raw: &str) -> Result<Self, NameError> {
+        let s = raw.trim();
+        let mut chars = s.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+        let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        if first_ok && rest_ok && (3..=32).contains(&s.len()) {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(NameError::InvalidUsername)
+        }
+    }
+
+    /// The username as typed at sign-up.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The case-folded key used for uniqueness, look-ups and throttling.
+    #[must_use]
+    pub fn key(&self) -> String {
+        self.0.to_ascii_lowercase()
+    }
+}
+
+impl fmt::Display for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Username {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Username({})", self.0)
+    }
+}
+
+/// An email address: one `@`, no white space, at most 254 bytes (RFC 5321 §4.5.3.1.3).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    /// Parses an optional email: empty input means none.
+    pub fn parse_optional(raw: &str) -> Result<Option<Self>, NameError> {
+        let s = raw.trim();
+        if s.is_empty() {
+            return Ok(None);
+        }
+        let Some((local, domain)) = s.split_once('@') else {
+            return Err(NameError::InvalidEmail);
+        };
+        let ok = !local.is_empty()
+            && !domain.is_empty()
+            && !domain.contains('@')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && s.len() <= 254
+            && !s.chars().any(|c| c.is_whitespace() || c.is_control());
+        if ok {
+            Ok(Some(Self(s.to_owned())))
+        } else {
+            Err(NameError::InvalidEmail)
+        }
+    }
+
+    /// The address as given.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usernames_follow_the_character_and_length_rule() {
+        for ok in [
+            "bob",
+            "Alice.Smith",
+            "a_b-c",
+            "x1234567890123456789012345678901",
+        ] {
+            assert!(Username::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "ab",
+            ".bob",
+            "bob smith",
+            "bob@x",
+            "émile",
+            &"a".repeat(33),
+        ] {
+            assert_eq!(
+                Username::parse(bad),
+                Err(NameError::InvalidUsername),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn username_key_ignores_case() {
+        let a = Username::parse("Alice").expect("valid");
+        let b = Username::parse("aLICE").expect("valid");
+        assert_eq!(a.key(), b.key());
+        assert_eq!(a.as_str(), "Alice");
+    }
+
+    #[test]
+    fn email_is_optional_but_checked_when_given() {
+        assert_eq!(Email::parse_optional("  "), Ok(None));
+        assert!(
+            Email::parse_optional("a@example.com")
+                .expect("valid")
+                .is_some()
+        );
+        for bad in ["nope", "a@", "@b", "a@b@c", "a b@c", "a@.com"] {
+            assert_eq!(
+                Email::parse_optional(bad),
+                Err(NameError::InvalidEmail),
+                "{bad}"
+            );
+        }
+    }
+}

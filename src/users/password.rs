@@ -1,0 +1,378 @@
+//! Password rules and argon2id hashing, run off the async runtime behind a bounded queue.
+
+use std::fmt;
+use std::sync::Arc;
+
+use argon2::{
+    Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier, Version,
+};
+use tokio::sync::Semaphore;
+
+use crate::config::Argon2Settings;
+use crate::users::name::Username;
+
+/// The shortest password we accept, in bytes (NIST SP 800-63B §5.1.1.2).
+pub const MIN_PASSWORD_BYTES: usize = 8;
+/// The longest password we accept, in bytes; longer input is refused before any hashing.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Passwords so common that every guessing list starts with them.
+const COMMON_PASSWORDS: &[&str] = &[
+    "password",
+    "password1",
+    "password12",
+    "password123",
+    "12345678",
+    "123456789",
+    "1234567890",
+    "qwertyuiop",
+    "qwerty123",
+    "iloveyou",
+    "11111111",
+    "00000000",
+    "abc12345",
+    "abcd1234",
+    "letmein1",
+    "welcome1",
+    "sunshine",
+    "princess",
+    "football",
+    "baseball",
+    "trustno1",
+    "superman",
+    "starwars",
+    "passw0rd",
+    "p@ssw0rd",
+    "changeme",
+    "whatever",
+    "dragon12",
+    "monkey12",
+    "admin123",
+    "administrator",
+    "qwertyui",
+    "1q2w3e4r",
+    "zaq12wsx",
+    "asdfghjk",
+];
+
+/// Why a new password was refused, in words fit for the person who chose it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PasswordRuleError {
+    /// Fewer than [`MIN_PASSWORD_BYTES`].
+    #[error("Use at least 8 characters.")]
+    TooShort,
+    /// More than [`MAX_PASSWORD_BYTES`].
+    #[error("Use at most 1024 characters.")]
+    TooLong,
+    /// The password is the username, or contains it.
+    #[error("Don't use your username in your password.")]
+    ContainsUsername,
+    /// The password is on the list of the most common ones.
+    #[error("That password is too common; choose one that is harder to guess.")]
+    TooCommon,
+}
+
+/// Checks a password someone is choosing (sign-up, `users set-password`).
+pub fn check_new_password(password: &str, username: &Username) -> Result<(), PasswordRuleError> {
+    if password.len() < MIN_PASSWORD_BYTES {
+        return Err(PasswordRuleError::TooShort);
+    }
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(PasswordRuleError::TooLong);
+    }
+    let folded = password.to_lowercase();
+    if folded.contains(&username.key()) {
+        return Err(PasswordRuleError::ContainsUsername);
+    }
+    if COMMON_PASSWORDS.contains(&folded.as_str()) {
+        return Err(PasswordRuleError::TooCommon);
+    }
+    Ok(())
+}
+
+/// A hashing failure.
+#[derive(Debug, thiserror::Error)]
+pub enum HashError {
+    /// Every hashing slot is taken and the queue is full: answer 503 and let the client retry.
+    #[error("password hashing is saturated")]
+    Busy,
+    /// The hash could not be computed (a bug or a corrupt stored hash).
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+/// The outcome of checking a password against a stored hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    /// The password is right; `needs_rehash` when the hash was made with other parameters.
+    Match {
+        /// The stored hash should be replaced by one with the current parameters.
+        needs_rehash: bool,
+    },
+    /// The password is wrong, or the stored hash is unusable.
+    Mismatch,
+}
+
+/// Hashes and verifies passwords with argon2id, at most `concurrency` at once.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    settings: Argon2Settings,
+    /// One permit per hash computed at the same time.
+    workers: Arc<Semaphore>,
+    /// Permits for requests waiting or working; when none is left we refuse at once.
+    queue: Arc<Semaphore>,
+    /// A real hash of a random password, verified against when the user does not exist.
+    dummy_hash: Arc<str>,
+}
+
+impl fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasswordHasher")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+fn argon2_for(settings: Argon2Settings) -> anyhow::Result<Argon2<'static>> {
+    let params = Params::new(
+        settings.memory_kib,
+        settings.iterations,
+        settings.parallelism,
+        None,
+    )
+    .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+fn hash_blocking(settings: Argon2Settings, password: &[u8]) -> anyhow::Result<String> {
+    let hash = argon2_for(settings)?
+        .hash_password(password)
+        .map_err(|e| anyhow::anyhow!("argon2 hash: {e}"))?;
+    Ok(hash.to_string())
+}
+
+/// Verifies `password` against a PHC string after checking its parameters are sane.
+fn verify_blocking(current: Argon2Settings, password: &[u8], phc: &str) -> Verification {
+    let Ok(hash) = PasswordHash::new(phc) else {
+        tracing::warn!("stored password hash is not a PHC string");
+        return Verification::Mismatch;
+    };
+    if hash.algorithm.as_str() != "argon2id" {
+        tracing::warn!("stored password hash is not argon2id");
+        return Verification::Mismatch;
+    }
+    let Ok(params) = Params::try_from(&hash) else {
+        return Verification::Mismatch;
+    };
+    let stored = Argon2Settings {
+        memory_kib: params.m_cost(),
+        iterations: params.t_cost(),
+        parallelism: params.p_cost(),
+    };
+    // A hash with absurd parameters (imported, or written by an attacker with database access)
+    // would make every sign-in for that user a denial of service: refuse to compute it.
+    if !stored.is_within_bounds() {
+        tracing::warn!(?stored, "stored password hash parameters are out of bounds");
+        return Verification::Mismatch;
+    }
+    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    match argon2.verify_password(password, &hash) {
+        Ok(()) => Verification::Match {
+            needs_rehash: stored != current || hash.version != Some(0x13),
+        },
+        Err(_) => Verification::Mismatch,
+    }
+}
+
+impl PasswordHasher {
+    /// Builds a hasher; computes one hash up front for the unknown-user path.
+    pub fn new(settings: Argon2Settings, concurrency: usize, queue: usize) -> anyhow::Result<Self> {
+        let mut filler = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut filler)
+            .map_err(|_| anyhow::anyhow!("system random number generator failed"))?;
+        let dummy_hash = hash_blocking(settings, &filler)?;
+        Ok(Self {
+            settings,
+            workers: Arc::new(Semaphore::new(concurrency.max(1))),
+            queue: Arc::new(Semaphore::new(queue.max(concurrency).max(1))),
+            dummy_hash: dummy_hash.into(),
+        })
+    }
+
+    /// The parameters new hashes are made with.
+    #[must_use]
+    pub fn settings(&self) -> Argon2Settings {
+        self.settings
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        // Refuse at once when the queue is full, so a flood of sign-ins costs us nothing but a
+        // 503 instead of memory and latency for everyone.
+        let _queued = self
+            .queue
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| HashError::Busy)?;
+        let _working = self
+            .workers
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| HashError::Busy)?;
+        tokio::task::spawn_blocking(job)
+            .await
+            .map_err(|e| HashError::Internal(anyhow::anyhow!("hashing task failed: {e}")))
+    }
+
+    /// Hashes a new password into a PHC string.
+    pub async fn hash(&self, password: &str) -> Result<String, HashError> {
+        let settings = self.settings;
+        let password = password.as_bytes().to_vec();
+        self.run(move || hash_blocking(settings, &password))
+            .await?
+            .map_err(HashError::Internal)
+    }
+
+    /// Verifies a password against a stored PHC string.
+    pub async fn verify(&self, password: &str, phc: &str) -> Result<Verification, HashError> {
+        let settings = self.settings;
+        let password = password.as_bytes().to_vec();
+        let phc = phc.to_owned();
+        self.run(move || verify_blocking(settings, &password, &phc))
+            .await
+    }
+
+    /// Does the work of a verification that cannot succeed, for users that do not exist, so the
+    /// response time does not tell which usernames are taken.
+    pub async fn verify_dummy(&self, password: &str) -> Result<(), HashError> {
+        let phc = Arc::clone(&self.dummy_hash);
+        let settings = self.settings;
+        let password = password.as_bytes().to_vec();
+        self.run(move || {
+            verify_blocking(settings, &password, &phc);
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHEAP: Argon2Settings = Argon2Settings {
+        memory_kib: 64,
+        iterations: 1,
+        parallelism: 1,
+    };
+
+    fn user(name: &str) -> Username {
+        Username::parse(name).expect("valid username")
+    }
+
+    #[test]
+    fn new_passwords_follow_the_length_rule() {
+        assert_eq!(
+            check_new_password("short", &user("bob")),
+            Err(PasswordRuleError::TooShort)
+        );
+        assert_eq!(
+            check_new_password(&"x".repeat(1025), &user("bob")),
+            Err(PasswordRuleError::TooLong)
+        );
+        assert!(check_new_password(&"horse battery ".repeat(73), &user("bob")).is_ok());
+        assert!(check_new_password("correct horse", &user("bob")).is_ok());
+    }
+
+    #[test]
+    fn new_passwords_must_not_be_common_or_hold_the_username() {
+        assert_eq!(
+            check_new_password("Password123", &user("bob")),
+            Err(PasswordRuleError::TooCommon)
+        );
+        assert_eq!(
+            check_new_password("xxALICExx99", &user("alice")),
+            Err(PasswordRuleError::ContainsUsername)
+        );
+    }
+
+    #[test]
+    fn a_hash_verifies_only_its_own_password() {
+        let hash = hash_blocking(CHEAP, b"correct horse").expect("hash");
+        assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
+        assert_eq!(
+            verify_blocking(CHEAP, b"correct horse", &hash),
+            Verification::Match {
+                needs_rehash: false
+            }
+        );
+        assert_eq!(
+            verify_blocking(CHEAP, b"wrong horse", &hash),
+            Verification::Mismatch
+        );
+    }
+
+    #[test]
+    fn a_hash_with_other_parameters_asks_for_a_rehash() {
+        let hash = hash_blocking(CHEAP, b"correct horse").expect("hash");
+        let stronger = Argon2Settings {
+            memory_kib: 128,
+            ..CHEAP
+        };
+        assert_eq!(
+            verify_blocking(stronger, b"correct horse", &hash),
+            Verification::Match { needs_rehash: true }
+        );
+    }
+
+    #[test]
+    fn stored_parameters_out_of_bounds_are_refused_before_hashing() {
+        // m=4 GiB would take seconds and gigabytes: it must not even be attempted.
+        let hostile = "$argon2id$v=19$m=4194304,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$\
+                       AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        assert_eq!(
+            verify_blocking(CHEAP, b"anything", hostile),
+            Verification::Mismatch
+        );
+        let many_passes = "$argon2id$v=19$m=64,t=1000,p=1$c29tZXNhbHRzb21lc2FsdA$\
+                           AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        assert_eq!(
+            verify_blocking(CHEAP, b"anything", many_passes),
+            Verification::Mismatch
+        );
+    }
+
+    #[test]
+    fn non_argon2id_hashes_are_refused() {
+        assert_eq!(
+            verify_blocking(CHEAP, b"x", "not a hash"),
+            Verification::Mismatch
+        );
+        assert_eq!(
+            verify_blocking(
+                CHEAP,
+                b"x",
+                "$argon2i$v=19$m=64,t=1,p=1$c29tZXNhbHQ$AAAAAAAAAAAAAAAAAAAAAA"
+            ),
+            Verification::Mismatch
+        );
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_answers_busy_at_once() {
+        let hasher = PasswordHasher::new(CHEAP, 1, 1).expect("hasher");
+        let held = hasher
+            .queue
+            .clone()
+            .try_acquire_owned()
+            .expect("the only permit");
+        assert!(matches!(
+            hasher.hash("whatever pw").await,
+            Err(HashError::Busy)
+        ));
+        drop(held);
+        assert!(hasher.hash("whatever pw").await.is_ok());
+    }
+}

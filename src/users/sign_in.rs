@@ -1,0 +1,146 @@
+//! Checking a username and password: throttle, constant work for unknown users, rehash, devices.
+
+use time::{Duration, OffsetDateTime};
+
+use crate::db::{self, DbError, DbPool};
+use crate::tokens::opaque::{PlainToken, TokenHash};
+use crate::users::name::Username;
+use crate::users::password::{HashError, MAX_PASSWORD_BYTES, PasswordHasher, Verification};
+use crate::users::throttle::{self, Attempt, ThrottlePolicy};
+use crate::users::{self, User, devices};
+
+/// A successful sign-in.
+#[derive(Debug)]
+pub struct SignedIn {
+    /// Who signed in.
+    pub user: User,
+    /// A new trusted-device token to set as a cookie, when the browser had none for this user.
+    pub new_device_token: Option<PlainToken>,
+}
+
+/// Why a sign-in failed. The first three are the person's to see; their wording never tells
+/// whether an account exists.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    /// Unknown username or wrong password: deliberately the same answer.
+    #[error("Wrong username or password.")]
+    WrongCredentials,
+    /// Too many consecutive failures for this username.
+    #[error("Too many failed attempts. Try again later.")]
+    Locked {
+        /// How long until the next attempt is accepted.
+        retry_after: Duration,
+    },
+    /// The password was right but an operator disabled the account.
+    #[error("This account is disabled. Contact your administrator.")]
+    Disabled,
+    /// Password hashing is saturated; retry shortly.
+    #[error("password hashing is saturated")]
+    Busy,
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// Something else broke.
+    #[error(transparent)]
+    Internal(anyhow::Error),
+}
+
+impl From<diesel::result::Error> for SignInError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Db(DbError::from(e))
+    }
+}
+
+impl From<HashError> for SignInError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy => Self::Busy,
+            HashError::Internal(e) => Self::Internal(e),
+        }
+    }
+}
+
+/// Checks credentials typed on the sign-in page.
+///
+/// Takes the pool, not a connection: no connection is held while waiting for a hashing slot.
+pub async fn sign_in(
+    pool: &DbPool,
+    hasher: &PasswordHasher,
+    policy: ThrottlePolicy,
+    unverified_username: &str,
+    password: &str,
+    device: Option<&TokenHash>,
+    now: OffsetDateTime,
+) -> Result<SignedIn, SignInError> {
+    let Ok(username) = Username::parse(unverified_username) else {
+        // No account can have this name; do the same work as for a wrong password anyway.
+        hasher.verify_dummy(password).await?;
+        return Err(SignInError::WrongCredentials);
+    };
+    let key = username.key();
+
+    let (user, trusted) = {
+        let mut conn = db::connect(pool).await?;
+        let user = users::find_by_username(&mut conn, &username).await?;
+        let trusted = match (&user, device) {
+            (Some(u), Some(d)) => devices::is_trusted(&mut conn, d, u.id, now).await?,
+            _ => false,
+        };
+        if !trusted
+            && let Attempt::Locked(retry_after) =
+                throttle::begin_attempt(&mut conn, policy, &key, now).await?
+        {
+            return Err(SignInError::Locked { retry_after });
+        }
+        (user, trusted)
+    };
+
+    let verification = if password.len() > MAX_PASSWORD_BYTES {
+        // No stored password can be this long: refuse before spending a hash on it.
+        Verification::Mismatch
+    } else if let Some(user) = &user {
+        hasher.verify(password, &user.password_hash).await?
+    } else {
+        hasher.verify_dummy(password).await?;
+        Verification::Mismatch
+    };
+
+    let (Some(user), Verification::Match { needs_rehash }) = (user, verification) else {
+        if let (true, Some(d)) = (trusted, device) {
+            let mut conn = db::connect(pool).await?;
+            devices::update_failed(&mut conn, d).await?;
+        }
+        return Err(SignInError::WrongCredentials);
+    };
+    if user.is_disabled() {
+        return Err(SignInError::Disabled);
+    }
+
+    let new_hash = if needs_rehash {
+        // Best effort: a busy hasher only delays the upgrade to the next sign-in.
+        match hasher.hash(password).await {
+            Ok(h) => Some(h),
+            Err(HashError::Busy) => None,
+            Err(HashError::Internal(e)) => return Err(SignInError::Internal(e)),
+        }
+    } else {
+        None
+    };
+
+    let mut conn = db::connect(pool).await?;
+    throttle::delete(&mut conn, &key).await?;
+    if let Some(h) = &new_hash {
+        users::update_password_hash(&mut conn, user.id, h, now).await?;
+    }
+    let new_device_token = match (trusted, device) {
+        (true, Some(d)) => {
+            devices::update_succeeded(&mut conn, d, now).await?;
+            None
+        }
+        _ => Some(devices::insert(&mut conn, user.id, now).await?),
+    };
+    Ok(SignedIn {
+        user,
+        new_device_token,
+    })
+}

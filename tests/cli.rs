@@ -1,0 +1,184 @@
+//! The `keyward` binary's commands, run as an operator would.
+
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+
+use reqwest::StatusCode;
+
+use crate::support::{GOOD_PASSWORD, TestApp, assert_see_other};
+
+fn keyward(database_url: &str, args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(args)
+        .env("DATABASE_URL", database_url)
+        .env("KEYWARD_ARGON2_MEMORY_KIB", "64")
+        .env("KEYWARD_ARGON2_ITERATIONS", "1")
+        .env("KEYWARD_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run keyward");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8(o.stderr.clone()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operators_create_list_disable_and_reset_users() {
+    let app = TestApp::spawn().await;
+    let url = app.database_url.clone();
+
+    let out = keyward(
+        &url,
+        &[
+            "users",
+            "create",
+            "--username",
+            "victor",
+            "--email",
+            "v@example.com",
+            "--password-stdin",
+        ],
+        &format!("{GOOD_PASSWORD}\n"),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = stdout(&out).trim().to_owned();
+    assert!(
+        uuid::Uuid::parse_str(&id).is_ok(),
+        "prints the new id: {id}"
+    );
+    assert_see_other(
+        &app.browser.sign_in("victor", GOOD_PASSWORD).await,
+        "/account",
+    );
+
+    let out = keyward(&url, &["users", "list"], "");
+    let line = stdout(&out);
+    let fields: Vec<&str> = line.trim().split('\t').collect();
+    assert_eq!(
+        &fields[..4],
+        [id.as_str(), "victor", "v@example.com", "active"]
+    );
+
+    let out = keyward(
+        &url,
+        &["users", "set-password", "victor", "--password-stdin"],
+        "a brand new secret\r\n",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The password change ended the open session and the old password.
+    assert_see_other(&app.browser.get("/account").await, "/signin");
+    assert_eq!(
+        app.new_browser()
+            .sign_in("victor", GOOD_PASSWORD)
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_see_other(
+        &app.new_browser()
+            .sign_in("victor", "a brand new secret")
+            .await,
+        "/account",
+    );
+
+    let out = keyward(&url, &["users", "disable", "VICTOR"], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = keyward(&url, &["users", "list", "--json"], "");
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json[0]["status"], "disabled");
+    assert_eq!(json[0]["id"], id.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_refusals_exit_non_zero_with_one_clear_line() {
+    let app = TestApp::spawn().await;
+    let url = app.database_url.clone();
+
+    let weak = keyward(
+        &url,
+        &["users", "create", "--username", "wendy", "--password-stdin"],
+        "short\n",
+    );
+    assert!(!weak.status.success());
+    assert!(stderr(&weak).contains("Use at least 8 characters."));
+
+    keyward(
+        &url,
+        &[
+            "users",
+            "create",
+            "--username",
+            "xavier",
+            "--password-stdin",
+        ],
+        "a fine password\n",
+    );
+    let dup = keyward(
+        &url,
+        &[
+            "users",
+            "create",
+            "--username",
+            "Xavier",
+            "--password-stdin",
+        ],
+        "a fine password\n",
+    );
+    assert!(!dup.status.success());
+    assert!(stderr(&dup).contains("That username is taken."));
+
+    let missing = keyward(&url, &["users", "disable", "nobody"], "");
+    assert!(!missing.status.success());
+    assert!(stderr(&missing).contains("no user named 'nobody'"));
+
+    let no_flag = keyward(&url, &["users", "create", "--username", "yara"], "");
+    assert!(
+        !no_flag.status.success(),
+        "a password is never taken from arguments"
+    );
+}
+
+#[test]
+fn a_bad_setting_or_unreachable_database_names_the_setting() {
+    let bad = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .arg("migrate")
+        .env("DATABASE_URL", "postgres://u:p@127.0.0.1:1/x")
+        .env("KEYWARD_BIND", "not-an-address")
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let err = stderr(&bad);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("keyward: KEYWARD_BIND:"), "{err}");
+
+    let down = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .arg("migrate")
+        .env("DATABASE_URL", "postgres://u:secret-pw@127.0.0.1:1/x")
+        .env_remove("KEYWARD_BIND")
+        .output()
+        .unwrap();
+    assert!(!down.status.success());
+    let err = stderr(&down);
+    assert!(
+        err.starts_with("keyward: DATABASE_URL: cannot migrate the database"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("secret-pw"),
+        "the password never reaches output"
+    );
+}

@@ -1,0 +1,9 @@
+//! Keyward's integration tests: one binary, the real server on a random port, a real PostgreSQL.
+#![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
+mod support;
+
+mod cli;
+mod pages;
+mod robustness;
+mod security;

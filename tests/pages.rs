@@ -1,0 +1,230 @@
+//! The hosted pages as a person uses them: sign up, sign in, the account page, sign out.
+
+use reqwest::StatusCode;
+
+use crate::support::{GOOD_PASSWORD, TestApp, assert_see_other, csrf_of};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_person_signs_up_sees_the_account_page_and_signs_out() {
+    let app = TestApp::spawn().await;
+    let b = &app.browser;
+
+    let resp = b.sign_up("Alice", "alice@example.com", GOOD_PASSWORD).await;
+    assert_see_other(&resp, "/account");
+
+    let account = b.get("/account").await;
+    assert_eq!(account.status(), StatusCode::OK);
+    let html = account.text().await.unwrap();
+    assert!(
+        html.contains("You are signed in as <strong>Alice</strong>"),
+        "{html}"
+    );
+    assert!(html.contains("alice@example.com"));
+
+    let csrf = csrf_of(&html);
+    let resp = b.post_form("/signout", &[("csrf", &csrf)]).await;
+    assert_see_other(&resp, "/signin?signed_out=1");
+    let page = b.get("/signin?signed_out=1").await.text().await.unwrap();
+    assert!(page.contains("You have signed out."));
+
+    // Signed out for real: the account page sends us to sign in again.
+    assert_see_other(&b.get("/account").await, "/signin");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registered_user_signs_in_with_any_case_of_their_username() {
+    let app = TestApp::spawn().await;
+    app.create_user("Bob", GOOD_PASSWORD).await;
+
+    let resp = app.browser.sign_in("bOB", GOOD_PASSWORD).await;
+    assert_see_other(&resp, "/account");
+    let html = app.browser.get("/account").await.text().await.unwrap();
+    assert!(html.contains("<strong>Bob</strong>"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_account_page_asks_for_sign_in_and_comes_back_after_it() {
+    let app = TestApp::spawn().await;
+    app.create_user("carol", GOOD_PASSWORD).await;
+    assert_see_other(&app.browser.get("/account").await, "/signin");
+    let resp = app.browser.sign_in("carol", GOOD_PASSWORD).await;
+    assert_see_other(&resp, "/account");
+    // Already signed in: the sign-in page moves on instead of showing the form.
+    assert_see_other(&app.browser.get("/signin").await, "/account");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_out_asks_for_confirmation_on_get() {
+    let app = TestApp::spawn().await;
+    app.create_user("dave", GOOD_PASSWORD).await;
+    app.browser.sign_in("dave", GOOD_PASSWORD).await;
+
+    let confirm = app.browser.get("/signout").await;
+    assert_eq!(confirm.status(), StatusCode::OK);
+    let html = confirm.text().await.unwrap();
+    assert!(html.contains("Sign out?"));
+    // The GET changed nothing: still signed in.
+    assert_eq!(app.browser.get("/account").await.status(), StatusCode::OK);
+
+    let resp = app
+        .browser
+        .post_form("/signout", &[("csrf", &csrf_of(&html))])
+        .await;
+    assert_see_other(&resp, "/signin?signed_out=1");
+    assert_see_other(&app.browser.get("/account").await, "/signin");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_up_refuses_bad_input_with_a_message_on_the_page() {
+    let app = TestApp::spawn().await;
+    app.create_user("taken", GOOD_PASSWORD).await;
+    let b = &app.browser;
+
+    let cases = [
+        (
+            "x",
+            "",
+            GOOD_PASSWORD,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Usernames are 3 to 32 characters",
+        ),
+        (
+            "valid_name",
+            "not-an-email",
+            GOOD_PASSWORD,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Enter an email address",
+        ),
+        (
+            "valid_name",
+            "",
+            "short",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Use at least 8 characters.",
+        ),
+        (
+            "valid_name",
+            "",
+            "password123",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "too common",
+        ),
+        (
+            "TAKEN",
+            "",
+            GOOD_PASSWORD,
+            StatusCode::CONFLICT,
+            "That username is taken.",
+        ),
+    ];
+    for (username, email, password, status, message) in cases {
+        let resp = b.sign_up(username, email, password).await;
+        assert_eq!(resp.status(), status, "{username}/{email}/{password}");
+        let html = resp.text().await.unwrap();
+        assert!(html.contains(message), "{message} not in page");
+        assert!(html.contains("role=\"alert\""));
+        // The typed username comes back so the person can fix it; the password never does.
+        assert!(
+            !html.contains(&format!("value=\"{password}\"")),
+            "password echoed"
+        );
+    }
+
+    let csrf = b.csrf("/signup").await;
+    let resp = b
+        .post_form(
+            "/signup",
+            &[
+                ("csrf", &csrf),
+                ("username", "mismatch"),
+                ("password", GOOD_PASSWORD),
+                ("password_confirm", "correct horse battery staple"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("The two passwords are different.")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_email_cannot_sign_up_twice_in_any_case() {
+    let app = TestApp::spawn().await;
+    let resp = app
+        .browser
+        .sign_up("first", "Same@Example.com", GOOD_PASSWORD)
+        .await;
+    assert_see_other(&resp, "/account");
+    let other = app.new_browser();
+    let resp = other
+        .sign_up("second", "same@example.COM", GOOD_PASSWORD)
+        .await;
+    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("An account with that email already exists.")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_up_can_be_switched_off() {
+    let app = TestApp::spawn_with(&[("KEYWARD_SIGNUP_ENABLED", "false")]).await;
+    let resp = app.browser.get("/signup").await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    assert!(resp.text().await.unwrap().contains("Sign-up is closed"));
+    let resp = app
+        .browser
+        .post_form("/signup", &[("username", "sneaky")])
+        .await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let signin = app.browser.get("/signin").await.text().await.unwrap();
+    assert!(!signin.contains("/signup"), "no link to a closed sign-up");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_are_served_with_their_stylesheet_and_no_script() {
+    let app = TestApp::spawn().await;
+    let html = app.browser.get("/signin").await.text().await.unwrap();
+    assert!(html.contains("<link rel=\"stylesheet\" href=\"/assets/style.css\">"));
+    assert!(!html.contains("<script"));
+    assert!(html.contains("<label for=\"username\">"));
+    let css = app.browser.get("/assets/style.css").await;
+    assert_eq!(css.status(), StatusCode::OK);
+    assert_eq!(css.headers()["content-type"], "text/css; charset=utf-8");
+    assert!(css.text().await.unwrap().contains(":focus-visible"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sign_in_rehashes_a_password_stored_with_old_parameters() {
+    let app = TestApp::spawn().await;
+    let user = app.create_user("erin", GOOD_PASSWORD).await;
+    // Pretend the hash was made under weaker, older settings.
+    let old = keyward::config::Argon2Settings {
+        memory_kib: 32,
+        iterations: 1,
+        parallelism: 1,
+    };
+    let old_hasher = keyward::users::password::PasswordHasher::new(old, 1, 1).unwrap();
+    let old_hash = old_hasher.hash(GOOD_PASSWORD).await.unwrap();
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    keyward::users::update_password_hash(&mut conn, user.id, &old_hash, app.clock().now())
+        .await
+        .unwrap();
+
+    assert_see_other(
+        &app.browser.sign_in("erin", GOOD_PASSWORD).await,
+        "/account",
+    );
+    let stored = app.find_user(user.id).await.unwrap().password_hash;
+    assert!(
+        stored.starts_with("$argon2id$v=19$m=64,t=1,p=1$"),
+        "{stored}"
+    );
+    assert_ne!(stored, old_hash);
+}

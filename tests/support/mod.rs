@@ -1,0 +1,296 @@
+//! Test harness: the real app on a random port, a fresh database, and a browser-like client.
+
+pub mod db;
+pub mod proxy;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use keyward::app::{App, AppState};
+use keyward::clock::Clock;
+use keyward::config::Config;
+use keyward::users::name::Username;
+use keyward::users::{self, NewUser, User};
+use reqwest::cookie::{CookieStore, Jar};
+use reqwest::redirect::Policy;
+use reqwest::{Client, Response, StatusCode};
+use time::OffsetDateTime;
+use tokio::sync::oneshot;
+
+/// A password that passes every rule.
+pub const GOOD_PASSWORD: &str = "correct horse battery";
+
+/// A running Keyward on its own database.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The server's address.
+    pub addr: SocketAddr,
+    /// The app's shared state: its pool, clock and hasher.
+    pub state: AppState,
+    /// The default browser.
+    pub browser: Browser,
+    /// The test database's URL (for the CLI tests).
+    pub database_url: String,
+    db_name: String,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// A cookie-keeping HTTP client that never follows redirects: it sees what a relying party sees.
+#[derive(Clone)]
+pub struct Browser {
+    /// The client.
+    pub client: Client,
+    /// Its cookies.
+    pub jar: Arc<Jar>,
+    base: String,
+}
+
+/// Settings every test starts from: cheap argon2 and the test database.
+fn test_env(database_url: &str, issuer: &str) -> HashMap<&'static str, String> {
+    HashMap::from([
+        ("DATABASE_URL", database_url.to_owned()),
+        ("KEYWARD_ISSUER", issuer.to_owned()),
+        ("KEYWARD_ARGON2_MEMORY_KIB", "64".to_owned()),
+        ("KEYWARD_ARGON2_ITERATIONS", "1".to_owned()),
+        ("KEYWARD_ARGON2_PARALLELISM", "1".to_owned()),
+        ("KEYWARD_DB_POOL_SIZE", "8".to_owned()),
+    ])
+}
+
+impl TestApp {
+    /// Starts the app with default test settings.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(&[]).await
+    }
+
+    /// Starts the app with extra `KEYWARD_*` settings.
+    pub async fn spawn_with(settings: &[(&'static str, &str)]) -> Self {
+        let db_name = db::create_test_database().await;
+        let database_url = db::url_for(&db_name);
+        Self::spawn_on(db_name, database_url.clone(), database_url, settings).await
+    }
+
+    /// Starts the app reaching its database through `app_database_url` (a proxy, say).
+    pub async fn spawn_through(
+        app_database_url: impl FnOnce(&str) -> String,
+        settings: &[(&'static str, &str)],
+    ) -> Self {
+        let db_name = db::create_test_database().await;
+        let database_url = db::url_for(&db_name);
+        let via = app_database_url(&db_name);
+        Self::spawn_on(db_name, database_url, via, settings).await
+    }
+
+    async fn spawn_on(
+        db_name: String,
+        database_url: String,
+        app_database_url: String,
+        settings: &[(&'static str, &str)],
+    ) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a random port");
+        let addr = listener.local_addr().expect("local address");
+        let base = format!("http://{addr}");
+        let mut env = test_env(&app_database_url, &base);
+        for (k, v) in settings {
+            env.insert(k, (*v).to_owned());
+        }
+        let config = Config::from_env(|name| env.get(name).cloned()).expect("valid test config");
+        if std::env::var_os("TEST_LOG").is_some() {
+            keyward::telemetry::init("debug");
+        }
+        // Whole seconds: the database keeps microseconds and tests compare times.
+        let start = OffsetDateTime::from_unix_timestamp(OffsetDateTime::now_utc().unix_timestamp())
+            .expect("valid time");
+        let app = App::build(config, Clock::manual(start))
+            .await
+            .expect("build app");
+        let state = app.state().clone();
+        let (tx, rx) = oneshot::channel();
+        let server = tokio::spawn(async move {
+            app.serve(listener, async {
+                let _ = rx.await;
+            })
+            .await
+            .expect("server runs");
+        });
+        let browser = Browser::new(&base);
+        Self {
+            base,
+            addr,
+            state,
+            browser,
+            database_url,
+            db_name,
+            shutdown: Some(tx),
+            server: Some(server),
+        }
+    }
+
+    /// A second, independent browser (its own cookies).
+    pub fn new_browser(&self) -> Browser {
+        Browser::new(&self.base)
+    }
+
+    /// The app's clock, which only moves when a test moves it.
+    pub fn clock(&self) -> &Clock {
+        &self.state.clock
+    }
+
+    /// Creates a user directly in the database (a fixture, not an HTTP step).
+    pub async fn create_user(&self, username: &str, password: &str) -> User {
+        let username = Username::parse(username).expect("valid username");
+        let hash = self.state.hasher.hash(password).await.expect("hash");
+        let mut conn = keyward::db::connect(&self.state.db)
+            .await
+            .expect("connection");
+        users::insert(
+            &mut conn,
+            &NewUser::new(&username, None, &hash, self.clock().now()),
+        )
+        .await
+        .expect("insert user")
+    }
+
+    /// Reads a user back from the database.
+    pub async fn find_user(&self, id: uuid::Uuid) -> Option<User> {
+        let mut conn = keyward::db::connect(&self.state.db)
+            .await
+            .expect("connection");
+        users::find(&mut conn, id).await.expect("query")
+    }
+
+    /// Stops the server and waits for it to finish its graceful shutdown.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+        db::drop_test_database(&self.db_name);
+    }
+}
+
+impl Browser {
+    fn new(base: &str) -> Self {
+        let jar = Arc::new(Jar::default());
+        let client = Client::builder()
+            .cookie_provider(Arc::clone(&jar))
+            .redirect(Policy::none())
+            .build()
+            .expect("client");
+        Self {
+            client,
+            jar,
+            base: base.to_owned(),
+        }
+    }
+
+    /// `GET base + path`.
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .expect("GET")
+    }
+
+    /// `POST base + path` with a form body.
+    pub async fn post_form(&self, path: &str, form: &[(&str, &str)]) -> Response {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .form(form)
+            .send()
+            .await
+            .expect("POST")
+    }
+
+    /// Loads the page at `path` and returns the CSRF token of its form.
+    pub async fn csrf(&self, path: &str) -> String {
+        let page = self.get(path).await;
+        assert_eq!(page.status(), StatusCode::OK, "GET {path}");
+        csrf_of(&page.text().await.expect("body"))
+    }
+
+    /// Signs in through the form; returns the response to the POST.
+    pub async fn sign_in(&self, username: &str, password: &str) -> Response {
+        let csrf = self.csrf("/signin").await;
+        self.post_form(
+            "/signin",
+            &[
+                ("csrf", &csrf),
+                ("username", username),
+                ("password", password),
+            ],
+        )
+        .await
+    }
+
+    /// Signs up through the form; returns the response to the POST.
+    pub async fn sign_up(&self, username: &str, email: &str, password: &str) -> Response {
+        let csrf = self.csrf("/signup").await;
+        self.post_form(
+            "/signup",
+            &[
+                ("csrf", &csrf),
+                ("username", username),
+                ("email", email),
+                ("password", password),
+                ("password_confirm", password),
+            ],
+        )
+        .await
+    }
+
+    /// The value of cookie `name` this browser would send.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        let url = self.base.parse().expect("base URL");
+        let header = self.jar.cookies(&url)?;
+        header
+            .to_str()
+            .ok()?
+            .split(';')
+            .filter_map(|p| p.trim().split_once('='))
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_owned())
+    }
+}
+
+/// The CSRF token in a page's form.
+pub fn csrf_of(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker).expect("page has a CSRF field") + marker.len();
+    let len = html[start..].find('"').expect("closing quote");
+    html[start..start + len].to_owned()
+}
+
+/// The `Location` of a redirect.
+pub fn location(resp: &Response) -> &str {
+    resp.headers()
+        .get("location")
+        .expect("a Location header")
+        .to_str()
+        .expect("ASCII location")
+}
+
+/// Asserts a 303 to `to`.
+pub fn assert_see_other(resp: &Response, to: &str) {
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER, "expected 303 to {to}");
+    assert_eq!(location(resp), to);
+}
