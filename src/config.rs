@@ -3,6 +3,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 
 use url::Url;
@@ -192,44 +193,40 @@ impl Config {
                 "must start with postgres:// or postgresql://",
             ));
         }
-        let db_pool_size: usize = parse_or(
-            "KEYWARD_DB_POOL_SIZE",
-            get("KEYWARD_DB_POOL_SIZE"),
-            Some(16),
-        )?;
-        if !(1..=1000).contains(&db_pool_size) {
-            return Err(ConfigError::new(
-                "KEYWARD_DB_POOL_SIZE",
-                "must be between 1 and 1000",
-            ));
-        }
-
+        // A whole number within bounds, named by its variable when it is not.
+        let number = |name: &'static str, default: u32, range: RangeInclusive<u32>| {
+            let value: u32 = parse_or(name, get(name), Some(default))?;
+            if range.contains(&value) {
+                Ok(value)
+            } else {
+                Err(ConfigError::new(
+                    name,
+                    format!("must be between {} and {}", range.start(), range.end()),
+                ))
+            }
+        };
+        let db_pool_size = number("KEYWARD_DB_POOL_SIZE", 16, 1..=1000)? as usize;
         let argon2 = Argon2Settings {
-            memory_kib: parse_or(
+            memory_kib: number(
                 "KEYWARD_ARGON2_MEMORY_KIB",
-                get("KEYWARD_ARGON2_MEMORY_KIB"),
-                Some(Argon2Settings::OWASP.memory_kib),
+                Argon2Settings::OWASP.memory_kib,
+                8..=Argon2Settings::MAX_MEMORY_KIB,
             )?,
-            iterations: parse_or(
+            iterations: number(
                 "KEYWARD_ARGON2_ITERATIONS",
-                get("KEYWARD_ARGON2_ITERATIONS"),
-                Some(Argon2Settings::OWASP.iterations),
+                Argon2Settings::OWASP.iterations,
+                1..=Argon2Settings::MAX_ITERATIONS,
             )?,
-            parallelism: parse_or(
+            parallelism: number(
                 "KEYWARD_ARGON2_PARALLELISM",
-                get("KEYWARD_ARGON2_PARALLELISM"),
-                Some(Argon2Settings::OWASP.parallelism),
+                Argon2Settings::OWASP.parallelism,
+                1..=Argon2Settings::MAX_PARALLELISM,
             )?,
         };
         if !argon2.is_within_bounds() {
             return Err(ConfigError::new(
                 "KEYWARD_ARGON2_MEMORY_KIB",
-                format!(
-                    "argon2 parameters out of bounds: memory 8*parallelism..={} KiB, iterations 1..={}, parallelism 1..={}",
-                    Argon2Settings::MAX_MEMORY_KIB,
-                    Argon2Settings::MAX_ITERATIONS,
-                    Argon2Settings::MAX_PARALLELISM
-                ),
+                "must be at least 8 KiB per lane (KEYWARD_ARGON2_PARALLELISM)",
             ));
         }
 
@@ -291,17 +288,7 @@ impl Config {
                 "timeouts must be above zero",
             ));
         }
-        let lockout_threshold: u32 = parse_or(
-            "KEYWARD_LOCKOUT_THRESHOLD",
-            get("KEYWARD_LOCKOUT_THRESHOLD"),
-            Some(5),
-        )?;
-        if !(1..=100).contains(&lockout_threshold) {
-            return Err(ConfigError::new(
-                "KEYWARD_LOCKOUT_THRESHOLD",
-                "must be between 1 and 100",
-            ));
-        }
+        let lockout_threshold = number("KEYWARD_LOCKOUT_THRESHOLD", 5, 1..=100)?;
 
         Ok(Self {
             issuer,

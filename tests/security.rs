@@ -112,10 +112,7 @@ async fn an_attacker_cannot_lock_the_owner_out_of_a_browser_they_signed_in_on() 
         owner.cookie("keyward_device").is_some(),
         "device cookie set at sign-in"
     );
-    let html = owner.get("/account").await.text().await.unwrap();
-    owner
-        .post_form("/signout", &[("csrf", &crate::support::csrf_of(&html))])
-        .await;
+    owner.sign_out().await;
 
     let attacker = app.new_browser();
     for _ in 0..8 {
@@ -136,9 +133,7 @@ async fn a_stolen_device_cookie_does_not_help_with_another_account() {
     app.create_user("kate", GOOD_PASSWORD).await;
     let b = app.new_browser();
     assert_see_other(&b.sign_in("jack", GOOD_PASSWORD).await, "/account");
-    let html = b.get("/account").await.text().await.unwrap();
-    b.post_form("/signout", &[("csrf", &crate::support::csrf_of(&html))])
-        .await;
+    b.sign_out().await;
     for _ in 0..5 {
         b.sign_in("kate", WRONG).await;
     }
@@ -219,16 +214,9 @@ async fn the_session_id_changes_at_sign_in_and_the_old_one_is_dead() {
     assert_ne!(before, after, "fixation: the id must change at sign-in");
 
     // A client still holding the pre-sign-in id is not signed in.
-    let fixated = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let resp = fixated
-        .get(format!("{}/account", app.base))
-        .header("cookie", format!("keyward_session={before}"))
-        .send()
-        .await
-        .unwrap();
+    let resp = b
+        .get_with_cookie("/account", &format!("keyward_session={before}"))
+        .await;
     assert_see_other(&resp, "/signin");
 }
 
@@ -239,9 +227,7 @@ async fn sign_out_kills_the_session_on_the_server() {
     let b = &app.browser;
     b.sign_in("noah", GOOD_PASSWORD).await;
     let id = b.cookie("keyward_session").unwrap();
-    let html = b.get("/account").await.text().await.unwrap();
-    b.post_form("/signout", &[("csrf", &crate::support::csrf_of(&html))])
-        .await;
+    b.sign_out().await;
 
     // Replaying the old cookie (stolen before sign-out) gets nowhere.
     let replay = reqwest::Client::builder()

@@ -258,6 +258,31 @@ impl Browser {
         .await
     }
 
+    /// Signs out through the account page's form; returns the response to the POST.
+    pub async fn sign_out(&self) -> Response {
+        let html = self
+            .get("/account")
+            .await
+            .text()
+            .await
+            .expect("account page");
+        self.post_form("/signout", &[("csrf", &csrf_of(&html))])
+            .await
+    }
+
+    /// `GET path` from a fresh client that sends only `cookie` (a stolen or stale one, say).
+    pub async fn get_with_cookie(&self, path: &str, cookie: &str) -> Response {
+        Client::builder()
+            .redirect(Policy::none())
+            .build()
+            .expect("client")
+            .get(format!("{}{path}", self.base))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .expect("GET")
+    }
+
     /// The value of cookie `name` this browser would send.
     pub fn cookie(&self, name: &str) -> Option<String> {
         let url = self.base.parse().expect("base URL");
