@@ -21,6 +21,8 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{self, DbPool};
+use crate::keys::kek::Kek;
+use crate::keys::{KeyManager, policy_from};
 use crate::sessions::store::PgSessionStore;
 use crate::users::password::PasswordHasher;
 use crate::users::throttle::ThrottlePolicy;
@@ -77,6 +79,10 @@ pub struct AppState {
     pub throttle: ThrottlePolicy,
     /// Cookie names and flags.
     pub cookies: CookieSettings,
+    /// Signing keys and the JWKS.
+    pub keys: KeyManager,
+    /// The discovery documents, serialised once.
+    pub discovery: crate::http::discovery::Documents,
 }
 
 /// A built application, ready to serve.
@@ -101,6 +107,11 @@ impl App {
             base: config.lockout_base,
             max: config.lockout_max,
         };
+        // The KEK and keys come first: with a wrong KEK nothing else should start.
+        let kek = Kek::load(&config.kek)?;
+        let keys =
+            KeyManager::start(pool.clone(), kek, policy_from(&config), clock.clone()).await?;
+        let discovery = crate::http::discovery::Documents::new(config.issuer.as_str());
         let store = PgSessionStore::new(pool.clone());
         let session_ttl = time::Duration::try_from(config.session_ttl)?;
         let sessions = SessionManagerLayer::new(store.clone())
@@ -119,6 +130,8 @@ impl App {
             clock,
             throttle,
             cookies,
+            keys,
+            discovery,
         };
         let router = crate::http::router(state.clone(), sessions);
         Ok(Self {
@@ -141,6 +154,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
         let housekeeping = tokio::spawn(housekeeping(self.state.clone(), self.store.clone()));
+        let key_maintenance = tokio::spawn(maintain_keys(self.state.clone()));
 
         let mut builder = Builder::new(TokioExecutor::new());
         // axum::serve installs no timer, so hyper's header-read timeout would never fire and a
@@ -193,7 +207,21 @@ impl App {
             tracing::warn!("some connections did not finish in time");
         }
         housekeeping.abort();
+        key_maintenance.abort();
         Ok(())
+    }
+}
+
+/// Completes the key schedule and picks up other instances' changes, every reload interval.
+async fn maintain_keys(state: AppState) {
+    let mut tick = tokio::time::interval(state.config.key_reload);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await; // the first tick is immediate, and start() just did the work
+    loop {
+        tick.tick().await;
+        if let Err(e) = state.keys.maintain().await {
+            tracing::warn!(error = %e, "signing key maintenance failed");
+        }
     }
 }
 

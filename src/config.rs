@@ -60,6 +60,53 @@ pub struct Config {
     pub header_timeout: Duration,
     /// `KEYWARD_LOG`: a tracing filter such as `info` or `keyward=debug,info`.
     pub log_filter: String,
+    /// `KEYWARD_KEK` (base64) or `KEYWARD_KEK_FILE` (default `keys/kek`): seals signing keys.
+    pub kek: KekSource,
+    /// `KEYWARD_KEY_BITS`: RSA modulus size of new signing keys (2048, 3072 or 4096).
+    pub key_bits: u32,
+    /// `KEYWARD_KEY_ROTATION`: how long each signing key signs before the next takes over.
+    pub key_rotation: Duration,
+    /// `KEYWARD_KEY_PREPUBLISH`: a new key is in the JWKS at least this long before it signs.
+    pub key_prepublish: Duration,
+    /// `KEYWARD_JWKS_MAX_AGE`: the longest `Cache-Control: max-age` the JWKS is served with.
+    pub jwks_max_age: Duration,
+    /// `KEYWARD_KEY_RELOAD`: how often each instance checks the key set for changes.
+    pub key_reload: Duration,
+    /// `KEYWARD_ACCESS_TOKEN_TTL`: lifetime of access tokens.
+    pub access_token_ttl: Duration,
+    /// `KEYWARD_ID_TOKEN_TTL`: lifetime of ID tokens.
+    pub id_token_ttl: Duration,
+}
+
+/// Where the key-encryption key comes from.
+#[derive(Clone)]
+pub enum KekSource {
+    /// Given inline (`KEYWARD_KEK`), already decoded.
+    Inline([u8; 32]),
+    /// Read from (or, on first start, created in) this file.
+    File(std::path::PathBuf),
+}
+
+impl fmt::Debug for KekSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Inline(_) => f.write_str("Inline(<redacted>)"),
+            Self::File(p) => f.debug_tuple("File").field(p).finish(),
+        }
+    }
+}
+
+/// Decodes a base64 (standard or URL-safe, padding optional) 32-byte key.
+pub fn decode_kek(raw: &str) -> Result<[u8; 32], String> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+    let trimmed = raw.trim().trim_end_matches('=');
+    let bytes = STANDARD_NO_PAD
+        .decode(trimmed)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(trimmed))
+        .map_err(|_| "is not base64".to_owned())?;
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map_err(|_| format!("must decode to 32 bytes, got {}", bytes.len()))
 }
 
 /// Argon2id cost parameters for new password hashes.
@@ -155,6 +202,9 @@ impl fmt::Debug for Config {
             .field("argon2", &self.argon2)
             .field("signup_enabled", &self.signup_enabled)
             .field("session_ttl", &self.session_ttl)
+            .field("kek", &self.kek)
+            .field("key_bits", &self.key_bits)
+            .field("key_rotation", &self.key_rotation)
             .finish_non_exhaustive()
     }
 }
@@ -290,6 +340,60 @@ impl Config {
         }
         let lockout_threshold = number("KEYWARD_LOCKOUT_THRESHOLD", 5, 1..=100)?;
 
+        let kek = match (get("KEYWARD_KEK"), get("KEYWARD_KEK_FILE")) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    "KEYWARD_KEK",
+                    "set KEYWARD_KEK or KEYWARD_KEK_FILE, not both",
+                ));
+            }
+            (Some(raw), None) => {
+                KekSource::Inline(decode_kek(&raw).map_err(|m| ConfigError::new("KEYWARD_KEK", m))?)
+            }
+            (None, file) => KekSource::File(file.unwrap_or_else(|| "keys/kek".into()).into()),
+        };
+        let key_bits = number("KEYWARD_KEY_BITS", 2048, 2048..=4096)?;
+        if ![2048, 3072, 4096].contains(&key_bits) {
+            return Err(ConfigError::new(
+                "KEYWARD_KEY_BITS",
+                "must be 2048, 3072 or 4096",
+            ));
+        }
+        let key_rotation = duration("KEYWARD_KEY_ROTATION", Duration::from_secs(30 * 86_400))?;
+        let key_prepublish = duration("KEYWARD_KEY_PREPUBLISH", Duration::from_secs(48 * 3600))?;
+        let jwks_max_age = duration("KEYWARD_JWKS_MAX_AGE", Duration::from_secs(3600))?;
+        let key_reload = duration("KEYWARD_KEY_RELOAD", Duration::from_secs(5))?;
+        let access_token_ttl = duration("KEYWARD_ACCESS_TOKEN_TTL", Duration::from_secs(600))?;
+        let id_token_ttl = duration("KEYWARD_ID_TOKEN_TTL", Duration::from_secs(3600))?;
+        // A verifier may cache the JWKS for max-age: a key published for less than that could
+        // sign tokens the verifier cannot check yet.
+        if key_prepublish < jwks_max_age {
+            return Err(ConfigError::new(
+                "KEYWARD_KEY_PREPUBLISH",
+                "must be at least KEYWARD_JWKS_MAX_AGE, or verifiers with a cached JWKS reject new tokens",
+            ));
+        }
+        if key_rotation < Duration::from_secs(3600) {
+            return Err(ConfigError::new(
+                "KEYWARD_KEY_ROTATION",
+                "must be at least 1h",
+            ));
+        }
+        if key_reload.is_zero() || key_reload > Duration::from_secs(300) {
+            return Err(ConfigError::new(
+                "KEYWARD_KEY_RELOAD",
+                "must be between 1s and 5m",
+            ));
+        }
+        for (name, ttl) in [
+            ("KEYWARD_ACCESS_TOKEN_TTL", access_token_ttl),
+            ("KEYWARD_ID_TOKEN_TTL", id_token_ttl),
+        ] {
+            if ttl < Duration::from_secs(60) || ttl > Duration::from_secs(86_400) {
+                return Err(ConfigError::new(name, "must be between 1m and 24h"));
+            }
+        }
+
         Ok(Self {
             issuer,
             bind,
@@ -306,6 +410,14 @@ impl Config {
             request_timeout,
             header_timeout,
             log_filter: get("KEYWARD_LOG").unwrap_or_else(|| "info".into()),
+            kek,
+            key_bits,
+            key_rotation,
+            key_prepublish,
+            jwks_max_age,
+            key_reload,
+            access_token_ttl,
+            id_token_ttl,
         })
     }
 }
@@ -389,6 +501,11 @@ mod tests {
             ("KEYWARD_SIGNUP_ENABLED", "maybe"),
             ("KEYWARD_SESSION_TTL", "5x"),
             ("KEYWARD_LOCKOUT_MAX", "100d"),
+            ("KEYWARD_KEK", "c2hvcnQ"),
+            ("KEYWARD_KEY_BITS", "1024"),
+            ("KEYWARD_KEY_BITS", "3000"),
+            ("KEYWARD_KEY_PREPUBLISH", "10m"),
+            ("KEYWARD_ACCESS_TOKEN_TTL", "2d"),
         ] {
             let err = Config::from_env(env_with(&[DB, (name, value)])).expect_err(value);
             assert_eq!(err.setting, name, "{value}");
@@ -415,6 +532,26 @@ mod tests {
         assert!(parse_duration("").is_err());
         assert!(parse_duration("1w").is_err());
         assert!(parse_duration("m").is_err());
+    }
+
+    #[test]
+    fn a_kek_decodes_from_either_base64_alphabet() {
+        use base64::Engine as _;
+        let key = [0xfb_u8; 32];
+        let std = base64::engine::general_purpose::STANDARD.encode(key);
+        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key);
+        assert_eq!(decode_kek(&std), Ok(key));
+        assert_eq!(decode_kek(&format!("{url}\n")), Ok(key));
+        assert!(decode_kek("not base64!").is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_the_kek() {
+        let config =
+            Config::from_env(env_with(&[DB, ("KEYWARD_KEK", &"A".repeat(43))])).expect("valid");
+        let shown = format!("{config:?}");
+        assert!(shown.contains("Inline(<redacted>)"), "{shown}");
+        assert!(!shown.contains("AAAA"));
     }
 
     #[test]

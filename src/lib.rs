@@ -10,12 +10,14 @@
 //! - [`config`], [`clock`], [`telemetry`], [`error`], [`cli`]: plumbing.
 
 pub mod app;
+pub mod audit;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
+pub mod keys;
 pub mod sessions;
 pub mod telemetry;
 pub mod tokens;

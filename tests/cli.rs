@@ -7,12 +7,11 @@ use reqwest::StatusCode;
 
 use crate::support::{GOOD_PASSWORD, TestApp, assert_see_other};
 
-fn keyward(database_url: &str, args: &[&str], stdin: &str) -> Output {
+/// Runs `keyward ARGS` with the app's own settings (database, KEK, argon2) and `stdin`.
+pub fn keyward(app: &TestApp, args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
         .args(args)
-        .env("DATABASE_URL", database_url)
-        .env("KEYWARD_ARGON2_MEMORY_KIB", "64")
-        .env("KEYWARD_ARGON2_ITERATIONS", "1")
+        .envs(app.env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("KEYWARD_LOG", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -28,21 +27,20 @@ fn keyward(database_url: &str, args: &[&str], stdin: &str) -> Output {
     child.wait_with_output().unwrap()
 }
 
-fn stdout(o: &Output) -> String {
+pub fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
 }
 
-fn stderr(o: &Output) -> String {
+pub fn stderr(o: &Output) -> String {
     String::from_utf8(o.stderr.clone()).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn operators_create_list_disable_and_reset_users() {
     let app = TestApp::spawn().await;
-    let url = app.database_url.clone();
 
     let out = keyward(
-        &url,
+        &app,
         &[
             "users",
             "create",
@@ -65,7 +63,7 @@ async fn operators_create_list_disable_and_reset_users() {
         "/account",
     );
 
-    let out = keyward(&url, &["users", "list"], "");
+    let out = keyward(&app, &["users", "list"], "");
     let line = stdout(&out);
     let fields: Vec<&str> = line.trim().split('\t').collect();
     assert_eq!(
@@ -74,7 +72,7 @@ async fn operators_create_list_disable_and_reset_users() {
     );
 
     let out = keyward(
-        &url,
+        &app,
         &["users", "set-password", "victor", "--password-stdin"],
         "a brand new secret\r\n",
     );
@@ -95,9 +93,9 @@ async fn operators_create_list_disable_and_reset_users() {
         "/account",
     );
 
-    let out = keyward(&url, &["users", "disable", "VICTOR"], "");
+    let out = keyward(&app, &["users", "disable", "VICTOR"], "");
     assert!(out.status.success(), "{}", stderr(&out));
-    let out = keyward(&url, &["users", "list", "--json"], "");
+    let out = keyward(&app, &["users", "list", "--json"], "");
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(json[0]["status"], "disabled");
     assert_eq!(json[0]["id"], id.as_str());
@@ -106,10 +104,9 @@ async fn operators_create_list_disable_and_reset_users() {
 #[tokio::test(flavor = "multi_thread")]
 async fn cli_refusals_exit_non_zero_with_one_clear_line() {
     let app = TestApp::spawn().await;
-    let url = app.database_url.clone();
 
     let weak = keyward(
-        &url,
+        &app,
         &["users", "create", "--username", "wendy", "--password-stdin"],
         "short\n",
     );
@@ -117,7 +114,7 @@ async fn cli_refusals_exit_non_zero_with_one_clear_line() {
     assert!(stderr(&weak).contains("Use at least 8 characters."));
 
     keyward(
-        &url,
+        &app,
         &[
             "users",
             "create",
@@ -128,7 +125,7 @@ async fn cli_refusals_exit_non_zero_with_one_clear_line() {
         "a fine password\n",
     );
     let dup = keyward(
-        &url,
+        &app,
         &[
             "users",
             "create",
@@ -141,11 +138,11 @@ async fn cli_refusals_exit_non_zero_with_one_clear_line() {
     assert!(!dup.status.success());
     assert!(stderr(&dup).contains("That username is taken."));
 
-    let missing = keyward(&url, &["users", "disable", "nobody"], "");
+    let missing = keyward(&app, &["users", "disable", "nobody"], "");
     assert!(!missing.status.success());
     assert!(stderr(&missing).contains("no user named 'nobody'"));
 
-    let no_flag = keyward(&url, &["users", "create", "--username", "yara"], "");
+    let no_flag = keyward(&app, &["users", "create", "--username", "yara"], "");
     assert!(
         !no_flag.status.success(),
         "a password is never taken from arguments"

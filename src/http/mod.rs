@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod assets;
+pub mod discovery;
 pub mod health;
 pub mod page;
 pub mod signin;
@@ -39,6 +40,15 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<PgSessionStore>) ->
         .route("/signup", get(signup::get_signup).post(signup::submit_signup))
         .route("/signout", get(signin::get_signout).post(signin::submit_signout))
         .route("/assets/style.css", get(assets::get_style))
+        .route("/jwks.json", get(discovery::get_jwks))
+        .route(
+            "/.well-known/openid-configuration",
+            get(discovery::get_openid_configuration),
+        )
+        .route(
+            "/.well-known/oauth-authorization-server",
+            get(discovery::get_oauth_metadata),
+        )
         .route("/healthz", get(health::get_healthz))
         .route("/readyz", get(health::get_readyz))
         .fallback(page::not_found)

@@ -31,8 +31,8 @@ pub struct TestApp {
     pub state: AppState,
     /// The default browser.
     pub browser: Browser,
-    /// The test database's URL (for the CLI tests).
-    pub database_url: String,
+    /// The settings the app was started with (the CLI tests reuse them).
+    pub env: HashMap<&'static str, String>,
     db_name: String,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
@@ -48,9 +48,17 @@ pub struct Browser {
     base: String,
 }
 
-/// Settings every test starts from: cheap argon2 and the test database.
+/// A fresh random key-encryption key, base64.
+pub fn random_kek() -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(keyward::tokens::opaque::random_bytes::<32>())
+}
+
+/// Settings every test starts from: cheap argon2, the test database, its own KEK.
 fn test_env(database_url: &str, issuer: &str) -> HashMap<&'static str, String> {
     HashMap::from([
+        ("KEYWARD_KEK", random_kek()),
+        ("KEYWARD_KEY_RELOAD", "1s".to_owned()),
         ("DATABASE_URL", database_url.to_owned()),
         ("KEYWARD_ISSUER", issuer.to_owned()),
         ("KEYWARD_ARGON2_MEMORY_KIB", "64".to_owned()),
@@ -100,6 +108,7 @@ impl TestApp {
             env.insert(k, (*v).to_owned());
         }
         let config = Config::from_env(|name| env.get(name).cloned()).expect("valid test config");
+        env.insert("DATABASE_URL", database_url.clone());
         if std::env::var_os("TEST_LOG").is_some() {
             keyward::telemetry::init("debug");
         }
@@ -124,7 +133,7 @@ impl TestApp {
             addr,
             state,
             browser,
-            database_url,
+            env,
             db_name,
             shutdown: Some(tx),
             server: Some(server),

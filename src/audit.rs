@@ -1,0 +1,99 @@
+//! The append-only audit trail of security events (the table refuses UPDATE and DELETE).
+
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use ipnet::IpNet;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::db::schema::audit_events;
+
+/// Who caused an event: the server on its own, an operator's command, or a person.
+pub const ACTOR_SYSTEM: &str = "system";
+/// An operator running a `keyward` command.
+pub const ACTOR_CLI: &str = "cli";
+
+/// An event about to be recorded. Details must never hold a secret.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = audit_events)]
+pub struct NewAuditEvent<'a> {
+    occurred_at: OffsetDateTime,
+    kind: &'a str,
+    actor: &'a str,
+    subject: Option<&'a str>,
+    user_id: Option<Uuid>,
+    client_id: Option<&'a str>,
+    ip: Option<IpNet>,
+    details: serde_json::Value,
+}
+
+impl<'a> NewAuditEvent<'a> {
+    /// An event of `kind` (`area.verb`, e.g. `key.revoked`) by `actor` at `now`.
+    #[must_use]
+    pub fn new(kind: &'a str, actor: &'a str, now: OffsetDateTime) -> Self {
+        Self {
+            occurred_at: now,
+            kind,
+            actor,
+            subject: None,
+            user_id: None,
+            client_id: None,
+            ip: None,
+            details: serde_json::Value::Object(serde_json::Map::new()),
+        }
+    }
+
+    /// What the event is about (a kid, a token family...).
+    #[must_use]
+    pub fn subject(mut self, subject: &'a str) -> Self {
+        self.subject = Some(subject);
+        self
+    }
+
+    /// Structured context; never secrets.
+    #[must_use]
+    pub fn details(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+}
+
+/// A recorded event.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = audit_events)]
+pub struct AuditEvent {
+    /// Sequence number.
+    pub id: i64,
+    /// When it happened.
+    pub occurred_at: OffsetDateTime,
+    /// `area.verb`.
+    pub kind: String,
+    /// Who caused it.
+    pub actor: String,
+    /// What it is about.
+    pub subject: Option<String>,
+    /// Structured context.
+    pub details: serde_json::Value,
+}
+
+/// Records an event (inside the caller's transaction when there is one).
+pub async fn insert(conn: &mut AsyncPgConnection, event: &NewAuditEvent<'_>) -> QueryResult<()> {
+    diesel::insert_into(audit_events::table)
+        .values(event)
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// The events about `subject`, oldest first.
+pub async fn find_by_subject(
+    conn: &mut AsyncPgConnection,
+    subject: &str,
+) -> QueryResult<Vec<AuditEvent>> {
+    audit_events::table
+        .filter(audit_events::subject.eq(subject))
+        .order(audit_events::id.asc())
+        .select(AuditEvent::as_select())
+        .load(conn)
+        .await
+}

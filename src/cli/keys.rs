@@ -1,0 +1,152 @@
+//! `keyward keys ...`: list, rotate, revoke, import, rewrap.
+#![allow(
+    clippy::print_stdout,
+    reason = "printing results is what a CLI command does"
+)]
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::clock::Clock;
+use crate::config::{Config, KekSource};
+use crate::keys::kek::Kek;
+use crate::keys::schedule::{self, KeyTimes};
+use crate::keys::store::{self, SigningKeyRow};
+use crate::keys::{material, policy_from};
+
+/// Operators' key commands. Running servers pick up every change within `KEYWARD_KEY_RELOAD`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List keys: kid, state, published, activates, retires, expires, revoked (tab-separated).
+    List {
+        /// Print a JSON array instead.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the next key (already published) sign now, and publish a new next key.
+    Rotate {
+        /// Rotate even if verifiers may not have cached the next key yet.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Withdraw a key from the JWKS at once; if it was signing, the next key takes over.
+    Revoke {
+        /// The key's kid.
+        kid: String,
+        /// Why (kept in the audit trail).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Import an RSA private key (PEM) as the next key, in place of the waiting one.
+    Import {
+        /// A PEM file: PKCS#8 `PRIVATE KEY` or PKCS#1 `RSA PRIVATE KEY`.
+        file: PathBuf,
+    },
+    /// Re-seal every stored key under a new KEK, in one transaction.
+    Rewrap {
+        /// The new KEK file (base64, 32 bytes); created with a random key if it does not exist.
+        #[arg(long)]
+        new_kek_file: PathBuf,
+    },
+}
+
+fn time(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339).unwrap_or_default()
+}
+
+fn print_keys(rows: &[SigningKeyRow], now: OffsetDateTime, json: bool) -> anyhow::Result<()> {
+    let times: Vec<KeyTimes> = rows.iter().map(SigningKeyRow::times).collect();
+    if json {
+        let out: Vec<serde_json::Value> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                serde_json::json!({
+                    "kid": r.kid,
+                    "state": schedule::state(&times, i, now).as_str(),
+                    "origin": r.origin,
+                    "bits": r.bits,
+                    "kek_id": r.kek_id,
+                    "published_at": time(r.published_at),
+                    "activates_at": time(r.activates_at),
+                    "retires_at": time(r.retires_at),
+                    "expires_at": time(r.expires_at),
+                    "revoked_at": r.revoked_at.map(time),
+                    "revoked_reason": r.revoked_reason,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    for (i, r) in rows.iter().enumerate() {
+        println!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            r.kid,
+            schedule::state(&times, i, now).as_str(),
+            time(r.published_at),
+            time(r.activates_at),
+            time(r.retires_at),
+            time(r.expires_at),
+            r.revoked_at.map_or_else(|| "-".to_owned(), time),
+        );
+    }
+    Ok(())
+}
+
+/// Runs a `keys` command.
+pub async fn run(cmd: KeysCommand, config: &Config) -> anyhow::Result<()> {
+    let mut conn = super::connect(config).await?;
+    let now = Clock::system().now();
+    let policy = policy_from(config);
+    match cmd {
+        KeysCommand::List { json } => {
+            let rows = store::list(&mut conn).await?;
+            print_keys(&rows, now, json)?;
+        }
+        KeysCommand::Rotate { force } => {
+            let kek = Kek::load(&config.kek)?;
+            let promoted = store::rotate(&mut conn, &kek, &policy, now, force).await?;
+            eprintln!(
+                "rotated: {} signs from now on; a new next key is published",
+                promoted.active
+            );
+            println!("{}", promoted.active);
+        }
+        KeysCommand::Revoke { kid, reason } => {
+            let kek = Kek::load(&config.kek)?;
+            let promoted = store::revoke(&mut conn, &kek, &policy, &kid, &reason, now).await?;
+            eprintln!("revoked {kid}; {} is the active key", promoted.active);
+            println!("{}", promoted.active);
+        }
+        KeysCommand::Import { file } => {
+            let kek = Kek::load(&config.kek)?;
+            let pem =
+                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+            let key = tokio::task::spawn_blocking(move || material::from_pem(&pem)).await??;
+            let times = store::import(&mut conn, &kek, &policy, &key, now).await?;
+            eprintln!(
+                "imported {} as the next key: published now, signs from {}",
+                key.kid,
+                time(times.activates_at)
+            );
+            println!("{}", key.kid);
+        }
+        KeysCommand::Rewrap { new_kek_file } => {
+            let old = Kek::load(&config.kek)?;
+            let new = Kek::load(&KekSource::File(new_kek_file.clone()))?;
+            let n = store::rewrap(&mut conn, &old, &new, now).await?;
+            eprintln!(
+                "re-sealed {n} key(s) under KEK {}; now point KEYWARD_KEK_FILE at {}",
+                new.id(),
+                new_kek_file.display()
+            );
+            println!("{}", new.id());
+        }
+    }
+    Ok(())
+}

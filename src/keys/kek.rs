@@ -1,0 +1,224 @@
+//! The key-encryption key: seals signing keys at rest with AES-256-GCM (ring).
+
+use std::fmt;
+use std::io::Write as _;
+use std::path::Path;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::digest;
+
+use crate::config::{KekSource, decode_kek};
+use crate::tokens::opaque::random_bytes;
+
+/// Why the KEK could not be had or used. Never carries key bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum KekError {
+    /// The KEK file could not be read or created.
+    #[error("KEYWARD_KEK_FILE: {path}: {message}")]
+    File {
+        /// The file.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// Decryption failed: wrong KEK, or the sealed bytes were tampered with.
+    #[error("a signing key could not be decrypted (wrong KEK or tampered data)")]
+    Open,
+}
+
+/// A loaded KEK and its public fingerprint.
+pub struct Kek {
+    key: LessSafeKey,
+    id: String,
+}
+
+impl fmt::Debug for Kek {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Kek")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A private key sealed under a KEK.
+#[derive(Clone)]
+pub struct Sealed {
+    /// The AES-GCM nonce, fresh for every seal.
+    pub nonce: [u8; NONCE_LEN],
+    /// Ciphertext followed by the 16-byte tag.
+    pub ciphertext: Vec<u8>,
+}
+
+impl Kek {
+    /// A KEK from its 32 bytes.
+    #[must_use]
+    pub fn from_bytes(bytes: &[u8; 32]) -> Self {
+        // A domain-separated hash: the fingerprint says which KEK, and nothing about its bytes.
+        let mut ctx = digest::Context::new(&digest::SHA256);
+        ctx.update(b"keyward kek fingerprint v1\0");
+        ctx.update(bytes);
+        let id = URL_SAFE_NO_PAD.encode(&ctx.finish().as_ref()[..9]);
+        let key = UnboundKey::new(&AES_256_GCM, bytes).map_or_else(
+            |_| unreachable!("AES-256 takes any 32-byte key"),
+            LessSafeKey::new,
+        );
+        Self { key, id }
+    }
+
+    /// Loads the KEK from its source; a missing file is created with a new random key, mode 0600.
+    pub fn load(source: &KekSource) -> Result<Self, KekError> {
+        match source {
+            KekSource::Inline(bytes) => Ok(Self::from_bytes(bytes)),
+            KekSource::File(path) => {
+                if !path.exists() {
+                    create_kek_file(path)?;
+                    tracing::info!(path = %path.display(), "created a new key-encryption key");
+                }
+                read_kek_file(path).map(|b| Self::from_bytes(&b))
+            }
+        }
+    }
+
+    /// The short fingerprint stored beside every key this KEK sealed.
+    #[must_use]
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Seals `plaintext`, binding it to `kid` so a sealed key cannot be moved to another row.
+    #[must_use]
+    pub fn seal(&self, kid: &str, plaintext: &[u8]) -> Sealed {
+        let nonce = random_bytes::<NONCE_LEN>();
+        let mut buf = plaintext.to_vec();
+        self.key
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(kid.as_bytes()),
+                &mut buf,
+            )
+            .unwrap_or_else(|_| unreachable!("sealing fails only for inputs over 64 GiB"));
+        Sealed {
+            nonce,
+            ciphertext: buf,
+        }
+    }
+
+    /// Opens what [`Kek::seal`] sealed for `kid`.
+    pub fn open(&self, kid: &str, nonce: &[u8], ciphertext: &[u8]) -> Result<Vec<u8>, KekError> {
+        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| KekError::Open)?;
+        let mut buf = ciphertext.to_vec();
+        let plain = self
+            .key
+            .open_in_place(nonce, Aad::from(kid.as_bytes()), &mut buf)
+            .map_err(|_| KekError::Open)?;
+        Ok(plain.to_vec())
+    }
+}
+
+fn file_error(path: &Path, message: impl fmt::Display) -> KekError {
+    KekError::File {
+        path: path.display().to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// Writes a new random KEK to `path` (base64, one line), readable by the owner only.
+pub fn create_kek_file(path: &Path) -> Result<(), KekError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| file_error(path, e))?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    // create_new: never overwrite a KEK; losing one makes every stored key unreadable.
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path).map_err(|e| file_error(path, e))?;
+    let line = format!("{}\n", STANDARD.encode(random_bytes::<32>()));
+    file.write_all(line.as_bytes())
+        .and_then(|()| file.sync_all())
+        .map_err(|e| file_error(path, e))
+}
+
+fn read_kek_file(path: &Path) -> Result<[u8; 32], KekError> {
+    let text = std::fs::read_to_string(path).map_err(|e| file_error(path, e))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            tracing::warn!(path = %path.display(), "the KEK file is readable by group or others; chmod 600 it");
+        }
+    }
+    decode_kek(&text).map_err(|m| file_error(path, m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_keys_open_only_with_the_same_kek_and_kid() {
+        let kek = Kek::from_bytes(&[7; 32]);
+        let sealed = kek.seal("kid-a", b"private key bytes");
+        assert_eq!(
+            kek.open("kid-a", &sealed.nonce, &sealed.ciphertext)
+                .expect("opens"),
+            b"private key bytes"
+        );
+        assert!(
+            kek.open("kid-b", &sealed.nonce, &sealed.ciphertext)
+                .is_err(),
+            "kid is bound"
+        );
+        let other = Kek::from_bytes(&[8; 32]);
+        assert!(
+            other
+                .open("kid-a", &sealed.nonce, &sealed.ciphertext)
+                .is_err()
+        );
+        let mut tampered = sealed.ciphertext.clone();
+        tampered[0] ^= 1;
+        assert!(kek.open("kid-a", &sealed.nonce, &tampered).is_err());
+    }
+
+    #[test]
+    fn every_seal_uses_a_fresh_nonce() {
+        let kek = Kek::from_bytes(&[7; 32]);
+        assert_ne!(kek.seal("k", b"x").nonce, kek.seal("k", b"x").nonce);
+    }
+
+    #[test]
+    fn fingerprints_differ_per_kek_and_reveal_nothing_printable() {
+        let a = Kek::from_bytes(&[1; 32]);
+        let b = Kek::from_bytes(&[2; 32]);
+        assert_ne!(a.id(), b.id());
+        assert_eq!(a.id().len(), 12);
+        assert!(!format!("{a:?}").contains("AQEB"));
+    }
+
+    #[test]
+    fn a_kek_file_is_created_once_with_owner_only_permissions() {
+        let dir = std::env::temp_dir().join(format!("kek-test-{}", uuid::Uuid::new_v4()));
+        let path = dir.join("kek");
+        let first = Kek::load(&KekSource::File(path.clone())).expect("created");
+        let again = Kek::load(&KekSource::File(path.clone())).expect("read back");
+        assert_eq!(first.id(), again.id());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path)
+                .expect("exists")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        assert!(create_kek_file(&path).is_err(), "never overwrites");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

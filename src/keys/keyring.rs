@@ -1,0 +1,417 @@
+//! Decrypted keys in memory: the signer, the verifier for our own endpoints, and the JWKS body.
+//! Signing never touches the database.
+
+use std::sync::{Arc, PoisonError, RwLock};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use josekit::jwk::Jwk;
+use josekit::jws::alg::rsassa::{RsassaJwsSigner, RsassaJwsVerifier};
+use josekit::jws::{JwsSigner as _, JwsVerifier as _, RS256};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use time::{Duration, OffsetDateTime};
+
+use crate::keys::kek::Kek;
+use crate::keys::schedule::{self, CLOCK_LEEWAY, KeyTimes};
+use crate::keys::store::SigningKeyRow;
+
+/// The largest token the verifier will look at (anything bigger is not ours).
+const MAX_TOKEN_BYTES: usize = 16 * 1024;
+
+/// A key as published: exactly these members, nothing private (RFC 7517 §4, RFC 7518 §6.3.1).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+pub struct PublicJwk {
+    /// Always `RSA`.
+    pub kty: &'static str,
+    /// Modulus, base64url.
+    pub n: String,
+    /// Exponent, base64url.
+    pub e: String,
+    /// RFC 7638 thumbprint.
+    pub kid: String,
+    /// Always `RS256`.
+    pub alg: &'static str,
+    /// Always `sig`.
+    #[serde(rename = "use")]
+    pub use_: &'static str,
+}
+
+struct LoadedKey {
+    times: KeyTimes,
+    jwk: PublicJwk,
+    signer: RsassaJwsSigner,
+    verifier: RsassaJwsVerifier,
+}
+
+/// One consistent snapshot of the key set.
+struct KeySet {
+    version: i64,
+    keys: Vec<LoadedKey>,
+    times: Vec<KeyTimes>,
+}
+
+/// The JWKS document for a stretch of time in which it cannot change by schedule.
+#[derive(Debug)]
+pub struct JwksDocument {
+    /// The serialised `{"keys":[...]}` (cheap to clone into every response).
+    pub body: bytes::Bytes,
+    /// Strong entity tag of the body.
+    pub etag: String,
+    /// When its contents next change by schedule, if ever.
+    pub valid_until: Option<OffsetDateTime>,
+    version: i64,
+    computed_at: OffsetDateTime,
+}
+
+/// Why a key set could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A stored key failed to decrypt or parse.
+    #[error("signing key {kid} cannot be used: {message}")]
+    Key {
+        /// Which key.
+        kid: String,
+        /// What failed (never key bytes).
+        message: String,
+    },
+}
+
+/// Why a token could not be signed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// No key may sign at this moment (the schedule is broken).
+    #[error("no active signing key")]
+    NoActiveKey,
+    /// Serialising or signing failed.
+    #[error("signing failed: {0}")]
+    Crypto(String),
+}
+
+/// Why a token was rejected. Callers answer all of these the same way (`invalid_token`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum VerifyError {
+    /// Not three base64url JSON parts, or too large.
+    #[error("malformed token")]
+    Malformed,
+    /// `alg` is not `RS256` (e.g. `none`, or `HS256` keyed with our public key), or `crit` is set.
+    #[error("algorithm not accepted")]
+    Algorithm,
+    /// The `kid` names no published key.
+    #[error("unknown key")]
+    UnknownKey,
+    /// The signature does not verify.
+    #[error("bad signature")]
+    Signature,
+    /// `exp` is missing or past.
+    #[error("expired or no exp")]
+    Expired,
+    /// `iat` is missing, or `nbf`/`iat` lie in the future.
+    #[error("not yet valid or no iat")]
+    NotYetValid,
+    /// `iss` is missing or not ours.
+    #[error("wrong issuer")]
+    Issuer,
+}
+
+/// A token whose signature and time and issuer claims checked out.
+#[derive(Debug, Clone)]
+pub struct VerifiedJwt {
+    /// The header's `typ`, if any.
+    pub typ: Option<String>,
+    /// The header's `kid`.
+    pub kid: String,
+    /// The claims.
+    pub claims: Map<String, Value>,
+}
+
+/// The shared, swappable key set.
+#[derive(Clone)]
+pub struct KeyRing {
+    set: Arc<RwLock<Arc<KeySet>>>,
+    jwks: Arc<RwLock<Option<Arc<JwksDocument>>>>,
+}
+
+impl std::fmt::Debug for KeyRing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRing")
+            .field("version", &self.version())
+            .finish_non_exhaustive()
+    }
+}
+
+fn load_key(kek: &Kek, row: &SigningKeyRow) -> Result<LoadedKey, LoadError> {
+    let fail = |message: String| LoadError::Key {
+        kid: row.kid.clone(),
+        message,
+    };
+    let der = kek
+        .open(&row.kid, &row.seal_nonce, &row.sealed_private_key)
+        .map_err(|e| fail(e.to_string()))?;
+    let material = crate::keys::material::from_der(&der).map_err(|e| fail(e.to_string()))?;
+    // The kid is the public key's thumbprint: a row whose private key does not match its
+    // published public half is corrupt, and must not sign.
+    if material.kid != row.kid || material.n != row.public_n || material.e != row.public_e {
+        return Err(fail(
+            "private key does not match the stored public key".into(),
+        ));
+    }
+    let signer = RS256
+        .signer_from_der(&der)
+        .map_err(|e| fail(e.to_string()))?;
+    let mut public = Jwk::new("RSA");
+    for (name, value) in [("n", &row.public_n), ("e", &row.public_e)] {
+        public
+            .set_parameter(name, Some(Value::String(value.clone())))
+            .map_err(|e| fail(e.to_string()))?;
+    }
+    let verifier = RS256
+        .verifier_from_jwk(&public)
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(LoadedKey {
+        times: row.times(),
+        jwk: PublicJwk {
+            kty: "RSA",
+            n: row.public_n.clone(),
+            e: row.public_e.clone(),
+            kid: row.kid.clone(),
+            alg: "RS256",
+            use_: "sig",
+        },
+        signer,
+        verifier,
+    })
+}
+
+fn build_set(
+    version: i64,
+    rows: &[SigningKeyRow],
+    kek: &Kek,
+    now: OffsetDateTime,
+) -> Result<KeySet, LoadError> {
+    // Only keys that are or will be published are decrypted: revoked and expired keys never
+    // come back into memory.
+    let keys = rows
+        .iter()
+        .filter(|r| r.revoked_at.is_none() && r.expires_at > now)
+        .map(|r| load_key(kek, r))
+        .collect::<Result<Vec<_>, _>>()?;
+    let times = keys.iter().map(|k| k.times).collect();
+    Ok(KeySet {
+        version,
+        keys,
+        times,
+    })
+}
+
+#[derive(Serialize)]
+struct JwsHeader<'a> {
+    alg: &'static str,
+    kid: &'a str,
+    typ: &'a str,
+}
+
+#[derive(Serialize)]
+struct Jwks<'a> {
+    keys: Vec<&'a PublicJwk>,
+}
+
+fn b64_json(part: &str) -> Result<Map<String, Value>, VerifyError> {
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .map_err(|_| VerifyError::Malformed)?;
+    match serde_json::from_slice(&bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(VerifyError::Malformed),
+    }
+}
+
+fn numeric_date(claims: &Map<String, Value>, name: &str) -> Option<i64> {
+    claims.get(name).and_then(Value::as_i64)
+}
+
+impl KeyRing {
+    /// Decrypts `rows` into a new key ring.
+    pub fn load(
+        version: i64,
+        rows: &[SigningKeyRow],
+        kek: &Kek,
+        now: OffsetDateTime,
+    ) -> Result<Self, LoadError> {
+        Ok(Self {
+            set: Arc::new(RwLock::new(Arc::new(build_set(version, rows, kek, now)?))),
+            jwks: Arc::new(RwLock::new(None)),
+        })
+    }
+
+    /// Replaces the key set (after the database version changed).
+    pub fn replace(
+        &self,
+        version: i64,
+        rows: &[SigningKeyRow],
+        kek: &Kek,
+        now: OffsetDateTime,
+    ) -> Result<(), LoadError> {
+        let set = Arc::new(build_set(version, rows, kek, now)?);
+        *self.set.write().unwrap_or_else(PoisonError::into_inner) = set;
+        *self.jwks.write().unwrap_or_else(PoisonError::into_inner) = None;
+        Ok(())
+    }
+
+    fn snapshot(&self) -> Arc<KeySet> {
+        Arc::clone(&self.set.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// The database version this ring was loaded from.
+    #[must_use]
+    pub fn version(&self) -> i64 {
+        self.snapshot().version
+    }
+
+    /// The kid that signs at `now`.
+    #[must_use]
+    pub fn active_kid(&self, now: OffsetDateTime) -> Option<String> {
+        let set = self.snapshot();
+        schedule::active_index(&set.times, now).map(|i| set.keys[i].jwk.kid.clone())
+    }
+
+    /// Signs `claims` as a compact JWS with header `alg: RS256`, the active `kid`, and `typ`.
+    pub fn sign(
+        &self,
+        typ: &str,
+        claims: &impl Serialize,
+        now: OffsetDateTime,
+    ) -> Result<String, SignError> {
+        let set = self.snapshot();
+        let key = schedule::active_index(&set.times, now)
+            .map(|i| &set.keys[i])
+            .ok_or(SignError::NoActiveKey)?;
+        let header = serde_json::to_vec(&JwsHeader {
+            alg: "RS256",
+            kid: &key.jwk.kid,
+            typ,
+        })
+        .map_err(|e| SignError::Crypto(e.to_string()))?;
+        let payload = serde_json::to_vec(claims).map_err(|e| SignError::Crypto(e.to_string()))?;
+        let mut token = String::with_capacity(512 + payload.len() * 4 / 3);
+        URL_SAFE_NO_PAD.encode_string(&header, &mut token);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+        let signature = key
+            .signer
+            .sign(token.as_bytes())
+            .map_err(|e| SignError::Crypto(e.to_string()))?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
+        Ok(token)
+    }
+
+    /// Verifies a token signed by one of our published keys and checks `exp`, `iat`, `nbf` and
+    /// `iss` (josekit checks none of them by itself), allowing [`CLOCK_LEEWAY`] of skew.
+    pub fn verify(
+        &self,
+        token: &str,
+        issuer: &str,
+        now: OffsetDateTime,
+    ) -> Result<VerifiedJwt, VerifyError> {
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(VerifyError::Malformed);
+        }
+        let mut parts = token.split('.');
+        let (Some(h), Some(p), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(VerifyError::Malformed);
+        };
+        let header = b64_json(h)?;
+        // RFC 8725 §3.1: accept exactly the algorithm we sign with, whatever the token says.
+        if header.get("alg").and_then(Value::as_str) != Some("RS256") || header.contains_key("crit")
+        {
+            return Err(VerifyError::Algorithm);
+        }
+        let kid = header
+            .get("kid")
+            .and_then(Value::as_str)
+            .ok_or(VerifyError::UnknownKey)?;
+        let set = self.snapshot();
+        let key = set
+            .keys
+            .iter()
+            .find(|k| k.jwk.kid == kid && k.times.is_published(now))
+            .ok_or(VerifyError::UnknownKey)?;
+        let signature = URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| VerifyError::Malformed)?;
+        let signing_input = &token[..h.len() + 1 + p.len()];
+        key.verifier
+            .verify(signing_input.as_bytes(), &signature)
+            .map_err(|_| VerifyError::Signature)?;
+
+        let claims = b64_json(p)?;
+        let now_s = now.unix_timestamp();
+        let leeway = CLOCK_LEEWAY.whole_seconds();
+        match numeric_date(&claims, "exp") {
+            Some(exp) if now_s < exp.saturating_add(leeway) => {}
+            _ => return Err(VerifyError::Expired),
+        }
+        match numeric_date(&claims, "iat") {
+            Some(iat) if iat <= now_s.saturating_add(leeway) => {}
+            _ => return Err(VerifyError::NotYetValid),
+        }
+        if claims.contains_key("nbf")
+            && numeric_date(&claims, "nbf").is_none_or(|nbf| nbf > now_s.saturating_add(leeway))
+        {
+            return Err(VerifyError::NotYetValid);
+        }
+        if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
+            return Err(VerifyError::Issuer);
+        }
+        Ok(VerifiedJwt {
+            typ: header.get("typ").and_then(Value::as_str).map(str::to_owned),
+            kid: kid.to_owned(),
+            claims,
+        })
+    }
+
+    /// The JWKS at `now`, serialised once per schedule stretch and shared by every request.
+    #[must_use]
+    pub fn jwks(&self, now: OffsetDateTime) -> Arc<JwksDocument> {
+        let set = self.snapshot();
+        if let Some(doc) = self
+            .jwks
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            && doc.version == set.version
+            && doc.computed_at <= now
+            && doc.valid_until.is_none_or(|t| now < t)
+        {
+            return Arc::clone(doc);
+        }
+        let published: Vec<&PublicJwk> = set
+            .keys
+            .iter()
+            .filter(|k| k.times.is_published(now))
+            .map(|k| &k.jwk)
+            .collect();
+        let body = serde_json::to_vec(&Jwks { keys: published })
+            .unwrap_or_else(|_| unreachable!("plain strings always serialise"));
+        let digest = ring::digest::digest(&ring::digest::SHA256, &body);
+        let doc = Arc::new(JwksDocument {
+            etag: format!("\"{}\"", URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16])),
+            body: body.into(),
+            valid_until: schedule::next_change(&set.times, now),
+            version: set.version,
+            computed_at: now,
+        });
+        *self.jwks.write().unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&doc));
+        doc
+    }
+}
+
+/// Seconds a JWKS fetched at `now` may be cached: at most `cap`, and never past its next change.
+#[must_use]
+pub fn jwks_max_age(doc: &JwksDocument, now: OffsetDateTime, cap: Duration) -> i64 {
+    let until_change = doc.valid_until.map_or(cap, |t| t - now);
+    until_change.min(cap).whole_seconds().max(0)
+}

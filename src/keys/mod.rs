@@ -1,0 +1,125 @@
+//! Signing keys: sealed at rest, rotated on a published schedule, decrypted once in memory.
+//!
+//! `store` owns the rows and every schedule change, `schedule` the pure rules, `keyring` the
+//! in-memory signer/verifier/JWKS, `kek` the key-encryption key, `material` RSA keys themselves.
+
+pub mod kek;
+pub mod keyring;
+pub mod material;
+pub mod schedule;
+pub mod store;
+
+use std::sync::Arc;
+
+use time::Duration;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::db::{self, DbPool};
+use kek::Kek;
+use keyring::KeyRing;
+use schedule::{CLOCK_LEEWAY, SchedulePolicy};
+use store::{KeyError, KeyPolicy};
+
+/// The key policy the settings describe.
+#[must_use]
+pub fn policy_from(config: &Config) -> KeyPolicy {
+    let to_time = |d: std::time::Duration| Duration::try_from(d).unwrap_or(Duration::MAX);
+    KeyPolicy {
+        schedule: SchedulePolicy {
+            rotation: to_time(config.key_rotation),
+            prepublish: to_time(config.key_prepublish),
+            // RFC 9068 tokens and ID tokens are the JWTs we sign: the longer one decides.
+            token_lifetime: to_time(config.access_token_ttl.max(config.id_token_ttl))
+                + CLOCK_LEEWAY,
+        },
+        bits: config.key_bits,
+        jwks_max_age: to_time(config.jwks_max_age),
+    }
+}
+
+/// Keeps this instance's key ring in step with the database schedule.
+#[derive(Clone)]
+pub struct KeyManager {
+    /// The in-memory keys.
+    pub ring: KeyRing,
+    pool: DbPool,
+    kek: Arc<Kek>,
+    policy: KeyPolicy,
+    clock: Clock,
+}
+
+impl std::fmt::Debug for KeyManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyManager")
+            .field("ring", &self.ring)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why keys could not be brought up.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyStartError {
+    /// A schedule or KEK problem.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// A stored key could not be used.
+    #[error(transparent)]
+    Load(#[from] keyring::LoadError),
+    /// No database connection.
+    #[error(transparent)]
+    Db(#[from] db::DbError),
+}
+
+impl From<diesel::result::Error> for KeyStartError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::Db(e.into())
+    }
+}
+
+impl KeyManager {
+    /// Checks the KEK, completes the schedule if needed, and loads the keys.
+    pub async fn start(
+        pool: DbPool,
+        kek: Kek,
+        policy: KeyPolicy,
+        clock: Clock,
+    ) -> Result<Self, KeyStartError> {
+        let now = clock.now();
+        let mut conn = db::connect(&pool).await?;
+        store::ensure_schedule(&mut conn, &kek, &policy, now).await?;
+        let version = store::current_version(&mut conn).await?;
+        let rows = store::list(&mut conn).await?;
+        drop(conn);
+        let ring = KeyRing::load(version, &rows, &kek, now)?;
+        Ok(Self {
+            ring,
+            pool,
+            kek: Arc::new(kek),
+            policy,
+            clock,
+        })
+    }
+
+    /// The policy keys are scheduled by.
+    #[must_use]
+    pub fn policy(&self) -> &KeyPolicy {
+        &self.policy
+    }
+
+    /// One maintenance step: complete the schedule if time has moved on, then reload the ring if
+    /// the database version changed. Called periodically by every instance.
+    pub async fn maintain(&self) -> Result<(), KeyStartError> {
+        let now = self.clock.now();
+        let mut conn = db::connect(&self.pool).await?;
+        store::ensure_schedule(&mut conn, &self.kek, &self.policy, now).await?;
+        let version = store::current_version(&mut conn).await?;
+        if version != self.ring.version() {
+            let rows = store::list(&mut conn).await?;
+            drop(conn);
+            self.ring.replace(version, &rows, &self.kek, now)?;
+            tracing::info!(version, "signing keys reloaded");
+        }
+        Ok(())
+    }
+}
