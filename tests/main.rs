@@ -4,6 +4,7 @@
 mod support;
 
 mod cli;
+mod keys;
 mod pages;
 mod robustness;
 mod security;

@@ -109,6 +109,9 @@ pub enum KeyError {
         /// When every verifier's cache has it.
         ready_at: OffsetDateTime,
     },
+    /// The active key activated at this very instant: rotating now would tie with it.
+    #[error("the active key activated just now; rotate again in a moment")]
+    JustActivated,
     /// There is no active key to rotate away from.
     #[error("there is no active signing key")]
     NoActiveKey,
@@ -313,6 +316,10 @@ pub async fn rotate(
         }
         let lifetime = policy.schedule.token_lifetime;
         let old = times[active];
+        // Two keys activating at the same instant would leave the choice of signer to row order.
+        if now <= old.activates_at {
+            return Err(KeyError::JustActivated);
+        }
         update_times(
             conn,
             &rows[active].kid,

@@ -34,6 +34,8 @@ pub struct TestApp {
     /// The settings the app was started with (the CLI tests reuse them).
     pub env: HashMap<&'static str, String>,
     db_name: String,
+    /// Only the first instance on a database drops it.
+    owns_db: bool,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
 }
@@ -78,7 +80,7 @@ impl TestApp {
     pub async fn spawn_with(settings: &[(&'static str, &str)]) -> Self {
         let db_name = db::create_test_database().await;
         let database_url = db::url_for(&db_name);
-        Self::spawn_on(db_name, database_url.clone(), database_url, settings).await
+        Self::spawn_on(db_name, database_url.clone(), database_url, settings, None).await
     }
 
     /// Starts the app reaching its database through `app_database_url` (a proxy, say).
@@ -89,7 +91,7 @@ impl TestApp {
         let db_name = db::create_test_database().await;
         let database_url = db::url_for(&db_name);
         let via = app_database_url(&db_name);
-        Self::spawn_on(db_name, database_url, via, settings).await
+        Self::spawn_on(db_name, database_url, via, settings, None).await
     }
 
     async fn spawn_on(
@@ -97,6 +99,7 @@ impl TestApp {
         database_url: String,
         app_database_url: String,
         settings: &[(&'static str, &str)],
+        clock: Option<Clock>,
     ) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -115,9 +118,8 @@ impl TestApp {
         // Whole seconds: the database keeps microseconds and tests compare times.
         let start = OffsetDateTime::from_unix_timestamp(OffsetDateTime::now_utc().unix_timestamp())
             .expect("valid time");
-        let app = App::build(config, Clock::manual(start))
-            .await
-            .expect("build app");
+        let clock = clock.unwrap_or_else(|| Clock::manual(start));
+        let app = App::build(config, clock).await.expect("build app");
         let state = app.state().clone();
         let (tx, rx) = oneshot::channel();
         let server = tokio::spawn(async move {
@@ -135,9 +137,34 @@ impl TestApp {
             browser,
             env,
             db_name,
+            owns_db: true,
             shutdown: Some(tx),
             server: Some(server),
         }
+    }
+
+    /// Another Keyward instance on the same database, with the same settings but for `overrides`.
+    pub async fn another_instance(&self, overrides: &[(&'static str, &str)]) -> Self {
+        let mut settings: Vec<(&'static str, &str)> =
+            self.env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        settings.extend_from_slice(overrides);
+        let url = self.env["DATABASE_URL"].clone();
+        // The same clock: instances of one deployment agree on the time.
+        let clock = Some(self.clock().clone());
+        let mut other =
+            Self::spawn_on(self.db_name.clone(), url.clone(), url, &settings, clock).await;
+        other.owns_db = false;
+        other
+    }
+
+    /// Builds (without serving) an app on this database with these overrides.
+    pub async fn build_another(&self, overrides: &[(&'static str, &str)]) -> anyhow::Result<App> {
+        let mut env = self.env.clone();
+        for (k, v) in overrides {
+            env.insert(k, (*v).to_owned());
+        }
+        let config = Config::from_env(|name| env.get(name).cloned())?;
+        App::build(config, self.clock().clone()).await
     }
 
     /// A second, independent browser (its own cookies).
@@ -192,7 +219,9 @@ impl Drop for TestApp {
         if let Some(server) = self.server.take() {
             server.abort();
         }
-        db::drop_test_database(&self.db_name);
+        if self.owns_db {
+            db::drop_test_database(&self.db_name);
+        }
     }
 }
 
