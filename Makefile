@@ -7,7 +7,7 @@ PG := .ci/pg
 # Use nextest when it is installed (one process per test, clear summary), else cargo test.
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help run test lint fmt db db-stop db-reset migrate schema build
+.PHONY: help run test lint fmt db db-stop db-reset migrate schema build bench
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -27,6 +27,9 @@ test: ## Run every test (unit and integration) against a real PostgreSQL
 lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+bench: ## Signing throughput: Keyward's signer vs raw OpenSSL, measured in one run
+	$(CARGO) bench --locked --bench signing
 
 fmt: ## Format the code
 	$(CARGO) fmt --all

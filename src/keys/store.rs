@@ -101,7 +101,9 @@ pub enum KeyError {
     Duplicate(String),
     /// Rotating now would sign with a key verifiers may not have cached yet.
     #[error(
-        "the next key was published at {published_at}; verifiers caching the JWKS may not have it before {ready_at}. Rotate after that, or pass --force"
+        "the next key was published at {}; verifiers caching the JWKS may not have it before {}. Rotate after that, or pass --force",
+        rfc3339(*published_at),
+        rfc3339(*ready_at)
     )]
     NextTooFresh {
         /// When the next key appeared in the JWKS.
@@ -124,6 +126,11 @@ pub enum KeyError {
     /// Database problem.
     #[error(transparent)]
     Db(#[from] diesel::result::Error),
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 /// The settings that shape new keys and their schedule.
