@@ -50,9 +50,10 @@ migrate: ## Apply pending migrations to the database
 	$(CARGO) build --release --locked
 	url=$$($(PG) url); DATABASE_URL="$$url" ./target/release/keyward migrate
 
-schema: ## Regenerate src/db/schema.rs from the migrations (needs diesel_cli)
+schema: ## Regenerate src/db/schema.rs from the migrations (needs diesel_cli; arrays are CHECKed NULL-free)
 	url=$$($(PG) url); base=$${url%/*}; \
 	psql "$$base/postgres" -qc 'DROP DATABASE IF EXISTS keyward_schema' -c 'CREATE DATABASE keyward_schema'; \
 	diesel migration run --database-url "$$base/keyward_schema"; \
-	diesel print-schema --database-url "$$base/keyward_schema" > src/db/schema.rs; \
+	diesel print-schema --database-url "$$base/keyward_schema" \
+	  | sed 's/Array<Nullable<Text>>/Array<Text>/' > src/db/schema.rs; \
 	psql "$$base/postgres" -qc 'DROP DATABASE keyward_schema'

@@ -244,5 +244,8 @@ async fn housekeeping(state: AppState, store: PgSessionStore) {
         if let Err(e) = devices::delete_expired(&mut conn, now, BATCH).await {
             tracing::warn!(error = %e, "deleting expired trusted devices failed");
         }
+        if let Err(e) = crate::oauth::codes::delete_expired(&mut conn, now, BATCH).await {
+            tracing::warn!(error = %e, "deleting expired codes and revocations failed");
+        }
     }
 }

@@ -50,6 +50,27 @@ impl<'a> NewAuditEvent<'a> {
         self
     }
 
+    /// The user concerned.
+    #[must_use]
+    pub fn user(mut self, user_id: Uuid) -> Self {
+        self.user_id = Some(user_id);
+        self
+    }
+
+    /// The client concerned.
+    #[must_use]
+    pub fn client(mut self, client_id: &'a str) -> Self {
+        self.client_id = Some(client_id);
+        self
+    }
+
+    /// The address the request came from.
+    #[must_use]
+    pub fn ip(mut self, ip: Option<IpNet>) -> Self {
+        self.ip = ip;
+        self
+    }
+
     /// Structured context; never secrets.
     #[must_use]
     pub fn details(mut self, details: serde_json::Value) -> Self {
@@ -72,6 +93,10 @@ pub struct AuditEvent {
     pub actor: String,
     /// What it is about.
     pub subject: Option<String>,
+    /// The user concerned.
+    pub user_id: Option<Uuid>,
+    /// The client concerned.
+    pub client_id: Option<String>,
     /// Structured context.
     pub details: serde_json::Value,
 }
@@ -83,6 +108,21 @@ pub async fn insert(conn: &mut AsyncPgConnection, event: &NewAuditEvent<'_>) -> 
         .execute(conn)
         .await
         .map(|_| ())
+}
+
+/// The most recent `limit` events of `kind`, newest first.
+pub async fn find_by_kind(
+    conn: &mut AsyncPgConnection,
+    kind: &str,
+    limit: i64,
+) -> QueryResult<Vec<AuditEvent>> {
+    audit_events::table
+        .filter(audit_events::kind.eq(kind))
+        .order(audit_events::id.desc())
+        .limit(limit)
+        .select(AuditEvent::as_select())
+        .load(conn)
+        .await
 }
 
 /// The events about `subject`, oldest first.

@@ -12,12 +12,14 @@
 pub mod app;
 pub mod audit;
 pub mod cli;
+pub mod clients;
 pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
 pub mod http;
 pub mod keys;
+pub mod oauth;
 pub mod sessions;
 pub mod telemetry;
 pub mod tokens;

@@ -7,6 +7,7 @@
     reason = "printing results is what a CLI command does"
 )]
 
+mod clients;
 mod keys;
 mod users;
 
@@ -38,6 +39,9 @@ enum Command {
     /// Manage signing keys.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Manage clients (relying parties).
+    #[command(subcommand)]
+    Clients(clients::ClientsCommand),
 }
 
 /// Runs the parsed command.
@@ -51,6 +55,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         }
         Command::Users(cmd) => users::run(cmd, &config).await,
         Command::Keys(cmd) => keys::run(cmd, &config).await,
+        Command::Clients(cmd) => clients::run(cmd, &config).await,
     }
 }
 

@@ -42,6 +42,14 @@ pub enum UsersCommand {
         /// The username.
         username: String,
     },
+    /// Set a user's roles (carried in access tokens); no --role clears them.
+    SetRoles {
+        /// The username.
+        username: String,
+        /// A role; repeat for several.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
     /// Set a user's password (read from stdin) and end their sessions.
     SetPassword {
         /// The username.
@@ -130,6 +138,16 @@ pub async fn run(cmd: UsersCommand, config: &Config) -> anyhow::Result<()> {
             } else {
                 eprintln!("{} was already disabled", user.username);
             }
+        }
+        UsersCommand::SetRoles { username, roles } => {
+            let user = find_user(&mut conn, &username).await?;
+            for r in &roles {
+                if r.is_empty() || r.len() > 64 || !r.chars().all(|c| c.is_ascii_graphic()) {
+                    bail!("role '{r}' must be 1-64 visible ASCII characters");
+                }
+            }
+            users::update_roles(&mut conn, user.id, &roles, now).await?;
+            eprintln!("{} now has roles: {}", user.username, roles.join(" "));
         }
         UsersCommand::SetPassword {
             username,

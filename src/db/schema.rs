@@ -15,9 +15,64 @@ diesel::table! {
 }
 
 diesel::table! {
+    authorization_codes (code_hash) {
+        code_hash -> Bytea,
+        client_id -> Text,
+        user_id -> Uuid,
+        redirect_uri -> Text,
+        code_challenge -> Text,
+        nonce -> Nullable<Text>,
+        scopes -> Array<Text>,
+        audiences -> Array<Text>,
+        auth_time -> Timestamptz,
+        sid -> Text,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
+        access_token_jti -> Nullable<Uuid>,
+        access_token_expires_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    clients (id) {
+        id -> Text,
+        name -> Text,
+        secret_hash -> Nullable<Bytea>,
+        is_public -> Bool,
+        is_first_party -> Bool,
+        redirect_uris -> Array<Text>,
+        post_logout_redirect_uris -> Array<Text>,
+        grant_types -> Array<Text>,
+        scopes -> Array<Text>,
+        audiences -> Array<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    consents (user_id, client_id) {
+        user_id -> Uuid,
+        client_id -> Text,
+        scopes -> Array<Text>,
+        granted_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     key_set_version (singleton) {
         singleton -> Bool,
         version -> Int8,
+    }
+}
+
+diesel::table! {
+    revoked_access_tokens (jti) {
+        jti -> Uuid,
+        expires_at -> Timestamptz,
+        revoked_at -> Timestamptz,
+        reason -> Text,
     }
 }
 
@@ -81,15 +136,24 @@ diesel::table! {
         updated_at -> Timestamptz,
         password_changed_at -> Timestamptz,
         disabled_at -> Nullable<Timestamptz>,
+        roles -> Array<Text>,
     }
 }
 
+diesel::joinable!(authorization_codes -> clients (client_id));
+diesel::joinable!(authorization_codes -> users (user_id));
+diesel::joinable!(consents -> clients (client_id));
+diesel::joinable!(consents -> users (user_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(trusted_devices -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
+    authorization_codes,
+    clients,
+    consents,
     key_set_version,
+    revoked_access_tokens,
     sessions,
     sign_in_throttle,
     signing_keys,

@@ -10,7 +10,14 @@ use tower_sessions::Session;
 
 use crate::app::AppState;
 use crate::db;
-use crate::http::page::{PageError, csrf_for_form, see_other};
+use std::net::SocketAddr;
+
+use axum::extract::ConnectInfo;
+use serde::Deserialize;
+
+use crate::audit::{self, NewAuditEvent};
+use crate::http::page::{PageError, PageForm, csrf_for_form, require_csrf, see_other};
+use crate::oauth::consents;
 use crate::sessions;
 use crate::users;
 
@@ -23,6 +30,14 @@ pub struct AccountPage {
     email: Option<String>,
     member_since: String,
     signed_in_at: String,
+    consents: Vec<ConsentRow>,
+}
+
+/// One app the person allowed, as listed on the account page.
+pub struct ConsentRow {
+    client_id: String,
+    client_name: String,
+    scopes: String,
 }
 
 fn human_time(t: OffsetDateTime) -> String {
@@ -43,6 +58,7 @@ pub async fn get_account(
     };
     let mut conn = db::connect(&state.db).await?;
     let user = users::find(&mut conn, current.user_id).await?;
+    let granted = consents::list_for_user(&mut conn, current.user_id).await?;
     drop(conn);
     // A user disabled or deleted since signing in loses the session on their next request.
     let Some(user) = user.filter(|u| !u.is_disabled()) else {
@@ -55,6 +71,49 @@ pub async fn get_account(
         email: user.email,
         member_since: human_time(user.created_at),
         signed_in_at: human_time(current.auth_time),
+        consents: granted
+            .into_iter()
+            .map(|c| ConsentRow {
+                client_id: c.client_id,
+                client_name: c.client_name,
+                scopes: c.scopes.join(" "),
+            })
+            .collect(),
     }
     .into_response())
+}
+
+/// Fields of the "revoke" button.
+#[derive(Deserialize)]
+pub struct RevokeForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    client_id: String,
+}
+
+/// `POST /account/consents/revoke`: the app must ask again next time.
+pub async fn revoke_consent(
+    State(state): State<AppState>,
+    session: Session,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    PageForm(form): PageForm<RevokeForm>,
+) -> Result<Response, PageError> {
+    require_csrf(&session, &form.csrf).await?;
+    let Some(current) = sessions::signed_in(&session).await? else {
+        return Ok(see_other("/signin"));
+    };
+    let now = state.clock.now();
+    let mut conn = db::connect(&state.db).await?;
+    if consents::delete(&mut conn, current.user_id, &form.client_id).await? {
+        audit::insert(
+            &mut conn,
+            &NewAuditEvent::new("consent.revoked", &format!("user:{}", current.user_id), now)
+                .user(current.user_id)
+                .client(&form.client_id)
+                .ip(Some(peer.ip().into())),
+        )
+        .await?;
+    }
+    Ok(see_other("/account"))
 }

@@ -7,7 +7,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::app::AppState;
+use crate::clients::GrantType;
 use crate::keys::keyring::jwks_max_age;
+use crate::oauth::scope;
 
 /// Discovery documents clients may cache this long: they change only with a deployment.
 const DISCOVERY_MAX_AGE: &str = "public, max-age=3600";
@@ -23,17 +25,56 @@ impl Documents {
     /// Documents for `issuer`. They list only what exists; each new endpoint adds itself here.
     #[must_use]
     pub fn new(issuer: &str) -> Self {
-        let jwks_uri = format!("{issuer}/jwks.json");
-        let openid = json!({
-            "issuer": issuer,
-            "jwks_uri": jwks_uri,
-            "subject_types_supported": ["public"],
-            "id_token_signing_alg_values_supported": ["RS256"],
-        });
         let oauth = json!({
             "issuer": issuer,
-            "jwks_uri": jwks_uri,
+            "authorization_endpoint": format!("{issuer}/authorize"),
+            "token_endpoint": format!("{issuer}/token"),
+            "jwks_uri": format!("{issuer}/jwks.json"),
+            "response_types_supported": ["code"],
+            "response_modes_supported": ["query"],
+            "grant_types_supported": GrantType::ALL.map(GrantType::as_str),
+            "code_challenge_methods_supported": ["S256"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+            "scopes_supported": [scope::OPENID, scope::PROFILE, scope::EMAIL],
+            // RFC 9207: authorization responses carry `iss`.
+            "authorization_response_iss_parameter_supported": true,
         });
+        let mut openid = oauth.clone();
+        if let Some(doc) = openid.as_object_mut() {
+            for (k, v) in [
+                ("userinfo_endpoint", json!(format!("{issuer}/userinfo"))),
+                ("end_session_endpoint", json!(format!("{issuer}/logout"))),
+                ("subject_types_supported", json!(["public"])),
+                ("id_token_signing_alg_values_supported", json!(["RS256"])),
+                (
+                    "prompt_values_supported",
+                    json!(["none", "login", "consent"]),
+                ),
+                (
+                    "claims_supported",
+                    json!([
+                        "iss",
+                        "sub",
+                        "aud",
+                        "exp",
+                        "iat",
+                        "auth_time",
+                        "nonce",
+                        "at_hash",
+                        "sid",
+                        "preferred_username",
+                        "name",
+                        "email",
+                        "email_verified"
+                    ]),
+                ),
+                ("claims_parameter_supported", json!(false)),
+                ("request_parameter_supported", json!(false)),
+                ("request_uri_parameter_supported", json!(false)),
+            ] {
+                doc.insert(k.to_owned(), v);
+            }
+        }
         Self {
             openid: openid.to_string().into(),
             oauth: oauth.to_string().into(),

@@ -2,16 +2,21 @@
 
 pub mod account;
 pub mod assets;
+pub mod authorize;
 pub mod discovery;
 pub mod health;
+pub mod logout;
+pub mod oauth_error;
 pub mod page;
 pub mod signin;
 pub mod signup;
+pub mod token;
+pub mod userinfo;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -36,6 +41,14 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<PgSessionStore>) ->
     Router::new()
         .route("/", get(account::get_account))
         .route("/account", get(account::get_account))
+        .route("/account/consents/revoke", post(account::revoke_consent))
+        .route("/authorize", get(authorize::get_authorize).post(authorize::post_authorize))
+        .route("/authorize/resume", get(authorize::resume_authorize))
+        .route("/consent", get(authorize::get_consent).post(authorize::submit_consent))
+        .route("/token", post(token::exchange_token))
+        .route("/userinfo", get(userinfo::get_userinfo).post(userinfo::post_userinfo))
+        .route("/logout", get(logout::get_logout).post(logout::post_logout))
+        .route("/logout/confirm", post(logout::confirm_logout))
         .route("/signin", get(signin::get_signin).post(signin::submit_signin))
         .route("/signup", get(signup::get_signup).post(signup::submit_signup))
         .route("/signout", get(signin::get_signout).post(signin::submit_signout))

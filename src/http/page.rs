@@ -47,6 +47,15 @@ pub enum PageError {
     /// Password hashing is saturated.
     #[error("busy")]
     Busy,
+    /// An authorization request that must not be redirected (RFC 6749 §4.1.2.1).
+    #[error(transparent)]
+    Authorize(#[from] crate::oauth::authorize::UnredirectableError),
+    /// A sign-out request naming a return address that is not registered.
+    #[error("unregistered post-logout redirect")]
+    BadLogoutRedirect,
+    /// A consent or resume link for a request this browser no longer has.
+    #[error("no such pending request")]
+    StaleRequest,
     /// Anything unexpected, including the database being down.
     #[error(transparent)]
     App(#[from] AppError),
@@ -86,6 +95,10 @@ impl From<diesel::result::Error> for PageError {
 }
 
 impl IntoResponse for PageError {
+    #[allow(
+        clippy::too_many_lines,
+        reason = "every error page's words, listed in one place"
+    )]
     fn into_response(self) -> Response {
         let (status, page) = match self {
             Self::Csrf => (
@@ -113,6 +126,40 @@ impl IntoResponse for PageError {
                     message: "New accounts are created by an administrator here. If you already have one, sign in.",
                     link_href: "/signin",
                     link_text: "Sign in",
+                },
+            ),
+            Self::Authorize(e) => (
+                StatusCode::BAD_REQUEST,
+                ErrorPage {
+                    title: "This sign-in link is not valid",
+                    message: match e {
+                        crate::oauth::authorize::UnredirectableError::UnknownClient => {
+                            "The application that sent you here is not registered with this sign-in service. Go back to the application and try again, or contact its developers."
+                        }
+                        crate::oauth::authorize::UnredirectableError::BadRedirectUri => {
+                            "The application sent you here with a return address it has not registered, so you are not sent anywhere. Contact the application's developers."
+                        }
+                    },
+                    link_href: "/account",
+                    link_text: "Go to your account",
+                },
+            ),
+            Self::BadLogoutRedirect => (
+                StatusCode::BAD_REQUEST,
+                ErrorPage {
+                    title: "This sign-out link is not valid",
+                    message: "The application asked to send you to an address it has not registered, so you are not sent anywhere.",
+                    link_href: "/account",
+                    link_text: "Go to your account",
+                },
+            ),
+            Self::StaleRequest => (
+                StatusCode::BAD_REQUEST,
+                ErrorPage {
+                    title: "This request has expired",
+                    message: "The sign-in request you were answering is no longer open in this browser. Go back to the application and start again.",
+                    link_href: "/account",
+                    link_text: "Go to your account",
                 },
             ),
             Self::BadForm => (

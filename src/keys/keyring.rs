@@ -314,6 +314,27 @@ impl KeyRing {
         issuer: &str,
         now: OffsetDateTime,
     ) -> Result<VerifiedJwt, VerifyError> {
+        self.verify_inner(token, issuer, now, true)
+    }
+
+    /// Like [`KeyRing::verify`] but accepts an expired token: for `id_token_hint` at logout, which
+    /// OIDC RP-Initiated Logout §2 says may have expired. Signature and issuer still must hold.
+    pub fn verify_ignoring_expiry(
+        &self,
+        token: &str,
+        issuer: &str,
+        now: OffsetDateTime,
+    ) -> Result<VerifiedJwt, VerifyError> {
+        self.verify_inner(token, issuer, now, false)
+    }
+
+    fn verify_inner(
+        &self,
+        token: &str,
+        issuer: &str,
+        now: OffsetDateTime,
+        check_exp: bool,
+    ) -> Result<VerifiedJwt, VerifyError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(VerifyError::Malformed);
         }
@@ -351,7 +372,7 @@ impl KeyRing {
         let now_s = now.unix_timestamp();
         let leeway = CLOCK_LEEWAY.whole_seconds();
         match numeric_date(&claims, "exp") {
-            Some(exp) if now_s < exp.saturating_add(leeway) => {}
+            Some(exp) if !check_exp || now_s < exp.saturating_add(leeway) => {}
             _ => return Err(VerifyError::Expired),
         }
         match numeric_date(&claims, "iat") {

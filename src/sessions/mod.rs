@@ -10,24 +10,34 @@ use uuid::Uuid;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::oauth::authorize::AuthorizationRequest;
 use crate::tokens::opaque::{constant_time_eq, random_bytes};
 
 /// Session key of the signed-in user's id (also mirrored into the `sessions.user_id` column).
 pub const USER_ID_KEY: &str = "uid";
 const AUTH_TIME_KEY: &str = "auth_time";
+const SID_KEY: &str = "sid";
 const CSRF_KEY: &str = "csrf";
 const RETURN_TO_KEY: &str = "return_to";
+const PENDING_KEY: &str = "pending_authz";
+const REAUTH_KEY: &str = "reauth";
+const LOGIN_HINT_KEY: &str = "login_hint";
+const PENDING_LOGOUT_KEY: &str = "pending_logout";
+/// Authorization requests one browser may have open at once (tabs); the oldest is dropped.
+const MAX_PENDING: usize = 4;
 
 /// A failure of the session store (the database, in practice).
 pub type SessionError = tower_sessions::session::Error;
 
 /// Who is signed in to this browser session, and since when.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignedInSession {
     /// The user.
     pub user_id: Uuid,
     /// When they typed their password (OIDC `auth_time`).
     pub auth_time: OffsetDateTime,
+    /// The OIDC session id (`sid`): public, unlike the cookie's session id.
+    pub sid: String,
 }
 
 /// The signed-in user of this session, if any.
@@ -41,7 +51,12 @@ pub async fn signed_in(session: &Session) -> Result<Option<SignedInSession>, Ses
     let Ok(auth_time) = OffsetDateTime::from_unix_timestamp(unix) else {
         return Ok(None);
     };
-    Ok(Some(SignedInSession { user_id, auth_time }))
+    let sid = session.get::<String>(SID_KEY).await?.unwrap_or_default();
+    Ok(Some(SignedInSession {
+        user_id,
+        auth_time,
+        sid,
+    }))
 }
 
 /// Marks the session signed in, under a new id (session fixation) and a new CSRF token.
@@ -53,7 +68,12 @@ pub async fn sign_in(
     session.cycle_id().await?;
     session.insert(USER_ID_KEY, user_id).await?;
     session.insert(AUTH_TIME_KEY, now.unix_timestamp()).await?;
+    session
+        .insert(SID_KEY, uuid::Uuid::new_v4().to_string())
+        .await?;
     session.insert(CSRF_KEY, new_csrf_token()).await?;
+    session.remove_value(REAUTH_KEY).await?;
+    session.remove_value(LOGIN_HINT_KEY).await?;
     Ok(())
 }
 
@@ -98,6 +118,90 @@ pub async fn take_return_to(session: &Session) -> Result<Option<String>, Session
         .remove::<String>(RETURN_TO_KEY)
         .await?
         .and_then(|p| safe_return_path(&p).map(str::to_owned)))
+}
+
+/// Keeps an authorization request while the person signs in or consents.
+pub async fn put_pending(
+    session: &Session,
+    request: &AuthorizationRequest,
+) -> Result<(), SessionError> {
+    let mut pending: Vec<AuthorizationRequest> =
+        session.get(PENDING_KEY).await?.unwrap_or_default();
+    pending.retain(|r| r.id != request.id);
+    pending.push(request.clone());
+    if pending.len() > MAX_PENDING {
+        pending.remove(0);
+    }
+    session.insert(PENDING_KEY, pending).await
+}
+
+/// The pending authorization request with this id.
+pub async fn find_pending(
+    session: &Session,
+    id: &str,
+) -> Result<Option<AuthorizationRequest>, SessionError> {
+    let pending: Vec<AuthorizationRequest> = session.get(PENDING_KEY).await?.unwrap_or_default();
+    Ok(pending.into_iter().find(|r| r.id == id))
+}
+
+/// Forgets a pending authorization request (it was answered).
+pub async fn remove_pending(session: &Session, id: &str) -> Result<(), SessionError> {
+    let mut pending: Vec<AuthorizationRequest> =
+        session.get(PENDING_KEY).await?.unwrap_or_default();
+    let before = pending.len();
+    pending.retain(|r| r.id != id);
+    if pending.len() != before {
+        session.insert(PENDING_KEY, pending).await?;
+    }
+    Ok(())
+}
+
+/// Asks the sign-in page to take a password even from someone signed in (`prompt=login`,
+/// `max_age`), prefilled with `login_hint`.
+pub async fn require_sign_in(
+    session: &Session,
+    login_hint: Option<&str>,
+    reauth: bool,
+) -> Result<(), SessionError> {
+    if reauth {
+        session.insert(REAUTH_KEY, true).await?;
+    }
+    if let Some(hint) = login_hint {
+        session.insert(LOGIN_HINT_KEY, hint).await?;
+    }
+    Ok(())
+}
+
+/// Whether a fresh sign-in was asked for, and the username to prefill.
+pub async fn sign_in_requirements(
+    session: &Session,
+) -> Result<(bool, Option<String>), SessionError> {
+    Ok((
+        session.get::<bool>(REAUTH_KEY).await?.unwrap_or(false),
+        session.get::<String>(LOGIN_HINT_KEY).await?,
+    ))
+}
+
+/// Where to go after a confirmed sign-out, and the `state` to send.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingLogout {
+    /// A registered post-logout redirect URI, if one was asked for.
+    pub redirect_uri: Option<String>,
+    /// Echoed to the client.
+    pub state: Option<String>,
+}
+
+/// Keeps a logout request while the person confirms it.
+pub async fn put_pending_logout(
+    session: &Session,
+    logout: &PendingLogout,
+) -> Result<(), SessionError> {
+    session.insert(PENDING_LOGOUT_KEY, logout).await
+}
+
+/// Takes the pending logout request.
+pub async fn take_pending_logout(session: &Session) -> Result<Option<PendingLogout>, SessionError> {
+    session.remove(PENDING_LOGOUT_KEY).await
 }
 
 /// Accepts only an absolute path on this origin: `/x`, never `//host`, `/\host` or a URL.

@@ -42,6 +42,8 @@ pub struct User {
     pub password_changed_at: OffsetDateTime,
     /// Set when an operator disabled the account.
     pub disabled_at: Option<OffsetDateTime>,
+    /// Roles carried into access tokens (`keyward users set-roles`).
+    pub roles: Vec<String>,
 }
 
 impl User {
@@ -202,6 +204,19 @@ pub async fn update_password(
         Ok(n)
     })
     .await
+}
+
+/// Replaces a user's roles.
+pub async fn update_roles(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    roles: &[String],
+    now: OffsetDateTime,
+) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set((users::roles.eq(roles), users::updated_at.eq(now)))
+        .execute(conn)
+        .await
 }
 
 /// Disables a user and ends their sessions at once; returns false if already disabled.

@@ -1,0 +1,294 @@
+//! `keyward clients ...`: register, inspect, delete relying parties and rotate their secrets.
+#![allow(
+    clippy::print_stdout,
+    reason = "printing results is what a CLI command does"
+)]
+
+use std::io::BufRead as _;
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+use serde_json::json;
+use time::format_description::well_known::Rfc3339;
+
+use crate::audit::{self, NewAuditEvent};
+use crate::clients::{self, Client, CreateClientError, GrantType, NewClient, RedirectUri};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::oauth::scope::Scopes;
+use crate::tokens::opaque::{PlainToken, TokenHash, random_bytes};
+
+/// Operators' client commands.
+#[derive(Debug, Subcommand)]
+pub enum ClientsCommand {
+    /// Register a client; prints its id and (for confidential clients) its secret, once.
+    Create {
+        /// Shown to people on the consent page.
+        #[arg(long)]
+        name: String,
+        /// The client_id (default: generated).
+        #[arg(long)]
+        id: Option<String>,
+        /// Exact redirect URI (https, or http on loopback); repeat for several.
+        #[arg(long = "redirect-uri", required = true)]
+        redirect_uris: Vec<String>,
+        /// Grant type; repeat for several (default: authorization_code).
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+        /// Scopes it may request, space-separated.
+        #[arg(long, default_value = "openid profile email")]
+        scope: String,
+        /// A public client (SPA, native app): no secret, PKCE only.
+        #[arg(long)]
+        public: bool,
+        /// Read the secret from stdin instead of generating one (at least 32 characters).
+        #[arg(long)]
+        secret_stdin: bool,
+        /// Operated by you: people are not asked for consent.
+        #[arg(long)]
+        first_party: bool,
+        /// Exact post-logout redirect URI; repeat for several.
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// Resource server its access tokens may name in `aud`; repeat for several.
+        #[arg(long = "audience")]
+        audiences: Vec<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List clients: id, name, type, first-party, grants, redirect URIs (tab-separated).
+    List {
+        /// Print a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one client.
+    Show {
+        /// The client_id.
+        id: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a client, with its codes and consents.
+    Delete {
+        /// The client_id.
+        id: String,
+    },
+    /// Replace a confidential client's secret; prints the new one, once.
+    RotateSecret {
+        /// The client_id.
+        id: String,
+    },
+}
+
+fn client_json(c: &Client) -> serde_json::Value {
+    json!({
+        "client_id": c.id,
+        "name": c.name,
+        "type": if c.is_public { "public" } else { "confidential" },
+        "first_party": c.is_first_party,
+        "redirect_uris": c.redirect_uris,
+        "post_logout_redirect_uris": c.post_logout_redirect_uris,
+        "grant_types": c.grant_types,
+        "scope": c.scopes.join(" "),
+        "audiences": c.audiences,
+        "created_at": c.created_at.format(&Rfc3339).unwrap_or_default(),
+    })
+}
+
+fn read_secret() -> anyhow::Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("reading the secret from stdin")?;
+    let secret = line.trim_end_matches(['\n', '\r']).to_owned();
+    // SHA-256 is only a sound storage hash for high-entropy secrets.
+    if secret.len() < 32 {
+        bail!("the secret must be at least 32 characters (use a generated one)");
+    }
+    Ok(secret)
+}
+
+/// Runs a `clients` command.
+#[allow(clippy::too_many_lines, reason = "one match arm per subcommand")]
+pub async fn run(cmd: ClientsCommand, config: &Config) -> anyhow::Result<()> {
+    let mut conn = super::connect(config).await?;
+    let now = Clock::system().now();
+    match cmd {
+        ClientsCommand::Create {
+            name,
+            id,
+            redirect_uris,
+            grants,
+            scope,
+            public,
+            secret_stdin,
+            first_party,
+            post_logout_redirect_uris,
+            audiences,
+            json,
+        } => {
+            if public && secret_stdin {
+                bail!("a public client has no secret");
+            }
+            let validate = |uris: &[String]| -> anyhow::Result<Vec<String>> {
+                uris.iter()
+                    .map(|u| {
+                        RedirectUri::parse(u)
+                            .map(|r| r.as_str().to_owned())
+                            .map_err(Into::into)
+                    })
+                    .collect()
+            };
+            let grants = if grants.is_empty() {
+                vec!["authorization_code".to_owned()]
+            } else {
+                grants
+            };
+            for g in &grants {
+                if GrantType::parse(g).is_none() {
+                    bail!("grant '{g}' is not supported (supported: authorization_code)");
+                }
+            }
+            for a in &audiences {
+                if url::Url::parse(a).map_or(true, |u| u.fragment().is_some()) {
+                    bail!("audience '{a}' must be an absolute URI without a fragment");
+                }
+            }
+            let scopes =
+                Scopes::parse(&scope).map_err(|_| anyhow::anyhow!("--scope is malformed"))?;
+            let id = id.unwrap_or_else(|| {
+                base64::Engine::encode(
+                    &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+                    random_bytes::<15>(),
+                )
+            });
+            let secret: Option<String> = match (public, secret_stdin) {
+                (true, _) => None,
+                (false, true) => Some(read_secret()?),
+                (false, false) => Some(clients::generate_secret().expose().to_owned()),
+            };
+            let new = NewClient {
+                id: id.clone(),
+                name,
+                secret_hash: secret
+                    .as_deref()
+                    .map(|s| TokenHash::of(s).as_bytes().to_vec()),
+                is_public: public,
+                is_first_party: first_party,
+                redirect_uris: validate(&redirect_uris)?,
+                post_logout_redirect_uris: validate(&post_logout_redirect_uris)?,
+                grant_types: grants,
+                scopes: scopes.to_vec(),
+                audiences,
+                created_at: now,
+                updated_at: now,
+            };
+            let client = match clients::insert(&mut conn, &new).await {
+                Ok(c) => c,
+                Err(e @ CreateClientError::IdTaken(_)) => bail!("{e}"),
+                Err(CreateClientError::Db(e)) => return Err(e.into()),
+            };
+            audit::insert(
+                &mut conn,
+                &NewAuditEvent::new("client.created", audit::ACTOR_CLI, now)
+                    .subject(&client.id)
+                    .client(&client.id),
+            )
+            .await?;
+            let shown_secret = if secret_stdin { None } else { secret };
+            if json {
+                let mut out = client_json(&client);
+                out["client_secret"] = json!(shown_secret);
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!("client_id\t{}", client.id);
+                if let Some(s) = shown_secret {
+                    println!("client_secret\t{s}");
+                    eprintln!("store the secret now: it is shown once and only its hash is kept");
+                }
+            }
+        }
+        ClientsCommand::List { json } => {
+            let all = clients::list(&mut conn).await?;
+            if json {
+                let out: Vec<serde_json::Value> = all.iter().map(client_json).collect();
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                for c in &all {
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}\t{}",
+                        c.id,
+                        c.name,
+                        if c.is_public {
+                            "public"
+                        } else {
+                            "confidential"
+                        },
+                        if c.is_first_party {
+                            "first-party"
+                        } else {
+                            "third-party"
+                        },
+                        c.grant_types.join(","),
+                        c.redirect_uris.join(","),
+                    );
+                }
+            }
+        }
+        ClientsCommand::Show { id, json } => {
+            let c = clients::find(&mut conn, &id)
+                .await?
+                .with_context(|| format!("no client '{id}'"))?;
+            let out = client_json(&c);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else if let Some(map) = out.as_object() {
+                for (k, v) in map {
+                    let v = match v {
+                        serde_json::Value::String(s) => s.clone(),
+                        serde_json::Value::Array(a) => a
+                            .iter()
+                            .filter_map(serde_json::Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(" "),
+                        other => other.to_string(),
+                    };
+                    println!("{k}\t{v}");
+                }
+            }
+        }
+        ClientsCommand::Delete { id } => {
+            if !clients::delete(&mut conn, &id).await? {
+                bail!("no client '{id}'");
+            }
+            audit::insert(
+                &mut conn,
+                &NewAuditEvent::new("client.deleted", audit::ACTOR_CLI, now)
+                    .subject(&id)
+                    .client(&id),
+            )
+            .await?;
+            eprintln!("deleted client '{id}', its codes and its consents");
+        }
+        ClientsCommand::RotateSecret { id } => {
+            let secret: PlainToken = clients::generate_secret();
+            if !clients::update_secret_hash(&mut conn, &id, &secret.hash(), now).await? {
+                bail!("no confidential client '{id}'");
+            }
+            audit::insert(
+                &mut conn,
+                &NewAuditEvent::new("client.secret_rotated", audit::ACTOR_CLI, now)
+                    .subject(&id)
+                    .client(&id),
+            )
+            .await?;
+            println!("client_secret\t{}", secret.expose());
+            eprintln!("the old secret stops working now; store the new one: it is shown once");
+        }
+    }
+    Ok(())
+}

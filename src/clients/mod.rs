@@ -1,0 +1,330 @@
+//! Relying parties ("clients"): their registration, secrets and redirect URIs, and storage.
+
+use std::fmt;
+
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use time::OffsetDateTime;
+use url::Url;
+
+use crate::db::schema::clients;
+use crate::oauth::scope::Scopes;
+use crate::tokens::opaque::{PlainToken, TokenHash};
+
+/// Prefix of client secrets, so secret scanners can recognise a leaked one.
+pub const CLIENT_SECRET_PREFIX: &str = "kwcs_";
+
+/// The grant types a client may be registered for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantType {
+    /// RFC 6749 §4.1 with PKCE.
+    AuthorizationCode,
+}
+
+impl GrantType {
+    /// Every grant the token endpoint implements.
+    pub const ALL: [Self; 1] = [Self::AuthorizationCode];
+
+    /// The RFC name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AuthorizationCode => "authorization_code",
+        }
+    }
+
+    /// Parses an implemented grant name.
+    #[must_use]
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|g| g.as_str() == raw)
+    }
+}
+
+/// A registered redirect URI: absolute, no fragment, `https` (or `http` on loopback only).
+/// Compared with presented values by exact string match (OAuth 2.1 §2.3.1).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RedirectUri(String);
+
+/// Why a redirect URI cannot be registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("redirect URI '{uri}': {reason}")]
+pub struct RedirectUriError {
+    uri: String,
+    reason: &'static str,
+}
+
+impl RedirectUri {
+    /// Validates a URI for registration.
+    pub fn parse(raw: &str) -> Result<Self, RedirectUriError> {
+        let fail = |reason| RedirectUriError {
+            uri: raw.to_owned(),
+            reason,
+        };
+        let url = Url::parse(raw).map_err(|_| fail("not an absolute URL"))?;
+        if url.fragment().is_some() || raw.contains('#') {
+            return Err(fail("must not contain a fragment (RFC 6749 §3.1.2)"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(fail("must not contain credentials"));
+        }
+        let loopback = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(d)) => d == "localhost",
+            None => false,
+        };
+        match url.scheme() {
+            "https" => Ok(Self(raw.to_owned())),
+            "http" if loopback => Ok(Self(raw.to_owned())),
+            "http" => Err(fail("http is only allowed on a loopback host")),
+            _ => Err(fail("must be https (or http on a loopback host)")),
+        }
+    }
+
+    /// The URI as registered.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A stored client.
+#[derive(Clone, Queryable, Selectable)]
+#[diesel(table_name = clients)]
+pub struct Client {
+    /// `client_id`.
+    pub id: String,
+    /// Shown on the consent page.
+    pub name: String,
+    /// SHA-256 of the secret; `None` for public clients.
+    pub secret_hash: Option<Vec<u8>>,
+    /// Public clients (SPAs, native apps) cannot keep a secret.
+    pub is_public: bool,
+    /// Operated by the same party as Keyward: no consent page.
+    pub is_first_party: bool,
+    /// Exact redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Exact post-logout redirect URIs.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Grant type names.
+    pub grant_types: Vec<String>,
+    /// Scopes it may request.
+    pub scopes: Vec<String>,
+    /// Resource servers its access tokens may name in `aud`.
+    pub audiences: Vec<String>,
+    /// Registration time.
+    pub created_at: OffsetDateTime,
+    /// Last change.
+    pub updated_at: OffsetDateTime,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("id", &self.id)
+            .field("is_public", &self.is_public)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Whether `uri` is registered, by exact string comparison.
+    #[must_use]
+    pub fn has_redirect_uri(&self, uri: &str) -> bool {
+        self.redirect_uris.iter().any(|r| r == uri)
+    }
+
+    /// Whether `uri` is a registered post-logout redirect URI (exact).
+    #[must_use]
+    pub fn has_post_logout_redirect_uri(&self, uri: &str) -> bool {
+        self.post_logout_redirect_uris.iter().any(|r| r == uri)
+    }
+
+    /// Whether the client is registered for `grant`.
+    #[must_use]
+    pub fn allows_grant(&self, grant: GrantType) -> bool {
+        self.grant_types.iter().any(|g| g == grant.as_str())
+    }
+
+    /// The scopes it may request.
+    #[must_use]
+    pub fn allowed_scopes(&self) -> Scopes {
+        Scopes::from_stored(&self.scopes)
+    }
+
+    /// Whether `presented` is this confidential client's secret (constant-time comparison).
+    #[must_use]
+    pub fn verify_secret(&self, presented: &str) -> bool {
+        match &self.secret_hash {
+            Some(stored) => {
+                let presented = TokenHash::of(presented);
+                subtle::ConstantTimeEq::ct_eq(stored.as_slice(), presented.as_bytes()).into()
+            }
+            None => false,
+        }
+    }
+}
+
+/// A client about to be registered.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = clients)]
+pub struct NewClient {
+    /// `client_id`.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// SHA-256 of the secret, for confidential clients.
+    pub secret_hash: Option<Vec<u8>>,
+    /// Whether it is public.
+    pub is_public: bool,
+    /// Whether it skips consent.
+    pub is_first_party: bool,
+    /// Exact redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Exact post-logout redirect URIs.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Grant names.
+    pub grant_types: Vec<String>,
+    /// Allowed scopes.
+    pub scopes: Vec<String>,
+    /// Allowed audiences.
+    pub audiences: Vec<String>,
+    /// Now.
+    pub created_at: OffsetDateTime,
+    /// Now.
+    pub updated_at: OffsetDateTime,
+}
+
+/// Generates a client secret: 256 bits behind a recognisable prefix.
+#[must_use]
+pub fn generate_secret() -> PlainToken {
+    PlainToken::generate(CLIENT_SECRET_PREFIX)
+}
+
+/// Why a client could not be registered.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateClientError {
+    /// The id is in use.
+    #[error("a client with id '{0}' already exists")]
+    IdTaken(String),
+    /// Database failure.
+    #[error(transparent)]
+    Db(#[from] DieselError),
+}
+
+/// Registers a client.
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    new: &NewClient,
+) -> Result<Client, CreateClientError> {
+    diesel::insert_into(clients::table)
+        .values(new)
+        .returning(Client::as_returning())
+        .get_result(conn)
+        .await
+        .map_err(|e| match e {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                CreateClientError::IdTaken(new.id.clone())
+            }
+            other => CreateClientError::Db(other),
+        })
+}
+
+/// Finds a client by `client_id`.
+pub async fn find(conn: &mut AsyncPgConnection, id: &str) -> QueryResult<Option<Client>> {
+    clients::table
+        .find(id)
+        .select(Client::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Every client, by id.
+pub async fn list(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Client>> {
+    clients::table
+        .order(clients::id.asc())
+        .select(Client::as_select())
+        .load(conn)
+        .await
+}
+
+/// Deletes a client (its codes and consents go with it); returns whether it existed.
+pub async fn delete(conn: &mut AsyncPgConnection, id: &str) -> QueryResult<bool> {
+    diesel::delete(clients::table.find(id))
+        .execute(conn)
+        .await
+        .map(|n| n == 1)
+}
+
+/// Replaces a confidential client's secret hash; returns whether such a client exists.
+pub async fn update_secret_hash(
+    conn: &mut AsyncPgConnection,
+    id: &str,
+    hash: &TokenHash,
+    now: OffsetDateTime,
+) -> QueryResult<bool> {
+    diesel::update(clients::table.find(id).filter(clients::is_public.eq(false)))
+        .set((
+            clients::secret_hash.eq(hash.as_bytes()),
+            clients::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .await
+        .map(|n| n == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_uris_are_https_or_loopback_http_without_fragments() {
+        for ok in [
+            "https://app.example.com/callback",
+            "http://127.0.0.1:3000/cb",
+            "http://[::1]/cb",
+            "http://localhost:8000/cb?x=1",
+        ] {
+            assert!(RedirectUri::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://app.example.com/cb",
+            "https://app.example.com/cb#frag",
+            "/relative",
+            "javascript:alert(1)",
+            "https://user:pw@app.example.com/cb",
+            "ftp://example.com/",
+        ] {
+            assert!(RedirectUri::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_are_prefixed_and_verified_only_by_hash() {
+        let secret = generate_secret();
+        assert!(secret.expose().starts_with(CLIENT_SECRET_PREFIX));
+        let client = Client {
+            id: "c".into(),
+            name: "C".into(),
+            secret_hash: Some(secret.hash().as_bytes().to_vec()),
+            is_public: false,
+            is_first_party: false,
+            redirect_uris: vec!["https://a.example/cb".into()],
+            post_logout_redirect_uris: vec![],
+            grant_types: vec!["authorization_code".into()],
+            scopes: vec!["openid".into()],
+            audiences: vec![],
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+        };
+        assert!(client.verify_secret(secret.expose()));
+        assert!(!client.verify_secret("kwcs_wrong"));
+        assert!(client.has_redirect_uri("https://a.example/cb"));
+        assert!(
+            !client.has_redirect_uri("https://a.example/cb/"),
+            "exact match only"
+        );
+    }
+}

@@ -1,0 +1,330 @@
+//! `/authorize` (RFC 6749 §4.1, OIDC Core §3.1.2) and the consent page.
+
+use std::net::SocketAddr;
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{ConnectInfo, Query, RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use tower_sessions::Session;
+
+use crate::app::AppState;
+use crate::audit::{self, NewAuditEvent};
+use crate::clients::{self, Client};
+use crate::db;
+use crate::http::page::{PageError, PageForm, csrf_for_form, require_csrf, see_other};
+use crate::oauth::authorize::{self, AuthorizationRequest, redirect_with};
+use crate::oauth::error::{ErrorCode, OAuthError};
+use crate::oauth::{codes, consents, scope};
+use crate::sessions::{self, SignedInSession};
+use crate::tokens::opaque::random_bytes;
+use crate::users;
+
+/// The consent page.
+#[derive(Template, WebTemplate)]
+#[template(path = "consent.html")]
+pub struct ConsentPage {
+    csrf: String,
+    request_id: String,
+    client_name: String,
+    username: String,
+    scopes: Vec<String>,
+}
+
+fn params_of(raw: &str) -> Vec<(String, String)> {
+    url::form_urlencoded::parse(raw.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// `GET /authorize`.
+pub async fn get_authorize(
+    State(state): State<AppState>,
+    session: Session,
+    RawQuery(query): RawQuery,
+) -> Result<Response, PageError> {
+    start(&state, &session, &params_of(query.as_deref().unwrap_or(""))).await
+}
+
+/// `POST /authorize` (form-encoded, OIDC Core §3.1.2.1).
+pub async fn post_authorize(
+    State(state): State<AppState>,
+    session: Session,
+    PageForm(params): PageForm<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    start(&state, &session, &params).await
+}
+
+fn error_redirect(
+    state: &AppState,
+    redirect_uri: &str,
+    error: OAuthError,
+    client_state: Option<&str>,
+) -> Response {
+    let mut params = vec![
+        ("error", error.code.as_str()),
+        ("error_description", error.description),
+    ];
+    if let Some(s) = client_state {
+        params.push(("state", s));
+    }
+    // RFC 9207: say who answers, so a client talking to several servers cannot be mixed up.
+    params.push(("iss", state.config.issuer.as_str()));
+    see_other(&redirect_with(redirect_uri, &params))
+}
+
+async fn start(
+    state: &AppState,
+    session: &Session,
+    params: &[(String, String)],
+) -> Result<Response, PageError> {
+    let (client_id, redirect_uri) = authorize::client_and_redirect(params)?;
+    let client = {
+        let mut conn = db::connect(&state.db).await?;
+        clients::find(&mut conn, client_id).await?
+    };
+    let client = client.ok_or(authorize::UnredirectableError::UnknownClient)?;
+    // RFC 6749 §4.1.2.1: with an unverified redirect URI, never redirect.
+    if !client.has_redirect_uri(redirect_uri) {
+        return Err(authorize::UnredirectableError::BadRedirectUri.into());
+    }
+    let id = base64::Engine::encode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        random_bytes::<16>(),
+    );
+    let now = state.clock.now();
+    match authorize::validate(params, &client, redirect_uri, id, now.unix_timestamp()) {
+        Ok(request) => proceed(state, session, &client, request).await,
+        Err(error) => {
+            let client_state = params
+                .iter()
+                .filter(|(k, _)| k == "state")
+                .map(|(_, v)| v.as_str())
+                .next()
+                .filter(|s| s.len() <= 512);
+            Ok(error_redirect(state, redirect_uri, error, client_state))
+        }
+    }
+}
+
+/// Whether the signed-in session is fresh enough for this request (`prompt=login`, `max_age`).
+fn is_fresh(
+    signed: &SignedInSession,
+    request: &AuthorizationRequest,
+    now: time::OffsetDateTime,
+) -> bool {
+    let auth = signed.auth_time.unix_timestamp();
+    let after_request = !request.prompt.login || auth >= request.received_at;
+    let within_max_age = request
+        .max_age
+        .is_none_or(|m| now.unix_timestamp() - auth <= m);
+    after_request && within_max_age
+}
+
+/// Takes a validated request as far as it can go: sign-in, consent, or the code.
+async fn proceed(
+    state: &AppState,
+    session: &Session,
+    client: &Client,
+    request: AuthorizationRequest,
+) -> Result<Response, PageError> {
+    let now = state.clock.now();
+    let redirect_error = |code, description| {
+        Ok(error_redirect(
+            state,
+            &request.redirect_uri,
+            OAuthError::new(code, description),
+            request.state.as_deref(),
+        ))
+    };
+    let signed = sessions::signed_in(session).await?;
+    let mut conn = db::connect(&state.db).await?;
+    let user = match &signed {
+        Some(s) => users::find(&mut conn, s.user_id)
+            .await?
+            .filter(|u| !u.is_disabled()),
+        None => None,
+    };
+    let (Some(signed), Some(user)) = (signed.filter(|s| is_fresh(s, &request, now)), user) else {
+        if request.prompt.none {
+            return redirect_error(ErrorCode::LoginRequired, "the user is not signed in");
+        }
+        drop(conn);
+        sessions::put_pending(session, &request).await?;
+        let reauth = request.prompt.login || request.max_age.is_some();
+        sessions::require_sign_in(session, request.login_hint.as_deref(), reauth).await?;
+        sessions::set_return_to(
+            session,
+            &format!("/authorize/resume?request={}", request.id),
+        )
+        .await?;
+        return Ok(see_other("/signin"));
+    };
+
+    let requested = request.scopes();
+    let consented = !client.is_first_party
+        && !request.prompt.consent
+        && consents::find(&mut conn, user.id, &client.id)
+            .await?
+            .is_some_and(|granted| requested.is_subset(&granted));
+    if !client.is_first_party && !consented {
+        if request.prompt.none {
+            return redirect_error(ErrorCode::ConsentRequired, "the user has not consented");
+        }
+        drop(conn);
+        sessions::put_pending(session, &request).await?;
+        return Ok(see_other(&format!("/consent?request={}", request.id)));
+    }
+    let code = codes::insert(
+        &mut conn,
+        &request,
+        user.id,
+        signed.auth_time,
+        &signed.sid,
+        now,
+    )
+    .await?;
+    drop(conn);
+    sessions::remove_pending(session, &request.id).await?;
+    Ok(success_redirect(state, &request, code.expose()))
+}
+
+fn success_redirect(state: &AppState, request: &AuthorizationRequest, code: &str) -> Response {
+    let mut params = vec![("code", code)];
+    if let Some(s) = &request.state {
+        params.push(("state", s));
+    }
+    params.push(("iss", state.config.issuer.as_str()));
+    see_other(&redirect_with(&request.redirect_uri, &params))
+}
+
+/// Query naming a pending request.
+#[derive(Deserialize)]
+pub struct RequestQuery {
+    #[serde(default)]
+    request: String,
+}
+
+async fn pending(
+    state: &AppState,
+    session: &Session,
+    id: &str,
+) -> Result<(AuthorizationRequest, Client), PageError> {
+    let request = sessions::find_pending(session, id)
+        .await?
+        .ok_or(PageError::StaleRequest)?;
+    let mut conn = db::connect(&state.db).await?;
+    let client = clients::find(&mut conn, &request.client_id)
+        .await?
+        .filter(|c| c.has_redirect_uri(&request.redirect_uri))
+        .ok_or(PageError::StaleRequest)?;
+    Ok((request, client))
+}
+
+/// `GET /authorize/resume`: back from the sign-in page.
+pub async fn resume_authorize(
+    State(state): State<AppState>,
+    session: Session,
+    Query(q): Query<RequestQuery>,
+) -> Result<Response, PageError> {
+    let (request, client) = pending(&state, &session, &q.request).await?;
+    // Signing in again does not satisfy prompt=login forever: only once, for this request.
+    let request = AuthorizationRequest {
+        prompt: authorize::Prompt {
+            login: false,
+            ..request.prompt
+        },
+        ..request
+    };
+    proceed(&state, &session, &client, request).await
+}
+
+/// `GET /consent`.
+pub async fn get_consent(
+    State(state): State<AppState>,
+    session: Session,
+    Query(q): Query<RequestQuery>,
+) -> Result<Response, PageError> {
+    let Some(signed) = sessions::signed_in(&session).await? else {
+        return Ok(see_other("/signin"));
+    };
+    let (request, client) = pending(&state, &session, &q.request).await?;
+    let mut conn = db::connect(&state.db).await?;
+    let user = users::find(&mut conn, signed.user_id)
+        .await?
+        .ok_or(PageError::StaleRequest)?;
+    drop(conn);
+    Ok(ConsentPage {
+        csrf: csrf_for_form(&session).await?,
+        request_id: request.id.clone(),
+        client_name: client.name,
+        username: user.username,
+        scopes: request.scopes().iter().map(scope::describe).collect(),
+    }
+    .into_response())
+}
+
+/// Fields of the consent form.
+#[derive(Deserialize)]
+pub struct ConsentForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    request: String,
+    #[serde(default)]
+    decision: String,
+}
+
+/// `POST /consent`: Allow issues the code, Deny answers `access_denied`.
+pub async fn submit_consent(
+    State(state): State<AppState>,
+    session: Session,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    PageForm(form): PageForm<ConsentForm>,
+) -> Result<Response, PageError> {
+    require_csrf(&session, &form.csrf).await?;
+    let Some(signed) = sessions::signed_in(&session).await? else {
+        return Ok(see_other("/signin"));
+    };
+    let (request, client) = pending(&state, &session, &form.request).await?;
+    let now = state.clock.now();
+    if form.decision != "allow" {
+        sessions::remove_pending(&session, &request.id).await?;
+        return Ok(error_redirect(
+            &state,
+            &request.redirect_uri,
+            OAuthError::new(ErrorCode::AccessDenied, "the user denied the request"),
+            request.state.as_deref(),
+        ));
+    }
+    let mut conn = db::connect(&state.db).await?;
+    consents::upsert(
+        &mut conn,
+        signed.user_id,
+        &client.id,
+        &request.scopes(),
+        now,
+    )
+    .await?;
+    audit::insert(
+        &mut conn,
+        &NewAuditEvent::new("consent.granted", &format!("user:{}", signed.user_id), now)
+            .user(signed.user_id)
+            .client(&client.id)
+            .ip(Some(peer.ip().into()))
+            .details(json!({ "scope": request.scope })),
+    )
+    .await?;
+    drop(conn);
+    // Consent was just given: prompt=consent is satisfied.
+    let request = AuthorizationRequest {
+        prompt: authorize::Prompt {
+            consent: false,
+            ..request.prompt
+        },
+        ..request
+    };
+    proceed(&state, &session, &client, request).await
+}

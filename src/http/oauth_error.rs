@@ -1,0 +1,169 @@
+//! JSON error responses of the token endpoint (RFC 6749 §5.2) and Bearer challenges (RFC 6750 §3).
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::error::AppError;
+use crate::oauth::error::{ErrorCode, OAuthError};
+use crate::oauth::token::{ClientAuthError, GrantError};
+
+/// Headers every token-endpoint response carries (RFC 6749 §5.1).
+pub fn no_store(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// An error of the token endpoint.
+#[derive(Debug)]
+pub enum TokenError {
+    /// An RFC 6749 §5.2 error.
+    OAuth(OAuthError),
+    /// Client authentication failed; `basic` when the client tried HTTP Basic.
+    Client(ClientAuthError),
+    /// Something broke: `server_error`, logged once.
+    App(AppError),
+}
+
+impl From<OAuthError> for TokenError {
+    fn from(e: OAuthError) -> Self {
+        Self::OAuth(e)
+    }
+}
+
+impl From<ClientAuthError> for TokenError {
+    fn from(e: ClientAuthError) -> Self {
+        Self::Client(e)
+    }
+}
+
+impl<E: Into<AppError>> From<E> for TokenError
+where
+    E: std::error::Error,
+{
+    fn from(e: E) -> Self {
+        Self::App(e.into())
+    }
+}
+
+impl From<GrantError> for TokenError {
+    fn from(e: GrantError) -> Self {
+        match e {
+            GrantError::OAuth(e) => Self::OAuth(e),
+            GrantError::Db(e) => Self::App(e.into()),
+            GrantError::Sign(e) => Self::App(AppError::Internal(e.into())),
+        }
+    }
+}
+
+fn body(code: ErrorCode, description: &str) -> Json<serde_json::Value> {
+    Json(json!({ "error": code.as_str(), "error_description": description }))
+}
+
+impl IntoResponse for TokenError {
+    fn into_response(self) -> Response {
+        let response = match self {
+            Self::OAuth(e) => {
+                (StatusCode::BAD_REQUEST, body(e.code, e.description)).into_response()
+            }
+            Self::Client(e) if e.error.code == ErrorCode::InvalidClient => {
+                // RFC 6749 §5.2: 401, with the challenge of the scheme the client used.
+                let mut r = (
+                    StatusCode::UNAUTHORIZED,
+                    body(e.error.code, e.error.description),
+                )
+                    .into_response();
+                let challenge = if e.used_basic {
+                    "Basic realm=\"keyward\", charset=\"UTF-8\""
+                } else {
+                    "Basic realm=\"keyward\""
+                };
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
+                r
+            }
+            Self::Client(e) => (
+                StatusCode::BAD_REQUEST,
+                body(e.error.code, e.error.description),
+            )
+                .into_response(),
+            Self::App(e) => {
+                e.log();
+                let status = e.status();
+                let mut r = (
+                    status,
+                    body(
+                        ErrorCode::ServerError,
+                        "the server could not complete the request",
+                    ),
+                )
+                    .into_response();
+                if status == StatusCode::SERVICE_UNAVAILABLE {
+                    r.headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+                }
+                r
+            }
+        };
+        no_store(response)
+    }
+}
+
+/// An RFC 6750 §3 failure at a protected resource (userinfo).
+#[derive(Debug)]
+pub enum BearerError {
+    /// No token was sent: a bare challenge, no error code (§3.1).
+    Missing,
+    /// The request is malformed (e.g. two tokens).
+    InvalidRequest,
+    /// The token is expired, revoked, malformed, or not an access token.
+    InvalidToken,
+    /// The token lacks a needed scope.
+    InsufficientScope(&'static str),
+    /// Something broke.
+    App(AppError),
+}
+
+impl<E: Into<AppError> + std::error::Error> From<E> for BearerError {
+    fn from(e: E) -> Self {
+        Self::App(e.into())
+    }
+}
+
+impl IntoResponse for BearerError {
+    fn into_response(self) -> Response {
+        let (status, challenge, error) = match self {
+            Self::Missing => (StatusCode::UNAUTHORIZED, "Bearer realm=\"keyward\"".to_owned(), None),
+            Self::InvalidRequest => (
+                StatusCode::BAD_REQUEST,
+                "Bearer realm=\"keyward\", error=\"invalid_request\"".to_owned(),
+                Some("invalid_request"),
+            ),
+            Self::InvalidToken => (
+                StatusCode::UNAUTHORIZED,
+                "Bearer realm=\"keyward\", error=\"invalid_token\", error_description=\"the access token is invalid\""
+                    .to_owned(),
+                Some("invalid_token"),
+            ),
+            Self::InsufficientScope(scope) => (
+                StatusCode::FORBIDDEN,
+                format!("Bearer realm=\"keyward\", error=\"insufficient_scope\", scope=\"{scope}\""),
+                Some("insufficient_scope"),
+            ),
+            Self::App(e) => return no_store(TokenError::App(e).into_response()),
+        };
+        let mut r = match error {
+            Some(e) => (status, Json(json!({ "error": e }))).into_response(),
+            None => status.into_response(),
+        };
+        if let Ok(v) = HeaderValue::from_str(&challenge) {
+            r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        no_store(r)
+    }
+}

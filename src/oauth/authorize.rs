@@ -1,0 +1,397 @@
+//! Parsing and validating an authorization request (RFC 6749 §4.1.1, RFC 7636, OIDC Core §3.1.2).
+
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::clients::Client;
+use crate::oauth::error::{ErrorCode, OAuthError};
+use crate::oauth::pkce::{CodeChallenge, PkceError};
+use crate::oauth::scope::Scopes;
+
+/// The longest `state` / `nonce` we carry (they are echoed, so they are bounded).
+const MAX_ECHOED_LEN: usize = 512;
+
+/// A request that failed before the client and redirect URI were both verified: it must never
+/// be redirected (RFC 6749 §4.1.2.1), so it is shown on an error page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UnredirectableError {
+    /// `client_id` is missing, repeated or unknown.
+    #[error("The application that sent you here is not registered with this sign-in service.")]
+    UnknownClient,
+    /// `redirect_uri` is missing, repeated, or not registered exactly for this client.
+    #[error("The application sent you here with a return address it has not registered.")]
+    BadRedirectUri,
+}
+
+/// What the person asked for through `prompt` (OIDC Core §3.1.2.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prompt {
+    /// Show no page at all; fail instead.
+    pub none: bool,
+    /// Ask for the password again even if signed in.
+    pub login: bool,
+    /// Ask for consent again even if given before.
+    pub consent: bool,
+}
+
+/// A validated authorization request, kept in the session while the person signs in or consents.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthorizationRequest {
+    /// Random id of this pending request within the session.
+    pub id: String,
+    /// The client.
+    pub client_id: String,
+    /// The exact registered redirect URI.
+    pub redirect_uri: String,
+    /// Echoed back to the client.
+    pub state: Option<String>,
+    /// Requested scopes (a subset of the client's).
+    pub scope: String,
+    /// Echoed into the ID token.
+    pub nonce: Option<String>,
+    /// PKCE S256 challenge.
+    pub code_challenge: String,
+    /// `prompt` flags.
+    pub prompt: Prompt,
+    /// Maximum authentication age in seconds.
+    pub max_age: Option<i64>,
+    /// Username to prefill.
+    pub login_hint: Option<String>,
+    /// Audiences (RFC 8707 resources, or the client's defaults).
+    pub audiences: Vec<String>,
+    /// Unix time the request arrived (for `prompt=login`).
+    pub received_at: i64,
+}
+
+impl AuthorizationRequest {
+    /// The requested scopes.
+    #[must_use]
+    pub fn scopes(&self) -> Scopes {
+        Scopes::parse(&self.scope).unwrap_or_default()
+    }
+}
+
+/// Parameters of the request, in order, as sent.
+pub type Params = [(String, String)];
+
+fn single<'a>(params: &'a Params, name: &str) -> Result<Option<&'a str>, ()> {
+    let mut found = params
+        .iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str());
+    let first = found.next();
+    if found.next().is_some() {
+        return Err(());
+    }
+    // An empty value is treated as absent (RFC 6749 §3.1).
+    Ok(first.filter(|v| !v.is_empty()))
+}
+
+/// Reads `client_id` and `redirect_uri`, the two values that decide whether errors may redirect.
+pub fn client_and_redirect(params: &Params) -> Result<(&str, &str), UnredirectableError> {
+    let client_id = single(params, "client_id")
+        .ok()
+        .flatten()
+        .ok_or(UnredirectableError::UnknownClient)?;
+    let redirect_uri = single(params, "redirect_uri")
+        .ok()
+        .flatten()
+        .ok_or(UnredirectableError::BadRedirectUri)?;
+    Ok((client_id, redirect_uri))
+}
+
+fn invalid(description: &'static str) -> OAuthError {
+    OAuthError::new(ErrorCode::InvalidRequest, description)
+}
+
+/// Validates everything else, once the client and redirect URI are known good. Errors from here
+/// on are sent back to the client's redirect URI.
+pub fn validate(
+    params: &Params,
+    client: &Client,
+    redirect_uri: &str,
+    id: String,
+    received_at: i64,
+) -> Result<AuthorizationRequest, OAuthError> {
+    // Every parameter but `resource` (RFC 8707 §2) must appear at most once (RFC 6749 §3.1).
+    let mut seen = std::collections::HashSet::new();
+    for (k, _) in params {
+        if k != "resource" && !seen.insert(k.as_str()) {
+            return Err(invalid("a parameter was sent more than once"));
+        }
+    }
+    let get = |name: &str| single(params, name).ok().flatten();
+
+    let state = get("state").map(str::to_owned);
+    if state.as_ref().is_some_and(|s| s.len() > MAX_ECHOED_LEN) {
+        return Err(invalid("state is too long"));
+    }
+    if get("request").is_some() {
+        return Err(OAuthError::new(
+            ErrorCode::RequestNotSupported,
+            "request objects are not supported",
+        ));
+    }
+    if get("request_uri").is_some() {
+        return Err(OAuthError::new(
+            ErrorCode::RequestUriNotSupported,
+            "request_uri is not supported",
+        ));
+    }
+    match get("response_type") {
+        Some("code") => {}
+        None => return Err(invalid("response_type is required")),
+        Some(_) => {
+            return Err(OAuthError::new(
+                ErrorCode::UnsupportedResponseType,
+                "only response_type=code is supported",
+            ));
+        }
+    }
+    if !client.allows_grant(crate::clients::GrantType::AuthorizationCode) {
+        return Err(OAuthError::new(
+            ErrorCode::UnauthorizedClient,
+            "this client may not use the authorization code flow",
+        ));
+    }
+    if let Some(mode) = get("response_mode")
+        && mode != "query"
+    {
+        return Err(invalid("only response_mode=query is supported"));
+    }
+    let challenge = CodeChallenge::parse(get("code_challenge"), get("code_challenge_method"))
+        .map_err(|e| {
+            invalid(match e {
+                PkceError::MissingChallenge => "code_challenge is required (PKCE with S256)",
+                PkceError::MethodNotS256 => "code_challenge_method must be S256",
+                _ => "code_challenge is malformed",
+            })
+        })?;
+    let scopes = Scopes::parse(get("scope").unwrap_or(""))
+        .map_err(|_| OAuthError::new(ErrorCode::InvalidScope, "scope is malformed"))?;
+    if scopes.is_empty() {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidScope,
+            "scope is required",
+        ));
+    }
+    if !scopes.is_subset(&client.allowed_scopes()) {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidScope,
+            "scope includes values this client may not request",
+        ));
+    }
+    let nonce = get("nonce").map(str::to_owned);
+    if nonce.as_ref().is_some_and(|n| n.len() > MAX_ECHOED_LEN) {
+        return Err(invalid("nonce is too long"));
+    }
+    let prompt = parse_prompt(get("prompt"))?;
+    let max_age = match get("max_age") {
+        None => None,
+        Some(raw) => Some(
+            raw.parse::<i64>()
+                .ok()
+                .filter(|v| *v >= 0)
+                .ok_or_else(|| invalid("max_age must be a non-negative integer"))?,
+        ),
+    };
+    let login_hint = get("login_hint").map(|h| h.chars().take(64).collect());
+
+    let audiences = audiences_for(params, client)?;
+
+    Ok(AuthorizationRequest {
+        id,
+        client_id: client.id.clone(),
+        redirect_uri: redirect_uri.to_owned(),
+        state,
+        scope: scopes.to_string(),
+        nonce,
+        code_challenge: challenge.as_str().to_owned(),
+        prompt,
+        max_age,
+        login_hint,
+        audiences,
+        received_at,
+    })
+}
+
+/// RFC 8707 resources, each an absolute URI without fragment that the client may target; none
+/// means the client's configured audiences.
+fn audiences_for(params: &Params, client: &Client) -> Result<Vec<String>, OAuthError> {
+    let resources: Vec<&str> = params
+        .iter()
+        .filter(|(k, _)| k == "resource")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    if resources.is_empty() {
+        return Ok(client.audiences.clone());
+    }
+    for r in &resources {
+        let ok = Url::parse(r).is_ok_and(|u| u.fragment().is_none())
+            && client.audiences.iter().any(|a| a == r);
+        if !ok {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidTarget,
+                "resource is not an audience this client may request",
+            ));
+        }
+    }
+    Ok(resources.iter().map(|r| (*r).to_owned()).collect())
+}
+
+fn parse_prompt(raw: Option<&str>) -> Result<Prompt, OAuthError> {
+    let mut prompt = Prompt::default();
+    for value in raw.unwrap_or("").split(' ').filter(|v| !v.is_empty()) {
+        match value {
+            "none" => prompt.none = true,
+            "login" => prompt.login = true,
+            "consent" => prompt.consent = true,
+            _ => return Err(invalid("prompt has an unsupported value")),
+        }
+    }
+    // OIDC Core §3.1.2.1: none with any other value is an error.
+    if prompt.none && (prompt.login || prompt.consent) {
+        return Err(invalid("prompt=none cannot be combined with other values"));
+    }
+    Ok(prompt)
+}
+
+/// The redirect URI with `params` added to its query (RFC 6749 §4.1.2: keep existing ones).
+#[must_use]
+pub fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> String {
+    match Url::parse(redirect_uri) {
+        Ok(mut url) => {
+            {
+                let mut q = url.query_pairs_mut();
+                for (k, v) in params {
+                    q.append_pair(k, v);
+                }
+            }
+            url.to_string()
+        }
+        // Registered URIs always parse; never redirect somewhere we did not validate.
+        Err(_) => String::from("/"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::OffsetDateTime;
+
+    fn client() -> Client {
+        Client {
+            id: "app".into(),
+            name: "App".into(),
+            secret_hash: None,
+            is_public: true,
+            is_first_party: false,
+            redirect_uris: vec!["https://app.example/cb".into()],
+            post_logout_redirect_uris: vec![],
+            grant_types: vec!["authorization_code".into()],
+            scopes: vec!["openid".into(), "profile".into()],
+            audiences: vec!["https://api.example".into()],
+            created_at: OffsetDateTime::UNIX_EPOCH,
+            updated_at: OffsetDateTime::UNIX_EPOCH,
+        }
+    }
+
+    fn params(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+        let mut p: Vec<(String, String)> = [
+            ("client_id", "app"),
+            ("redirect_uri", "https://app.example/cb"),
+            ("response_type", "code"),
+            ("scope", "openid"),
+            (
+                "code_challenge",
+                "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM",
+            ),
+            ("code_challenge_method", "S256"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        for (k, v) in extra {
+            p.retain(|(key, _)| key != k);
+            if !v.is_empty() {
+                p.push(((*k).to_owned(), (*v).to_owned()));
+            }
+        }
+        p
+    }
+
+    fn check(extra: &[(&str, &str)]) -> Result<AuthorizationRequest, OAuthError> {
+        validate(
+            &params(extra),
+            &client(),
+            "https://app.example/cb",
+            "id".into(),
+            0,
+        )
+    }
+
+    #[test]
+    fn a_good_request_validates() {
+        let r = check(&[("state", "xyz"), ("nonce", "n")]).expect("valid");
+        assert_eq!(r.scope, "openid");
+        assert_eq!(r.state.as_deref(), Some("xyz"));
+        assert_eq!(r.audiences, ["https://api.example"]);
+    }
+
+    #[test]
+    fn each_refusal_has_its_rfc_code() {
+        let cases: &[(&[(&str, &str)], ErrorCode)] = &[
+            (
+                &[("response_type", "token")],
+                ErrorCode::UnsupportedResponseType,
+            ),
+            (&[("response_type", "")], ErrorCode::InvalidRequest),
+            (&[("code_challenge", "")], ErrorCode::InvalidRequest),
+            (
+                &[("code_challenge_method", "plain")],
+                ErrorCode::InvalidRequest,
+            ),
+            (&[("code_challenge_method", "")], ErrorCode::InvalidRequest),
+            (&[("scope", "openid admin")], ErrorCode::InvalidScope),
+            (&[("scope", "")], ErrorCode::InvalidScope),
+            (&[("prompt", "none login")], ErrorCode::InvalidRequest),
+            (&[("prompt", "select_account")], ErrorCode::InvalidRequest),
+            (&[("max_age", "-1")], ErrorCode::InvalidRequest),
+            (
+                &[("resource", "https://other.example")],
+                ErrorCode::InvalidTarget,
+            ),
+            (&[("request", "eyJ...")], ErrorCode::RequestNotSupported),
+        ];
+        for (extra, code) in cases {
+            assert_eq!(check(extra).expect_err("refused").code, *code, "{extra:?}");
+        }
+    }
+
+    #[test]
+    fn duplicate_parameters_are_refused() {
+        let mut p = params(&[]);
+        p.push(("scope".into(), "profile".into()));
+        let err =
+            validate(&p, &client(), "https://app.example/cb", "id".into(), 0).expect_err("dup");
+        assert_eq!(err.code, ErrorCode::InvalidRequest);
+        let mut p = params(&[]);
+        p.push(("client_id".into(), "other".into()));
+        assert_eq!(
+            client_and_redirect(&p),
+            Err(UnredirectableError::UnknownClient)
+        );
+    }
+
+    #[test]
+    fn error_parameters_are_appended_to_an_existing_query() {
+        let to = redirect_with(
+            "https://app.example/cb?x=1",
+            &[("error", "access_denied"), ("state", "a b")],
+        );
+        assert_eq!(
+            to,
+            "https://app.example/cb?x=1&error=access_denied&state=a+b"
+        );
+    }
+}

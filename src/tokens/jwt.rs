@@ -1,0 +1,233 @@
+//! The JWTs Keyward issues: RFC 9068 access tokens and OpenID Connect ID tokens.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Serialize;
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::keys::keyring::{KeyRing, SignError};
+use crate::oauth::scope::{self, Scopes};
+
+/// RFC 9068 §2.1: the `typ` of access tokens, so they cannot pass for ID tokens.
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+/// The `typ` of ID tokens.
+pub const ID_TOKEN_TYP: &str = "JWT";
+
+/// One audience or several (RFC 7519 §4.1.3).
+#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Audience {
+    /// Exactly one.
+    One(String),
+    /// More than one.
+    Many(Vec<String>),
+}
+
+impl Audience {
+    /// The audience for these resources; with none configured, Keyward itself (userinfo).
+    #[must_use]
+    pub fn for_resources(resources: &[String], issuer: &str) -> Self {
+        match resources {
+            [] => Self::One(issuer.to_owned()),
+            [one] => Self::One(one.clone()),
+            many => Self::Many(many.to_vec()),
+        }
+    }
+}
+
+/// RFC 9068 §2.2 claims.
+#[derive(Debug, Serialize)]
+pub struct AccessTokenClaims<'a> {
+    /// Issuer.
+    pub iss: &'a str,
+    /// The user's stable id (or the client's id for client credentials).
+    pub sub: &'a str,
+    /// Resource server(s).
+    pub aud: Audience,
+    /// The client the token was issued to.
+    pub client_id: &'a str,
+    /// Granted scopes, space-separated.
+    pub scope: String,
+    /// Issued at.
+    pub iat: i64,
+    /// Expires at.
+    pub exp: i64,
+    /// Unique id (revocation list key).
+    pub jti: String,
+    /// When the person authenticated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    /// The user's roles, when they have any.
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    pub roles: &'a [String],
+}
+
+/// OIDC Core §2 and §5.1 claims of an ID token.
+#[derive(Debug, Serialize)]
+pub struct IdTokenClaims<'a> {
+    /// Issuer.
+    pub iss: &'a str,
+    /// The user's stable id.
+    pub sub: &'a str,
+    /// The client.
+    pub aud: &'a str,
+    /// Expires at.
+    pub exp: i64,
+    /// Issued at.
+    pub iat: i64,
+    /// When the person authenticated.
+    pub auth_time: i64,
+    /// Echo of the request's nonce.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<&'a str>,
+    /// Left half of SHA-256 of the access token (OIDC Core §3.1.3.6).
+    pub at_hash: String,
+    /// The sign-in session.
+    pub sid: &'a str,
+    /// `profile` scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<&'a str>,
+    /// `profile` scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<&'a str>,
+    /// `email` scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<&'a str>,
+    /// `email` scope: Keyward does not verify addresses, so this is honestly `false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+}
+
+/// `at_hash`: base64url of the left-most half of SHA-256 of the token (RS256 → SHA-256).
+#[must_use]
+pub fn at_hash(access_token: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, access_token.as_bytes());
+    URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16])
+}
+
+/// The person-describing claims a set of scopes releases (for ID tokens and userinfo).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProfileClaims<'a> {
+    /// `profile`: the username.
+    pub preferred_username: Option<&'a str>,
+    /// `profile`: the display name (the username; Keyward keeps no other name).
+    pub name: Option<&'a str>,
+    /// `email`.
+    pub email: Option<&'a str>,
+    /// `email`: whether it was verified (never, today).
+    pub email_verified: Option<bool>,
+}
+
+impl<'a> ProfileClaims<'a> {
+    /// The claims `scopes` allow for this user.
+    #[must_use]
+    pub fn for_scopes(scopes: &Scopes, username: &'a str, email: Option<&'a str>) -> Self {
+        let profile = scopes.contains(scope::PROFILE);
+        let email_scope = scopes.contains(scope::EMAIL) && email.is_some();
+        Self {
+            preferred_username: profile.then_some(username),
+            name: profile.then_some(username),
+            email: if email_scope { email } else { None },
+            email_verified: email_scope.then_some(false),
+        }
+    }
+}
+
+/// A freshly signed access token.
+#[derive(Debug)]
+pub struct IssuedAccessToken {
+    /// The compact JWS.
+    pub token: String,
+    /// Its `jti`.
+    pub jti: Uuid,
+    /// Its expiry.
+    pub expires_at: OffsetDateTime,
+}
+
+/// What goes into an access token besides the times.
+#[derive(Clone, Copy, Debug)]
+pub struct AccessGrant<'a> {
+    /// Issuer.
+    pub issuer: &'a str,
+    /// Subject.
+    pub sub: &'a str,
+    /// Client.
+    pub client_id: &'a str,
+    /// Scopes.
+    pub scopes: &'a Scopes,
+    /// Audiences requested (empty: Keyward itself).
+    pub audiences: &'a [String],
+    /// Authentication time, for user tokens.
+    pub auth_time: Option<OffsetDateTime>,
+    /// Roles, for user tokens.
+    pub roles: &'a [String],
+}
+
+/// Signs an RFC 9068 access token.
+pub fn issue_access_token(
+    keys: &KeyRing,
+    grant: &AccessGrant<'_>,
+    ttl: Duration,
+    now: OffsetDateTime,
+) -> Result<IssuedAccessToken, SignError> {
+    let jti = Uuid::new_v4();
+    let expires_at = now + ttl;
+    let claims = AccessTokenClaims {
+        iss: grant.issuer,
+        sub: grant.sub,
+        aud: Audience::for_resources(grant.audiences, grant.issuer),
+        client_id: grant.client_id,
+        scope: grant.scopes.to_string(),
+        iat: now.unix_timestamp(),
+        exp: expires_at.unix_timestamp(),
+        jti: jti.to_string(),
+        auth_time: grant.auth_time.map(OffsetDateTime::unix_timestamp),
+        roles: grant.roles,
+    };
+    Ok(IssuedAccessToken {
+        token: keys.sign(ACCESS_TOKEN_TYP, &claims, now)?,
+        jti,
+        expires_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn at_hash_matches_the_oidc_example() {
+        // OpenID Connect Core, Appendix A.3 (RS256 access token and its at_hash).
+        let token = "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y";
+        assert_eq!(at_hash(token), "77QmUPtjPfzWtF2AnpK9RQ");
+    }
+
+    #[test]
+    fn audience_is_a_string_for_one_and_an_array_for_many() {
+        let one = Audience::for_resources(&["https://api".into()], "https://id");
+        assert_eq!(
+            serde_json::to_string(&one).expect("json"),
+            "\"https://api\""
+        );
+        let none = Audience::for_resources(&[], "https://id");
+        assert_eq!(none, Audience::One("https://id".into()));
+        let many = Audience::for_resources(&["a".into(), "b".into()], "https://id");
+        assert_eq!(serde_json::to_string(&many).expect("json"), "[\"a\",\"b\"]");
+    }
+
+    #[test]
+    fn profile_claims_follow_the_scopes() {
+        let none =
+            ProfileClaims::for_scopes(&Scopes::parse("openid").expect("valid"), "bob", Some("b@x"));
+        assert!(none.preferred_username.is_none() && none.email.is_none());
+        let all = ProfileClaims::for_scopes(
+            &Scopes::parse("openid profile email").expect("valid"),
+            "bob",
+            Some("b@x"),
+        );
+        assert_eq!(all.preferred_username, Some("bob"));
+        assert_eq!(all.email, Some("b@x"));
+        assert_eq!(all.email_verified, Some(false));
+    }
+}
