@@ -5,6 +5,7 @@ mod support;
 
 mod cli;
 mod keys;
+mod oauth;
 mod pages;
 mod robustness;
 mod security;

@@ -115,12 +115,12 @@ fn is_fresh(
     request: &AuthorizationRequest,
     now: time::OffsetDateTime,
 ) -> bool {
+    // prompt=login always means a sign-in now; coming back from it clears the flag (resume).
     let auth = signed.auth_time.unix_timestamp();
-    let after_request = !request.prompt.login || auth >= request.received_at;
     let within_max_age = request
         .max_age
         .is_none_or(|m| now.unix_timestamp() - auth <= m);
-    after_request && within_max_age
+    !request.prompt.login && within_max_age
 }
 
 /// Takes a validated request as far as it can go: sign-in, consent, or the code.

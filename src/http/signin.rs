@@ -74,14 +74,16 @@ pub async fn get_signin(
     session: Session,
     Query(query): Query<SignInQuery>,
 ) -> Result<Response, PageError> {
-    if sessions::signed_in(&session).await?.is_some() {
+    let (reauth, login_hint) = sessions::sign_in_requirements(&session).await?;
+    // An app asking for a fresh sign-in (prompt=login, max_age) gets the form even if signed in.
+    if !reauth && sessions::signed_in(&session).await?.is_some() {
         let to = sessions::take_return_to(&session).await?;
         return Ok(see_other(to.as_deref().unwrap_or("/account")));
     }
     let notice = query.signed_out.is_some().then_some("You have signed out.");
     Ok(SignInPage {
         csrf: csrf_for_form(&session).await?,
-        username: String::new(),
+        username: login_hint.unwrap_or_default(),
         error: None,
         notice,
         signup_enabled: state.config.signup_enabled,

@@ -1,6 +1,7 @@
 //! Test harness: the real app on a random port, a fresh database, and a browser-like client.
 
 pub mod db;
+pub mod oauth;
 pub mod proxy;
 
 use std::collections::HashMap;

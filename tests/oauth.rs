@@ -1,0 +1,853 @@
+//! The authorization code flow over real HTTP, every step and every refusal, with tokens checked
+//! by an independent JWT implementation against the JWKS fetched over HTTP.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use time::Duration;
+
+use crate::support::oauth::{
+    ClientSpec, Pkce, REDIRECT_URI, TestClient, callback_params, claims_of, param,
+};
+use crate::support::{GOOD_PASSWORD, TestApp, assert_see_other, csrf_of, location};
+
+/// Verifies `token` with jsonwebtoken (ring) using keys fetched from /jwks.json over HTTP.
+async fn verify_with_jwks(app: &TestApp, token: &str, aud: &str) -> (jsonwebtoken::Header, Value) {
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    let jwks: Value = app.browser.get("/jwks.json").await.json().await.unwrap();
+    let jwk = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kid"].as_str() == header.kid.as_deref())
+        .expect("signing key published");
+    let key = jsonwebtoken::DecodingKey::from_rsa_components(
+        jwk["n"].as_str().unwrap(),
+        jwk["e"].as_str().unwrap(),
+    )
+    .unwrap();
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    validation.set_issuer(&[&app.base]);
+    validation.set_audience(&[aud]);
+    let data = jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .expect("valid signature and claims");
+    (header, data.claims)
+}
+
+async fn signed_up(app: &TestApp) -> uuid::Uuid {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    let user = app.create_user("alice", GOOD_PASSWORD).await;
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    diesel::update(keyward::db::schema::users::table.find(user.id))
+        .set(keyward::db::schema::users::email.eq("alice@example.com"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    user.id
+}
+
+async fn code_for(
+    app: &TestApp,
+    client: &TestClient,
+    pkce: &Pkce,
+    extra: &[(&str, &str)],
+) -> String {
+    let url = app.authorize_url(client, pkce, extra);
+    let resp = app
+        .browser
+        .authorize(&url, "alice", GOOD_PASSWORD, true)
+        .await;
+    let params = callback_params(&resp);
+    assert_eq!(param(&params, "state"), Some("st-123"));
+    assert_eq!(param(&params, "iss"), Some(app.base.as_str()));
+    param(&params, "code").expect("a code").to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_confidential_client_completes_the_code_flow_with_pkce() {
+    let app = TestApp::spawn().await;
+    let user_id = signed_up(&app).await;
+    let client = app.register_client("webapp", ClientSpec::default()).await;
+    let pkce = Pkce::new();
+
+    let code = code_for(&app, &client, &pkce, &[]).await;
+    let resp = app.exchange_code(&client, &code, &pkce.verifier).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    assert_eq!(resp.headers()["pragma"], "no-cache");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 600);
+    assert_eq!(body["scope"], "email openid profile");
+    assert!(body.get("refresh_token").is_none());
+
+    // RFC 9068 access token, checked independently.
+    let access = body["access_token"].as_str().unwrap();
+    let (header, at) = verify_with_jwks(&app, access, &app.base).await;
+    assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+    assert_eq!(at["sub"], user_id.to_string());
+    assert_eq!(at["client_id"], "webapp");
+    assert_eq!(at["scope"], "email openid profile");
+    assert!(at["jti"].as_str().is_some() && at["iat"].is_i64() && at["auth_time"].is_i64());
+    assert_eq!(
+        at["exp"].as_i64().unwrap() - at["iat"].as_i64().unwrap(),
+        600
+    );
+    assert!(at.get("roles").is_none(), "no roles, no claim");
+
+    // OIDC ID token, checked independently.
+    let id_token = body["id_token"].as_str().unwrap();
+    let (_, id) = verify_with_jwks(&app, id_token, "webapp").await;
+    assert_eq!(id["sub"], user_id.to_string());
+    assert_eq!(id["nonce"], "n-456");
+    assert_eq!(id["at_hash"], keyward::tokens::jwt::at_hash(access));
+    assert_eq!(id["auth_time"], at["auth_time"]);
+    assert!(id["sid"].as_str().is_some_and(|s| !s.is_empty()));
+    assert_eq!(id["preferred_username"], "alice");
+    assert_eq!(id["email"], "alice@example.com");
+    assert_eq!(id["email_verified"], false);
+    assert_ne!(id["sub"], "alice", "sub is stable, not the username");
+
+    // userinfo with the access token.
+    let info = app
+        .browser
+        .client
+        .get(format!("{}/userinfo", app.base))
+        .bearer_auth(access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(info.status(), StatusCode::OK);
+    let info: Value = info.json().await.unwrap();
+    assert_eq!(
+        info,
+        json!({"sub": user_id.to_string(), "preferred_username": "alice", "name": "alice",
+               "email": "alice@example.com", "email_verified": false})
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_public_client_completes_the_flow_without_a_secret() {
+    let app = TestApp::spawn().await;
+    signed_up(&app).await;
+    let client = app
+        .register_client(
+            "spa",
+            ClientSpec {
+                public: true,
+                scopes: "openid",
+                ..ClientSpec::default()
+            },
+        )
+        .await;
+    let pkce = Pkce::new();
+    let code = code_for(&app, &client, &pkce, &[("scope", "openid")]).await;
+    let resp = app.exchange_code(&client, &code, &pkce.verifier).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body: Value = resp.json().await.unwrap();
+    let id = claims_of(body["id_token"].as_str().unwrap());
+    assert!(
+        id.get("preferred_username").is_none(),
+        "no profile scope, no profile claims"
+    );
+    assert!(id.get("email").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_secret_post_works_and_two_methods_at_once_do_not() {
+    let app = TestApp::spawn().await;
+    signed_up(&app).await;
+    let client = app.register_client("poster", ClientSpec::default()).await;
+    let secret = client.secret.clone().unwrap();
+    let pkce = Pkce::new();
+    let code = code_for(&app, &client, &pkce, &[]).await;
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT_URI),
+        ("code_verifier", pkce.verifier.as_str()),
+        ("client_id", "poster"),
+        ("client_secret", secret.as_str()),
+    ];
+    let both = app
+        .browser
+        .client
+        .post(format!("{}/token", app.base))
+        .basic_auth("poster", Some(&secret))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(both.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        both.json::<Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
+    let post = app
+        .browser
+        .client
+        .post(format!("{}/token", app.base))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(post.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_wrong_secret_is_invalid_client_with_a_challenge() {
+    let app = TestApp::spawn().await;
+    signed_up(&app).await;
+    let client = app.register_client("webapp", ClientSpec::default()).await;
+    let pkce = Pkce::new();
+    let code = code_for(&app, &client, &pkce, &[]).await;
+    let impostor = TestClient {
+        id: "webapp".into(),
+        secret: Some("kwcs_not-the-secret".into()),
+    };
+    let resp = app.exchange_code(&impostor, &code, &pkce.verifier).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        resp.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic realm=")
+    );
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"],
+        "invalid_client"
+    );
+    // A confidential client that sends no secret at all is refused too.
+    let anonymous = TestClient {
+        id: "webapp".into(),
+        secret: None,
+    };
+    let resp = app.exchange_code(&anonymous, &code, &pkce.verifier).await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // The failed attempts did not burn the code for the real client.
+    assert_eq!(
+        app.exchange_code(&client, &code, &pkce.verifier)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_clients_and_unregistered_redirect_uris_get_a_page_never_a_redirect() {
+    let app = TestApp::spawn().await;
+    let client = app.register_client("webapp", ClientSpec::default()).await;
+    let pkce = Pkce::new();
+    let ghost = TestClient {
+        id: "ghost".into(),
+        secret: None,
+    };
+    for url in [
+        app.authorize_url(&ghost, &pkce, &[]),
+        app.authorize_url(
+            &client,
+            &pkce,
+            &[("redirect_uri", "https://app.example.com/callback/")],
+        ),
+        app.authorize_url(
+            &client,
+            &pkce,
+            &[("redirect_uri", "https://evil.example/callback")],
+        ),
+        app.authorize_url(&client, &pkce, &[("redirect_uri", "")]),
+        format!("{}&client_id=other", app.authorize_url(&client, &pkce, &[])),
+    ] {
+        let resp = app.browser.get(&url).await;
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{url}");
+        assert!(resp.headers().get("location").is_none());
+        let html = resp.text().await.unwrap();
+        assert!(html.contains("This sign-in link is not valid"), "{html}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_go_back_to_the_client_with_the_rfc_error() {
+    let app = TestApp::spawn().await;
+    signed_up(&app).await;
+    let client = app.register_client("webapp", ClientSpec::default()).await;
+    let pkce = Pkce::new();
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (&[("code_challenge", "")], "invalid_request"),
+        (&[("code_challenge_method", "plain")], "invalid_request"),
+        (&[("code_challenge_method", "")], "invalid_request"),
+        (&[("scope", "openid admin")], "invalid_scope"),
+        (&[("response_type", "token")], "unsupported_response_type"),
+        (
+            &[("resource", "https://not-allowed.example")],
+            "invalid_target",
+        ),
+        (&[("prompt", "none")], "login_required"),
+    ];
+    for (extra, error) in cases {
+        let resp = app
+            .browser
+            .get(&app.authorize_url(&client, &pkce, extra))
+            .await;
+        let params = callback_params(&resp);
+        assert_eq!(param(&params, "error"), Some(*error), "{extra:?}");
+        assert_eq!(param(&params, "state"), Some("st-123"));
+        assert_eq!(param(&params, "iss"), Some(app.base.as_str()));
+        assert!(param(&params, "code").is_none());
+    }
+    let dup = format!("{}&scope=openid", app.authorize_url(&client, &pkce, &[]));
+    let params = callback_params(&app.browser.get(&dup).await);
+    assert_eq!(param(&params, "error"), Some("invalid_request"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deny_answers_access_denied_and_allow_is_remembered() {
+    let app = TestApp::spawn().await;
+    signed_up(&app).await;
+    let client = app.register_client("webapp", ClientSpec::default()).await;
+    let pkce = Pkce::new();
+    let url = app.authorize_url(&client, &pkce, &[]);
+    let resp = app
+        .browser
+        .authorize(&url, "alice", GOOD_PASSWORD, false)
+        .await;
+    let params = callback_params(&resp);
+    assert_eq!(param(&params, "error"), Some("access_denied"));
+    assert_eq!(param(&params, "state"), Some("st-123"));
+
+    // Allow once; the next request for the same scopes skips the page.
+    code_for(&app, &client, &pkce, &[]).await;
+    let again = app.browser.get(&url).await;
+    assert!(
+        param(&callback_params(&again), "code").is_some(),
+        "no consent page the second time"
+    );
+    // More scopes than granted, or prompt=consent, ask again.
+    let more = app
+        .browser
+        .get(&app.authorize_url(&client, &pkce, &[("prompt", "consent")]))
+        .await;
+    assert!(location(&more).starts_with("/consent?request="));
+    // prompt=none when consent is needed: consent_required.
+    let other = app.register_client("other", ClientSpec::default()).await;
+    let resp = app
+        .browser
+        .get(&app.authorize_url(&other, &pkce, &[("prompt", "none")]))
+        .await;
+    assert_eq!(
+        param(&callback_params(&resp), "error"),
+        Some("consent_required")
+    );
+
+    // The account page lists the consent and can withdraw it.
+    let account = app.browser.get("/account").await.text().await.unwrap();
+    assert!(account.contains("webapp app"));
+    let revoke = app
+        .browser
+        .post_form(
+            "/account/consents/revoke",
+            &[("csrf", &csrf_of(&account)), ("client_id", "webapp")],
+        )
+        .await;
+    assert_see_other(&revoke, "/account");
+    let after = app.browser.get(&url).await;
+    assert!(
+        location(&after).starts_with("/consent?request="),
+        "asked again after revocation"
+    );
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    let events = keyward::audit::find_by_kind(&mut conn, "consent.revoked", 10)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].client_id.as_deref(), Some("webapp"));
+    assert_eq!(
+        keyward::audit::find_by_kind(&mut conn, "consent.granted", 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn first_party_clients_skip_consent() {
+    let app = TestApp::spawn().await;
+    signed_up(&app).await;
+    let client = app
+        .register_client(
+            "portal",
+            ClientSpec {
+                first_party: true,
+                ..ClientSpec::default()
+            },
+        )
+        .await;
+    let pkce = Pkce::new();
+    let url = app.authorize_url(&client, &pkce, &[]);
+    let resp = app
+        .browser
+        .authorize(&url, "alice", GOOD_PASSWORD, false)
+        .await;
+    assert!(
+        param(&callback_params(&resp), "code").is_some(),
+        "no consent page, so no deny"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reused_code_is_refused_and_revokes_what_it_issued() {
+    let app = TestApp::spawn().await;
+    signed_up(&app).await;
+    let client = app.register_client("webapp", ClientSpec::default()).await;
+    let pkce = Pkce::new();
+    let code = code_for(&app, &client, &pkce, &[]).await;
+    let first: Value = app
+        .exchange_code(&client, &code, &pkce.verifier)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let access = first["access_token"].as_str().unwrap();
+    let userinfo = |token: String| {
+        let req = app
+            .browser
+            .client
+            .get(format!("{}/userinfo", app.base))
+            .bearer_auth(token);
+        async move { req.send().await.unwrap() }
+    };
+    assert_eq!(userinfo(access.to_owned()).await.status(), StatusCode::OK);
+
+    let replay = app.exchange_code(&client, &code, &pkce.verifier).await;
+    assert_eq!(replay.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        replay.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
+    let refused = userinfo(access.to_owned()).await;
+    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        refused.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("error=\"invalid_token\"")
+    );
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    let events = keyward::audit::find_by_kind(&mut conn, "code.reused", 10)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].client_id.as_deref(), Some("webapp"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn codes_expire_after_sixty_seconds_and_need_the_right_verifier_and_redirect() {
+    let app = TestApp::spawn().await;
+    signed_up(&app).await;
+    let client = app.register_client("webapp", ClientSpec::default()).await;
+    let pkce = Pkce::new();
+
+    let code = code_for(&app, &client, &pkce, &[]).await;
+    app.clock().advance(Duration::seconds(61));
+    let expired = app.exchange_code(&client, &code, &pkce.verifier).await;
+    assert_eq!(
+        expired.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
+
+    let code = code_for(&app, &client, &pkce, &[]).await;
+    let wrong = Pkce::new();
+    let resp = app.exchange_code(&client, &code, &wrong.verifier).await;
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
+    // A failed verifier spends the code: no guessing.
+    let resp = app.exchange_code(&client, &code, &pkce.verifier).await;
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
+
+    let code = code_for(&app, &client, &pkce, &[]).await;
+    let resp = app
+        .token_request(
+            &client,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", "https://app.example.com/other"),
+                ("code_verifier", &pkce.verifier),
+            ],
+        )
+        .await;
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"],
+        "invalid_grant"
+    );
+
+    let code = code_for(&app, &client, &pkce, &[]).await;
+    let resp = app
+        .token_request(
+            &client,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", REDIRECT_URI),
+            ],
+        )
+        .await;
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
+    let resp = app
+        .token_request(&client, &[("grant_type", "password")])
+        .await;
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"],
+        "unsupported_grant_type"
+    );
+    let json_body = app
+        .browser
+        .client
+        .post(format!("{}/token", app.base))
+        .json(&json!({"grant_type": "authorization_code"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(json_body.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        json_body.json::<Value>().await.unwrap()["error"],
+        "invalid_request"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn of_concurrent_redemptions_of_one_code_exactly_one_succeeds() {
+    let app = TestApp::spawn().await;
+    signed_up(&app).await;
+    let client = app.register_client("webapp", ClientSpec::default()).await;
+    let pkce = Pkce::new();
+    let code = code_for(&app, &client, &pkce, &[]).await;
+    let attempts = (0..8).map(|_| app.exchange_code(&client, &code, &pkce.verifier));
+    let results = futures_join_all(attempts).await;
+    let ok = results
+        .iter()
+        .filter(|r| r.status() == StatusCode::OK)
+        .count();
+    let refused = results
+        .iter()
+        .filter(|r| r.status() == StatusCode::BAD_REQUEST)
+        .count();
+    assert_eq!((ok, refused), (1, 7));
+}
+
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output> {
+    let handles: Vec<_> = futures.collect();
+    let mut out = Vec::new();
+    // Poll them together so the requests really race.
+    let mut set = Vec::new();
+    for f in handles {
+        set.push(Box::pin(f));
+    }
+    let joined = std::future::poll_fn(move |cx| {
+        let mut done = true;
+        for (i, f) in set.iter_mut().enumerate() {
+            if out.len() <= i {
+                out.push(None);
+            }
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => done = false,
+                }
+            }
+        }
+        if done {
+            std::task::Poll::Ready(
+                out.drain(..)
+                    .map(|o| o.expect("finished"))
+                    .collect::<Vec<_>>(),
+            )
+        } else {
+            std::task::Poll::Pending
+        }
+    });
+    joined.await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn userinfo_accepts_only_live_access_tokens() {
+    let app = TestApp::spawn().await;
+    signed_up(&app).await;
+    let client = app.register_client("webapp", ClientSpec::default()).await;
+    let pkce = Pkce::new();
+    let code = code_for(&app, &client, &pkce, &[]).await;
+    let body: Value = app
+        .exchange_code(&client, &code, &pkce.verifier)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let get = |auth: Option<String>| {
+        let mut req = app.browser.client.get(format!("{}/userinfo", app.base));
+        if let Some(a) = auth {
+            req = req.header("authorization", a);
+        }
+        async move { req.send().await.unwrap() }
+    };
+    let missing = get(None).await;
+    assert_eq!(missing.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        missing.headers()["www-authenticate"],
+        "Bearer realm=\"keyward\""
+    );
+    for bad in [
+        format!("Bearer {}", body["id_token"].as_str().unwrap()),
+        "Bearer not.a.jwt".to_owned(),
+    ] {
+        let resp = get(Some(bad)).await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert!(
+            resp.headers()["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("invalid_token")
+        );
+    }
+    // Expired access token.
+    app.clock().advance(Duration::minutes(12));
+    let resp = get(Some(format!(
+        "Bearer {}",
+        body["access_token"].as_str().unwrap()
+    )))
+    .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_disabled_user_s_tokens_stop_working_at_userinfo() {
+    let app = TestApp::spawn().await;
+    let user_id = signed_up(&app).await;
+    let client = app.register_client("webapp", ClientSpec::default()).await;
+    let pkce = Pkce::new();
+    let code = code_for(&app, &client, &pkce, &[]).await;
+    let body: Value = app
+        .exchange_code(&client, &code, &pkce.verifier)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    keyward::users::update_disabled(&mut conn, user_id, app.clock().now())
+        .await
+        .unwrap();
+    let resp = app
+        .browser
+        .client
+        .get(format!("{}/userinfo", app.base))
+        .bearer_auth(body["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn roles_and_audiences_reach_the_access_token() {
+    let app = TestApp::spawn().await;
+    let user_id = signed_up(&app).await;
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    keyward::users::update_roles(
+        &mut conn,
+        user_id,
+        &["admin".into(), "billing".into()],
+        app.clock().now(),
+    )
+    .await
+    .unwrap();
+    let client = app
+        .register_client(
+            "webapp",
+            ClientSpec {
+                audiences: vec![
+                    "https://api.example.com".into(),
+                    "https://reports.example.com".into(),
+                ],
+                ..ClientSpec::default()
+            },
+        )
+        .await;
+    let pkce = Pkce::new();
+    let code = code_for(
+        &app,
+        &client,
+        &pkce,
+        &[("resource", "https://reports.example.com")],
+    )
+    .await;
+    let body: Value = app
+        .exchange_code(&client, &code, &pkce.verifier)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let (_, at) = verify_with_jwks(
+        &app,
+        body["access_token"].as_str().unwrap(),
+        "https://reports.example.com",
+    )
+    .await;
+    assert_eq!(at["aud"], "https://reports.example.com");
+    assert_eq!(at["roles"], json!(["admin", "billing"]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn prompt_login_asks_for_the_password_again() {
+    let app = TestApp::spawn().await;
+    signed_up(&app).await;
+    let client = app
+        .register_client(
+            "portal",
+            ClientSpec {
+                first_party: true,
+                ..ClientSpec::default()
+            },
+        )
+        .await;
+    let pkce = Pkce::new();
+    code_for(&app, &client, &pkce, &[]).await;
+    let resp = app
+        .browser
+        .get(&app.authorize_url(
+            &client,
+            &pkce,
+            &[("prompt", "login"), ("login_hint", "alice")],
+        ))
+        .await;
+    assert_see_other(&resp, "/signin");
+    let page = app.browser.get("/signin").await;
+    assert_eq!(
+        page.status(),
+        StatusCode::OK,
+        "the form, although signed in"
+    );
+    assert!(
+        page.text().await.unwrap().contains("value=\"alice\""),
+        "login_hint prefilled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logout_with_a_valid_hint_returns_to_a_registered_uri_only() {
+    let app = TestApp::spawn().await;
+    signed_up(&app).await;
+    let client = app
+        .register_client(
+            "webapp",
+            ClientSpec {
+                post_logout: vec!["https://app.example.com/bye".into()],
+                ..ClientSpec::default()
+            },
+        )
+        .await;
+    let pkce = Pkce::new();
+    let code = code_for(&app, &client, &pkce, &[]).await;
+    let body: Value = app
+        .exchange_code(&client, &code, &pkce.verifier)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let hint = body["id_token"].as_str().unwrap();
+
+    let unregistered = app
+        .browser
+        .get(&format!(
+            "/logout?id_token_hint={hint}&post_logout_redirect_uri=https://evil.example/"
+        ))
+        .await;
+    assert_eq!(unregistered.status(), StatusCode::BAD_REQUEST);
+    assert!(unregistered.headers().get("location").is_none());
+    assert_eq!(
+        app.browser.get("/account").await.status(),
+        StatusCode::OK,
+        "still signed in"
+    );
+
+    let resp = app
+        .browser
+        .get(&format!("/logout?id_token_hint={hint}&post_logout_redirect_uri=https://app.example.com/bye&state=s1"))
+        .await;
+    assert_see_other(&resp, "https://app.example.com/bye?state=s1");
+    assert_see_other(&app.browser.get("/account").await, "/signin");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn logout_without_a_hint_asks_first() {
+    let app = TestApp::spawn().await;
+    signed_up(&app).await;
+    assert_see_other(
+        &app.browser.sign_in("alice", GOOD_PASSWORD).await,
+        "/account",
+    );
+    let page = app.browser.get("/logout").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("Sign out of Keyward?"));
+    assert_eq!(
+        app.browser.get("/account").await.status(),
+        StatusCode::OK,
+        "a link alone signs nobody out"
+    );
+    assert_eq!(
+        app.browser
+            .post_form("/logout/confirm", &[("csrf", "forged")])
+            .await
+            .status(),
+        StatusCode::FORBIDDEN
+    );
+    let resp = app
+        .browser
+        .post_form("/logout/confirm", &[("csrf", &csrf_of(&html))])
+        .await;
+    assert_see_other(&resp, "/signin?signed_out=1");
+    assert_see_other(&app.browser.get("/account").await, "/signin");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn discovery_lists_every_endpoint_and_nothing_more() {
+    let app = TestApp::spawn().await;
+    let doc: Value = app
+        .browser
+        .get("/.well-known/openid-configuration")
+        .await
+        .json()
+        .await
+        .unwrap();
+    for (k, path) in [
+        ("authorization_endpoint", "/authorize"),
+        ("token_endpoint", "/token"),
+        ("userinfo_endpoint", "/userinfo"),
+        ("end_session_endpoint", "/logout"),
+        ("jwks_uri", "/jwks.json"),
+    ] {
+        assert_eq!(doc[k], format!("{}{path}", app.base), "{k}");
+        let status = app.browser.get(path).await.status();
+        assert_ne!(status, StatusCode::NOT_FOUND, "{path} exists");
+    }
+    assert_eq!(doc["response_types_supported"], json!(["code"]));
+    assert_eq!(doc["grant_types_supported"], json!(["authorization_code"]));
+    assert_eq!(doc["code_challenge_methods_supported"], json!(["S256"]));
+    assert_eq!(
+        doc["token_endpoint_auth_methods_supported"],
+        json!(["client_secret_basic", "client_secret_post", "none"])
+    );
+    assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
+    assert!(doc.get("introspection_endpoint").is_none());
+    assert!(doc.get("revocation_endpoint").is_none());
+}

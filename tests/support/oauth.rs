@@ -1,0 +1,255 @@
+//! Protocol-level helpers: registered clients, PKCE pairs, and the browser's way through
+//! /authorize, sign-in and consent, as a relying party sees it.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use keyward::clients::{self, NewClient};
+use keyward::tokens::opaque::TokenHash;
+use reqwest::{Response, StatusCode};
+use serde_json::Value;
+use url::Url;
+
+use super::{Browser, TestApp, csrf_of, location};
+
+/// The redirect URI every test client registers.
+pub const REDIRECT_URI: &str = "https://app.example.com/callback";
+
+/// A registered test client.
+#[derive(Clone, Debug)]
+pub struct TestClient {
+    /// `client_id`.
+    pub id: String,
+    /// Its secret, for confidential clients.
+    pub secret: Option<String>,
+}
+
+/// How to register a test client.
+#[derive(Clone, Debug)]
+pub struct ClientSpec {
+    /// Public (no secret) or confidential.
+    pub public: bool,
+    /// Skips consent.
+    pub first_party: bool,
+    /// Allowed scopes.
+    pub scopes: &'static str,
+    /// Allowed audiences.
+    pub audiences: Vec<String>,
+    /// Post-logout redirect URIs.
+    pub post_logout: Vec<String>,
+}
+
+impl Default for ClientSpec {
+    fn default() -> Self {
+        Self {
+            public: false,
+            first_party: false,
+            scopes: "openid profile email",
+            audiences: vec![],
+            post_logout: vec![],
+        }
+    }
+}
+
+/// A PKCE verifier and its S256 challenge.
+pub struct Pkce {
+    /// The verifier (kept by the client).
+    pub verifier: String,
+    /// The challenge (sent to /authorize).
+    pub challenge: String,
+}
+
+impl Pkce {
+    /// A fresh pair.
+    pub fn new() -> Self {
+        let verifier = URL_SAFE_NO_PAD.encode(keyward::tokens::opaque::random_bytes::<32>());
+        let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
+        Self {
+            challenge: URL_SAFE_NO_PAD.encode(digest.as_ref()),
+            verifier,
+        }
+    }
+}
+
+impl TestApp {
+    /// Registers a client directly in the database (a fixture).
+    pub async fn register_client(&self, id: &str, spec: ClientSpec) -> TestClient {
+        let secret = (!spec.public).then(|| clients::generate_secret().expose().to_owned());
+        let now = self.clock().now();
+        let new = NewClient {
+            id: id.to_owned(),
+            name: format!("{id} app"),
+            secret_hash: secret
+                .as_deref()
+                .map(|s| TokenHash::of(s).as_bytes().to_vec()),
+            is_public: spec.public,
+            is_first_party: spec.first_party,
+            redirect_uris: vec![REDIRECT_URI.to_owned()],
+            post_logout_redirect_uris: spec.post_logout,
+            grant_types: vec!["authorization_code".to_owned()],
+            scopes: spec.scopes.split(' ').map(str::to_owned).collect(),
+            audiences: spec.audiences,
+            created_at: now,
+            updated_at: now,
+        };
+        let mut conn = keyward::db::connect(&self.state.db)
+            .await
+            .expect("connection");
+        clients::insert(&mut conn, &new)
+            .await
+            .expect("insert client");
+        TestClient {
+            id: id.to_owned(),
+            secret,
+        }
+    }
+
+    /// A standard authorization URL for `client`, with `extra` parameters replacing defaults.
+    #[allow(
+        clippy::unused_self,
+        reason = "reads like the protocol: app.authorize_url(..)"
+    )]
+    pub fn authorize_url(
+        &self,
+        client: &TestClient,
+        pkce: &Pkce,
+        extra: &[(&str, &str)],
+    ) -> String {
+        let mut params: Vec<(String, String)> = [
+            ("response_type", "code"),
+            ("client_id", client.id.as_str()),
+            ("redirect_uri", REDIRECT_URI),
+            ("scope", "openid profile email"),
+            ("state", "st-123"),
+            ("nonce", "n-456"),
+            ("code_challenge", pkce.challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+        for (k, v) in extra {
+            params.retain(|(key, _)| key != k);
+            if !v.is_empty() {
+                params.push(((*k).to_owned(), (*v).to_owned()));
+            }
+        }
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(params)
+            .finish();
+        format!("/authorize?{query}")
+    }
+
+    /// Posts to /token with HTTP Basic client authentication (or none for public clients).
+    pub async fn token_request(&self, client: &TestClient, form: &[(&str, &str)]) -> Response {
+        let mut req = self.browser.client.post(format!("{}/token", self.base));
+        let mut form: Vec<(&str, &str)> = form.to_vec();
+        match &client.secret {
+            Some(secret) => req = req.basic_auth(&client.id, Some(secret)),
+            None => form.push(("client_id", &client.id)),
+        }
+        req.form(&form).send().await.expect("POST /token")
+    }
+
+    /// Exchanges a code the standard way.
+    pub async fn exchange_code(&self, client: &TestClient, code: &str, verifier: &str) -> Response {
+        self.token_request(
+            client,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", REDIRECT_URI),
+                ("code_verifier", verifier),
+            ],
+        )
+        .await
+    }
+}
+
+/// The query parameters of a redirect to the client.
+pub fn callback_params(resp: &Response) -> Vec<(String, String)> {
+    assert_eq!(
+        resp.status(),
+        StatusCode::SEE_OTHER,
+        "expected a redirect to the client"
+    );
+    let to = Url::parse(location(resp)).expect("absolute redirect");
+    assert!(to.as_str().starts_with(REDIRECT_URI), "redirected to {to}");
+    to.query_pairs().into_owned().collect()
+}
+
+/// One parameter of a callback.
+pub fn param<'a>(params: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    params
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+impl Browser {
+    /// Follows /authorize through sign-in (if asked) and consent (if asked, answering `allow`) to
+    /// the redirect back to the client; returns that final response.
+    pub async fn authorize(
+        &self,
+        url: &str,
+        username: &str,
+        password: &str,
+        allow: bool,
+    ) -> Response {
+        let mut resp = self.get(url).await;
+        for _ in 0..6 {
+            if resp.status() != StatusCode::SEE_OTHER {
+                return resp;
+            }
+            let to = location(&resp).to_owned();
+            if to.starts_with("https://") {
+                return resp;
+            }
+            resp = if to == "/signin" {
+                let page = self.get("/signin").await;
+                if page.status() == StatusCode::SEE_OTHER {
+                    page
+                } else {
+                    let csrf = csrf_of(&page.text().await.expect("sign-in page"));
+                    self.post_form(
+                        "/signin",
+                        &[
+                            ("csrf", &csrf),
+                            ("username", username),
+                            ("password", password),
+                        ],
+                    )
+                    .await
+                }
+            } else if to.starts_with("/consent") {
+                let page = self.get(&to).await;
+                assert_eq!(page.status(), StatusCode::OK, "consent page");
+                let html = page.text().await.expect("consent page");
+                let request = html
+                    .split("name=\"request\" value=\"")
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+                    .expect("request id")
+                    .to_owned();
+                let decision = if allow { "allow" } else { "deny" };
+                self.post_form(
+                    "/consent",
+                    &[
+                        ("csrf", &csrf_of(&html)),
+                        ("request", &request),
+                        ("decision", decision),
+                    ],
+                )
+                .await
+            } else {
+                self.get(&to).await
+            };
+        }
+        resp
+    }
+}
+
+/// Decodes a JWT's claims without verifying (for assertions after verification elsewhere).
+pub fn claims_of(jwt: &str) -> Value {
+    let payload = jwt.split('.').nth(1).expect("a JWT");
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).expect("base64url")).expect("JSON")
+}
