@@ -7,7 +7,7 @@ PG := .ci/pg
 # Use nextest when it is installed (one process per test, clear summary), else cargo test.
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help run test lint fmt db db-stop db-reset migrate schema build bench
+.PHONY: help run test lint fmt db db-stop db-reset migrate schema build bench browser
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -16,13 +16,21 @@ run: ## Build (release), provision PostgreSQL, migrate and serve on http://127.0
 	$(CARGO) build --release --locked
 	url=$$($(PG) url); DATABASE_URL="$$url" exec ./target/release/keyward serve
 
-test: ## Run every test (unit and integration) against a real PostgreSQL
+test: browser ## Run every test (unit and integration) against a real PostgreSQL and Chromium
 	url=$$($(PG) url); \
 	if [ -n "$(NEXTEST)" ]; then \
 	  DATABASE_URL="$$url" $(CARGO) nextest run --locked --no-fail-fast; \
 	else \
 	  DATABASE_URL="$$url" $(CARGO) test --locked --no-fail-fast; \
 	fi
+
+browser: ## Install Debian's chromium and chromium-driver for the browser test (root only)
+	@if command -v chromedriver >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "installing chromium and chromium-driver for the browser test"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else echo "the browser test needs Chromium: sudo apt-get install chromium chromium-driver"; fi
 
 lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check

@@ -3,6 +3,7 @@
 pub mod db;
 pub mod oauth;
 pub mod proxy;
+pub mod webdriver;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -36,6 +36,8 @@ pub struct ClientSpec {
     pub audiences: Vec<String>,
     /// Post-logout redirect URIs.
     pub post_logout: Vec<String>,
+    /// The redirect URI (default [`REDIRECT_URI`]).
+    pub redirect_uri: Option<String>,
 }
 
 impl Default for ClientSpec {
@@ -46,6 +48,7 @@ impl Default for ClientSpec {
             scopes: "openid profile email",
             audiences: vec![],
             post_logout: vec![],
+            redirect_uri: None,
         }
     }
 }
@@ -83,7 +86,7 @@ impl TestApp {
                 .map(|s| TokenHash::of(s).as_bytes().to_vec()),
             is_public: spec.public,
             is_first_party: spec.first_party,
-            redirect_uris: vec![REDIRECT_URI.to_owned()],
+            redirect_uris: vec![spec.redirect_uri.unwrap_or_else(|| REDIRECT_URI.to_owned())],
             post_logout_redirect_uris: spec.post_logout,
             grant_types: vec!["authorization_code".to_owned()],
             scopes: spec.scopes.split(' ').map(str::to_owned).collect(),
