@@ -179,3 +179,109 @@ fn a_bad_setting_or_unreachable_database_names_the_setting() {
         "the password never reaches output"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operators_register_inspect_and_delete_clients() {
+    let app = TestApp::spawn().await;
+    let out = keyward(
+        &app,
+        &[
+            "clients",
+            "create",
+            "--name",
+            "Billing",
+            "--id",
+            "billing",
+            "--redirect-uri",
+            "https://billing.example.com/cb",
+            "--audience",
+            "https://api.example.com",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = stdout(&out);
+    let secret = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret\t"))
+        .expect("the secret is printed once");
+    assert!(secret.starts_with("kwcs_") && secret.len() >= 5 + 43);
+
+    let show = stdout(&keyward(
+        &app,
+        &["clients", "show", "billing", "--json"],
+        "",
+    ));
+    let json: serde_json::Value = serde_json::from_str(&show).unwrap();
+    assert_eq!(json["type"], "confidential");
+    assert!(!show.contains(secret), "never shown again");
+
+    let rotated = stdout(&keyward(&app, &["clients", "rotate-secret", "billing"], ""));
+    assert!(rotated.starts_with("client_secret\tkwcs_"));
+    assert!(!rotated.contains(secret));
+
+    for bad in [
+        vec![
+            "clients",
+            "create",
+            "--name",
+            "X",
+            "--redirect-uri",
+            "http://example.com/cb",
+        ],
+        vec![
+            "clients",
+            "create",
+            "--name",
+            "X",
+            "--redirect-uri",
+            "https://x.example/cb#frag",
+        ],
+        vec![
+            "clients",
+            "create",
+            "--name",
+            "X",
+            "--redirect-uri",
+            "https://x.example/cb",
+            "--grant",
+            "implicit",
+        ],
+        vec![
+            "clients",
+            "create",
+            "--name",
+            "X",
+            "--id",
+            "billing",
+            "--redirect-uri",
+            "https://x.example/cb",
+        ],
+    ] {
+        let out = keyward(&app, &bad, "");
+        assert!(!out.status.success(), "{bad:?}");
+    }
+
+    let out = keyward(&app, &["clients", "delete", "billing"], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        !keyward(&app, &["clients", "show", "billing"], "")
+            .status
+            .success()
+    );
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    assert_eq!(
+        keyward::audit::find_by_kind(&mut conn, "client.created", 5)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        keyward::audit::find_by_kind(&mut conn, "client.deleted", 5)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
