@@ -295,6 +295,24 @@ async fn bad_requests_go_back_to_the_client_with_the_rfc_error() {
         assert_eq!(param(&params, "iss"), Some(app.base.as_str()));
         assert!(param(&params, "code").is_none());
     }
+    // A public client without PKCE has nothing binding its code: refused the same way.
+    let spa = app
+        .register_client(
+            "spa",
+            ClientSpec {
+                public: true,
+                ..ClientSpec::default()
+            },
+        )
+        .await;
+    let resp = app
+        .browser
+        .get(&app.authorize_url(&spa, &pkce, &[("code_challenge", "")]))
+        .await;
+    assert_eq!(
+        param(&callback_params(&resp), "error"),
+        Some("invalid_request")
+    );
     let dup = format!("{}&scope=openid", app.authorize_url(&client, &pkce, &[]));
     let params = callback_params(&app.browser.get(&dup).await);
     assert_eq!(param(&params, "error"), Some("invalid_request"));
