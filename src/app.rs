@@ -83,6 +83,8 @@ pub struct AppState {
     pub keys: KeyManager,
     /// The discovery documents, serialised once.
     pub discovery: crate::http::discovery::Documents,
+    /// Refresh-token lifetimes, grace window and successor key.
+    pub refresh: crate::tokens::refresh::RefreshPolicy,
 }
 
 /// A built application, ready to serve.
@@ -123,6 +125,14 @@ impl App {
             .with_secure(cookies.secure)
             .with_path("/")
             .with_expiry(Expiry::OnInactivity(session_ttl));
+        let to_time =
+            |d: std::time::Duration| time::Duration::try_from(d).unwrap_or(time::Duration::MAX);
+        let refresh = crate::tokens::refresh::RefreshPolicy {
+            idle: to_time(config.refresh_idle_ttl),
+            absolute: to_time(config.refresh_absolute_ttl),
+            grace: config.refresh_reuse_grace.map(to_time),
+            secret: *keys.refresh_secret(),
+        };
         let state = AppState {
             db: pool,
             config: Arc::new(config),
@@ -132,6 +142,7 @@ impl App {
             cookies,
             keys,
             discovery,
+            refresh,
         };
         let router = crate::http::router(state.clone(), sessions);
         Ok(Self {

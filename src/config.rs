@@ -76,6 +76,13 @@ pub struct Config {
     pub access_token_ttl: Duration,
     /// `KEYWARD_ID_TOKEN_TTL`: lifetime of ID tokens.
     pub id_token_ttl: Duration,
+    /// `KEYWARD_REFRESH_IDLE_TTL`: a refresh token unused this long expires.
+    pub refresh_idle_ttl: Duration,
+    /// `KEYWARD_REFRESH_ABSOLUTE_TTL`: no refresh token of a family outlives this, from sign-in.
+    pub refresh_absolute_ttl: Duration,
+    /// `KEYWARD_REFRESH_REUSE_GRACE`: how long the immediate predecessor may be presented again
+    /// and get the same successor (`0`, the default, turns the grace window off).
+    pub refresh_reuse_grace: Option<Duration>,
 }
 
 /// Where the key-encryption key comes from.
@@ -385,6 +392,26 @@ impl Config {
                 "must be between 1s and 5m",
             ));
         }
+        let refresh_idle_ttl =
+            duration("KEYWARD_REFRESH_IDLE_TTL", Duration::from_secs(14 * 86_400))?;
+        let refresh_absolute_ttl = duration(
+            "KEYWARD_REFRESH_ABSOLUTE_TTL",
+            Duration::from_secs(30 * 86_400),
+        )?;
+        let grace = duration("KEYWARD_REFRESH_REUSE_GRACE", Duration::ZERO)?;
+        if grace > Duration::from_secs(300) {
+            return Err(ConfigError::new(
+                "KEYWARD_REFRESH_REUSE_GRACE",
+                "at most 5m: a longer window makes a stolen predecessor useful",
+            ));
+        }
+        let refresh_reuse_grace = (!grace.is_zero()).then_some(grace);
+        if refresh_idle_ttl < Duration::from_secs(60) || refresh_absolute_ttl < refresh_idle_ttl {
+            return Err(ConfigError::new(
+                "KEYWARD_REFRESH_ABSOLUTE_TTL",
+                "must be at least KEYWARD_REFRESH_IDLE_TTL, which must be at least 1m",
+            ));
+        }
         for (name, ttl) in [
             ("KEYWARD_ACCESS_TOKEN_TTL", access_token_ttl),
             ("KEYWARD_ID_TOKEN_TTL", id_token_ttl),
@@ -418,6 +445,9 @@ impl Config {
             key_reload,
             access_token_ttl,
             id_token_ttl,
+            refresh_idle_ttl,
+            refresh_absolute_ttl,
+            refresh_reuse_grace,
         })
     }
 }

@@ -520,8 +520,27 @@ async fn codes_expire_after_sixty_seconds_and_need_the_right_verifier_and_redire
         resp.json::<Value>().await.unwrap()["error"],
         "invalid_request"
     );
+    // The password grant exists but is off unless a client is registered for it.
     let resp = app
-        .token_request(&client, &[("grant_type", "password")])
+        .token_request(
+            &client,
+            &[
+                ("grant_type", "password"),
+                ("username", "alice"),
+                ("password", GOOD_PASSWORD),
+                ("scope", "openid"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"],
+        "unauthorized_client"
+    );
+    let resp = app
+        .token_request(
+            &client,
+            &[("grant_type", "urn:ietf:params:oauth:grant-type:device_code")],
+        )
         .await;
     assert_eq!(
         resp.json::<Value>().await.unwrap()["error"],
@@ -859,13 +878,30 @@ async fn discovery_lists_every_endpoint_and_nothing_more() {
         assert_ne!(status, StatusCode::NOT_FOUND, "{path} exists");
     }
     assert_eq!(doc["response_types_supported"], json!(["code"]));
-    assert_eq!(doc["grant_types_supported"], json!(["authorization_code"]));
+    assert_eq!(
+        doc["grant_types_supported"],
+        json!([
+            "authorization_code",
+            "refresh_token",
+            "client_credentials",
+            "password"
+        ])
+    );
     assert_eq!(doc["code_challenge_methods_supported"], json!(["S256"]));
     assert_eq!(
         doc["token_endpoint_auth_methods_supported"],
         json!(["client_secret_basic", "client_secret_post", "none"])
     );
     assert_eq!(doc["authorization_response_iss_parameter_supported"], true);
-    assert!(doc.get("introspection_endpoint").is_none());
-    assert!(doc.get("revocation_endpoint").is_none());
+    for (k, path) in [
+        ("introspection_endpoint", "/introspect"),
+        ("revocation_endpoint", "/revoke"),
+    ] {
+        assert_eq!(doc[k], format!("{}{path}", app.base), "{k}");
+    }
+    assert!(
+        doc.get("registration_endpoint").is_none(),
+        "no dynamic registration"
+    );
+    assert!(doc.get("device_authorization_endpoint").is_none());
 }

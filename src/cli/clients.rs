@@ -150,7 +150,9 @@ pub async fn run(cmd: ClientsCommand, config: &Config) -> anyhow::Result<()> {
             };
             for g in &grants {
                 if GrantType::parse(g).is_none() {
-                    bail!("grant '{g}' is not supported (supported: authorization_code)");
+                    bail!(
+                        "grant '{g}' is not supported (supported: authorization_code, refresh_token, client_credentials, password)"
+                    );
                 }
             }
             for a in &audiences {

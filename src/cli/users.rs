@@ -50,6 +50,11 @@ pub enum UsersCommand {
         #[arg(long = "role")]
         roles: Vec<String>,
     },
+    /// End every session and refresh token of a user (their access tokens are revoked too).
+    SignOutEverywhere {
+        /// The username.
+        username: String,
+    },
     /// Set a user's password (read from stdin) and end their sessions.
     SetPassword {
         /// The username.
@@ -84,6 +89,7 @@ async fn find_user(conn: &mut db::PooledConn, raw: &str) -> anyhow::Result<User>
 }
 
 /// Runs a `users` command.
+#[allow(clippy::too_many_lines, reason = "one match arm per subcommand")]
 pub async fn run(cmd: UsersCommand, config: &Config) -> anyhow::Result<()> {
     let mut conn = super::connect(config).await?;
     let now = Clock::system().now();
@@ -148,6 +154,27 @@ pub async fn run(cmd: UsersCommand, config: &Config) -> anyhow::Result<()> {
             }
             users::update_roles(&mut conn, user.id, &roles, now).await?;
             eprintln!("{} now has roles: {}", user.username, roles.join(" "));
+        }
+        UsersCommand::SignOutEverywhere { username } => {
+            let user = find_user(&mut conn, &username).await?;
+            let families =
+                users::delete_sign_ins(&mut conn, user.id, "signed out everywhere", now).await?;
+            crate::audit::insert(
+                &mut conn,
+                &crate::audit::NewAuditEvent::new(
+                    "user.signed_out_everywhere",
+                    crate::audit::ACTOR_CLI,
+                    now,
+                )
+                .user(user.id)
+                .details(serde_json::json!({ "families": families })),
+            )
+            .await?;
+            eprintln!(
+                "{} is signed out everywhere ({} token families revoked)",
+                user.username,
+                families.len()
+            );
         }
         UsersCommand::SetPassword {
             username,

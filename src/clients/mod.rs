@@ -20,17 +20,31 @@ pub const CLIENT_SECRET_PREFIX: &str = "kwcs_";
 pub enum GrantType {
     /// RFC 6749 §4.1 with PKCE.
     AuthorizationCode,
+    /// RFC 6749 §6, with rotation and reuse detection.
+    RefreshToken,
+    /// RFC 6749 §4.4, for confidential clients.
+    ClientCredentials,
+    /// RFC 6749 §4.3: a migration path only; off unless a client is registered for it.
+    Password,
 }
 
 impl GrantType {
     /// Every grant the token endpoint implements.
-    pub const ALL: [Self; 1] = [Self::AuthorizationCode];
+    pub const ALL: [Self; 4] = [
+        Self::AuthorizationCode,
+        Self::RefreshToken,
+        Self::ClientCredentials,
+        Self::Password,
+    ];
 
     /// The RFC name.
     #[must_use]
     pub fn as_str(self) -> &'static str {
         match self {
             Self::AuthorizationCode => "authorization_code",
+            Self::RefreshToken => "refresh_token",
+            Self::ClientCredentials => "client_credentials",
+            Self::Password => "password",
         }
     }
 

@@ -61,9 +61,44 @@ diesel::table! {
 }
 
 diesel::table! {
+    family_access_tokens (jti) {
+        jti -> Uuid,
+        family_id -> Uuid,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     key_set_version (singleton) {
         singleton -> Bool,
         version -> Int8,
+    }
+}
+
+diesel::table! {
+    refresh_families (id) {
+        id -> Uuid,
+        client_id -> Text,
+        user_id -> Uuid,
+        scopes -> Array<Text>,
+        audiences -> Array<Text>,
+        auth_time -> Timestamptz,
+        created_at -> Timestamptz,
+        absolute_expires_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+        revoked_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (token_hash) {
+        token_hash -> Bytea,
+        family_id -> Uuid,
+        generation -> Int4,
+        scopes -> Array<Text>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -144,6 +179,10 @@ diesel::joinable!(authorization_codes -> clients (client_id));
 diesel::joinable!(authorization_codes -> users (user_id));
 diesel::joinable!(consents -> clients (client_id));
 diesel::joinable!(consents -> users (user_id));
+diesel::joinable!(family_access_tokens -> refresh_families (family_id));
+diesel::joinable!(refresh_families -> clients (client_id));
+diesel::joinable!(refresh_families -> users (user_id));
+diesel::joinable!(refresh_tokens -> refresh_families (family_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(trusted_devices -> users (user_id));
 
@@ -152,7 +191,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     authorization_codes,
     clients,
     consents,
+    family_access_tokens,
     key_set_version,
+    refresh_families,
+    refresh_tokens,
     revoked_access_tokens,
     sessions,
     sign_in_throttle,

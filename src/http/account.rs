@@ -106,6 +106,15 @@ pub async fn revoke_consent(
     let now = state.clock.now();
     let mut conn = db::connect(&state.db).await?;
     if consents::delete(&mut conn, current.user_id, &form.client_id).await? {
+        // Withdrawing consent ends what the app holds: its refresh tokens and their access tokens.
+        crate::tokens::refresh::revoke_families_of_user(
+            &mut conn,
+            current.user_id,
+            Some(&form.client_id),
+            "consent revoked",
+            now,
+        )
+        .await?;
         audit::insert(
             &mut conn,
             &NewAuditEvent::new("consent.revoked", &format!("user:{}", current.user_id), now)

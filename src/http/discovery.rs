@@ -29,13 +29,17 @@ impl Documents {
             "issuer": issuer,
             "authorization_endpoint": format!("{issuer}/authorize"),
             "token_endpoint": format!("{issuer}/token"),
+            "introspection_endpoint": format!("{issuer}/introspect"),
+            "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+            "revocation_endpoint": format!("{issuer}/revoke"),
+            "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "jwks_uri": format!("{issuer}/jwks.json"),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
             "grant_types_supported": GrantType::ALL.map(GrantType::as_str),
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
-            "scopes_supported": [scope::OPENID, scope::PROFILE, scope::EMAIL],
+            "scopes_supported": [scope::OPENID, scope::PROFILE, scope::EMAIL, scope::OFFLINE_ACCESS],
             // RFC 9207: authorization responses carry `iss`.
             "authorization_response_iss_parameter_supported": true,
         });

@@ -5,6 +5,7 @@ pub mod assets;
 pub mod authorize;
 pub mod discovery;
 pub mod health;
+pub mod introspect;
 pub mod logout;
 pub mod oauth_error;
 pub mod page;
@@ -46,6 +47,8 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<PgSessionStore>) ->
         .route("/authorize/resume", get(authorize::resume_authorize))
         .route("/consent", get(authorize::get_consent).post(authorize::submit_consent))
         .route("/token", post(token::exchange_token))
+        .route("/introspect", post(introspect::introspect_token))
+        .route("/revoke", post(introspect::revoke_token))
         .route("/userinfo", get(userinfo::get_userinfo).post(userinfo::post_userinfo))
         .route("/logout", get(logout::get_logout).post(logout::post_logout))
         .route("/logout/confirm", post(logout::confirm_logout))

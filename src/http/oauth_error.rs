@@ -26,6 +26,8 @@ pub enum TokenError {
     Client(ClientAuthError),
     /// Something broke: `server_error`, logged once.
     App(AppError),
+    /// Password hashing is saturated: 503 with `Retry-After`.
+    Busy,
 }
 
 impl From<OAuthError> for TokenError {
@@ -55,6 +57,8 @@ impl From<GrantError> for TokenError {
             GrantError::OAuth(e) => Self::OAuth(e),
             GrantError::Db(e) => Self::App(e.into()),
             GrantError::Sign(e) => Self::App(AppError::Internal(e.into())),
+            GrantError::Internal(e) => Self::App(AppError::Internal(e)),
+            GrantError::Busy => Self::Busy,
         }
     }
 }
@@ -92,6 +96,19 @@ impl IntoResponse for TokenError {
                 body(e.error.code, e.error.description),
             )
                 .into_response(),
+            Self::Busy => {
+                let mut r = (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    body(
+                        ErrorCode::TemporarilyUnavailable,
+                        "the server is busy; retry shortly",
+                    ),
+                )
+                    .into_response();
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
+                r
+            }
             Self::App(e) => {
                 e.log();
                 let status = e.status();

@@ -22,7 +22,7 @@ use crate::sessions;
 use crate::tokens::opaque::TokenHash;
 use crate::users::devices::DEVICE_TRUST_TTL;
 use crate::users::name::Username;
-use crate::users::sign_in::{SignInError, sign_in};
+use crate::users::sign_in::{Device, SignInError, sign_in};
 use crate::users::{self};
 
 /// The sign-in form.
@@ -109,7 +109,7 @@ pub async fn submit_signin(
         state.throttle,
         &form.username,
         &form.password,
-        device.as_ref(),
+        Device::Browser(device.as_ref()),
         now,
     )
     .await;

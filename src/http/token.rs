@@ -1,4 +1,5 @@
-//! `POST /token` (RFC 6749 §3.2, §4.1.3, §5).
+//! `POST /token` (RFC 6749 §3.2, §4.1.3, §4.3, §4.4, §6), and the client authentication and form
+//! reading it shares with introspection and revocation.
 
 use std::net::SocketAddr;
 
@@ -9,13 +10,63 @@ use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
-use crate::db;
+use crate::clients::Client;
+use crate::db::{self, PooledConn};
 use crate::http::oauth_error::{TokenError, no_store};
 use crate::oauth::error::{ErrorCode, OAuthError};
-use crate::oauth::token::{self, IssuerSettings};
+use crate::oauth::token::{self, GrantContext, IssuerSettings, PasswordCheck};
 
 fn invalid_request(description: &'static str) -> TokenError {
     TokenError::OAuth(OAuthError::new(ErrorCode::InvalidRequest, description))
+}
+
+/// Reads a form-encoded body; anything else, or a repeated parameter, is `invalid_request`.
+pub fn read_form(headers: &HeaderMap, body: &[u8]) -> Result<Vec<(String, String)>, TokenError> {
+    let is_form = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        });
+    if !is_form {
+        return Err(invalid_request(
+            "the body must be application/x-www-form-urlencoded",
+        ));
+    }
+    let params: Vec<(String, String)> = url::form_urlencoded::parse(body).into_owned().collect();
+    // RFC 6749 §3.2: request parameters must not be included more than once.
+    let mut seen = std::collections::HashSet::new();
+    if !params.iter().all(|(k, _)| seen.insert(k.as_str())) {
+        return Err(invalid_request("a parameter was sent more than once"));
+    }
+    Ok(params)
+}
+
+/// Authenticates the calling client (RFC 6749 §2.3) and hands back a connection to go on with.
+pub async fn authenticate_client(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &[(String, String)],
+) -> Result<(Client, PooledConn), TokenError> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let presented = token::parse_client_auth(authorization, params)?;
+    let mut conn = db::connect(&state.db).await?;
+    let client = token::find_client(&mut conn, &presented).await?;
+    Ok((token::authenticate(client, &presented)?, conn))
+}
+
+fn settings(state: &AppState) -> IssuerSettings<'_> {
+    IssuerSettings {
+        issuer: state.config.issuer.as_str(),
+        access_ttl: time::Duration::try_from(state.config.access_token_ttl)
+            .unwrap_or(time::Duration::MINUTE),
+        id_ttl: time::Duration::try_from(state.config.id_token_ttl)
+            .unwrap_or(time::Duration::MINUTE),
+    }
 }
 
 /// `POST /token`.
@@ -25,59 +76,35 @@ pub async fn exchange_token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, TokenError> {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';').next().is_some_and(|m| {
-                m.trim()
-                    .eq_ignore_ascii_case("application/x-www-form-urlencoded")
-            })
-        });
-    if !is_form {
-        return Err(invalid_request(
-            "the body must be application/x-www-form-urlencoded",
-        ));
-    }
-    let params: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
-    // RFC 6749 §3.2: request parameters must not be included more than once.
-    let mut seen = std::collections::HashSet::new();
-    if !params.iter().all(|(k, _)| seen.insert(k.as_str())) {
-        return Err(invalid_request("a parameter was sent more than once"));
-    }
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let presented = token::parse_client_auth(authorization, &params)?;
+    let params = read_form(&headers, &body)?;
     let grant_type = params
         .iter()
         .find(|(k, _)| k == "grant_type")
-        .map(|(_, v)| v.as_str())
+        .map(|(_, v)| v.clone())
         .ok_or_else(|| invalid_request("grant_type is required"))?;
-
-    let mut conn = db::connect(&state.db).await?;
-    let client = token::find_client(&mut conn, &presented).await?;
-    let client = token::authenticate(client, &presented)?;
-    let now = state.clock.now();
-    let settings = IssuerSettings {
-        issuer: state.config.issuer.as_str(),
-        access_ttl: time::Duration::try_from(state.config.access_token_ttl)
-            .unwrap_or(time::Duration::MINUTE),
-        id_ttl: time::Duration::try_from(state.config.id_token_ttl)
-            .unwrap_or(time::Duration::MINUTE),
+    let (client, mut conn) = authenticate_client(&state, &headers, &params).await?;
+    let ctx = GrantContext {
+        keys: &state.keys.ring,
+        settings: settings(&state),
+        refresh: &state.refresh,
+        ip: Some(peer.ip().into()),
+        now: state.clock.now(),
     };
-    let response = match grant_type {
-        "authorization_code" => {
-            token::exchange_code(
-                &mut conn,
-                &state.keys.ring,
-                settings,
-                &client,
-                &params,
-                Some(peer.ip().into()),
-                now,
-            )
-            .await?
+    let response = match grant_type.as_str() {
+        "authorization_code" => token::exchange_code(&mut conn, &ctx, &client, &params).await?,
+        "refresh_token" => token::refresh(&mut conn, &ctx, &client, &params).await?,
+        "client_credentials" => {
+            drop(conn);
+            token::client_credentials(&ctx, &client, &params)?
+        }
+        "password" => {
+            drop(conn);
+            let check = PasswordCheck {
+                pool: &state.db,
+                hasher: &state.hasher,
+                throttle: state.throttle,
+            };
+            token::password(check, &ctx, &client, &params).await?
         }
         _ => {
             return Err(TokenError::OAuth(OAuthError::new(

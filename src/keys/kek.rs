@@ -32,6 +32,7 @@ pub enum KekError {
 pub struct Kek {
     key: LessSafeKey,
     id: String,
+    refresh_secret: [u8; 32],
 }
 
 impl fmt::Debug for Kek {
@@ -64,7 +65,24 @@ impl Kek {
             |_| unreachable!("AES-256 takes any 32-byte key"),
             LessSafeKey::new,
         );
-        Self { key, id }
+        // A separate key for deriving refresh-token successors, so the KEK itself only seals.
+        let tag = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes),
+            b"keyward refresh successor v1",
+        );
+        let mut refresh_secret = [0u8; 32];
+        refresh_secret.copy_from_slice(tag.as_ref());
+        Self {
+            key,
+            id,
+            refresh_secret,
+        }
+    }
+
+    /// The key refresh-token successors are derived with (for the reuse grace window).
+    #[must_use]
+    pub fn refresh_secret(&self) -> &[u8; 32] {
+        &self.refresh_secret
     }
 
     /// Loads the KEK from its source; a missing file is created with a new random key, mode 0600.

@@ -101,6 +101,12 @@ impl KeyManager {
         })
     }
 
+    /// The key refresh-token successors are derived with.
+    #[must_use]
+    pub fn refresh_secret(&self) -> &[u8; 32] {
+        self.kek.refresh_secret()
+    }
+
     /// The policy keys are scheduled by.
     #[must_use]
     pub fn policy(&self) -> &KeyPolicy {

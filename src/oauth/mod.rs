@@ -4,6 +4,7 @@ pub mod authorize;
 pub mod codes;
 pub mod consents;
 pub mod error;
+pub mod introspection;
 pub mod pkce;
 pub mod scope;
 pub mod token;

@@ -9,6 +9,8 @@ pub const OPENID: &str = "openid";
 pub const PROFILE: &str = "profile";
 /// `email`: `email`, `email_verified`.
 pub const EMAIL: &str = "email";
+/// `offline_access`: a refresh token (OIDC Core §11).
+pub const OFFLINE_ACCESS: &str = "offline_access";
 
 /// A set of scope tokens, kept sorted so the same set always prints the same way.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -2,3 +2,4 @@
 
 pub mod jwt;
 pub mod opaque;
+pub mod refresh;

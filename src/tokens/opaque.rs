@@ -35,6 +35,12 @@ impl PlainToken {
         ))
     }
 
+    /// Wraps a secret made elsewhere (a derived successor).
+    #[must_use]
+    pub fn from_secret(secret: String) -> Self {
+        Self(secret)
+    }
+
     /// The secret, for the one response or cookie that carries it.
     #[must_use]
     pub fn expose(&self) -> &str {

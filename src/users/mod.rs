@@ -200,7 +200,7 @@ pub async fn update_password(
             ))
             .execute(conn)
             .await?;
-        delete_sign_ins(conn, id).await?;
+        delete_sign_ins(conn, id, "password changed", now).await?;
         Ok(n)
     })
     .await
@@ -230,19 +230,27 @@ pub async fn update_disabled(
             .set((users::disabled_at.eq(now), users::updated_at.eq(now)))
             .execute(conn)
             .await?;
-        delete_sign_ins(conn, id).await?;
+        delete_sign_ins(conn, id, "user disabled", now).await?;
         Ok(n == 1)
     })
     .await
 }
 
-/// Deletes the user's browser sessions and trusted devices.
-async fn delete_sign_ins(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<()> {
+/// Signs a user out everywhere: browser sessions, trusted devices, and every refresh-token
+/// family (with the access tokens they issued); returns the revoked family ids.
+pub async fn delete_sign_ins(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    reason: &str,
+    now: OffsetDateTime,
+) -> QueryResult<Vec<Uuid>> {
+    let families =
+        crate::tokens::refresh::revoke_families_of_user(conn, id, None, reason, now).await?;
     diesel::delete(sessions::table.filter(sessions::user_id.eq(id)))
         .execute(conn)
         .await?;
     diesel::delete(trusted_devices::table.filter(trusted_devices::user_id.eq(id)))
         .execute(conn)
         .await?;
-    Ok(())
+    Ok(families)
 }

@@ -60,6 +60,15 @@ impl From<HashError> for SignInError {
     }
 }
 
+/// Where the credentials come from.
+#[derive(Clone, Copy, Debug)]
+pub enum Device<'a> {
+    /// A browser, with its trusted-device cookie if it has one: it may become trusted.
+    Browser(Option<&'a TokenHash>),
+    /// An API call (the password grant): nothing to remember.
+    Api,
+}
+
 /// Checks credentials typed on the sign-in page.
 ///
 /// Takes the pool, not a connection: no connection is held while waiting for a hashing slot.
@@ -69,9 +78,13 @@ pub async fn sign_in(
     policy: ThrottlePolicy,
     unverified_username: &str,
     password: &str,
-    device: Option<&TokenHash>,
+    from: Device<'_>,
     now: OffsetDateTime,
 ) -> Result<SignedIn, SignInError> {
+    let (device, remember_device) = match from {
+        Device::Browser(d) => (d, true),
+        Device::Api => (None, false),
+    };
     let Ok(username) = Username::parse(unverified_username) else {
         // No account can have this name; do the same work as for a wrong password anyway.
         hasher.verify_dummy(password).await?;
@@ -137,7 +150,9 @@ pub async fn sign_in(
             devices::update_succeeded(&mut conn, d, now).await?;
             None
         }
-        _ => Some(devices::insert(&mut conn, user.id, now).await?),
+        // API sign-ins (the password grant) have no browser to remember.
+        _ if remember_device => Some(devices::insert(&mut conn, user.id, now).await?),
+        _ => None,
     };
     Ok(SignedIn {
         user,

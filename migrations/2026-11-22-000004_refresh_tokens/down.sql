@@ -1,0 +1,3 @@
+DROP TABLE family_access_tokens;
+DROP TABLE refresh_tokens;
+DROP TABLE refresh_families;

@@ -1,0 +1,372 @@
+//! Refresh tokens: opaque, stored as SHA-256, in families that rotate on every use. A family is a
+//! chain (one token per generation, enforced by a unique index), never a tree.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use diesel::prelude::*;
+use diesel::sql_types::{Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+use crate::db::schema::{family_access_tokens, refresh_families, refresh_tokens};
+use crate::oauth::scope::Scopes;
+use crate::tokens::opaque::{PlainToken, TokenHash};
+
+/// Prefix of refresh tokens, recognisable in leaks.
+pub const REFRESH_TOKEN_PREFIX: &str = "kwrt_";
+
+/// How refresh tokens live and rotate.
+#[derive(Clone, Copy)]
+pub struct RefreshPolicy {
+    /// An unused token expires after this.
+    pub idle: Duration,
+    /// A family ends this long after it started, whatever the rotations.
+    pub absolute: Duration,
+    /// The grace window for the immediate predecessor, if enabled.
+    pub grace: Option<Duration>,
+    /// Key for deriving successors (only used with a grace window).
+    pub secret: [u8; 32],
+}
+
+impl std::fmt::Debug for RefreshPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshPolicy")
+            .field("idle", &self.idle)
+            .field("absolute", &self.absolute)
+            .field("grace", &self.grace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RefreshPolicy {
+    /// The successor of `presented`. With a grace window it is derived (HMAC under a server
+    /// key), so presenting the predecessor again yields the same successor without ever storing
+    /// it in plain text; without one it is simply random.
+    #[must_use]
+    pub fn successor_of(&self, presented: &str) -> PlainToken {
+        if self.grace.is_none() {
+            return PlainToken::generate(REFRESH_TOKEN_PREFIX);
+        }
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.secret);
+        let tag = ring::hmac::sign(&key, presented.as_bytes());
+        PlainToken::from_secret(format!(
+            "{REFRESH_TOKEN_PREFIX}{}",
+            URL_SAFE_NO_PAD.encode(tag.as_ref())
+        ))
+    }
+
+    /// When a token issued at `now` in `family` expires: idle timeout, never past the family's end.
+    #[must_use]
+    pub fn token_expiry(&self, family: &Family, now: OffsetDateTime) -> OffsetDateTime {
+        (now + self.idle).min(family.absolute_expires_at)
+    }
+}
+
+/// A family: everything one authorization (a sign-in, a code) led to.
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = refresh_families)]
+pub struct Family {
+    /// Id, also the audit subject.
+    pub id: Uuid,
+    /// The client it belongs to.
+    pub client_id: String,
+    /// The user.
+    pub user_id: Uuid,
+    /// Granted scope: the ceiling for refreshes.
+    pub scopes: Vec<String>,
+    /// Access-token audiences.
+    pub audiences: Vec<String>,
+    /// When the user authenticated.
+    pub auth_time: OffsetDateTime,
+    /// Start.
+    pub created_at: OffsetDateTime,
+    /// Absolute end.
+    pub absolute_expires_at: OffsetDateTime,
+    /// Revocation time.
+    pub revoked_at: Option<OffsetDateTime>,
+    /// Why.
+    pub revoked_reason: Option<String>,
+}
+
+/// One refresh token of a family.
+#[derive(Clone, Debug, Queryable, Selectable)]
+#[diesel(table_name = refresh_tokens)]
+pub struct RefreshTokenRow {
+    /// SHA-256 of the token.
+    pub token_hash: Vec<u8>,
+    /// Its family.
+    pub family_id: Uuid,
+    /// 0 for the first, +1 per rotation.
+    pub generation: i32,
+    /// The scope its access tokens carry (at most the family's).
+    pub scopes: Vec<String>,
+    /// Issued at.
+    pub created_at: OffsetDateTime,
+    /// Idle expiry.
+    pub expires_at: OffsetDateTime,
+    /// When it was rotated.
+    pub used_at: Option<OffsetDateTime>,
+}
+
+/// Everything needed to start a family.
+#[derive(Debug)]
+pub struct NewFamily<'a> {
+    /// Client.
+    pub client_id: &'a str,
+    /// User.
+    pub user_id: Uuid,
+    /// Granted scopes.
+    pub scopes: &'a Scopes,
+    /// Audiences.
+    pub audiences: &'a [String],
+    /// Authentication time.
+    pub auth_time: OffsetDateTime,
+    /// The access token issued together with the first refresh token.
+    pub access_token: (Uuid, OffsetDateTime),
+}
+
+/// Starts a family with its first token; returns the token.
+pub async fn insert_family(
+    conn: &mut AsyncPgConnection,
+    policy: &RefreshPolicy,
+    new: &NewFamily<'_>,
+    now: OffsetDateTime,
+) -> QueryResult<PlainToken> {
+    let family = Family {
+        id: Uuid::new_v4(),
+        client_id: new.client_id.to_owned(),
+        user_id: new.user_id,
+        scopes: new.scopes.to_vec(),
+        audiences: new.audiences.to_vec(),
+        auth_time: new.auth_time,
+        created_at: now,
+        absolute_expires_at: now + policy.absolute,
+        revoked_at: None,
+        revoked_reason: None,
+    };
+    diesel::insert_into(refresh_families::table)
+        .values((
+            refresh_families::id.eq(family.id),
+            refresh_families::client_id.eq(&family.client_id),
+            refresh_families::user_id.eq(family.user_id),
+            refresh_families::scopes.eq(&family.scopes),
+            refresh_families::audiences.eq(&family.audiences),
+            refresh_families::auth_time.eq(family.auth_time),
+            refresh_families::created_at.eq(now),
+            refresh_families::absolute_expires_at.eq(family.absolute_expires_at),
+        ))
+        .execute(conn)
+        .await?;
+    let token = PlainToken::generate(REFRESH_TOKEN_PREFIX);
+    insert_token(
+        conn,
+        &family,
+        &token,
+        0,
+        new.scopes,
+        policy.token_expiry(&family, now),
+        now,
+    )
+    .await?;
+    insert_access_token(conn, family.id, new.access_token.0, new.access_token.1).await?;
+    Ok(token)
+}
+
+/// Stores a token of generation `generation`; a second token for one generation fails on the
+/// unique index (no branching, whatever happens above).
+pub async fn insert_token(
+    conn: &mut AsyncPgConnection,
+    family: &Family,
+    token: &PlainToken,
+    generation: i32,
+    scopes: &Scopes,
+    expires_at: OffsetDateTime,
+    now: OffsetDateTime,
+) -> QueryResult<()> {
+    diesel::insert_into(refresh_tokens::table)
+        .values((
+            refresh_tokens::token_hash.eq(token.hash().as_bytes()),
+            refresh_tokens::family_id.eq(family.id),
+            refresh_tokens::generation.eq(generation),
+            refresh_tokens::scopes.eq(scopes.to_vec()),
+            refresh_tokens::created_at.eq(now),
+            refresh_tokens::expires_at.eq(expires_at),
+        ))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Records an access token issued within a family.
+pub async fn insert_access_token(
+    conn: &mut AsyncPgConnection,
+    family_id: Uuid,
+    jti: Uuid,
+    expires_at: OffsetDateTime,
+) -> QueryResult<()> {
+    diesel::insert_into(family_access_tokens::table)
+        .values((
+            family_access_tokens::jti.eq(jti),
+            family_access_tokens::family_id.eq(family_id),
+            family_access_tokens::expires_at.eq(expires_at),
+        ))
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Finds a token by its hash.
+pub async fn find_token(
+    conn: &mut AsyncPgConnection,
+    hash: &TokenHash,
+) -> QueryResult<Option<RefreshTokenRow>> {
+    refresh_tokens::table
+        .find(hash.as_bytes())
+        .select(RefreshTokenRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// The token of `generation` in `family`.
+pub async fn find_generation(
+    conn: &mut AsyncPgConnection,
+    family_id: Uuid,
+    generation: i32,
+) -> QueryResult<Option<RefreshTokenRow>> {
+    refresh_tokens::table
+        .filter(refresh_tokens::family_id.eq(family_id))
+        .filter(refresh_tokens::generation.eq(generation))
+        .select(RefreshTokenRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Reads a family.
+pub async fn find_family(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Family>> {
+    refresh_families::table
+        .find(id)
+        .select(Family::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Reads a family and locks it until the transaction ends: every change to a family's tokens
+/// (rotation, revocation) happens under this lock, so they cannot interleave.
+pub async fn lock_family(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Family>> {
+    refresh_families::table
+        .find(id)
+        .select(Family::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Marks a token used; the one conditional update that decides who rotates it.
+pub async fn update_used(
+    conn: &mut AsyncPgConnection,
+    hash: &[u8],
+    now: OffsetDateTime,
+) -> QueryResult<bool> {
+    diesel::update(
+        refresh_tokens::table
+            .find(hash)
+            .filter(refresh_tokens::used_at.is_null()),
+    )
+    .set(refresh_tokens::used_at.eq(now))
+    .execute(conn)
+    .await
+    .map(|n| n == 1)
+}
+
+/// Revokes a family and every access token issued in it (until each expires).
+pub async fn revoke_family(
+    conn: &mut AsyncPgConnection,
+    family_id: Uuid,
+    reason: &str,
+    now: OffsetDateTime,
+) -> QueryResult<bool> {
+    let revoked = diesel::update(
+        refresh_families::table
+            .find(family_id)
+            .filter(refresh_families::revoked_at.is_null()),
+    )
+    .set((
+        refresh_families::revoked_at.eq(now),
+        refresh_families::revoked_reason.eq(reason),
+    ))
+    .execute(conn)
+    .await?;
+    diesel::sql_query(
+        "INSERT INTO revoked_access_tokens (jti, expires_at, revoked_at, reason) \
+         SELECT jti, expires_at, $2, $3 FROM family_access_tokens \
+         WHERE family_id = $1 AND expires_at > $2 ON CONFLICT (jti) DO NOTHING",
+    )
+    .bind::<SqlUuid, _>(family_id)
+    .bind::<Timestamptz, _>(now)
+    .bind::<Text, _>(reason)
+    .execute(conn)
+    .await?;
+    Ok(revoked == 1)
+}
+
+/// Revokes every live family of `user_id` (for one client, or all); returns their ids.
+pub async fn revoke_families_of_user(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    client_id: Option<&str>,
+    reason: &str,
+    now: OffsetDateTime,
+) -> QueryResult<Vec<Uuid>> {
+    let mut query = refresh_families::table
+        .filter(refresh_families::user_id.eq(user_id))
+        .filter(refresh_families::revoked_at.is_null())
+        .select(refresh_families::id)
+        .into_boxed();
+    if let Some(c) = client_id {
+        query = query.filter(refresh_families::client_id.eq(c.to_owned()));
+    }
+    let ids: Vec<Uuid> = query.load(conn).await?;
+    for id in &ids {
+        // Lock each family, so a refresh racing this revocation either finishes first (and its
+        // access token is revoked here) or sees the family revoked.
+        lock_family(conn, *id).await?;
+        revoke_family(conn, *id, reason, now).await?;
+    }
+    Ok(ids)
+}
+
+/// Deletes families past their absolute end or revoked long enough ago that every access token
+/// they issued has expired, and stale access-token records; at most `batch` rows each.
+pub async fn delete_expired(
+    conn: &mut AsyncPgConnection,
+    now: OffsetDateTime,
+    longest_access_ttl: Duration,
+    batch: i64,
+) -> QueryResult<usize> {
+    // Used tokens are kept while their family lives: a replay must still be recognised as reuse.
+    let families = crate::db::delete_batch(
+        conn,
+        "refresh_families",
+        "absolute_expires_at <= $1",
+        now,
+        batch,
+    )
+    .await?;
+    let revoked = crate::db::delete_batch(
+        conn,
+        "refresh_families",
+        "revoked_at IS NOT NULL AND revoked_at <= $1",
+        now - longest_access_ttl,
+        batch,
+    )
+    .await?;
+    let access =
+        crate::db::delete_batch(conn, "family_access_tokens", "expires_at <= $1", now, batch)
+            .await?;
+    Ok(families + revoked + access)
+}
