@@ -15,7 +15,6 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 use tower_sessions::cookie::SameSite;
-use tower_sessions::session_store::ExpiredDeletion;
 use tower_sessions::{Expiry, SessionManagerLayer};
 
 use crate::clock::Clock;
@@ -26,7 +25,6 @@ use crate::keys::{KeyManager, policy_from};
 use crate::sessions::store::PgSessionStore;
 use crate::users::password::PasswordHasher;
 use crate::users::throttle::ThrottlePolicy;
-use crate::users::{devices, throttle};
 
 /// How often expired sessions, throttle rows and device records are deleted.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(300);
@@ -91,7 +89,6 @@ pub struct AppState {
 pub struct App {
     state: AppState,
     router: Router,
-    store: PgSessionStore,
 }
 
 impl App {
@@ -116,7 +113,7 @@ impl App {
         let discovery = crate::http::discovery::Documents::new(config.issuer.as_str());
         let store = PgSessionStore::new(pool.clone());
         let session_ttl = time::Duration::try_from(config.session_ttl)?;
-        let sessions = SessionManagerLayer::new(store.clone())
+        let sessions = SessionManagerLayer::new(store)
             .with_name(cookies.session)
             .with_http_only(true)
             // Lax, not the default Strict: the browser must send the cookie when an app
@@ -145,11 +142,7 @@ impl App {
             refresh,
         };
         let router = crate::http::router(state.clone(), sessions);
-        Ok(Self {
-            state,
-            router,
-            store,
-        })
+        Ok(Self { state, router })
     }
 
     /// The shared state (tests use it to reach the database and clock).
@@ -164,7 +157,7 @@ impl App {
         listener: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
-        let housekeeping = tokio::spawn(housekeeping(self.state.clone(), self.store.clone()));
+        let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
         let key_maintenance = tokio::spawn(maintain_keys(self.state.clone()));
 
         let mut builder = Builder::new(TokioExecutor::new());
@@ -236,27 +229,20 @@ async fn maintain_keys(state: AppState) {
     }
 }
 
-/// Deletes what has expired, in small batches, forever.
-async fn housekeeping(state: AppState, store: PgSessionStore) {
-    const BATCH: i64 = 1000;
+/// Deletes what has expired, every few minutes, forever.
+async fn housekeeping(state: AppState) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+    let longest =
+        time::Duration::try_from(state.config.access_token_ttl).unwrap_or(time::Duration::HOUR);
     loop {
         tick.tick().await;
-        if let Err(e) = store.delete_expired().await {
-            tracing::warn!(error = %e, "deleting expired sessions failed");
-        }
         let Ok(mut conn) = db::connect(&state.db).await else {
             continue;
         };
-        let now = state.clock.now();
-        if let Err(e) = throttle::delete_expired(&mut conn, now, BATCH).await {
-            tracing::warn!(error = %e, "deleting old sign-in throttles failed");
-        }
-        if let Err(e) = devices::delete_expired(&mut conn, now, BATCH).await {
-            tracing::warn!(error = %e, "deleting expired trusted devices failed");
-        }
-        if let Err(e) = crate::oauth::codes::delete_expired(&mut conn, now, BATCH).await {
-            tracing::warn!(error = %e, "deleting expired codes and revocations failed");
+        match crate::housekeeping::purge(&mut conn, state.clock.now(), longest).await {
+            Ok(p) if p.total() > 0 => tracing::info!(?p, "expired rows deleted"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
         }
     }
 }

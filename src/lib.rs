@@ -17,6 +17,7 @@ pub mod clock;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod housekeeping;
 pub mod http;
 pub mod keys;
 pub mod oauth;

@@ -8,5 +8,6 @@ mod cli;
 mod keys;
 mod oauth;
 mod pages;
+mod refresh;
 mod robustness;
 mod security;

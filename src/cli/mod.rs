@@ -9,6 +9,7 @@
 
 mod clients;
 mod keys;
+mod tokens;
 mod users;
 
 use anyhow::Context as _;
@@ -42,6 +43,9 @@ enum Command {
     /// Manage clients (relying parties).
     #[command(subcommand)]
     Clients(clients::ClientsCommand),
+    /// Purge expired tokens; explain revocations.
+    #[command(subcommand)]
+    Tokens(tokens::TokensCommand),
 }
 
 /// Runs the parsed command.
@@ -56,6 +60,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Users(cmd) => users::run(cmd, &config).await,
         Command::Keys(cmd) => keys::run(cmd, &config).await,
         Command::Clients(cmd) => clients::run(cmd, &config).await,
+        Command::Tokens(cmd) => tokens::run(cmd, &config).await,
     }
 }
 

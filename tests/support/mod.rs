@@ -194,6 +194,19 @@ impl TestApp {
         .expect("insert user")
     }
 
+    /// The id of the user called `username`.
+    pub async fn find_user_by_name(&self, username: &str) -> uuid::Uuid {
+        let mut conn = keyward::db::connect(&self.state.db)
+            .await
+            .expect("connection");
+        let name = Username::parse(username).expect("valid username");
+        users::find_by_username(&mut conn, &name)
+            .await
+            .expect("query")
+            .expect("user exists")
+            .id
+    }
+
     /// Reads a user back from the database.
     pub async fn find_user(&self, id: uuid::Uuid) -> Option<User> {
         let mut conn = keyward::db::connect(&self.state.db)

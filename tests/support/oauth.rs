@@ -38,6 +38,8 @@ pub struct ClientSpec {
     pub post_logout: Vec<String>,
     /// The redirect URI (default [`REDIRECT_URI`]).
     pub redirect_uri: Option<String>,
+    /// Grant types.
+    pub grants: Vec<&'static str>,
 }
 
 impl Default for ClientSpec {
@@ -49,6 +51,7 @@ impl Default for ClientSpec {
             audiences: vec![],
             post_logout: vec![],
             redirect_uri: None,
+            grants: vec!["authorization_code"],
         }
     }
 }
@@ -88,7 +91,7 @@ impl TestApp {
             is_first_party: spec.first_party,
             redirect_uris: vec![spec.redirect_uri.unwrap_or_else(|| REDIRECT_URI.to_owned())],
             post_logout_redirect_uris: spec.post_logout,
-            grant_types: vec!["authorization_code".to_owned()],
+            grant_types: spec.grants.iter().map(|g| (*g).to_owned()).collect(),
             scopes: spec.scopes.split(' ').map(str::to_owned).collect(),
             audiences: spec.audiences,
             created_at: now,

@@ -1,0 +1,75 @@
+//! Deleting what has expired, in small batches, so no table grows forever and no delete holds
+//! many locks: run by every instance in the background and by `keyward tokens purge`.
+
+use diesel_async::AsyncPgConnection;
+use time::{Duration, OffsetDateTime};
+
+use crate::db;
+use crate::oauth::codes;
+use crate::tokens::refresh;
+use crate::users::{devices, throttle};
+
+/// Rows per DELETE statement.
+pub const BATCH: i64 = 1000;
+
+/// How many rows one purge removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Purged {
+    /// Browser sessions.
+    pub sessions: usize,
+    /// Codes and revoked-access-token records.
+    pub codes: usize,
+    /// Refresh families (with their tokens) and family access-token records.
+    pub refresh: usize,
+    /// Sign-in throttles and trusted devices.
+    pub sign_in: usize,
+}
+
+impl Purged {
+    /// Everything removed.
+    #[must_use]
+    pub fn total(&self) -> usize {
+        self.sessions + self.codes + self.refresh + self.sign_in
+    }
+}
+
+/// Repeats a batch delete until a batch comes back short; evaluates to the rows deleted.
+macro_rules! drain {
+    ($delete:expr) => {{
+        let mut total = 0usize;
+        loop {
+            let n: usize = $delete.await?;
+            total += n;
+            if n < usize::try_from(BATCH).unwrap_or(usize::MAX) {
+                break total;
+            }
+        }
+    }};
+}
+
+/// Deletes everything expired at `now`. Used refresh tokens stay while their family lives (a
+/// replay must still be recognised), and revoked families until their access tokens expired.
+pub async fn purge(
+    conn: &mut AsyncPgConnection,
+    now: OffsetDateTime,
+    longest_access_ttl: Duration,
+) -> diesel::QueryResult<Purged> {
+    Ok(Purged {
+        sessions: drain!(db::delete_batch(
+            conn,
+            "sessions",
+            "expires_at <= $1",
+            now,
+            BATCH
+        )),
+        codes: drain!(codes::delete_expired(conn, now, BATCH)),
+        refresh: drain!(refresh::delete_expired(
+            conn,
+            now,
+            longest_access_ttl,
+            BATCH
+        )),
+        sign_in: drain!(throttle::delete_expired(conn, now, BATCH))
+            + drain!(devices::delete_expired(conn, now, BATCH)),
+    })
+}

@@ -1,0 +1,728 @@
+//! The token lifecycle: refresh rotation and reuse detection (with and without the grace
+//! window, under races), client credentials, the password grant, introspection and revocation.
+
+use std::time::Duration as StdDuration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use time::Duration;
+
+use crate::cli::{keyward, stdout};
+use crate::support::oauth::{ClientSpec, Pkce, TestClient, callback_params, param};
+use crate::support::{GOOD_PASSWORD, TestApp};
+
+fn refreshing() -> ClientSpec {
+    ClientSpec {
+        scopes: "openid profile email offline_access invoices:read",
+        grants: vec!["authorization_code", "refresh_token"],
+        ..ClientSpec::default()
+    }
+}
+
+/// Signs alice in through the code flow and returns the token response.
+async fn tokens_for(app: &TestApp, client: &TestClient, scope: &str) -> Value {
+    let pkce = Pkce::new();
+    let url = app.authorize_url(client, &pkce, &[("scope", scope)]);
+    let resp = app
+        .browser
+        .authorize(&url, "alice", GOOD_PASSWORD, true)
+        .await;
+    let params = callback_params(&resp);
+    let code = param(&params, "code").expect("code").to_owned();
+    let resp = app.exchange_code(client, &code, &pkce.verifier).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.json().await.unwrap()
+}
+
+async fn setup(settings: &[(&'static str, &str)]) -> (TestApp, TestClient, Value) {
+    let app = TestApp::spawn_with(settings).await;
+    app.create_user("alice", GOOD_PASSWORD).await;
+    let client = app.register_client("webapp", refreshing()).await;
+    let tokens = tokens_for(&app, &client, "openid offline_access invoices:read").await;
+    (app, client, tokens)
+}
+
+async fn refresh(
+    app: &TestApp,
+    client: &TestClient,
+    token: &str,
+    scope: Option<&str>,
+) -> reqwest::Response {
+    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", token)];
+    if let Some(s) = scope {
+        form.push(("scope", s));
+    }
+    app.token_request(client, &form).await
+}
+
+async fn error_of(resp: reqwest::Response) -> String {
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    resp.json::<Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn rt(v: &Value) -> String {
+    v["refresh_token"]
+        .as_str()
+        .expect("a refresh token")
+        .to_owned()
+}
+
+async fn introspect(app: &TestApp, client: &TestClient, token: &str) -> Value {
+    let secret = client.secret.as_deref().unwrap();
+    let resp = app
+        .browser
+        .client
+        .post(format!("{}/introspect", app.base))
+        .basic_auth(&client.id, Some(secret))
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    resp.json().await.unwrap()
+}
+
+async fn family_rows(app: &TestApp) -> (i64, i64) {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use keyward::db::schema::{refresh_families, refresh_tokens};
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    let tokens: i64 = refresh_tokens::table
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    let revoked: i64 = refresh_families::table
+        .filter(refresh_families::revoked_at.is_not_null())
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    (tokens, revoked)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_refresh_rotates_and_a_replay_revokes_the_whole_family() {
+    let (app, client, first) = setup(&[]).await;
+    let rt0 = rt(&first);
+    assert!(rt0.starts_with("kwrt_"));
+
+    let second: Value = refresh(&app, &client, &rt0, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let rt1 = rt(&second);
+    assert_ne!(rt0, rt1);
+    assert_eq!(second["scope"], "invoices:read offline_access openid");
+    let third: Value = refresh(&app, &client, &rt1, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let rt2 = rt(&third);
+    let at2 = third["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(introspect(&app, &client, &at2).await["active"], true);
+    assert_eq!(introspect(&app, &client, &rt2).await["active"], true);
+
+    // rt0 was rotated long ago: presenting it is reuse.
+    assert_eq!(
+        error_of(refresh(&app, &client, &rt0, None).await).await,
+        "invalid_grant"
+    );
+    // Now nothing of the family works: the newest refresh token, and its access token.
+    assert_eq!(
+        error_of(refresh(&app, &client, &rt2, None).await).await,
+        "invalid_grant"
+    );
+    assert_eq!(introspect(&app, &client, &rt2).await["active"], false);
+    assert_eq!(introspect(&app, &client, &at2).await["active"], false);
+    let userinfo = app
+        .browser
+        .client
+        .get(format!("{}/userinfo", app.base))
+        .bearer_auth(&at2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(userinfo.status(), StatusCode::UNAUTHORIZED);
+    let first_at = first["access_token"].as_str().unwrap();
+    assert_eq!(
+        introspect(&app, &client, first_at).await["active"],
+        false,
+        "even the first access token"
+    );
+
+    // The operator can see why.
+    let why = stdout(&keyward(&app, &["tokens", "why", &rt1], ""));
+    assert!(
+        why.contains("revoked\t") && why.contains("refresh token reuse"),
+        "{why}"
+    );
+    assert!(
+        why.contains("refresh.reused") && why.contains("\"replayed_generation\":0"),
+        "{why}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn of_fifty_racing_refreshes_one_wins_and_the_losers_revoke_the_family() {
+    let (app, client, first) = setup(&[]).await;
+    let rt0 = rt(&first);
+    let results = race(&app, &client, &rt0, 50).await;
+    let ok: Vec<&Value> = results
+        .iter()
+        .filter(|(s, _)| *s == StatusCode::OK)
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(ok.len(), 1, "exactly one refresh succeeds");
+    assert!(
+        results
+            .iter()
+            .all(|(s, _)| *s == StatusCode::OK || *s == StatusCode::BAD_REQUEST),
+        "no 500s"
+    );
+    let (tokens, revoked) = family_rows(&app).await;
+    assert_eq!(tokens, 2, "the database holds exactly one successor");
+    assert_eq!(revoked, 1, "the replays revoked the family");
+    assert_eq!(
+        error_of(refresh(&app, &client, &rt(ok[0]), None).await).await,
+        "invalid_grant"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_grace_window_racing_refreshes_all_get_the_same_successor() {
+    let (app, client, first) = setup(&[("KEYWARD_REFRESH_REUSE_GRACE", "30s")]).await;
+    let rt0 = rt(&first);
+    let results = race(&app, &client, &rt0, 50).await;
+    assert!(
+        results.iter().all(|(s, _)| *s == StatusCode::OK),
+        "every racer gets an answer"
+    );
+    let successors: std::collections::BTreeSet<String> =
+        results.iter().map(|(_, v)| rt(v)).collect();
+    assert_eq!(successors.len(), 1, "one successor, no branch");
+    let (tokens, revoked) = family_rows(&app).await;
+    assert_eq!((tokens, revoked), (2, 0));
+    let next = successors.into_iter().next().unwrap();
+    assert_eq!(
+        refresh(&app, &client, &next, None).await.status(),
+        StatusCode::OK,
+        "the family lives"
+    );
+}
+
+async fn race(
+    app: &TestApp,
+    client: &TestClient,
+    token: &str,
+    n: usize,
+) -> Vec<(StatusCode, Value)> {
+    // Connections are opened first, then all requests are released together.
+    let clients: Vec<reqwest::Client> = (0..n).map(|_| reqwest::Client::new()).collect();
+    for c in &clients {
+        c.get(format!("{}/healthz", app.base)).send().await.unwrap();
+    }
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(n));
+    let mut handles = Vec::new();
+    for c in clients {
+        let (barrier, base, token) = (barrier.clone(), app.base.clone(), token.to_owned());
+        let (id, secret) = (client.id.clone(), client.secret.clone());
+        handles.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let resp = c
+                .post(format!("{base}/token"))
+                .basic_auth(id, secret)
+                .form(&[
+                    ("grant_type", "refresh_token"),
+                    ("refresh_token", token.as_str()),
+                ])
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status();
+            (status, resp.json::<Value>().await.unwrap())
+        }));
+    }
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_grace_window_covers_only_the_immediate_predecessor_and_only_briefly() {
+    let (app, client, first) = setup(&[("KEYWARD_REFRESH_REUSE_GRACE", "30s")]).await;
+    let rt0 = rt(&first);
+    let rt1 = rt(&refresh(&app, &client, &rt0, None)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap());
+    // The response was lost: the client retries with rt0 and gets rt1 again.
+    let again: Value = refresh(&app, &client, &rt0, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rt(&again), rt1);
+    assert!(again["access_token"].is_string());
+
+    // Two generations back is reuse, window or not.
+    let rt2 = rt(&refresh(&app, &client, &rt1, None)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap());
+    assert_eq!(
+        error_of(refresh(&app, &client, &rt0, None).await).await,
+        "invalid_grant"
+    );
+    assert_eq!(
+        error_of(refresh(&app, &client, &rt2, None).await).await,
+        "invalid_grant",
+        "family revoked"
+    );
+
+    // After the window, even the immediate predecessor is reuse.
+    let (app, client, first) = setup(&[("KEYWARD_REFRESH_REUSE_GRACE", "30s")]).await;
+    let rt0 = rt(&first);
+    let rt1 = rt(&refresh(&app, &client, &rt0, None)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap());
+    app.clock().advance(Duration::seconds(31));
+    assert_eq!(
+        error_of(refresh(&app, &client, &rt0, None).await).await,
+        "invalid_grant"
+    );
+    assert_eq!(
+        error_of(refresh(&app, &client, &rt1, None).await).await,
+        "invalid_grant"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn refresh_racing_revoke_leaves_nothing_active() {
+    for _ in 0..3 {
+        let (app, client, first) = setup(&[]).await;
+        let rt0 = rt(&first);
+        let secret = client.secret.clone().unwrap();
+        let revoke = app
+            .browser
+            .client
+            .post(format!("{}/revoke", app.base))
+            .basic_auth(&client.id, Some(&secret))
+            .form(&[("token", rt0.as_str())])
+            .send();
+        let (refreshed, revoked) = tokio::join!(refresh(&app, &client, &rt0, None), revoke);
+        assert_eq!(revoked.unwrap().status(), StatusCode::OK);
+        if refreshed.status() == StatusCode::OK {
+            let body: Value = refreshed.json().await.unwrap();
+            assert_eq!(introspect(&app, &client, &rt(&body)).await["active"], false);
+            assert_eq!(
+                introspect(&app, &client, body["access_token"].as_str().unwrap()).await["active"],
+                false
+            );
+        }
+        assert_eq!(introspect(&app, &client, &rt0).await["active"], false);
+        assert_eq!(
+            introspect(&app, &client, first["access_token"].as_str().unwrap()).await["active"],
+            false
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_client_cannot_use_or_harm_a_refresh_token() {
+    let (app, client, first) = setup(&[]).await;
+    let thief = app.register_client("thief", refreshing()).await;
+    let rt0 = rt(&first);
+    assert_eq!(
+        error_of(refresh(&app, &thief, &rt0, None).await).await,
+        "invalid_grant"
+    );
+    assert_eq!(
+        introspect(&app, &thief, &rt0).await["active"],
+        false,
+        "not its business"
+    );
+    // The victim's family is untouched.
+    assert_eq!(
+        refresh(&app, &client, &rt0, None).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scope_narrows_on_refresh_but_never_widens_past_the_grant() {
+    let (app, client, first) = setup(&[]).await;
+    let narrow: Value = refresh(&app, &client, &rt(&first), Some("openid"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(narrow["scope"], "openid");
+    let wider = refresh(&app, &client, &rt(&narrow), Some("openid email")).await;
+    assert_eq!(error_of(wider).await, "invalid_scope");
+    // The original grant stays the ceiling: going back up to it is allowed.
+    let back: Value = refresh(&app, &client, &rt(&narrow), Some("openid invoices:read"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(back["scope"], "invoices:read openid");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_and_absolute_expiry_end_a_family() {
+    let (app, client, first) = setup(&[]).await;
+    app.clock().advance(Duration::days(15));
+    assert_eq!(
+        error_of(refresh(&app, &client, &rt(&first), None).await).await,
+        "invalid_grant"
+    );
+
+    let (app, client, first) = setup(&[]).await;
+    let mut token = rt(&first);
+    for _ in 0..2 {
+        app.clock().advance(Duration::days(10));
+        token = rt(&refresh(&app, &client, &token, None)
+            .await
+            .json::<Value>()
+            .await
+            .unwrap());
+    }
+    // Day 20: the new token's idle expiry is capped at day 30, the family's end.
+    let info = introspect(&app, &client, &token).await;
+    let start = app.clock().now() - Duration::days(20);
+    assert_eq!(
+        info["exp"].as_i64().unwrap(),
+        (start + Duration::days(30)).unix_timestamp()
+    );
+    app.clock().advance(Duration::days(10));
+    assert_eq!(
+        error_of(refresh(&app, &client, &token, None).await).await,
+        "invalid_grant"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn password_change_disable_and_sign_out_everywhere_revoke_families() {
+    let (app, client, first) = setup(&[]).await;
+    let user_id = app.find_user_by_name("alice").await;
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    let hash = app.state.hasher.hash("a new long password").await.unwrap();
+    keyward::users::update_password(&mut conn, user_id, &hash, app.clock().now())
+        .await
+        .unwrap();
+    assert_eq!(
+        error_of(refresh(&app, &client, &rt(&first), None).await).await,
+        "invalid_grant"
+    );
+    assert_eq!(
+        introspect(&app, &client, first["access_token"].as_str().unwrap()).await["active"],
+        false
+    );
+
+    let (app, client, first) = setup(&[]).await;
+    let out = keyward(&app, &["users", "sign-out-everywhere", "alice"], "");
+    assert!(out.status.success());
+    assert_eq!(
+        error_of(refresh(&app, &client, &rt(&first), None).await).await,
+        "invalid_grant"
+    );
+
+    let (app, client, first) = setup(&[]).await;
+    let out = keyward(&app, &["users", "disable", "alice"], "");
+    assert!(out.status.success());
+    assert_eq!(
+        error_of(refresh(&app, &client, &rt(&first), None).await).await,
+        "invalid_grant"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn introspection_and_revocation_of_every_kind_of_token() {
+    let (app, client, first) = setup(&[]).await;
+    let at = first["access_token"].as_str().unwrap();
+    let id_token = first["id_token"].as_str().unwrap();
+    let info = introspect(&app, &client, at).await;
+    assert_eq!(info["active"], true);
+    assert_eq!(info["client_id"], "webapp");
+    assert_eq!(info["username"], "alice");
+    assert_eq!(info["token_type"], "Bearer");
+    assert_eq!(info["iss"], app.base.as_str());
+    for k in ["scope", "sub", "exp", "iat", "aud", "jti"] {
+        assert!(info.get(k).is_some(), "{k}");
+    }
+    let info = introspect(&app, &client, &rt(&first)).await;
+    assert_eq!(
+        (info["active"].clone(), info["token_type"].clone()),
+        (Value::Bool(true), "refresh_token".into())
+    );
+    for dead in [id_token, "garbage", "kwrt_unknown", ""] {
+        assert_eq!(
+            introspect(&app, &client, dead).await,
+            serde_json::json!({"active": false}),
+            "{dead}"
+        );
+    }
+
+    // Revocation: a client cannot revoke another client's tokens; unknown tokens are fine.
+    let other = app.register_client("other", refreshing()).await;
+    let revoke = |c: &TestClient, token: &str| {
+        let req = app
+            .browser
+            .client
+            .post(format!("{}/revoke", app.base))
+            .basic_auth(&c.id, c.secret.clone())
+            .form(&[("token", token), ("token_type_hint", "refresh_token")]);
+        async move { req.send().await.unwrap().status() }
+    };
+    assert_eq!(revoke(&other, at).await, StatusCode::OK);
+    assert_eq!(
+        introspect(&app, &client, at).await["active"],
+        true,
+        "not other's to revoke"
+    );
+    assert_eq!(revoke(&client, "nonsense").await, StatusCode::OK);
+    // The hint is only a hint: an access token named a refresh token is still found.
+    assert_eq!(revoke(&client, at).await, StatusCode::OK);
+    assert_eq!(introspect(&app, &client, at).await["active"], false);
+    assert_eq!(revoke(&client, &rt(&first)).await, StatusCode::OK);
+    assert_eq!(
+        introspect(&app, &client, &rt(&first)).await["active"],
+        false
+    );
+
+    // Introspection needs a confidential client.
+    let spa = app
+        .register_client(
+            "spa",
+            ClientSpec {
+                public: true,
+                ..refreshing()
+            },
+        )
+        .await;
+    let resp = app
+        .browser
+        .client
+        .post(format!("{}/introspect", app.base))
+        .form(&[("token", at), ("client_id", spa.id.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let anonymous = app
+        .browser
+        .client
+        .post(format!("{}/introspect", app.base))
+        .form(&[("token", at)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn introspection_fails_closed_when_the_database_is_down() {
+    use crate::support::proxy::DbProxy;
+    let url = crate::support::db::base_url();
+    let pg = tokio::net::lookup_host((url.host_str().unwrap(), url.port().unwrap_or(5432)))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = DbProxy::start(pg).await;
+    let port = proxy.addr.port();
+    let app = TestApp::spawn_through(
+        |db| {
+            let mut u = crate::support::db::base_url();
+            u.set_port(Some(port)).unwrap();
+            u.set_path(&format!("/{db}"));
+            u.to_string()
+        },
+        &[],
+    )
+    .await;
+    app.create_user("alice", GOOD_PASSWORD).await;
+    let client = app.register_client("webapp", refreshing()).await;
+    let tokens = tokens_for(&app, &client, "openid offline_access").await;
+    proxy.go_down();
+    let resp = app
+        .browser
+        .client
+        .post(format!("{}/introspect", app.base))
+        .basic_auth(&client.id, client.secret.clone())
+        .form(&[("token", tokens["access_token"].as_str().unwrap())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_ne!(resp.json::<Value>().await.unwrap()["active"], true);
+    proxy.come_back();
+    tokio::time::sleep(StdDuration::from_millis(100)).await;
+    assert_eq!(
+        introspect(&app, &client, tokens["access_token"].as_str().unwrap()).await["active"],
+        true
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn client_credentials_issue_a_token_about_the_client_itself() {
+    let app = TestApp::spawn().await;
+    let spec = ClientSpec {
+        scopes: "invoices:read invoices:write",
+        grants: vec!["client_credentials"],
+        audiences: vec!["https://api.example.com".into()],
+        ..ClientSpec::default()
+    };
+    let service = app.register_client("billing", spec.clone()).await;
+    let ok = app
+        .token_request(
+            &service,
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "invoices:read"),
+            ],
+        )
+        .await;
+    assert_eq!(ok.status(), StatusCode::OK);
+    let body: Value = ok.json().await.unwrap();
+    assert!(body.get("refresh_token").is_none() && body.get("id_token").is_none());
+    let claims = crate::support::oauth::claims_of(body["access_token"].as_str().unwrap());
+    assert_eq!(claims["sub"], "billing");
+    assert_eq!(claims["aud"], "https://api.example.com");
+    assert_eq!(claims["scope"], "invoices:read");
+    let all: Value = app
+        .token_request(&service, &[("grant_type", "client_credentials")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(all["scope"], "invoices:read invoices:write");
+
+    for scope in ["admin", "openid"] {
+        let resp = app
+            .token_request(
+                &service,
+                &[("grant_type", "client_credentials"), ("scope", scope)],
+            )
+            .await;
+        assert_eq!(error_of(resp).await, "invalid_scope", "{scope}");
+    }
+    let wrong = TestClient {
+        id: "billing".into(),
+        secret: Some("kwcs_wrong".into()),
+    };
+    let resp = app
+        .token_request(&wrong, &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let public = app
+        .register_client(
+            "spa",
+            ClientSpec {
+                public: true,
+                ..spec
+            },
+        )
+        .await;
+    let resp = app
+        .token_request(&public, &[("grant_type", "client_credentials")])
+        .await;
+    assert_eq!(error_of(resp).await, "unauthorized_client");
+}
+
+async fn grant(app: &TestApp, client: &TestClient, password: &str) -> reqwest::Response {
+    let form = [
+        ("grant_type", "password"),
+        ("username", "alice"),
+        ("password", password),
+        ("scope", "openid offline_access"),
+    ];
+    app.token_request(client, &form).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_password_grant_works_only_where_enabled_with_the_same_lockout() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", GOOD_PASSWORD).await;
+    let legacy = app
+        .register_client(
+            "legacy",
+            ClientSpec {
+                grants: vec!["password", "refresh_token"],
+                scopes: "openid offline_access",
+                ..ClientSpec::default()
+            },
+        )
+        .await;
+    let ok: Value = grant(&app, &legacy, GOOD_PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        ok["access_token"].is_string()
+            && ok["id_token"].is_string()
+            && ok["refresh_token"].is_string()
+    );
+    for _ in 0..5 {
+        let resp = grant(&app, &legacy, "wrong password").await;
+        assert_eq!(
+            resp.json::<Value>().await.unwrap()["error_description"],
+            "wrong username or password"
+        );
+    }
+    let locked = grant(&app, &legacy, GOOD_PASSWORD).await;
+    assert_eq!(locked.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        locked.json::<Value>().await.unwrap()["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("too many")
+    );
+    // The same lock holds on the sign-in page.
+    assert_eq!(
+        app.browser.sign_in("alice", GOOD_PASSWORD).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purge_deletes_what_expired_and_keeps_what_reuse_detection_needs() {
+    let (app, client, first) = setup(&[]).await;
+    let rt1 = rt(&refresh(&app, &client, &rt(&first), None)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap());
+    let out = keyward(&app, &["tokens", "purge"], "");
+    assert!(out.status.success());
+    // The used token is still there: replaying it is still caught.
+    assert_eq!(
+        error_of(refresh(&app, &client, &rt(&first), None).await).await,
+        "invalid_grant"
+    );
+    assert_eq!(
+        error_of(refresh(&app, &client, &rt1, None).await).await,
+        "invalid_grant"
+    );
+    app.clock().advance(Duration::days(31));
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    let purged = keyward::housekeeping::purge(&mut conn, app.clock().now(), Duration::minutes(10))
+        .await
+        .unwrap();
+    assert!(purged.refresh >= 1, "{purged:?}");
+    assert_eq!(family_rows(&app).await, (0, 0));
+}
