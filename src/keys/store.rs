@@ -177,6 +177,22 @@ pub async fn check_kek(conn: &mut AsyncPgConnection, kek: &Kek) -> Result<(), Ke
     Ok(())
 }
 
+/// Every key with its schedule times, in one pass.
+async fn list_with_times(
+    conn: &mut AsyncPgConnection,
+) -> QueryResult<(Vec<SigningKeyRow>, Vec<KeyTimes>)> {
+    let rows = list(conn).await?;
+    let times = rows.iter().map(SigningKeyRow::times).collect();
+    Ok((rows, times))
+}
+
+/// Takes the schedule lock for this transaction and refuses a foreign KEK before anything else.
+async fn lock_and_check(conn: &mut AsyncPgConnection, kek: &Kek) -> Result<(), KeyError> {
+    lock_schedule(conn).await?;
+    // Checked under the lock, before anything is created: never mix KEKs in one table.
+    check_kek(conn, kek).await
+}
+
 async fn lock_schedule(conn: &mut AsyncPgConnection) -> QueryResult<()> {
     diesel::sql_query("SELECT pg_advisory_xact_lock($1)")
         .bind::<diesel::sql_types::BigInt, _>(SCHEDULE_LOCK)
@@ -254,8 +270,7 @@ async fn apply_plan(
     now: OffsetDateTime,
     actor: &str,
 ) -> Result<bool, KeyError> {
-    let rows = list(conn).await?;
-    let times: Vec<KeyTimes> = rows.iter().map(SigningKeyRow::times).collect();
+    let (rows, times) = list_with_times(conn).await?;
     let plan = schedule::plan(&times, now, &policy.schedule);
     if plan.is_empty() {
         return Ok(false);
@@ -283,9 +298,7 @@ pub async fn ensure_schedule(
     now: OffsetDateTime,
 ) -> Result<bool, KeyError> {
     conn.transaction(async |conn| {
-        lock_schedule(conn).await?;
-        // Checked under the lock, before anything is created: never mix KEKs in one table.
-        check_kek(conn, kek).await?;
+        lock_and_check(conn, kek).await?;
         apply_plan(conn, kek, policy, now, audit::ACTOR_SYSTEM).await
     })
     .await
@@ -307,11 +320,9 @@ pub async fn rotate(
     force: bool,
 ) -> Result<Promotion, KeyError> {
     conn.transaction(async |conn| {
-        lock_schedule(conn).await?;
-        check_kek(conn, kek).await?;
+        lock_and_check(conn, kek).await?;
         apply_plan(conn, kek, policy, now, audit::ACTOR_CLI).await?;
-        let rows = list(conn).await?;
-        let times: Vec<KeyTimes> = rows.iter().map(SigningKeyRow::times).collect();
+        let (rows, times) = list_with_times(conn).await?;
         let active = schedule::active_index(&times, now).ok_or(KeyError::NoActiveKey)?;
         let next = schedule::next_index(&times, now).ok_or(KeyError::NoActiveKey)?;
         let ready_at = rows[next].published_at + policy.jwks_max_age;
@@ -373,10 +384,8 @@ pub async fn revoke(
     now: OffsetDateTime,
 ) -> Result<Promotion, KeyError> {
     conn.transaction(async |conn| {
-        lock_schedule(conn).await?;
-        check_kek(conn, kek).await?;
-        let rows = list(conn).await?;
-        let times: Vec<KeyTimes> = rows.iter().map(SigningKeyRow::times).collect();
+        lock_and_check(conn, kek).await?;
+        let (rows, times) = list_with_times(conn).await?;
         let target = rows
             .iter()
             .position(|r| r.kid == kid)
@@ -419,8 +428,7 @@ pub async fn revoke(
             .await?;
         }
         apply_plan(conn, kek, policy, now, audit::ACTOR_CLI).await?;
-        let rows = list(conn).await?;
-        let times: Vec<KeyTimes> = rows.iter().map(SigningKeyRow::times).collect();
+        let (rows, times) = list_with_times(conn).await?;
         let active = schedule::active_index(&times, now).ok_or(KeyError::NoActiveKey)?;
         Ok(Promotion {
             active: rows[active].kid.clone(),
@@ -438,14 +446,12 @@ pub async fn import(
     now: OffsetDateTime,
 ) -> Result<KeyTimes, KeyError> {
     conn.transaction(async |conn| {
-        lock_schedule(conn).await?;
-        check_kek(conn, kek).await?;
+        lock_and_check(conn, kek).await?;
         apply_plan(conn, kek, policy, now, audit::ACTOR_CLI).await?;
-        let rows = list(conn).await?;
+        let (rows, times) = list_with_times(conn).await?;
         if rows.iter().any(|r| r.kid == key.kid) {
             return Err(KeyError::Duplicate(key.kid.clone()));
         }
-        let times: Vec<KeyTimes> = rows.iter().map(SigningKeyRow::times).collect();
         let next = schedule::next_index(&times, now).ok_or(KeyError::NoActiveKey)?;
         // Takes the waiting key's place, but is published for the full pre-publication time.
         let activates_at = times[next]
@@ -481,8 +487,7 @@ pub async fn rewrap(
     now: OffsetDateTime,
 ) -> Result<usize, KeyError> {
     conn.transaction(async |conn| {
-        lock_schedule(conn).await?;
-        check_kek(conn, old_kek).await?;
+        lock_and_check(conn, old_kek).await?;
         let rows = list(conn).await?;
         for row in &rows {
             let der = old_kek.open(&row.kid, &row.seal_nonce, &row.sealed_private_key)?;
