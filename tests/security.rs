@@ -430,3 +430,49 @@ async fn secrets_are_stored_only_as_hashes() {
             .to_vec()]
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_ins_and_failures_are_audited_with_the_address_and_no_secret() {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use keyward::db::schema::audit_events;
+    let app = TestApp::spawn().await;
+    let user = app.create_user("uri", GOOD_PASSWORD).await;
+    app.new_browser().sign_in("uri", WRONG).await;
+    app.new_browser().sign_in("uri", GOOD_PASSWORD).await;
+    // A password pasted into the username field is not a valid username: not recorded.
+    app.new_browser()
+        .sign_in(GOOD_PASSWORD, GOOD_PASSWORD)
+        .await;
+
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    let rows: Vec<(
+        String,
+        Option<uuid::Uuid>,
+        Option<ipnet::IpNet>,
+        serde_json::Value,
+    )> = audit_events::table
+        .filter(audit_events::kind.like("signin.%"))
+        .order(audit_events::id.asc())
+        .select((
+            audit_events::kind,
+            audit_events::user_id,
+            audit_events::ip,
+            audit_events::details,
+        ))
+        .load(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    assert_eq!(rows[0].0, "signin.failed");
+    assert_eq!(rows[0].3["username"], "uri");
+    assert_eq!(rows[1].0, "signin.succeeded");
+    assert_eq!(rows[1].1, Some(user.id));
+    assert!(
+        rows.iter()
+            .all(|r| r.2.is_some_and(|ip| ip.addr().is_loopback()))
+    );
+    assert!(rows[2].3["username"].is_null());
+    let all = serde_json::to_string(&rows.iter().map(|r| &r.3).collect::<Vec<_>>()).unwrap();
+    assert!(!all.contains(GOOD_PASSWORD) && !all.contains(WRONG));
+}
