@@ -88,9 +88,11 @@ pub fn parse_client_auth(
         used_basic,
     };
     if let Some(header) = authorization {
+        // RFC 9110 §11.1: the scheme name is case-insensitive.
         let Some(encoded) = header
-            .strip_prefix("Basic ")
-            .or_else(|| header.strip_prefix("basic "))
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("basic"))
+            .map(|(_, rest)| rest)
         else {
             return Err(bad_client(true));
         };
@@ -808,4 +810,47 @@ pub async fn password(
     )
     .await?;
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic(id: &str, secret: &str) -> String {
+        // RFC 6749 §2.3.1: form-urlencode each part, then Basic.
+        let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+        format!(
+            "BASIC {}",
+            STANDARD.encode(format!("{}:{}", enc(id), enc(secret)))
+        )
+    }
+
+    #[test]
+    fn basic_credentials_are_form_decoded_and_the_scheme_is_case_insensitive() {
+        let header = basic("my app", "s3cr:t+/=");
+        let parsed = parse_client_auth(Some(&header), &[]).expect("valid");
+        assert_eq!(parsed.client_id, "my app");
+        assert_eq!(parsed.secret.as_deref(), Some("s3cr:t+/="));
+        assert_eq!(parsed.method, AuthMethod::Basic);
+    }
+
+    #[test]
+    fn two_methods_at_once_or_a_mismatched_id_are_invalid_requests() {
+        let header = basic("a", "b");
+        let both = [("client_secret".to_owned(), "b".to_owned())];
+        let err = parse_client_auth(Some(&header), &both).expect_err("two methods");
+        assert_eq!(err.error.code, ErrorCode::InvalidRequest);
+        let other = [("client_id".to_owned(), "z".to_owned())];
+        let err = parse_client_auth(Some(&header), &other).expect_err("mismatch");
+        assert_eq!(err.error.code, ErrorCode::InvalidRequest);
+        let err = parse_client_auth(Some("Bearer xyz"), &[]).expect_err("not basic");
+        assert_eq!(err.error.code, ErrorCode::InvalidClient);
+        assert!(err.used_basic);
+    }
+
+    #[test]
+    fn debug_of_presented_credentials_hides_the_secret() {
+        let parsed = parse_client_auth(Some(&basic("a", "kwcs_topsecret")), &[]).expect("valid");
+        assert!(!format!("{parsed:?}").contains("topsecret"));
+    }
 }
