@@ -7,7 +7,7 @@ PG := .ci/pg
 # Use nextest when it is installed (one process per test, clear summary), else cargo test.
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help run test lint fmt db db-stop db-reset migrate schema build bench browser
+.PHONY: help run test lint fmt db db-stop db-reset migrate schema build bench bench-http browser
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ lint: ## cargo fmt --check and clippy with warnings as errors
 
 bench: ## Signing throughput: Keyward's signer vs raw OpenSSL, measured in one run
 	$(CARGO) bench --locked --bench signing
+
+bench-http: ## Token endpoint over HTTP (wrk) next to raw OpenSSL signing, same run
+	benches/token_endpoint.sh 10
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
