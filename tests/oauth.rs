@@ -569,7 +569,7 @@ async fn of_concurrent_redemptions_of_one_code_exactly_one_succeeds() {
     let pkce = Pkce::new();
     let code = code_for(&app, &client, &pkce, &[]).await;
     let attempts = (0..8).map(|_| app.exchange_code(&client, &code, &pkce.verifier));
-    let results = futures_join_all(attempts).await;
+    let results = crate::support::join_all(attempts).await;
     let ok = results
         .iter()
         .filter(|r| r.status() == StatusCode::OK)
@@ -579,42 +579,6 @@ async fn of_concurrent_redemptions_of_one_code_exactly_one_succeeds() {
         .filter(|r| r.status() == StatusCode::BAD_REQUEST)
         .count();
     assert_eq!((ok, refused), (1, 7));
-}
-
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl Iterator<Item = F>,
-) -> Vec<F::Output> {
-    let handles: Vec<_> = futures.collect();
-    let mut out = Vec::new();
-    // Poll them together so the requests really race.
-    let mut set = Vec::new();
-    for f in handles {
-        set.push(Box::pin(f));
-    }
-    let joined = std::future::poll_fn(move |cx| {
-        let mut done = true;
-        for (i, f) in set.iter_mut().enumerate() {
-            if out.len() <= i {
-                out.push(None);
-            }
-            if out[i].is_none() {
-                match f.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => out[i] = Some(v),
-                    std::task::Poll::Pending => done = false,
-                }
-            }
-        }
-        if done {
-            std::task::Poll::Ready(
-                out.drain(..)
-                    .map(|o| o.expect("finished"))
-                    .collect::<Vec<_>>(),
-            )
-        } else {
-            std::task::Poll::Pending
-        }
-    });
-    joined.await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -133,3 +133,57 @@ async fn garbage_form_bodies_get_a_page_not_a_500() {
             .contains("The form could not be read")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saturated_hasher_answers_503_at_once_instead_of_queueing() {
+    // One hashing slot, one queue place, and a deliberately slow hash (64 MiB, 3 passes).
+    let app = TestApp::spawn_with(&[
+        ("KEYWARD_HASH_CONCURRENCY", "1"),
+        ("KEYWARD_HASH_QUEUE", "1"),
+        ("KEYWARD_ARGON2_MEMORY_KIB", "65536"),
+        ("KEYWARD_ARGON2_ITERATIONS", "3"),
+    ])
+    .await;
+    let browsers: Vec<_> = (0..8).map(|_| app.new_browser()).collect();
+    let mut forms = Vec::new();
+    for b in &browsers {
+        forms.push(b.csrf("/signin").await);
+    }
+    let attempts = browsers
+        .iter()
+        .zip(&forms)
+        .enumerate()
+        .map(|(i, (b, csrf))| {
+            let user = format!("someone{i}");
+            async move {
+                b.post_form(
+                    "/signin",
+                    &[
+                        ("csrf", csrf),
+                        ("username", &user),
+                        ("password", "whatever pw"),
+                    ],
+                )
+                .await
+            }
+        });
+    let responses = crate::support::join_all(attempts).await;
+    let busy: Vec<_> = responses
+        .iter()
+        .filter(|r| r.status() == StatusCode::SERVICE_UNAVAILABLE)
+        .collect();
+    assert!(
+        !busy.is_empty(),
+        "some attempts must be turned away while the one slot is taken"
+    );
+    for r in &busy {
+        assert_eq!(r.headers()["retry-after"], "2");
+    }
+    assert!(
+        responses
+            .iter()
+            .all(|r| r.status() == StatusCode::UNAUTHORIZED
+                || r.status() == StatusCode::SERVICE_UNAVAILABLE),
+        "nothing else"
+    );
+}
