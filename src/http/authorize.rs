@@ -94,8 +94,7 @@ async fn start(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD,
         random_bytes::<16>(),
     );
-    let now = state.clock.now();
-    match authorize::validate(params, &client, redirect_uri, id, now.unix_timestamp()) {
+    match authorize::validate(params, &client, redirect_uri, id) {
         Ok(request) => proceed(state, session, &client, request).await,
         Err(error) => {
             let client_state = params

@@ -88,6 +88,24 @@ impl From<crate::db::DbError> for PageError {
     }
 }
 
+impl From<crate::users::sign_in::SignInError> for PageError {
+    /// Only the failures that are not the person's own mistake reach here as errors.
+    fn from(e: crate::users::sign_in::SignInError) -> Self {
+        use crate::users::sign_in::SignInError;
+        match e {
+            SignInError::Busy => Self::Busy,
+            SignInError::Db(e) => e.into(),
+            SignInError::Internal(e) => Self::App(e.into()),
+            // Shown on the form by the handler; as an error they would be a bug.
+            SignInError::WrongCredentials | SignInError::Locked { .. } | SignInError::Disabled => {
+                Self::App(AppError::Internal(anyhow::anyhow!(
+                    "sign-in refusal used as an error"
+                )))
+            }
+        }
+    }
+}
+
 impl From<diesel::result::Error> for PageError {
     fn from(e: diesel::result::Error) -> Self {
         Self::App(e.into())

@@ -198,13 +198,8 @@ async fn signin_failed(
             (StatusCode::TOO_MANY_REQUESTS, message, Some(secs))
         }
         SignInError::Disabled => (StatusCode::FORBIDDEN, error.to_string(), None),
-        SignInError::Busy => return Err(PageError::Busy),
-        SignInError::Db(_) | SignInError::Internal(_) => {
-            return Err(match error {
-                SignInError::Db(e) => e.into(),
-                SignInError::Internal(e) => PageError::App(e.into()),
-                _ => PageError::BadForm,
-            });
+        SignInError::Busy | SignInError::Db(_) | SignInError::Internal(_) => {
+            return Err(error.into());
         }
     };
     tracing::info!(reason = ?status, "sign-in refused");

@@ -55,7 +55,7 @@ pub async fn authenticate_client(
         .and_then(|v| v.to_str().ok());
     let presented = token::parse_client_auth(authorization, params)?;
     let mut conn = db::connect(&state.db).await?;
-    let client = token::find_client(&mut conn, &presented).await?;
+    let client = crate::clients::find(&mut conn, &presented.client_id).await?;
     Ok((token::authenticate(client, &presented)?, conn))
 }
 

@@ -268,6 +268,17 @@ impl KeyRing {
         self.snapshot().version
     }
 
+    /// Whether the schedule needs writes at `now`, judged from the keys held in memory (the
+    /// plan only looks at published or pending keys, which are exactly the ones loaded).
+    #[must_use]
+    pub fn has_schedule_work(
+        &self,
+        now: OffsetDateTime,
+        policy: &schedule::SchedulePolicy,
+    ) -> bool {
+        !schedule::plan(&self.snapshot().times, now, policy).is_empty()
+    }
+
     /// The kid that signs at `now`.
     #[must_use]
     pub fn active_kid(&self, now: OffsetDateTime) -> Option<String> {

@@ -115,14 +115,29 @@ impl KeyManager {
 
     /// One maintenance step: complete the schedule if time has moved on, then reload the ring if
     /// the database version changed. Called periodically by every instance.
+    ///
+    /// Usually this is one cheap read of the version: the locked schedule transaction runs only
+    /// when the keys this instance holds say something is due (a key to create or to extend).
     pub async fn maintain(&self) -> Result<(), KeyStartError> {
         let now = self.clock.now();
         let mut conn = db::connect(&self.pool).await?;
-        store::ensure_schedule(&mut conn, &self.kek, &self.policy, now).await?;
-        let version = store::current_version(&mut conn).await?;
+        self.reload_if_changed(&mut conn, now).await?;
+        if self.ring.has_schedule_work(now, &self.policy.schedule)
+            && store::ensure_schedule(&mut conn, &self.kek, &self.policy, now).await?
+        {
+            self.reload_if_changed(&mut conn, now).await?;
+        }
+        Ok(())
+    }
+
+    async fn reload_if_changed(
+        &self,
+        conn: &mut db::PooledConn,
+        now: time::OffsetDateTime,
+    ) -> Result<(), KeyStartError> {
+        let version = store::current_version(conn).await?;
         if version != self.ring.version() {
-            let rows = store::list(&mut conn).await?;
-            drop(conn);
+            let rows = store::list(conn).await?;
             self.ring.replace(version, &rows, &self.kek, now)?;
             tracing::info!(version, "signing keys reloaded");
         }

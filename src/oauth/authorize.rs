@@ -59,8 +59,6 @@ pub struct AuthorizationRequest {
     pub login_hint: Option<String>,
     /// Audiences (RFC 8707 resources, or the client's defaults).
     pub audiences: Vec<String>,
-    /// Unix time the request arrived (for `prompt=login`).
-    pub received_at: i64,
 }
 
 impl AuthorizationRequest {
@@ -111,7 +109,6 @@ pub fn validate(
     client: &Client,
     redirect_uri: &str,
     id: String,
-    received_at: i64,
 ) -> Result<AuthorizationRequest, OAuthError> {
     // Every parameter but `resource` (RFC 8707 §2) must appear at most once (RFC 6749 §3.1).
     let mut seen = std::collections::HashSet::new();
@@ -211,7 +208,6 @@ pub fn validate(
         max_age,
         login_hint,
         audiences,
-        received_at,
     })
 }
 
@@ -326,7 +322,6 @@ mod tests {
             &client(),
             "https://app.example/cb",
             "id".into(),
-            0,
         )
     }
 
@@ -372,8 +367,7 @@ mod tests {
     fn duplicate_parameters_are_refused() {
         let mut p = params(&[]);
         p.push(("scope".into(), "profile".into()));
-        let err =
-            validate(&p, &client(), "https://app.example/cb", "id".into(), 0).expect_err("dup");
+        let err = validate(&p, &client(), "https://app.example/cb", "id".into()).expect_err("dup");
         assert_eq!(err.code, ErrorCode::InvalidRequest);
         let mut p = params(&[]);
         p.push(("client_id".into(), "other".into()));

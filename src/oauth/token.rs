@@ -9,7 +9,7 @@ use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
 use crate::audit::{self, NewAuditEvent};
-use crate::clients::{self, Client, GrantType};
+use crate::clients::{Client, GrantType};
 use crate::keys::keyring::KeyRing;
 use crate::oauth::authorize::Params;
 use crate::oauth::codes;
@@ -450,14 +450,6 @@ pub async fn exchange_code(
             Err(invalid_grant("the code was already used"))
         }
     }
-}
-
-/// Loads the client named in the credentials.
-pub async fn find_client(
-    conn: &mut AsyncPgConnection,
-    presented: &UnverifiedClient,
-) -> diesel::QueryResult<Option<Client>> {
-    clients::find(conn, &presented.client_id).await
 }
 
 fn requested_scope(params: &Params) -> Result<Option<Scopes>, GrantError> {

@@ -1,6 +1,7 @@
 //! A tower-sessions store on PostgreSQL, so every Keyward instance sees the same sign-ins.
 //!
 //! Records are MessagePack. The session id is a bearer secret, so rows are keyed by its SHA-256.
+//! Expired rows are deleted by `housekeeping`, with everything else that expires.
 
 use async_trait::async_trait;
 use diesel::prelude::*;
@@ -8,16 +9,13 @@ use diesel::upsert::excluded;
 use diesel_async::RunQueryDsl;
 use time::OffsetDateTime;
 use tower_sessions::session::{Id, Record};
-use tower_sessions::session_store::{self, ExpiredDeletion, SessionStore};
+use tower_sessions::session_store::{self, SessionStore};
 use uuid::Uuid;
 
 use crate::db::schema::sessions;
 use crate::db::{self, DbPool};
 use crate::sessions::USER_ID_KEY;
 use crate::tokens::opaque::TokenHash;
-
-/// Rows deleted per statement by [`ExpiredDeletion::delete_expired`], so no delete holds locks long.
-const DELETE_BATCH: i64 = 1000;
 
 /// The PostgreSQL session store.
 #[derive(Clone)]
@@ -134,26 +132,5 @@ impl SessionStore for PgSessionStore {
             .await
             .map_err(backend)?;
         Ok(())
-    }
-}
-
-#[async_trait]
-impl ExpiredDeletion for PgSessionStore {
-    async fn delete_expired(&self) -> session_store::Result<()> {
-        let mut conn = self.conn().await?;
-        loop {
-            let n = db::delete_batch(
-                &mut conn,
-                "sessions",
-                "expires_at <= $1",
-                OffsetDateTime::now_utc(),
-                DELETE_BATCH,
-            )
-            .await
-            .map_err(backend)?;
-            if n < usize::try_from(DELETE_BATCH).unwrap_or(usize::MAX) {
-                return Ok(());
-            }
-        }
     }
 }
