@@ -7,9 +7,12 @@ use reqwest::StatusCode;
 
 use crate::support::{GOOD_PASSWORD, TestApp, assert_see_other};
 
-/// Runs `keyward ARGS` with the app's own settings (database, KEK, argon2) and `stdin`.
+/// Runs `keyward ARGS` with the app's own settings (database, KEK, argon2) and `stdin`, at the
+/// app's test clock: what the command writes is dated exactly as the server sees time.
 pub fn keyward(app: &TestApp, args: &[&str], stdin: &str) -> Output {
+    let now = app.clock().now().unix_timestamp().to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["--now", &now])
         .args(args)
         .envs(app.env.iter().map(|(k, v)| (*k, v.as_str())))
         .env("KEYWARD_LOG", "warn")

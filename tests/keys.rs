@@ -2,7 +2,6 @@
 //! and a verifier that refuses every forgery.
 
 use std::collections::BTreeSet;
-use std::time::Duration as StdDuration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -11,7 +10,7 @@ use serde_json::{Value, json};
 use time::Duration;
 
 use crate::cli::{keyward, stderr, stdout};
-use crate::support::{Browser, TestApp, random_kek};
+use crate::support::{Browser, TestApp, random_kek, wait_until};
 use keyward::keys::keyring::VerifyError;
 use keyward::keys::store;
 
@@ -245,7 +244,6 @@ async fn revoking_the_active_key_removes_it_at_once_and_promotes_the_next() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), next);
 
-    app.clock().advance(Duration::seconds(2));
     app.state.keys.maintain().await.unwrap();
     let now = app.clock().now();
     let published = kids(&jwks(&app.browser).await);
@@ -295,6 +293,8 @@ async fn rotate_waits_for_caches_unless_forced_and_running_servers_follow() {
     let app = TestApp::spawn().await;
     let before = rows(&app).await;
     let next = before[1].kid.clone();
+    // Not at the very instant the active key activated: the two would tie.
+    app.clock().advance(Duration::seconds(1));
 
     // The next key was published a moment ago: verifiers may not have it yet.
     let out = keyward(&app, &["keys", "rotate"], "");
@@ -304,17 +304,12 @@ async fn rotate_waits_for_caches_unless_forced_and_running_servers_follow() {
     let out = keyward(&app, &["keys", "rotate", "--force"], "");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out).trim(), next);
-    app.clock().advance(Duration::seconds(2));
 
     // The running server notices within its reload interval (1s in tests) on its own.
-    let deadline = tokio::time::Instant::now() + StdDuration::from_secs(10);
-    while app.state.keys.ring.active_kid(app.clock().now()).as_deref() != Some(next.as_str()) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "rotation not picked up"
-        );
-        tokio::time::sleep(StdDuration::from_millis(100)).await;
-    }
+    wait_until("the server picks up the rotation", || async {
+        app.state.keys.ring.active_kid(app.clock().now()).as_deref() == Some(next.as_str())
+    })
+    .await;
     let listed = stdout(&keyward(&app, &["keys", "list"], ""));
     let states: Vec<(&str, &str)> = listed
         .lines()
@@ -353,6 +348,7 @@ async fn a_wrong_kek_refuses_to_start_and_touches_nothing() {
     assert_eq!(before, after);
 
     // The binary says so in one line and exits non-zero.
+    app.clock().advance(Duration::seconds(1));
     let out = keyward(&app, &["keys", "rotate", "--force"], "");
     assert!(out.status.success(), "right KEK: {}", stderr(&out));
     let mut wrong = app.env.clone();
@@ -420,8 +416,6 @@ async fn an_imported_key_is_published_before_it_signs() {
     let out = keyward(&app, &["keys", "import", path.to_str().unwrap()], "");
     assert!(out.status.success(), "{}", stderr(&out));
     let kid = stdout(&out).trim().to_owned();
-    // The CLI wrote its times with the system clock, a moment after the app's test clock.
-    app.clock().advance(Duration::seconds(2));
     app.state.keys.maintain().await.unwrap();
     let now = app.clock().now();
     assert!(kids(&jwks(&app.browser).await).contains(&kid));
@@ -485,16 +479,10 @@ async fn two_instances_starting_together_create_one_active_and_one_next_key() {
     let promoted = store::rotate(&mut conn, &kek, policy, now, true)
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + StdDuration::from_secs(10);
-    while b.state.keys.ring.active_kid(app.clock().now()).as_deref()
-        != Some(promoted.active.as_str())
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "instance b never saw the rotation"
-        );
-        tokio::time::sleep(StdDuration::from_millis(100)).await;
-    }
+    wait_until("instance b sees the rotation", || async {
+        b.state.keys.ring.active_kid(app.clock().now()).as_deref() == Some(promoted.active.as_str())
+    })
+    .await;
 }
 
 fn decode(b64: &str) -> [u8; 32] {

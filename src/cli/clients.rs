@@ -9,11 +9,11 @@ use std::io::BufRead as _;
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
 use serde_json::json;
+use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::audit::{self, NewAuditEvent};
 use crate::clients::{self, Client, CreateClientError, GrantType, NewClient, RedirectUri};
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::oauth::scope::Scopes;
 use crate::tokens::opaque::{PlainToken, TokenHash, random_bytes};
@@ -114,9 +114,8 @@ fn read_secret() -> anyhow::Result<String> {
 
 /// Runs a `clients` command.
 #[allow(clippy::too_many_lines, reason = "one match arm per subcommand")]
-pub async fn run(cmd: ClientsCommand, config: &Config) -> anyhow::Result<()> {
+pub async fn run(cmd: ClientsCommand, config: &Config, now: OffsetDateTime) -> anyhow::Result<()> {
     let mut conn = super::connect(config).await?;
-    let now = Clock::system().now();
     match cmd {
         ClientsCommand::Create {
             name,

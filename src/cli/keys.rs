@@ -11,7 +11,6 @@ use clap::Subcommand;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::clock::Clock;
 use crate::config::{Config, KekSource};
 use crate::keys::kek::Kek;
 use crate::keys::schedule::{self, KeyTimes};
@@ -99,9 +98,8 @@ fn print_keys(rows: &[SigningKeyRow], now: OffsetDateTime, json: bool) -> anyhow
 }
 
 /// Runs a `keys` command.
-pub async fn run(cmd: KeysCommand, config: &Config) -> anyhow::Result<()> {
+pub async fn run(cmd: KeysCommand, config: &Config, now: OffsetDateTime) -> anyhow::Result<()> {
     let mut conn = super::connect(config).await?;
-    let now = Clock::system().now();
     let policy = policy_from(config);
     match cmd {
         KeysCommand::List { json } => {

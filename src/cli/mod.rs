@@ -14,6 +14,7 @@ mod users;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use time::OffsetDateTime;
 
 use crate::app::App;
 use crate::clock::Clock;
@@ -24,8 +25,19 @@ use crate::db;
 #[derive(Debug, Parser)]
 #[command(name = "keyward", version, about)]
 pub struct Cli {
+    /// The time the command acts at, as Unix seconds, instead of the system clock. Hidden: only
+    /// the tests use it, so a command's times agree with a server running on the test clock.
+    #[arg(long, hide = true, global = true, value_parser = parse_unix_time)]
+    now: Option<OffsetDateTime>,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+fn parse_unix_time(raw: &str) -> Result<OffsetDateTime, String> {
+    let seconds: i64 = raw
+        .parse()
+        .map_err(|_| "expected Unix seconds".to_owned())?;
+    OffsetDateTime::from_unix_timestamp(seconds).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Subcommand)]
@@ -50,6 +62,7 @@ enum Command {
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
+    let now = cli.now.unwrap_or_else(|| Clock::system().now());
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Migrate => {
@@ -57,10 +70,10 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             eprintln!("applied {n} migration(s)");
             Ok(())
         }
-        Command::Users(cmd) => users::run(cmd, &config).await,
-        Command::Keys(cmd) => keys::run(cmd, &config).await,
-        Command::Clients(cmd) => clients::run(cmd, &config).await,
-        Command::Tokens(cmd) => tokens::run(cmd, &config).await,
+        Command::Users(cmd) => users::run(cmd, &config, now).await,
+        Command::Keys(cmd) => keys::run(cmd, &config, now).await,
+        Command::Clients(cmd) => clients::run(cmd, &config, now).await,
+        Command::Tokens(cmd) => tokens::run(cmd, &config, now).await,
     }
 }
 

@@ -6,10 +6,10 @@
 
 use anyhow::Context as _;
 use clap::Subcommand;
+use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::audit;
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::housekeeping;
 use crate::tokens::opaque::TokenHash;
@@ -28,9 +28,8 @@ pub enum TokensCommand {
 }
 
 /// Runs a `tokens` command.
-pub async fn run(cmd: TokensCommand, config: &Config) -> anyhow::Result<()> {
+pub async fn run(cmd: TokensCommand, config: &Config, now: OffsetDateTime) -> anyhow::Result<()> {
     let mut conn = super::connect(config).await?;
-    let now = Clock::system().now();
     match cmd {
         TokensCommand::Purge => {
             let longest = time::Duration::try_from(config.access_token_ttl)?;

@@ -8,9 +8,9 @@ use std::io::BufRead as _;
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
+use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::clock::Clock;
 use crate::config::Config;
 use crate::db;
 use crate::users::name::{Email, Username};
@@ -90,9 +90,8 @@ async fn find_user(conn: &mut db::PooledConn, raw: &str) -> anyhow::Result<User>
 
 /// Runs a `users` command.
 #[allow(clippy::too_many_lines, reason = "one match arm per subcommand")]
-pub async fn run(cmd: UsersCommand, config: &Config) -> anyhow::Result<()> {
+pub async fn run(cmd: UsersCommand, config: &Config, now: OffsetDateTime) -> anyhow::Result<()> {
     let mut conn = super::connect(config).await?;
-    let now = Clock::system().now();
     match cmd {
         UsersCommand::Create {
             username,
