@@ -20,11 +20,10 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{self, DbPool};
+use crate::keys::KeyManager;
 use crate::keys::kek::Kek;
-use crate::keys::{KeyManager, policy_from};
 use crate::sessions::store::PgSessionStore;
 use crate::users::password::PasswordHasher;
-use crate::users::throttle::ThrottlePolicy;
 
 /// How often expired sessions, throttle rows and device records are deleted.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(300);
@@ -73,8 +72,6 @@ pub struct AppState {
     pub hasher: PasswordHasher,
     /// The source of "now".
     pub clock: Clock,
-    /// Sign-in lockout rules.
-    pub throttle: ThrottlePolicy,
     /// Cookie names and flags.
     pub cookies: CookieSettings,
     /// Signing keys and the JWKS.
@@ -94,25 +91,24 @@ pub struct App {
 impl App {
     /// Builds the state and router. The database may be down: connections are made on demand.
     pub async fn build(config: Config, clock: Clock) -> anyhow::Result<Self> {
-        let pool = db::build_pool(&config.database_url, config.db_pool_size)?;
-        let argon2 = config.argon2;
-        let (concurrency, queue) = (config.hash_concurrency.get(), config.hash_queue.get());
-        let hasher =
-            tokio::task::spawn_blocking(move || PasswordHasher::new(argon2, concurrency, queue))
-                .await??;
-        let cookies = CookieSettings::for_https(config.issuer.is_https());
-        let throttle = ThrottlePolicy {
-            threshold: config.lockout_threshold,
-            base: config.lockout_base,
-            max: config.lockout_max,
-        };
+        let pool = db::build_pool(&config.database.url, config.database.pool_size)?;
+        let passwords = config.passwords;
+        let hasher = tokio::task::spawn_blocking(move || {
+            PasswordHasher::new(
+                passwords.argon2,
+                passwords.hash_concurrency.get(),
+                passwords.hash_queue.get(),
+            )
+        })
+        .await??;
+        let issuer = &config.server.issuer;
+        let cookies = CookieSettings::for_https(issuer.is_https());
         // The KEK and keys come first: with a wrong KEK nothing else should start.
-        let kek = Kek::load(&config.kek)?;
-        let keys =
-            KeyManager::start(pool.clone(), kek, policy_from(&config), clock.clone()).await?;
-        let discovery = crate::http::discovery::Documents::new(config.issuer.as_str());
+        let kek = Kek::load(&config.keys.kek)?;
+        let keys = KeyManager::start(pool.clone(), kek, config.keys.policy, clock.clone()).await?;
+        let discovery = crate::http::discovery::Documents::new(issuer.as_str());
         let store = PgSessionStore::new(pool.clone());
-        let session_ttl = time::Duration::try_from(config.session_ttl)?;
+        let session_ttl = config.sessions.ttl;
         let sessions = SessionManagerLayer::new(store)
             .with_name(cookies.session)
             .with_http_only(true)
@@ -122,12 +118,10 @@ impl App {
             .with_secure(cookies.secure)
             .with_path("/")
             .with_expiry(Expiry::OnInactivity(session_ttl));
-        let to_time =
-            |d: std::time::Duration| time::Duration::try_from(d).unwrap_or(time::Duration::MAX);
         let refresh = crate::tokens::refresh::RefreshPolicy {
-            idle: to_time(config.refresh_idle_ttl),
-            absolute: to_time(config.refresh_absolute_ttl),
-            grace: config.refresh_reuse_grace.map(to_time),
+            idle: config.tokens.refresh_idle_ttl,
+            absolute: config.tokens.refresh_absolute_ttl,
+            grace: config.tokens.refresh_reuse_grace,
             secret: *keys.refresh_secret(),
         };
         let state = AppState {
@@ -135,7 +129,6 @@ impl App {
             config: Arc::new(config),
             hasher,
             clock,
-            throttle,
             cookies,
             keys,
             discovery,
@@ -166,7 +159,7 @@ impl App {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(self.state.config.header_timeout);
+            .header_read_timeout(self.state.config.server.header_timeout);
         builder.http2().timer(TokioTimer::new());
 
         let graceful = GracefulShutdown::new();
@@ -218,7 +211,7 @@ impl App {
 
 /// Completes the key schedule and picks up other instances' changes, every reload interval.
 async fn maintain_keys(state: AppState) {
-    let mut tick = tokio::time::interval(state.config.key_reload);
+    let mut tick = tokio::time::interval(state.config.keys.reload);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate, and start() just did the work
     loop {
@@ -232,8 +225,7 @@ async fn maintain_keys(state: AppState) {
 /// Deletes what has expired, every few minutes, forever.
 async fn housekeeping(state: AppState) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
-    let longest =
-        time::Duration::try_from(state.config.access_token_ttl).unwrap_or(time::Duration::HOUR);
+    let longest = state.config.tokens.access_ttl;
     loop {
         tick.tick().await;
         let Ok(mut conn) = db::connect(&state.db).await else {

@@ -1,12 +1,21 @@
-//! Typed settings read once from the environment and validated before anything starts.
+//! Typed settings read once from the environment, validated before anything starts, and grouped
+//! by the part of Keyward that uses them. Each section stores the types its users need, so no
+//! call site converts durations; the README's settings table is the one list of variables.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::ops::RangeInclusive;
-use std::time::Duration;
+use std::str::FromStr;
 
+use time::Duration;
 use url::Url;
+
+use crate::keys::kek::{KekSource, decode_kek};
+use crate::keys::schedule::{CLOCK_LEEWAY, SchedulePolicy};
+use crate::keys::store::KeyPolicy;
+use crate::users::password::Argon2Settings;
+use crate::users::throttle::ThrottlePolicy;
 
 /// A setting that could not be used, with the variable it came from.
 #[derive(Debug, thiserror::Error)]
@@ -28,54 +37,97 @@ impl ConfigError {
 }
 
 /// Everything Keyward can be told from outside; built by [`Config::from_env`].
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Config {
+    /// Who we are and how we listen.
+    pub server: ServerSettings,
+    /// Where PostgreSQL is.
+    pub database: DatabaseSettings,
+    /// Password hashing and the sign-in lockout.
+    pub passwords: PasswordSettings,
+    /// Browser sessions.
+    pub sessions: SessionSettings,
+    /// Signing keys and their schedule.
+    pub keys: KeySettings,
+    /// Lifetimes of what we issue.
+    pub tokens: TokenSettings,
+}
+
+/// The public face of the server.
+#[derive(Clone, Debug)]
+pub struct ServerSettings {
     /// `KEYWARD_ISSUER`: the public base URL, exactly as tokens and discovery will name it.
     pub issuer: Issuer,
     /// `KEYWARD_BIND`: the socket address to listen on.
     pub bind: SocketAddr,
+    /// `KEYWARD_REQUEST_TIMEOUT`: a request still running after this gets 408.
+    pub request_timeout: std::time::Duration,
+    /// `KEYWARD_HEADER_TIMEOUT`: a client must send its request headers within this.
+    pub header_timeout: std::time::Duration,
+    /// `KEYWARD_SIGNUP_ENABLED`: whether the public sign-up page exists.
+    pub signup_enabled: bool,
+    /// `KEYWARD_LOG`: a tracing filter such as `info` or `keyward=debug,info`.
+    pub log_filter: String,
+}
+
+/// The database connection.
+#[derive(Clone)]
+pub struct DatabaseSettings {
     /// `DATABASE_URL`: the PostgreSQL connection URL (may hold a password; never logged).
-    pub database_url: String,
+    pub url: String,
     /// `KEYWARD_DB_POOL_SIZE`: how many database connections this process keeps at most.
-    pub db_pool_size: usize,
+    pub pool_size: usize,
+}
+
+impl fmt::Debug for DatabaseSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The URL may carry a password: show only that it is set.
+        f.debug_struct("DatabaseSettings")
+            .field("url", &"<set>")
+            .field("pool_size", &self.pool_size)
+            .finish()
+    }
+}
+
+/// Password hashing cost, its concurrency, and the lockout.
+#[derive(Clone, Copy, Debug)]
+pub struct PasswordSettings {
     /// `KEYWARD_ARGON2_MEMORY_KIB`, `KEYWARD_ARGON2_ITERATIONS`, `KEYWARD_ARGON2_PARALLELISM`.
     pub argon2: Argon2Settings,
     /// `KEYWARD_HASH_CONCURRENCY`: password hashes computed at once (default: the core count).
     pub hash_concurrency: NonZeroUsize,
     /// `KEYWARD_HASH_QUEUE`: sign-ins allowed to wait for a hashing slot before we answer 503.
     pub hash_queue: NonZeroUsize,
-    /// `KEYWARD_SIGNUP_ENABLED`: whether the public sign-up page exists.
-    pub signup_enabled: bool,
-    /// `KEYWARD_SESSION_TTL`: a browser session ends after this long without a request.
-    pub session_ttl: Duration,
-    /// `KEYWARD_LOCKOUT_THRESHOLD`: consecutive failures before sign-in is throttled.
-    pub lockout_threshold: u32,
-    /// `KEYWARD_LOCKOUT_BASE`: the first lockout; each further failure doubles it.
-    pub lockout_base: Duration,
-    /// `KEYWARD_LOCKOUT_MAX`: the longest lockout, so nobody is locked out for good.
-    pub lockout_max: Duration,
-    /// `KEYWARD_REQUEST_TIMEOUT`: a request still running after this gets 408.
-    pub request_timeout: Duration,
-    /// `KEYWARD_HEADER_TIMEOUT`: a client must send its request headers within this.
-    pub header_timeout: Duration,
-    /// `KEYWARD_LOG`: a tracing filter such as `info` or `keyward=debug,info`.
-    pub log_filter: String,
+    /// `KEYWARD_LOCKOUT_THRESHOLD`, `KEYWARD_LOCKOUT_BASE`, `KEYWARD_LOCKOUT_MAX`.
+    pub throttle: ThrottlePolicy,
+}
+
+/// Browser sessions.
+#[derive(Clone, Copy, Debug)]
+pub struct SessionSettings {
+    /// `KEYWARD_SESSION_TTL`: a browser session ends after this long without being written.
+    pub ttl: Duration,
+}
+
+/// Signing keys.
+#[derive(Clone, Debug)]
+pub struct KeySettings {
     /// `KEYWARD_KEK` (base64) or `KEYWARD_KEK_FILE` (default `keys/kek`): seals signing keys.
     pub kek: KekSource,
-    /// `KEYWARD_KEY_BITS`: RSA modulus size of new signing keys (2048, 3072 or 4096).
-    pub key_bits: u32,
-    /// `KEYWARD_KEY_ROTATION`: how long each signing key signs before the next takes over.
-    pub key_rotation: Duration,
-    /// `KEYWARD_KEY_PREPUBLISH`: a new key is in the JWKS at least this long before it signs.
-    pub key_prepublish: Duration,
-    /// `KEYWARD_JWKS_MAX_AGE`: the longest `Cache-Control: max-age` the JWKS is served with.
-    pub jwks_max_age: Duration,
+    /// `KEYWARD_KEY_BITS`, `KEYWARD_KEY_ROTATION`, `KEYWARD_KEY_PREPUBLISH`,
+    /// `KEYWARD_JWKS_MAX_AGE`, and the token lifetimes that decide how long a retired key stays.
+    pub policy: KeyPolicy,
     /// `KEYWARD_KEY_RELOAD`: how often each instance checks the key set for changes.
-    pub key_reload: Duration,
+    pub reload: std::time::Duration,
+}
+
+/// Lifetimes of tokens.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenSettings {
     /// `KEYWARD_ACCESS_TOKEN_TTL`: lifetime of access tokens.
-    pub access_token_ttl: Duration,
+    pub access_ttl: Duration,
     /// `KEYWARD_ID_TOKEN_TTL`: lifetime of ID tokens.
-    pub id_token_ttl: Duration,
+    pub id_ttl: Duration,
     /// `KEYWARD_REFRESH_IDLE_TTL`: a refresh token unused this long expires.
     pub refresh_idle_ttl: Duration,
     /// `KEYWARD_REFRESH_ABSOLUTE_TTL`: no refresh token of a family outlives this, from sign-in.
@@ -83,73 +135,6 @@ pub struct Config {
     /// `KEYWARD_REFRESH_REUSE_GRACE`: how long the immediate predecessor may be presented again
     /// and get the same successor (`0`, the default, turns the grace window off).
     pub refresh_reuse_grace: Option<Duration>,
-}
-
-/// Where the key-encryption key comes from.
-#[derive(Clone)]
-pub enum KekSource {
-    /// Given inline (`KEYWARD_KEK`), already decoded.
-    Inline([u8; 32]),
-    /// Read from (or, on first start, created in) this file.
-    File(std::path::PathBuf),
-}
-
-impl fmt::Debug for KekSource {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Self::Inline(_) => f.write_str("Inline(<redacted>)"),
-            Self::File(p) => f.debug_tuple("File").field(p).finish(),
-        }
-    }
-}
-
-/// Decodes a base64 (standard or URL-safe, padding optional) 32-byte key.
-pub fn decode_kek(raw: &str) -> Result<[u8; 32], String> {
-    use base64::Engine as _;
-    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
-    let trimmed = raw.trim().trim_end_matches('=');
-    let bytes = STANDARD_NO_PAD
-        .decode(trimmed)
-        .or_else(|_| URL_SAFE_NO_PAD.decode(trimmed))
-        .map_err(|_| "is not base64".to_owned())?;
-    <[u8; 32]>::try_from(bytes.as_slice())
-        .map_err(|_| format!("must decode to 32 bytes, got {}", bytes.len()))
-}
-
-/// Argon2id cost parameters for new password hashes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Argon2Settings {
-    /// Memory in KiB (OWASP: 19456).
-    pub memory_kib: u32,
-    /// Passes over memory (OWASP: 2).
-    pub iterations: u32,
-    /// Lanes (OWASP: 1).
-    pub parallelism: u32,
-}
-
-impl Argon2Settings {
-    /// OWASP's recommended argon2id parameters (Password Storage Cheat Sheet).
-    pub const OWASP: Self = Self {
-        memory_kib: 19_456,
-        iterations: 2,
-        parallelism: 1,
-    };
-    /// The largest memory cost we configure or agree to verify (256 MiB).
-    pub const MAX_MEMORY_KIB: u32 = 262_144;
-    /// The most passes we configure or agree to verify.
-    pub const MAX_ITERATIONS: u32 = 16;
-    /// The most lanes we configure or agree to verify.
-    pub const MAX_PARALLELISM: u32 = 16;
-
-    /// Whether these parameters are within the bounds this server will ever compute.
-    #[must_use]
-    pub fn is_within_bounds(&self) -> bool {
-        (1..=Self::MAX_PARALLELISM).contains(&self.parallelism)
-            && (1..=Self::MAX_ITERATIONS).contains(&self.iterations)
-            // Argon2 needs at least 8 KiB per lane.
-            && self.memory_kib >= 8 * self.parallelism
-            && self.memory_kib <= Self::MAX_MEMORY_KIB
-    }
 }
 
 /// The issuer URL, checked to be a valid OAuth issuer (RFC 8414 §2).
@@ -198,22 +183,85 @@ fn is_loopback_host(url: &Url) -> bool {
     }
 }
 
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // The database URL may carry a password: show only that it is set.
-        f.debug_struct("Config")
-            .field("issuer", &self.issuer)
-            .field("bind", &self.bind)
-            .field("database_url", &"<set>")
-            .field("db_pool_size", &self.db_pool_size)
-            .field("argon2", &self.argon2)
-            .field("signup_enabled", &self.signup_enabled)
-            .field("session_ttl", &self.session_ttl)
-            .field("kek", &self.kek)
-            .field("key_bits", &self.key_bits)
-            .field("key_rotation", &self.key_rotation)
-            .finish_non_exhaustive()
+/// Reads variables: blank counts as unset, and every failure names its variable.
+struct Env<F> {
+    lookup: F,
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
     }
+
+    fn parse<T: FromStr>(&self, name: &'static str, default: T) -> Result<T, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse()
+                .map_err(|_| ConfigError::new(name, format!("cannot parse '{raw}'"))),
+        }
+    }
+
+    /// A whole number within bounds.
+    fn number(
+        &self,
+        name: &'static str,
+        default: u32,
+        range: RangeInclusive<u32>,
+    ) -> Result<u32, ConfigError> {
+        let value = self.parse(name, default)?;
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(ConfigError::new(
+                name,
+                format!("must be between {} and {}", range.start(), range.end()),
+            ))
+        }
+    }
+
+    /// A duration like `90s`, `15m`, `12h` or `14d`, within bounds.
+    fn duration(
+        &self,
+        name: &'static str,
+        default: Duration,
+        range: RangeInclusive<Duration>,
+        bounds: &str,
+    ) -> Result<Duration, ConfigError> {
+        let value = match self.get(name) {
+            None => default,
+            Some(raw) => parse_duration(&raw).map_err(|m| ConfigError::new(name, m))?,
+        };
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(ConfigError::new(name, bounds.to_owned()))
+        }
+    }
+
+    fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name).as_deref() {
+            None => Ok(default),
+            Some("true" | "1" | "yes" | "on") => Ok(true),
+            Some("false" | "0" | "no" | "off") => Ok(false),
+            Some(other) => Err(ConfigError::new(
+                name,
+                format!("expected true or false, got '{other}'"),
+            )),
+        }
+    }
+}
+
+const MINUTE: Duration = Duration::MINUTE;
+const HOUR: Duration = Duration::HOUR;
+const DAY: Duration = Duration::DAY;
+/// Any positive duration a setting could sensibly hold.
+const POSITIVE: RangeInclusive<Duration> = Duration::SECOND..=Duration::days(3650);
+
+fn to_std(d: Duration) -> std::time::Duration {
+    std::time::Duration::try_from(d).unwrap_or(std::time::Duration::MAX)
 }
 
 impl Config {
@@ -222,248 +270,224 @@ impl Config {
         Self::from_env(|name| std::env::var(name).ok())
     }
 
-    /// Reads every setting through `env`, so tests can pass their own variables.
-    #[allow(
-        clippy::too_many_lines,
-        reason = "one flat list of settings reads best in one place"
-    )]
-    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| env(name).filter(|v| !v.trim().is_empty());
-
-        let issuer_raw = get("KEYWARD_ISSUER").unwrap_or_else(|| "http://127.0.0.1:8080".into());
-        let issuer =
-            Issuer::parse(issuer_raw.trim()).map_err(|m| ConfigError::new("KEYWARD_ISSUER", m))?;
-        let bind = parse_or(
-            "KEYWARD_BIND",
-            get("KEYWARD_BIND"),
-            "127.0.0.1:8080".parse().ok(),
-        )?;
-        let database_url = get("DATABASE_URL").ok_or_else(|| {
-            ConfigError::new(
-                "DATABASE_URL",
-                "not set (e.g. postgres://keyward:secret@127.0.0.1:5432/keyward; `make run` sets it)",
-            )
-        })?;
-        if !(database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
-            return Err(ConfigError::new(
-                "DATABASE_URL",
-                "must start with postgres:// or postgresql://",
-            ));
-        }
-        // A whole number within bounds, named by its variable when it is not.
-        let number = |name: &'static str, default: u32, range: RangeInclusive<u32>| {
-            let value: u32 = parse_or(name, get(name), Some(default))?;
-            if range.contains(&value) {
-                Ok(value)
-            } else {
-                Err(ConfigError::new(
-                    name,
-                    format!("must be between {} and {}", range.start(), range.end()),
-                ))
-            }
-        };
-        let db_pool_size = number("KEYWARD_DB_POOL_SIZE", 16, 1..=1000)? as usize;
-        let argon2 = Argon2Settings {
-            memory_kib: number(
-                "KEYWARD_ARGON2_MEMORY_KIB",
-                Argon2Settings::OWASP.memory_kib,
-                8..=Argon2Settings::MAX_MEMORY_KIB,
-            )?,
-            iterations: number(
-                "KEYWARD_ARGON2_ITERATIONS",
-                Argon2Settings::OWASP.iterations,
-                1..=Argon2Settings::MAX_ITERATIONS,
-            )?,
-            parallelism: number(
-                "KEYWARD_ARGON2_PARALLELISM",
-                Argon2Settings::OWASP.parallelism,
-                1..=Argon2Settings::MAX_PARALLELISM,
-            )?,
-        };
-        if !argon2.is_within_bounds() {
-            return Err(ConfigError::new(
-                "KEYWARD_ARGON2_MEMORY_KIB",
-                "must be at least 8 KiB per lane (KEYWARD_ARGON2_PARALLELISM)",
-            ));
-        }
-
-        let cores = std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
-        let hash_concurrency: NonZeroUsize = parse_or(
-            "KEYWARD_HASH_CONCURRENCY",
-            get("KEYWARD_HASH_CONCURRENCY"),
-            Some(cores),
-        )?;
-        let hash_queue: NonZeroUsize = parse_or(
-            "KEYWARD_HASH_QUEUE",
-            get("KEYWARD_HASH_QUEUE"),
-            hash_concurrency.checked_mul(NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN)),
-        )?;
-
-        let signup_enabled = match get("KEYWARD_SIGNUP_ENABLED").as_deref().map(str::trim) {
-            None | Some("true" | "1" | "yes" | "on") => true,
-            Some("false" | "0" | "no" | "off") => false,
-            Some(other) => {
-                return Err(ConfigError::new(
-                    "KEYWARD_SIGNUP_ENABLED",
-                    format!("expected true or false, got '{other}'"),
-                ));
-            }
-        };
-
-        let duration = |name: &'static str, default: Duration| -> Result<Duration, ConfigError> {
-            match get(name) {
-                None => Ok(default),
-                Some(raw) => parse_duration(raw.trim()).map_err(|m| ConfigError::new(name, m)),
-            }
-        };
-        let session_ttl = duration("KEYWARD_SESSION_TTL", Duration::from_secs(12 * 3600))?;
-        let lockout_base = duration("KEYWARD_LOCKOUT_BASE", Duration::from_secs(30))?;
-        let lockout_max = duration("KEYWARD_LOCKOUT_MAX", Duration::from_secs(15 * 60))?;
-        let request_timeout = duration("KEYWARD_REQUEST_TIMEOUT", Duration::from_secs(30))?;
-        let header_timeout = duration("KEYWARD_HEADER_TIMEOUT", Duration::from_secs(10))?;
-        if session_ttl < Duration::from_secs(60) {
-            return Err(ConfigError::new(
-                "KEYWARD_SESSION_TTL",
-                "must be at least 60s",
-            ));
-        }
-        if lockout_base.is_zero() || lockout_max < lockout_base {
-            return Err(ConfigError::new(
-                "KEYWARD_LOCKOUT_MAX",
-                "must be at least KEYWARD_LOCKOUT_BASE, which must be above zero",
-            ));
-        }
-        if lockout_max > Duration::from_secs(24 * 3600) {
-            return Err(ConfigError::new(
-                "KEYWARD_LOCKOUT_MAX",
-                "at most 24h: a longer lockout hands attackers a denial of service",
-            ));
-        }
-        if request_timeout.is_zero() || header_timeout.is_zero() {
-            return Err(ConfigError::new(
-                "KEYWARD_REQUEST_TIMEOUT",
-                "timeouts must be above zero",
-            ));
-        }
-        let lockout_threshold = number("KEYWARD_LOCKOUT_THRESHOLD", 5, 1..=100)?;
-
-        let kek = match (get("KEYWARD_KEK"), get("KEYWARD_KEK_FILE")) {
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::new(
-                    "KEYWARD_KEK",
-                    "set KEYWARD_KEK or KEYWARD_KEK_FILE, not both",
-                ));
-            }
-            (Some(raw), None) => {
-                KekSource::Inline(decode_kek(&raw).map_err(|m| ConfigError::new("KEYWARD_KEK", m))?)
-            }
-            (None, file) => KekSource::File(file.unwrap_or_else(|| "keys/kek".into()).into()),
-        };
-        let key_bits = number("KEYWARD_KEY_BITS", 2048, 2048..=4096)?;
-        if ![2048, 3072, 4096].contains(&key_bits) {
-            return Err(ConfigError::new(
-                "KEYWARD_KEY_BITS",
-                "must be 2048, 3072 or 4096",
-            ));
-        }
-        let key_rotation = duration("KEYWARD_KEY_ROTATION", Duration::from_secs(30 * 86_400))?;
-        let key_prepublish = duration("KEYWARD_KEY_PREPUBLISH", Duration::from_secs(48 * 3600))?;
-        let jwks_max_age = duration("KEYWARD_JWKS_MAX_AGE", Duration::from_secs(3600))?;
-        let key_reload = duration("KEYWARD_KEY_RELOAD", Duration::from_secs(5))?;
-        let access_token_ttl = duration("KEYWARD_ACCESS_TOKEN_TTL", Duration::from_secs(600))?;
-        let id_token_ttl = duration("KEYWARD_ID_TOKEN_TTL", Duration::from_secs(3600))?;
-        // A verifier may cache the JWKS for max-age: a key published for less than that could
-        // sign tokens the verifier cannot check yet.
-        if key_prepublish < jwks_max_age {
-            return Err(ConfigError::new(
-                "KEYWARD_KEY_PREPUBLISH",
-                "must be at least KEYWARD_JWKS_MAX_AGE, or verifiers with a cached JWKS reject new tokens",
-            ));
-        }
-        if key_rotation < Duration::from_secs(3600) {
-            return Err(ConfigError::new(
-                "KEYWARD_KEY_ROTATION",
-                "must be at least 1h",
-            ));
-        }
-        if key_reload.is_zero() || key_reload > Duration::from_secs(300) {
-            return Err(ConfigError::new(
-                "KEYWARD_KEY_RELOAD",
-                "must be between 1s and 5m",
-            ));
-        }
-        let refresh_idle_ttl =
-            duration("KEYWARD_REFRESH_IDLE_TTL", Duration::from_secs(14 * 86_400))?;
-        let refresh_absolute_ttl = duration(
-            "KEYWARD_REFRESH_ABSOLUTE_TTL",
-            Duration::from_secs(30 * 86_400),
-        )?;
-        let grace = duration("KEYWARD_REFRESH_REUSE_GRACE", Duration::ZERO)?;
-        if grace > Duration::from_secs(300) {
-            return Err(ConfigError::new(
-                "KEYWARD_REFRESH_REUSE_GRACE",
-                "at most 5m: a longer window makes a stolen predecessor useful",
-            ));
-        }
-        let refresh_reuse_grace = (!grace.is_zero()).then_some(grace);
-        if refresh_idle_ttl < Duration::from_secs(60) || refresh_absolute_ttl < refresh_idle_ttl {
-            return Err(ConfigError::new(
-                "KEYWARD_REFRESH_ABSOLUTE_TTL",
-                "must be at least KEYWARD_REFRESH_IDLE_TTL, which must be at least 1m",
-            ));
-        }
-        for (name, ttl) in [
-            ("KEYWARD_ACCESS_TOKEN_TTL", access_token_ttl),
-            ("KEYWARD_ID_TOKEN_TTL", id_token_ttl),
-        ] {
-            if ttl < Duration::from_secs(60) || ttl > Duration::from_secs(86_400) {
-                return Err(ConfigError::new(name, "must be between 1m and 24h"));
-            }
-        }
-
+    /// Reads every setting through `lookup`, so tests can pass their own variables.
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let env = Env { lookup };
+        let tokens = tokens(&env)?;
         Ok(Self {
-            issuer,
-            bind,
-            database_url,
-            db_pool_size,
-            argon2,
-            hash_concurrency,
-            hash_queue,
-            signup_enabled,
-            session_ttl,
-            lockout_threshold,
-            lockout_base,
-            lockout_max,
-            request_timeout,
-            header_timeout,
-            log_filter: get("KEYWARD_LOG").unwrap_or_else(|| "info".into()),
-            kek,
-            key_bits,
-            key_rotation,
-            key_prepublish,
-            jwks_max_age,
-            key_reload,
-            access_token_ttl,
-            id_token_ttl,
-            refresh_idle_ttl,
-            refresh_absolute_ttl,
-            refresh_reuse_grace,
+            server: server(&env)?,
+            database: database(&env)?,
+            passwords: passwords(&env)?,
+            sessions: SessionSettings {
+                ttl: env.duration(
+                    "KEYWARD_SESSION_TTL",
+                    12 * HOUR,
+                    MINUTE..=365 * DAY,
+                    "must be at least 60s",
+                )?,
+            },
+            keys: keys(&env, &tokens)?,
+            tokens,
         })
     }
 }
 
-fn parse_or<T: std::str::FromStr>(
-    name: &'static str,
-    raw: Option<String>,
-    default: Option<T>,
-) -> Result<T, ConfigError> {
-    match raw {
-        Some(raw) => raw
-            .trim()
-            .parse()
-            .map_err(|_| ConfigError::new(name, format!("cannot parse '{}'", raw.trim()))),
-        None => default.ok_or_else(|| ConfigError::new(name, "not set")),
+fn server(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<ServerSettings, ConfigError> {
+    let issuer = env
+        .get("KEYWARD_ISSUER")
+        .unwrap_or_else(|| "http://127.0.0.1:8080".into());
+    let timeouts = "timeouts must be above zero";
+    Ok(ServerSettings {
+        issuer: Issuer::parse(&issuer).map_err(|m| ConfigError::new("KEYWARD_ISSUER", m))?,
+        bind: env.parse("KEYWARD_BIND", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+        request_timeout: to_std(env.duration(
+            "KEYWARD_REQUEST_TIMEOUT",
+            30 * Duration::SECOND,
+            POSITIVE,
+            timeouts,
+        )?),
+        header_timeout: to_std(env.duration(
+            "KEYWARD_HEADER_TIMEOUT",
+            10 * Duration::SECOND,
+            POSITIVE,
+            timeouts,
+        )?),
+        signup_enabled: env.flag("KEYWARD_SIGNUP_ENABLED", true)?,
+        log_filter: env.get("KEYWARD_LOG").unwrap_or_else(|| "info".into()),
+    })
+}
+
+fn database(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<DatabaseSettings, ConfigError> {
+    let url = env.get("DATABASE_URL").ok_or_else(|| {
+        ConfigError::new(
+            "DATABASE_URL",
+            "not set (e.g. postgres://keyward:secret@127.0.0.1:5432/keyward; `make run` sets it)",
+        )
+    })?;
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(ConfigError::new(
+            "DATABASE_URL",
+            "must start with postgres:// or postgresql://",
+        ));
     }
+    let pool_size = env.number("KEYWARD_DB_POOL_SIZE", 16, 1..=1000)?;
+    Ok(DatabaseSettings {
+        url,
+        pool_size: pool_size as usize,
+    })
+}
+
+fn passwords(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<PasswordSettings, ConfigError> {
+    let owasp = Argon2Settings::OWASP;
+    let argon2 = Argon2Settings {
+        memory_kib: env.number(
+            "KEYWARD_ARGON2_MEMORY_KIB",
+            owasp.memory_kib,
+            8..=Argon2Settings::MAX_MEMORY_KIB,
+        )?,
+        iterations: env.number(
+            "KEYWARD_ARGON2_ITERATIONS",
+            owasp.iterations,
+            1..=Argon2Settings::MAX_ITERATIONS,
+        )?,
+        parallelism: env.number(
+            "KEYWARD_ARGON2_PARALLELISM",
+            owasp.parallelism,
+            1..=Argon2Settings::MAX_PARALLELISM,
+        )?,
+    };
+    if !argon2.is_within_bounds() {
+        return Err(ConfigError::new(
+            "KEYWARD_ARGON2_MEMORY_KIB",
+            "must be at least 8 KiB per lane (KEYWARD_ARGON2_PARALLELISM)",
+        ));
+    }
+    let cores = std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
+    let hash_concurrency = env.parse("KEYWARD_HASH_CONCURRENCY", cores)?;
+    let sixteen = NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN);
+    let hash_queue = env.parse(
+        "KEYWARD_HASH_QUEUE",
+        hash_concurrency.saturating_mul(sixteen),
+    )?;
+    Ok(PasswordSettings {
+        argon2,
+        hash_concurrency,
+        hash_queue,
+        throttle: throttle(env)?,
+    })
+}
+
+fn throttle(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<ThrottlePolicy, ConfigError> {
+    let base = env.duration(
+        "KEYWARD_LOCKOUT_BASE",
+        30 * Duration::SECOND,
+        POSITIVE,
+        "must be above zero",
+    )?;
+    let max = env.duration(
+        "KEYWARD_LOCKOUT_MAX",
+        15 * MINUTE,
+        // A longer lockout hands attackers a denial of service.
+        base..=DAY,
+        "at least KEYWARD_LOCKOUT_BASE and at most 24h: a longer lockout hands attackers a denial of service",
+    )?;
+    Ok(ThrottlePolicy {
+        threshold: env.number("KEYWARD_LOCKOUT_THRESHOLD", 5, 1..=100)?,
+        base,
+        max,
+    })
+}
+
+fn tokens(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<TokenSettings, ConfigError> {
+    let ttl =
+        |name, default| env.duration(name, default, MINUTE..=DAY, "must be between 1m and 24h");
+    let refresh_idle_ttl = env.duration(
+        "KEYWARD_REFRESH_IDLE_TTL",
+        14 * DAY,
+        MINUTE..=3650 * DAY,
+        "must be at least 1m",
+    )?;
+    let refresh_absolute_ttl = env.duration(
+        "KEYWARD_REFRESH_ABSOLUTE_TTL",
+        30 * DAY,
+        refresh_idle_ttl..=3650 * DAY,
+        "must be at least KEYWARD_REFRESH_IDLE_TTL, which must be at least 1m",
+    )?;
+    let grace = env.duration(
+        "KEYWARD_REFRESH_REUSE_GRACE",
+        Duration::ZERO,
+        Duration::ZERO..=5 * MINUTE,
+        "at most 5m: a longer window makes a stolen predecessor useful",
+    )?;
+    Ok(TokenSettings {
+        access_ttl: ttl("KEYWARD_ACCESS_TOKEN_TTL", 10 * MINUTE)?,
+        id_ttl: ttl("KEYWARD_ID_TOKEN_TTL", HOUR)?,
+        refresh_idle_ttl,
+        refresh_absolute_ttl,
+        refresh_reuse_grace: grace.is_positive().then_some(grace),
+    })
+}
+
+fn keys(
+    env: &Env<impl Fn(&str) -> Option<String>>,
+    tokens: &TokenSettings,
+) -> Result<KeySettings, ConfigError> {
+    let kek = match (env.get("KEYWARD_KEK"), env.get("KEYWARD_KEK_FILE")) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(
+                "KEYWARD_KEK",
+                "set KEYWARD_KEK or KEYWARD_KEK_FILE, not both",
+            ));
+        }
+        (Some(raw), None) => {
+            KekSource::Inline(decode_kek(&raw).map_err(|m| ConfigError::new("KEYWARD_KEK", m))?)
+        }
+        (None, file) => KekSource::File(file.unwrap_or_else(|| "keys/kek".into()).into()),
+    };
+    let bits = env.number("KEYWARD_KEY_BITS", 2048, 2048..=4096)?;
+    if ![2048, 3072, 4096].contains(&bits) {
+        return Err(ConfigError::new(
+            "KEYWARD_KEY_BITS",
+            "must be 2048, 3072 or 4096",
+        ));
+    }
+    let rotation = env.duration(
+        "KEYWARD_KEY_ROTATION",
+        30 * DAY,
+        HOUR..=3650 * DAY,
+        "must be at least 1h",
+    )?;
+    let jwks_max_age =
+        env.duration("KEYWARD_JWKS_MAX_AGE", HOUR, POSITIVE, "must be above zero")?;
+    // A verifier may cache the JWKS for max-age: a key published for less than that could sign
+    // tokens the verifier cannot check yet.
+    let prepublish = env.duration(
+        "KEYWARD_KEY_PREPUBLISH",
+        48 * HOUR,
+        jwks_max_age..=3650 * DAY,
+        "must be at least KEYWARD_JWKS_MAX_AGE, or verifiers with a cached JWKS reject new tokens",
+    )?;
+    let reload = env.duration(
+        "KEYWARD_KEY_RELOAD",
+        5 * Duration::SECOND,
+        Duration::SECOND..=5 * MINUTE,
+        "must be between 1s and 5m",
+    )?;
+    let schedule = SchedulePolicy {
+        rotation,
+        prepublish,
+        // RFC 9068 tokens and ID tokens are the JWTs we sign: the longer one decides.
+        token_lifetime: tokens.access_ttl.max(tokens.id_ttl) + CLOCK_LEEWAY,
+    };
+    Ok(KeySettings {
+        kek,
+        policy: KeyPolicy {
+            schedule,
+            bits,
+            jwks_max_age,
+        },
+        reload: to_std(reload),
+    })
 }
 
 /// Parses `90`, `90s`, `15m`, `12h` or `14d` into a duration.
@@ -471,7 +495,7 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let (digits, unit) = raw
         .find(|c: char| !c.is_ascii_digit())
         .map_or((raw, "s"), |i| raw.split_at(i));
-    let n: u64 = digits
+    let n: i64 = digits
         .parse()
         .map_err(|_| format!("'{raw}' is not a duration like 30s, 15m, 12h or 14d"))?;
     let unit_secs = match unit {
@@ -482,7 +506,8 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
         _ => return Err(format!("'{raw}' has an unknown unit (use s, m, h or d)")),
     };
     n.checked_mul(unit_secs)
-        .map(Duration::from_secs)
+        .filter(|s| *s <= 3650 * 86_400)
+        .map(Duration::seconds)
         .ok_or_else(|| format!("'{raw}' is too long"))
 }
 
@@ -508,10 +533,14 @@ mod tests {
     #[test]
     fn defaults_serve_on_loopback_with_owasp_argon2() {
         let config = Config::from_env(env_with(&[DB])).expect("defaults are valid");
-        assert_eq!(config.bind.to_string(), "127.0.0.1:8080");
-        assert_eq!(config.issuer.as_str(), "http://127.0.0.1:8080");
-        assert_eq!(config.argon2, Argon2Settings::OWASP);
-        assert!(config.signup_enabled);
+        assert_eq!(config.server.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(config.server.issuer.as_str(), "http://127.0.0.1:8080");
+        assert_eq!(config.passwords.argon2, Argon2Settings::OWASP);
+        assert!(config.server.signup_enabled);
+        assert_eq!(config.tokens.access_ttl, 10 * MINUTE);
+        assert_eq!(config.sessions.ttl, 12 * HOUR);
+        assert_eq!(config.keys.policy.schedule.rotation, 30 * DAY);
+        assert_eq!(config.tokens.refresh_reuse_grace, None);
     }
 
     #[test]
@@ -530,12 +559,18 @@ mod tests {
             ("KEYWARD_ARGON2_MEMORY_KIB", "10000000"),
             ("KEYWARD_SIGNUP_ENABLED", "maybe"),
             ("KEYWARD_SESSION_TTL", "5x"),
+            ("KEYWARD_SESSION_TTL", "30s"),
             ("KEYWARD_LOCKOUT_MAX", "100d"),
+            ("KEYWARD_LOCKOUT_MAX", "10s"),
             ("KEYWARD_KEK", "c2hvcnQ"),
             ("KEYWARD_KEY_BITS", "1024"),
             ("KEYWARD_KEY_BITS", "3000"),
             ("KEYWARD_KEY_PREPUBLISH", "10m"),
+            ("KEYWARD_KEY_RELOAD", "0"),
             ("KEYWARD_ACCESS_TOKEN_TTL", "2d"),
+            ("KEYWARD_REFRESH_REUSE_GRACE", "10m"),
+            ("KEYWARD_REFRESH_ABSOLUTE_TTL", "1d"),
+            ("KEYWARD_REQUEST_TIMEOUT", "0"),
         ] {
             let err = Config::from_env(env_with(&[DB, (name, value)])).expect_err(value);
             assert_eq!(err.setting, name, "{value}");
@@ -556,23 +591,22 @@ mod tests {
 
     #[test]
     fn durations_accept_units_and_reject_garbage() {
-        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
-        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
-        assert_eq!(parse_duration("2d"), Ok(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("90"), Ok(Duration::seconds(90)));
+        assert_eq!(parse_duration("15m"), Ok(15 * MINUTE));
+        assert_eq!(parse_duration("2d"), Ok(2 * DAY));
         assert!(parse_duration("").is_err());
         assert!(parse_duration("1w").is_err());
         assert!(parse_duration("m").is_err());
+        assert!(parse_duration("99999999999d").is_err());
     }
 
     #[test]
-    fn a_kek_decodes_from_either_base64_alphabet() {
-        use base64::Engine as _;
-        let key = [0xfb_u8; 32];
-        let std = base64::engine::general_purpose::STANDARD.encode(key);
-        let url = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key);
-        assert_eq!(decode_kek(&std), Ok(key));
-        assert_eq!(decode_kek(&format!("{url}\n")), Ok(key));
-        assert!(decode_kek("not base64!").is_err());
+    fn the_key_schedule_keeps_retired_keys_for_the_longest_token_plus_leeway() {
+        let config = Config::from_env(env_with(&[DB, ("KEYWARD_ID_TOKEN_TTL", "2h")])).expect("ok");
+        assert_eq!(
+            config.keys.policy.schedule.token_lifetime,
+            2 * HOUR + CLOCK_LEEWAY
+        );
     }
 
     #[test]

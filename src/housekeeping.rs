@@ -5,8 +5,7 @@ use diesel_async::AsyncPgConnection;
 use time::{Duration, OffsetDateTime};
 
 use crate::db;
-use crate::oauth::codes;
-use crate::tokens::refresh;
+use crate::tokens::{codes, refresh, revoked};
 use crate::users::{devices, throttle};
 
 /// Rows per DELETE statement.
@@ -62,7 +61,8 @@ pub async fn purge(
             now,
             BATCH
         )),
-        codes: drain!(codes::delete_expired(conn, now, BATCH)),
+        codes: drain!(codes::delete_expired(conn, now, BATCH))
+            + drain!(revoked::delete_expired(conn, now, BATCH)),
         refresh: drain!(refresh::delete_expired(
             conn,
             now,

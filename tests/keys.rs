@@ -486,7 +486,7 @@ async fn two_instances_starting_together_create_one_active_and_one_next_key() {
 }
 
 fn decode(b64: &str) -> [u8; 32] {
-    keyward::config::decode_kek(b64).unwrap()
+    keyward::keys::kek::decode_kek(b64).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

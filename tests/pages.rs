@@ -205,7 +205,7 @@ async fn a_sign_in_rehashes_a_password_stored_with_old_parameters() {
     let app = TestApp::spawn().await;
     let user = app.create_user("erin", GOOD_PASSWORD).await;
     // Pretend the hash was made under weaker, older settings.
-    let old = keyward::config::Argon2Settings {
+    let old = keyward::users::password::Argon2Settings {
         memory_kib: 32,
         iterations: 1,
         parallelism: 1,

@@ -15,8 +15,9 @@ use time::format_description::well_known::Rfc3339;
 use crate::audit::{self, NewAuditEvent};
 use crate::clients::{self, Client, CreateClientError, GrantType, NewClient, RedirectUri};
 use crate::config::Config;
-use crate::oauth::scope::Scopes;
-use crate::tokens::opaque::{PlainToken, TokenHash, random_bytes};
+use crate::crypto::random_bytes;
+use crate::scope::Scopes;
+use crate::tokens::opaque::{PlainToken, TokenHash};
 
 /// Operators' client commands.
 #[derive(Debug, Subcommand)]

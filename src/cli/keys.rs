@@ -11,11 +11,12 @@ use clap::Subcommand;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::config::{Config, KekSource};
+use crate::config::Config;
 use crate::keys::kek::Kek;
+use crate::keys::kek::KekSource;
+use crate::keys::material;
 use crate::keys::schedule::{self, KeyTimes};
 use crate::keys::store::{self, SigningKeyRow};
-use crate::keys::{material, policy_from};
 
 /// Operators' key commands. Running servers pick up every change within `KEYWARD_KEY_RELOAD`.
 #[derive(Debug, Subcommand)]
@@ -100,14 +101,14 @@ fn print_keys(rows: &[SigningKeyRow], now: OffsetDateTime, json: bool) -> anyhow
 /// Runs a `keys` command.
 pub async fn run(cmd: KeysCommand, config: &Config, now: OffsetDateTime) -> anyhow::Result<()> {
     let mut conn = super::connect(config).await?;
-    let policy = policy_from(config);
+    let policy = config.keys.policy;
     match cmd {
         KeysCommand::List { json } => {
             let rows = store::list(&mut conn).await?;
             print_keys(&rows, now, json)?;
         }
         KeysCommand::Rotate { force } => {
-            let kek = Kek::load(&config.kek)?;
+            let kek = Kek::load(&config.keys.kek)?;
             let promoted = store::rotate(&mut conn, &kek, &policy, now, force).await?;
             eprintln!(
                 "rotated: {} signs from now on; a new next key is published",
@@ -116,13 +117,13 @@ pub async fn run(cmd: KeysCommand, config: &Config, now: OffsetDateTime) -> anyh
             println!("{}", promoted.active);
         }
         KeysCommand::Revoke { kid, reason } => {
-            let kek = Kek::load(&config.kek)?;
+            let kek = Kek::load(&config.keys.kek)?;
             let promoted = store::revoke(&mut conn, &kek, &policy, &kid, &reason, now).await?;
             eprintln!("revoked {kid}; {} is the active key", promoted.active);
             println!("{}", promoted.active);
         }
         KeysCommand::Import { file } => {
-            let kek = Kek::load(&config.kek)?;
+            let kek = Kek::load(&config.keys.kek)?;
             let pem =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
             let key = tokio::task::spawn_blocking(move || material::from_pem(&pem)).await??;
@@ -135,7 +136,7 @@ pub async fn run(cmd: KeysCommand, config: &Config, now: OffsetDateTime) -> anyh
             println!("{}", key.kid);
         }
         KeysCommand::Rewrap { new_kek_file } => {
-            let old = Kek::load(&config.kek)?;
+            let old = Kek::load(&config.keys.kek)?;
             let new = Kek::load(&KekSource::File(new_kek_file.clone()))?;
             let n = store::rewrap(&mut conn, &old, &new, now).await?;
             eprintln!(

@@ -78,7 +78,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
 }
 
 async fn migrate(config: &Config) -> anyhow::Result<usize> {
-    db::run_migrations(&config.database_url)
+    db::run_migrations(&config.database.url)
         .await
         .context("DATABASE_URL: cannot migrate the database")
 }
@@ -88,8 +88,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if applied > 0 {
         tracing::info!(applied, "database migrated");
     }
-    let bind = config.bind;
-    let issuer = config.issuer.as_str().to_owned();
+    let bind = config.server.bind;
+    let issuer = config.server.issuer.as_str().to_owned();
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("KEYWARD_BIND: cannot listen on {bind}"))?;
@@ -124,7 +124,7 @@ async fn shutdown_signal() {
 
 /// A connection for a one-off command.
 async fn connect(config: &Config) -> anyhow::Result<db::PooledConn> {
-    let pool = db::build_pool(&config.database_url, 1)?;
+    let pool = db::build_pool(&config.database.url, 1)?;
     db::connect(&pool)
         .await
         .context("DATABASE_URL: cannot connect to the database")

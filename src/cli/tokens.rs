@@ -32,7 +32,7 @@ pub async fn run(cmd: TokensCommand, config: &Config, now: OffsetDateTime) -> an
     let mut conn = super::connect(config).await?;
     match cmd {
         TokensCommand::Purge => {
-            let longest = time::Duration::try_from(config.access_token_ttl)?;
+            let longest = config.tokens.access_ttl;
             let purged = housekeeping::purge(&mut conn, now, longest).await?;
             println!(
                 "sessions\t{}\ncodes\t{}\nrefresh\t{}\nsign_in\t{}",

@@ -77,7 +77,7 @@ fn read_password_line() -> anyhow::Result<String> {
 }
 
 async fn hasher_for(config: &Config) -> anyhow::Result<PasswordHasher> {
-    let settings = config.argon2;
+    let settings = config.passwords.argon2;
     tokio::task::spawn_blocking(move || PasswordHasher::new(settings, 1, 1)).await?
 }
 

@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 use url::Url;
 
 use crate::db::schema::clients;
-use crate::oauth::scope::Scopes;
+use crate::scope::Scopes;
 use crate::tokens::opaque::{PlainToken, TokenHash};
 
 /// Prefix of client secrets, so secret scanners can recognise a leaked one.
@@ -159,6 +159,12 @@ impl Client {
     #[must_use]
     pub fn allows_grant(&self, grant: GrantType) -> bool {
         self.grant_types.iter().any(|g| g == grant.as_str())
+    }
+
+    /// Whether people must consent before it gets their data: first-party apps are trusted.
+    #[must_use]
+    pub fn needs_consent(&self) -> bool {
+        !self.is_first_party
     }
 
     /// The scopes it may request.

@@ -13,13 +13,15 @@ use tower_sessions::Session;
 use crate::app::AppState;
 use crate::audit::{self, NewAuditEvent};
 use crate::clients::{self, Client};
+use crate::crypto::random_bytes;
 use crate::db;
 use crate::http::page::{PageError, PageForm, csrf_for_form, require_csrf, see_other};
-use crate::oauth::authorize::{self, AuthorizationRequest, redirect_with};
+use crate::oauth::authorize::{self, AuthorizationRequest, Next, redirect_with};
+use crate::oauth::consents;
 use crate::oauth::error::{ErrorCode, OAuthError};
-use crate::oauth::{codes, consents, scope};
-use crate::sessions::{self, SignedInSession};
-use crate::tokens::opaque::random_bytes;
+use crate::scope;
+use crate::sessions;
+use crate::tokens::codes;
 use crate::users;
 
 /// The consent page.
@@ -71,7 +73,7 @@ fn error_redirect(
         params.push(("state", s));
     }
     // RFC 9207: say who answers, so a client talking to several servers cannot be mixed up.
-    params.push(("iss", state.config.issuer.as_str()));
+    params.push(("iss", state.config.server.issuer.as_str()));
     see_other(&redirect_with(redirect_uri, &params))
 }
 
@@ -108,20 +110,6 @@ async fn start(
     }
 }
 
-/// Whether the signed-in session is fresh enough for this request (`prompt=login`, `max_age`).
-fn is_fresh(
-    signed: &SignedInSession,
-    request: &AuthorizationRequest,
-    now: time::OffsetDateTime,
-) -> bool {
-    // prompt=login always means a sign-in now; coming back from it clears the flag (resume).
-    let auth = signed.auth_time.unix_timestamp();
-    let within_max_age = request
-        .max_age
-        .is_none_or(|m| now.unix_timestamp() - auth <= m);
-    !request.prompt.login && within_max_age
-}
-
 /// Takes a validated request as far as it can go: sign-in, consent, or the code.
 async fn proceed(
     state: &AppState,
@@ -138,56 +126,71 @@ async fn proceed(
             request.state.as_deref(),
         ))
     };
-    let signed = sessions::signed_in(session).await?;
     let mut conn = db::connect(&state.db).await?;
-    let user = match &signed {
-        Some(s) => users::find(&mut conn, s.user_id)
-            .await?
-            .filter(|u| !u.is_disabled()),
-        None => None,
-    };
-    let (Some(signed), Some(user)) = (signed.filter(|s| is_fresh(s, &request, now)), user) else {
-        if request.prompt.none {
-            return redirect_error(ErrorCode::LoginRequired, "the user is not signed in");
+    let signed = match sessions::signed_in(session).await? {
+        Some(s)
+            if users::find(&mut conn, s.user_id)
+                .await?
+                .is_some_and(|u| !u.is_disabled()) =>
+        {
+            Some(s)
         }
-        drop(conn);
-        sessions::put_pending(session, &request).await?;
-        let reauth = request.prompt.login || request.max_age.is_some();
-        sessions::require_sign_in(session, request.login_hint.as_deref(), reauth).await?;
-        sessions::set_return_to(
-            session,
-            &format!("/authorize/resume?request={}", request.id),
-        )
-        .await?;
-        return Ok(see_other("/signin"));
+        _ => None,
     };
-
-    let requested = request.scopes();
-    let consented = !client.is_first_party
-        && !request.prompt.consent
-        && consents::find(&mut conn, user.id, &client.id)
-            .await?
-            .is_some_and(|granted| requested.is_subset(&granted));
-    if !client.is_first_party && !consented {
-        if request.prompt.none {
-            return redirect_error(ErrorCode::ConsentRequired, "the user has not consented");
+    let consent = match &signed {
+        Some(s) if client.needs_consent() => {
+            consents::find(&mut conn, s.user_id, &client.id).await?
         }
-        drop(conn);
-        sessions::put_pending(session, &request).await?;
-        return Ok(see_other(&format!("/consent?request={}", request.id)));
-    }
-    let code = codes::insert(
-        &mut conn,
+        _ => None,
+    };
+    let decision = authorize::decide(
         &request,
-        user.id,
-        signed.auth_time,
-        &signed.sid,
+        client.needs_consent(),
+        signed.as_ref().map(|s| s.auth_time),
+        consent.as_ref(),
         now,
+    );
+    match (decision, signed) {
+        (Next::IssueCode, Some(signed)) => {
+            let scopes = request.scopes();
+            let new = request.new_code(signed.user_id, signed.auth_time, &signed.sid, &scopes);
+            let code = codes::insert(&mut conn, &new, now).await?;
+            drop(conn);
+            sessions::remove_pending::<AuthorizationRequest>(session, &request.id).await?;
+            Ok(success_redirect(state, &request, code.expose()))
+        }
+        (Next::LoginRequired, _) => {
+            redirect_error(ErrorCode::LoginRequired, "the user is not signed in")
+        }
+        (Next::ConsentRequired, _) => {
+            redirect_error(ErrorCode::ConsentRequired, "the user has not consented")
+        }
+        (Next::Consent, _) => {
+            drop(conn);
+            sessions::put_pending(session, &request).await?;
+            Ok(see_other(&format!("/consent?request={}", request.id)))
+        }
+        (Next::SignIn | Next::IssueCode, _) => {
+            drop(conn);
+            send_to_sign_in(session, &request).await
+        }
+    }
+}
+
+/// Keeps the request and sends the person to the sign-in page, which comes back to resume it.
+async fn send_to_sign_in(
+    session: &Session,
+    request: &AuthorizationRequest,
+) -> Result<Response, PageError> {
+    sessions::put_pending(session, request).await?;
+    let reauth = request.prompt.login || request.max_age.is_some();
+    sessions::require_sign_in(session, request.login_hint.as_deref(), reauth).await?;
+    sessions::set_return_to(
+        session,
+        &format!("/authorize/resume?request={}", request.id),
     )
     .await?;
-    drop(conn);
-    sessions::remove_pending(session, &request.id).await?;
-    Ok(success_redirect(state, &request, code.expose()))
+    Ok(see_other("/signin"))
 }
 
 fn success_redirect(state: &AppState, request: &AuthorizationRequest, code: &str) -> Response {
@@ -195,7 +198,7 @@ fn success_redirect(state: &AppState, request: &AuthorizationRequest, code: &str
     if let Some(s) = &request.state {
         params.push(("state", s));
     }
-    params.push(("iss", state.config.issuer.as_str()));
+    params.push(("iss", state.config.server.issuer.as_str()));
     see_other(&redirect_with(&request.redirect_uri, &params))
 }
 
@@ -211,7 +214,7 @@ async fn pending(
     session: &Session,
     id: &str,
 ) -> Result<(AuthorizationRequest, Client), PageError> {
-    let request = sessions::find_pending(session, id)
+    let request: AuthorizationRequest = sessions::find_pending(session, id)
         .await?
         .ok_or(PageError::StaleRequest)?;
     let mut conn = db::connect(&state.db).await?;
@@ -290,7 +293,7 @@ pub async fn submit_consent(
     let (request, client) = pending(&state, &session, &form.request).await?;
     let now = state.clock.now();
     if form.decision != "allow" {
-        sessions::remove_pending(&session, &request.id).await?;
+        sessions::remove_pending::<AuthorizationRequest>(&session, &request.id).await?;
         return Ok(error_redirect(
             &state,
             &request.redirect_uri,

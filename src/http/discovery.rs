@@ -9,7 +9,7 @@ use serde_json::json;
 use crate::app::AppState;
 use crate::clients::GrantType;
 use crate::keys::keyring::jwks_max_age;
-use crate::oauth::scope;
+use crate::scope;
 
 /// Discovery documents clients may cache this long: they change only with a deployment.
 const DISCOVERY_MAX_AGE: &str = "public, max-age=3600";
@@ -122,7 +122,7 @@ fn none_match(headers: &HeaderMap, etag: &str) -> bool {
 pub async fn get_jwks(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let now = state.clock.now();
     let doc = state.keys.ring.jwks(now);
-    let cap = time::Duration::try_from(state.config.jwks_max_age).unwrap_or(time::Duration::HOUR);
+    let cap = state.config.keys.policy.jwks_max_age;
     let max_age = jwks_max_age(&doc, now, cap);
     let cache = HeaderValue::from_str(&format!("public, max-age={max_age}"))
         .unwrap_or(HeaderValue::from_static("no-cache"));

@@ -48,7 +48,7 @@ pub async fn introspect_token(
     let answer = introspection::introspect(
         &mut conn,
         &state.keys.ring,
-        state.config.issuer.as_str(),
+        state.config.server.issuer.as_str(),
         &client,
         &token,
         Hint::for_token(&token, hint.as_deref()),
@@ -71,7 +71,7 @@ pub async fn revoke_token(
     introspection::revoke(
         &mut conn,
         &state.keys.ring,
-        state.config.issuer.as_str(),
+        state.config.server.issuer.as_str(),
         &client,
         &token,
         Some(peer.ip().into()),

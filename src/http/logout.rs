@@ -54,7 +54,7 @@ async fn logout(
         state
             .keys
             .ring
-            .verify_ignoring_expiry(t, state.config.issuer.as_str(), now)
+            .verify_ignoring_expiry(t, state.config.server.issuer.as_str(), now)
             .ok()
             .filter(|v| v.typ.as_deref() == Some(ID_TOKEN_TYP))
     });

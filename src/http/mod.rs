@@ -38,7 +38,7 @@ const CSP: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; frame
 
 /// Builds the router with its state and layers.
 pub fn router(state: AppState, sessions: SessionManagerLayer<PgSessionStore>) -> Router {
-    let request_timeout = state.config.request_timeout;
+    let request_timeout = state.config.server.request_timeout;
     Router::new()
         .route("/", get(account::get_account))
         .route("/account", get(account::get_account))

@@ -86,7 +86,7 @@ pub async fn get_signin(
         username: login_hint.unwrap_or_default(),
         error: None,
         notice,
-        signup_enabled: state.config.signup_enabled,
+        signup_enabled: state.config.server.signup_enabled,
     }
     .into_response())
 }
@@ -106,7 +106,7 @@ pub async fn submit_signin(
     let result = sign_in(
         &state.db,
         &state.hasher,
-        state.throttle,
+        state.config.passwords.throttle,
         &form.username,
         &form.password,
         Device::Browser(device.as_ref()),
@@ -212,7 +212,7 @@ async fn signin_failed(
             username,
             error: Some(message),
             notice: None,
-            signup_enabled: state.config.signup_enabled,
+            signup_enabled: state.config.server.signup_enabled,
         },
     )
         .into_response();

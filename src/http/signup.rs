@@ -46,7 +46,7 @@ pub async fn get_signup(
     State(state): State<AppState>,
     session: Session,
 ) -> Result<Response, PageError> {
-    if !state.config.signup_enabled {
+    if !state.config.server.signup_enabled {
         return Err(PageError::SignupDisabled);
     }
     if sessions::signed_in(&session).await?.is_some() {
@@ -67,7 +67,7 @@ pub async fn submit_signup(
     session: Session,
     PageForm(form): PageForm<SignUpForm>,
 ) -> Result<Response, PageError> {
-    if !state.config.signup_enabled {
+    if !state.config.server.signup_enabled {
         return Err(PageError::SignupDisabled);
     }
     require_csrf(&session, &form.csrf).await?;

@@ -61,11 +61,9 @@ pub async fn authenticate_client(
 
 fn settings(state: &AppState) -> IssuerSettings<'_> {
     IssuerSettings {
-        issuer: state.config.issuer.as_str(),
-        access_ttl: time::Duration::try_from(state.config.access_token_ttl)
-            .unwrap_or(time::Duration::MINUTE),
-        id_ttl: time::Duration::try_from(state.config.id_token_ttl)
-            .unwrap_or(time::Duration::MINUTE),
+        issuer: state.config.server.issuer.as_str(),
+        access_ttl: state.config.tokens.access_ttl,
+        id_ttl: state.config.tokens.id_ttl,
     }
 }
 
@@ -102,7 +100,7 @@ pub async fn exchange_token(
             let check = PasswordCheck {
                 pool: &state.db,
                 hasher: &state.hasher,
-                throttle: state.throttle,
+                throttle: state.config.passwords.throttle,
             };
             token::password(check, &ctx, &client, &params).await?
         }

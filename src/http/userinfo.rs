@@ -10,9 +10,9 @@ use serde_json::{Map, Value, json};
 use crate::app::AppState;
 use crate::db;
 use crate::http::oauth_error::{BearerError, no_store};
-use crate::oauth::codes;
-use crate::oauth::scope::{self, Scopes};
+use crate::scope::{self, Scopes};
 use crate::tokens::jwt::{ACCESS_TOKEN_TYP, ProfileClaims};
+use crate::tokens::revoked;
 use crate::users;
 
 /// The bearer token: from `Authorization: Bearer` (§2.1) or, on POST, the form body (§2.2).
@@ -46,7 +46,7 @@ async fn userinfo(state: &AppState, token: &str) -> Result<Response, BearerError
     let verified = state
         .keys
         .ring
-        .verify(token, state.config.issuer.as_str(), now)
+        .verify(token, state.config.server.issuer.as_str(), now)
         .map_err(|_| BearerError::InvalidToken)?;
     // RFC 9068 §4: only access tokens; an ID token (typ JWT) is not a credential here.
     if verified.typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
@@ -66,7 +66,7 @@ async fn userinfo(state: &AppState, token: &str) -> Result<Response, BearerError
     let scopes = Scopes::parse(claims.get("scope").and_then(Value::as_str).unwrap_or(""))
         .map_err(|_| BearerError::InvalidToken)?;
     let mut conn = db::connect(&state.db).await?;
-    if codes::is_access_token_revoked(&mut conn, jti).await? {
+    if revoked::is_revoked(&mut conn, jti).await? {
         return Err(BearerError::InvalidToken);
     }
     let user = users::find(&mut conn, user_id)

@@ -9,8 +9,37 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::digest;
 
-use crate::config::{KekSource, decode_kek};
-use crate::tokens::opaque::random_bytes;
+use crate::crypto::random_bytes;
+
+/// Where the key-encryption key comes from.
+#[derive(Clone)]
+pub enum KekSource {
+    /// Given inline (`KEYWARD_KEK`), already decoded.
+    Inline([u8; 32]),
+    /// Read from (or, on first start, created in) this file.
+    File(std::path::PathBuf),
+}
+
+impl fmt::Debug for KekSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Inline(_) => f.write_str("Inline(<redacted>)"),
+            Self::File(p) => f.debug_tuple("File").field(p).finish(),
+        }
+    }
+}
+
+/// Decodes a base64 (standard or URL-safe, padding optional) 32-byte key.
+pub fn decode_kek(raw: &str) -> Result<[u8; 32], String> {
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+    let trimmed = raw.trim().trim_end_matches('=');
+    let bytes = STANDARD_NO_PAD
+        .decode(trimmed)
+        .or_else(|_| URL_SAFE_NO_PAD.decode(trimmed))
+        .map_err(|_| "is not base64".to_owned())?;
+    <[u8; 32]>::try_from(bytes.as_slice())
+        .map_err(|_| format!("must decode to 32 bytes, got {}", bytes.len()))
+}
 
 /// Why the KEK could not be had or used. Never carries key bytes.
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +208,16 @@ fn read_kek_file(path: &Path) -> Result<[u8; 32], KekError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_kek_decodes_from_either_base64_alphabet() {
+        let key = [0xfb_u8; 32];
+        let std = STANDARD.encode(key);
+        let url = URL_SAFE_NO_PAD.encode(key);
+        assert_eq!(decode_kek(&std), Ok(key));
+        assert_eq!(decode_kek(&format!("{url}\n")), Ok(key));
+        assert!(decode_kek("not base64!").is_err());
+    }
 
     #[test]
     fn sealed_keys_open_only_with_the_same_kek_and_kid() {

@@ -11,32 +11,11 @@ pub mod store;
 
 use std::sync::Arc;
 
-use time::Duration;
-
 use crate::clock::Clock;
-use crate::config::Config;
 use crate::db::{self, DbPool};
 use kek::Kek;
 use keyring::KeyRing;
-use schedule::{CLOCK_LEEWAY, SchedulePolicy};
 use store::{KeyError, KeyPolicy};
-
-/// The key policy the settings describe.
-#[must_use]
-pub fn policy_from(config: &Config) -> KeyPolicy {
-    let to_time = |d: std::time::Duration| Duration::try_from(d).unwrap_or(Duration::MAX);
-    KeyPolicy {
-        schedule: SchedulePolicy {
-            rotation: to_time(config.key_rotation),
-            prepublish: to_time(config.key_prepublish),
-            // RFC 9068 tokens and ID tokens are the JWTs we sign: the longer one decides.
-            token_lifetime: to_time(config.access_token_ttl.max(config.id_token_ttl))
-                + CLOCK_LEEWAY,
-        },
-        bits: config.key_bits,
-        jwks_max_age: to_time(config.jwks_max_age),
-    }
-}
 
 /// Keeps this instance's key ring in step with the database schedule.
 #[derive(Clone)]

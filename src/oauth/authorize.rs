@@ -1,12 +1,15 @@
 //! Parsing and validating an authorization request (RFC 6749 §4.1.1, RFC 7636, OIDC Core §3.1.2).
 
 use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
 use url::Url;
 
 use crate::clients::Client;
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::pkce::{CodeChallenge, PkceError};
-use crate::oauth::scope::Scopes;
+use crate::scope::Scopes;
+use crate::sessions::PendingRequest;
+use crate::tokens::codes::NewCode;
 
 /// The longest `state` / `nonce` we carry (they are echoed, so they are bounded).
 const MAX_ECHOED_LEN: usize = 512;
@@ -61,11 +64,90 @@ pub struct AuthorizationRequest {
     pub audiences: Vec<String>,
 }
 
+impl PendingRequest for AuthorizationRequest {
+    fn pending_id(&self) -> &str {
+        &self.id
+    }
+}
+
 impl AuthorizationRequest {
     /// The requested scopes.
     #[must_use]
     pub fn scopes(&self) -> Scopes {
         Scopes::parse(&self.scope).unwrap_or_default()
+    }
+
+    /// Whether a sign-in at `auth_time` is fresh enough for this request (`prompt=login`,
+    /// `max_age`, OIDC Core §3.1.2.1).
+    #[must_use]
+    pub fn accepts_sign_in_at(&self, auth_time: OffsetDateTime, now: OffsetDateTime) -> bool {
+        // prompt=login always means a sign-in now; coming back from it clears the flag (resume).
+        let age = now.unix_timestamp() - auth_time.unix_timestamp();
+        !self.prompt.login && self.max_age.is_none_or(|m| age <= m)
+    }
+
+    /// What the code for this request, approved by this sign-in, is bound to.
+    #[must_use]
+    pub fn new_code<'a>(
+        &'a self,
+        user_id: uuid::Uuid,
+        auth_time: OffsetDateTime,
+        sid: &'a str,
+        scopes: &'a Scopes,
+    ) -> NewCode<'a> {
+        NewCode {
+            client_id: &self.client_id,
+            user_id,
+            redirect_uri: &self.redirect_uri,
+            code_challenge: &self.code_challenge,
+            nonce: self.nonce.as_deref(),
+            scopes,
+            audiences: &self.audiences,
+            auth_time,
+            sid,
+        }
+    }
+}
+
+/// Where a validated authorization request goes next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Nobody (fresh enough) is signed in: the sign-in page.
+    SignIn,
+    /// `prompt=none` and nobody fresh is signed in.
+    LoginRequired,
+    /// The consent page.
+    Consent,
+    /// `prompt=none` and consent is missing.
+    ConsentRequired,
+    /// Everything is in place: issue the code.
+    IssueCode,
+}
+
+/// Decides the next step: `signed_in_at` is the auth time of an active signed-in user, and
+/// `consented` the scopes that user granted this client before (when it needs consent).
+#[must_use]
+pub fn decide(
+    request: &AuthorizationRequest,
+    needs_consent: bool,
+    signed_in_at: Option<OffsetDateTime>,
+    consented: Option<&Scopes>,
+    now: OffsetDateTime,
+) -> Next {
+    let fresh = signed_in_at.is_some_and(|t| request.accepts_sign_in_at(t, now));
+    if !fresh {
+        return if request.prompt.none {
+            Next::LoginRequired
+        } else {
+            Next::SignIn
+        };
+    }
+    let covered = !request.prompt.consent
+        && consented.is_some_and(|granted| request.scopes().is_subset(granted));
+    match (needs_consent && !covered, request.prompt.none) {
+        (false, _) => Next::IssueCode,
+        (true, true) => Next::ConsentRequired,
+        (true, false) => Next::Consent,
     }
 }
 
@@ -273,7 +355,6 @@ pub fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use time::OffsetDateTime;
 
     fn client() -> Client {
         Client {
@@ -374,6 +455,66 @@ mod tests {
         assert_eq!(
             client_and_redirect(&p),
             Err(UnredirectableError::UnknownClient)
+        );
+    }
+
+    fn at(seconds: i64) -> OffsetDateTime {
+        OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(seconds)
+    }
+
+    #[test]
+    fn nobody_signed_in_goes_to_sign_in_or_login_required_with_prompt_none() {
+        let request = check(&[]).expect("valid");
+        assert_eq!(decide(&request, true, None, None, at(100)), Next::SignIn);
+        let silent = check(&[("prompt", "none")]).expect("valid");
+        assert_eq!(
+            decide(&silent, true, None, None, at(100)),
+            Next::LoginRequired
+        );
+    }
+
+    #[test]
+    fn a_sign_in_older_than_max_age_or_prompt_login_is_not_fresh() {
+        let request = check(&[("max_age", "60")]).expect("valid");
+        let granted = request.scopes();
+        let decide_at = |now| decide(&request, true, Some(at(0)), Some(&granted), at(now));
+        assert_eq!(decide_at(60), Next::IssueCode);
+        assert_eq!(decide_at(61), Next::SignIn);
+        let login = check(&[("prompt", "login")]).expect("valid");
+        assert_eq!(
+            decide(&login, false, Some(at(0)), None, at(0)),
+            Next::SignIn
+        );
+    }
+
+    #[test]
+    fn consent_is_needed_unless_it_covers_the_scopes_or_the_client_is_first_party() {
+        let request = check(&[("scope", "openid profile")]).expect("valid");
+        let narrow = Scopes::parse("openid").expect("valid");
+        let wide = Scopes::parse("openid profile").expect("valid");
+        let signed = Some(at(0));
+        assert_eq!(decide(&request, true, signed, None, at(1)), Next::Consent);
+        assert_eq!(
+            decide(&request, true, signed, Some(&narrow), at(1)),
+            Next::Consent
+        );
+        assert_eq!(
+            decide(&request, true, signed, Some(&wide), at(1)),
+            Next::IssueCode
+        );
+        assert_eq!(
+            decide(&request, false, signed, None, at(1)),
+            Next::IssueCode
+        );
+        let again = check(&[("scope", "openid profile"), ("prompt", "consent")]).expect("valid");
+        assert_eq!(
+            decide(&again, true, signed, Some(&wide), at(1)),
+            Next::Consent
+        );
+        let silent = check(&[("scope", "openid profile"), ("prompt", "none")]).expect("valid");
+        assert_eq!(
+            decide(&silent, true, signed, Some(&narrow), at(1)),
+            Next::ConsentRequired
         );
     }
 

@@ -7,7 +7,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::db::schema::{clients, consents};
-use crate::oauth::scope::Scopes;
+use crate::scope::Scopes;
 
 /// The scopes `user_id` already granted `client_id`, if any.
 pub async fn find(

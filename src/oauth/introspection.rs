@@ -7,10 +7,10 @@ use time::OffsetDateTime;
 use crate::audit::{self, NewAuditEvent};
 use crate::clients::Client;
 use crate::keys::keyring::KeyRing;
-use crate::oauth::codes;
 use crate::tokens::jwt::ACCESS_TOKEN_TYP;
 use crate::tokens::opaque::TokenHash;
 use crate::tokens::refresh::{self, REFRESH_TOKEN_PREFIX};
+use crate::tokens::revoked;
 use crate::users;
 
 /// Which kind to try first (RFC 7662 §2.1, RFC 7009 §2.1): a hint only, never a restriction.
@@ -60,7 +60,7 @@ async fn introspect_access(
     else {
         return Ok(None);
     };
-    if codes::is_access_token_revoked(conn, jti).await? {
+    if revoked::is_revoked(conn, jti).await? {
         return Ok(Some(inactive()));
     }
     let mut out = Map::new();
@@ -223,7 +223,7 @@ pub async fn revoke(
         .and_then(Value::as_i64)
         .and_then(|e| OffsetDateTime::from_unix_timestamp(e).ok());
     if let (Some(jti), Some(exp)) = (jti, exp) {
-        codes::revoke_access_token(conn, jti, exp, "revoked by the client", now).await?;
+        revoked::insert(conn, jti, exp, "revoked by the client", now).await?;
     }
     Ok(())
 }

@@ -1,10 +1,8 @@
 //! OAuth 2.1 / OpenID Connect rules: requests, scopes, PKCE, codes, consents, grants. No axum.
 
 pub mod authorize;
-pub mod codes;
 pub mod consents;
 pub mod error;
 pub mod introspection;
 pub mod pkce;
-pub mod scope;
 pub mod token;

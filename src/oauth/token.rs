@@ -12,13 +12,13 @@ use crate::audit::{self, NewAuditEvent};
 use crate::clients::{Client, GrantType};
 use crate::keys::keyring::KeyRing;
 use crate::oauth::authorize::Params;
-use crate::oauth::codes;
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::pkce::CodeChallenge;
-use crate::oauth::scope::{self, Scopes};
+use crate::scope::{self, Scopes};
 use crate::tokens::jwt::{self, AccessGrant, IdTokenClaims, ProfileClaims};
 use crate::tokens::opaque::TokenHash;
 use crate::tokens::refresh::{self, RefreshPolicy};
+use crate::tokens::{codes, revoked};
 use crate::users;
 
 /// How the client authenticated.
@@ -383,8 +383,7 @@ pub async fn exchange_code(
                 // RFC 6749 §4.1.2: a reused code may have been stolen; revoke what it issued.
                 if let (Some(jti), Some(exp)) = (row.access_token_jti, row.access_token_expires_at)
                 {
-                    codes::revoke_access_token(conn, jti, exp, "authorization code reused", now)
-                        .await?;
+                    revoked::insert(conn, jti, exp, "authorization code reused", now).await?;
                 }
                 let mut event = NewAuditEvent::new("code.reused", audit::ACTOR_SYSTEM, now)
                     .details(

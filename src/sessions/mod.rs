@@ -2,6 +2,7 @@
 
 pub mod store;
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tower_sessions::Session;
@@ -10,8 +11,7 @@ use uuid::Uuid;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
-use crate::oauth::authorize::AuthorizationRequest;
-use crate::tokens::opaque::{constant_time_eq, random_bytes};
+use crate::crypto::{constant_time_eq, random_bytes};
 
 /// Session key of the signed-in user's id (also mirrored into the `sessions.user_id` column).
 pub const USER_ID_KEY: &str = "uid";
@@ -120,14 +120,20 @@ pub async fn take_return_to(session: &Session) -> Result<Option<String>, Session
         .and_then(|p| safe_return_path(&p).map(str::to_owned)))
 }
 
-/// Keeps an authorization request while the person signs in or consents.
-pub async fn put_pending(
+/// A request kept in the session while the person signs in or consents (an authorization
+/// request, in practice): the session only needs to tell them apart.
+pub trait PendingRequest: Serialize + DeserializeOwned + Clone {
+    /// The random id naming it within the session.
+    fn pending_id(&self) -> &str;
+}
+
+/// Keeps a request while the person signs in or consents.
+pub async fn put_pending<R: PendingRequest>(
     session: &Session,
-    request: &AuthorizationRequest,
+    request: &R,
 ) -> Result<(), SessionError> {
-    let mut pending: Vec<AuthorizationRequest> =
-        session.get(PENDING_KEY).await?.unwrap_or_default();
-    pending.retain(|r| r.id != request.id);
+    let mut pending: Vec<R> = session.get(PENDING_KEY).await?.unwrap_or_default();
+    pending.retain(|r| r.pending_id() != request.pending_id());
     pending.push(request.clone());
     if pending.len() > MAX_PENDING {
         pending.remove(0);
@@ -135,21 +141,23 @@ pub async fn put_pending(
     session.insert(PENDING_KEY, pending).await
 }
 
-/// The pending authorization request with this id.
-pub async fn find_pending(
+/// The pending request with this id.
+pub async fn find_pending<R: PendingRequest>(
     session: &Session,
     id: &str,
-) -> Result<Option<AuthorizationRequest>, SessionError> {
-    let pending: Vec<AuthorizationRequest> = session.get(PENDING_KEY).await?.unwrap_or_default();
-    Ok(pending.into_iter().find(|r| r.id == id))
+) -> Result<Option<R>, SessionError> {
+    let pending: Vec<R> = session.get(PENDING_KEY).await?.unwrap_or_default();
+    Ok(pending.into_iter().find(|r| r.pending_id() == id))
 }
 
-/// Forgets a pending authorization request (it was answered).
-pub async fn remove_pending(session: &Session, id: &str) -> Result<(), SessionError> {
-    let mut pending: Vec<AuthorizationRequest> =
-        session.get(PENDING_KEY).await?.unwrap_or_default();
+/// Forgets a pending request (it was answered).
+pub async fn remove_pending<R: PendingRequest>(
+    session: &Session,
+    id: &str,
+) -> Result<(), SessionError> {
+    let mut pending: Vec<R> = session.get(PENDING_KEY).await?.unwrap_or_default();
     let before = pending.len();
-    pending.retain(|r| r.id != id);
+    pending.retain(|r| r.pending_id() != id);
     if pending.len() != before {
         session.insert(PENDING_KEY, pending).await?;
     }

@@ -7,7 +7,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::keys::keyring::{KeyRing, SignError};
-use crate::oauth::scope::{self, Scopes};
+use crate::scope::{self, Scopes};
 
 /// RFC 9068 §2.1: the `typ` of access tokens, so they cannot pass for ID tokens.
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";

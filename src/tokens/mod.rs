@@ -1,5 +1,8 @@
-//! What Keyward mints: opaque random tokens, and the hashes that stand in for them at rest.
+//! What Keyward mints and must remember: opaque secrets and their hashes, authorization codes,
+//! refresh families, signed JWTs, and the list of revoked access tokens.
 
+pub mod codes;
 pub mod jwt;
 pub mod opaque;
 pub mod refresh;
+pub mod revoked;

@@ -5,21 +5,9 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::digest;
-use ring::rand::{SecureRandom, SystemRandom};
 use subtle::ConstantTimeEq;
 
-/// Fills `N` bytes from the operating system's CSPRNG.
-///
-/// # Panics
-/// If the OS random source fails, which leaves nothing safe to do but stop.
-#[must_use]
-pub fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut out = [0u8; N];
-    SystemRandom::new()
-        .fill(&mut out)
-        .expect("the operating system's random number generator failed");
-    out
-}
+use crate::crypto::random_bytes;
 
 /// A freshly minted secret in plain text: it exists only to be handed out once.
 #[derive(Clone, PartialEq, Eq)]
@@ -97,12 +85,6 @@ impl fmt::Debug for TokenHash {
     }
 }
 
-/// Compares two presented strings in constant time (for CSRF tokens and the like).
-#[must_use]
-pub fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.as_bytes().ct_eq(b.as_bytes()).into()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,12 +105,5 @@ mod tests {
         let t = PlainToken::generate("x_");
         assert!(!format!("{t:?}").contains(&t.expose()[2..]));
         assert_eq!(format!("{:?}", t.hash()), "TokenHash(..)");
-    }
-
-    #[test]
-    fn constant_time_eq_matches_plain_equality() {
-        assert!(constant_time_eq("abc", "abc"));
-        assert!(!constant_time_eq("abc", "abd"));
-        assert!(!constant_time_eq("abc", "ab"));
     }
 }

@@ -4,14 +4,14 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use diesel::prelude::*;
-use diesel::sql_types::{Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::db::schema::{family_access_tokens, refresh_families, refresh_tokens};
-use crate::oauth::scope::Scopes;
+use crate::scope::Scopes;
 use crate::tokens::opaque::{PlainToken, TokenHash};
+use crate::tokens::revoked;
 
 /// Prefix of refresh tokens, recognisable in leaks.
 pub const REFRESH_TOKEN_PREFIX: &str = "kwrt_";
@@ -301,16 +301,7 @@ pub async fn revoke_family(
     ))
     .execute(conn)
     .await?;
-    diesel::sql_query(
-        "INSERT INTO revoked_access_tokens (jti, expires_at, revoked_at, reason) \
-         SELECT jti, expires_at, $2, $3 FROM family_access_tokens \
-         WHERE family_id = $1 AND expires_at > $2 ON CONFLICT (jti) DO NOTHING",
-    )
-    .bind::<SqlUuid, _>(family_id)
-    .bind::<Timestamptz, _>(now)
-    .bind::<Text, _>(reason)
-    .execute(conn)
-    .await?;
+    revoked::insert_for_family(conn, family_id, reason, now).await?;
     Ok(revoked == 1)
 }
 

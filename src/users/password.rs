@@ -8,8 +8,43 @@ use argon2::{
 };
 use tokio::sync::Semaphore;
 
-use crate::config::Argon2Settings;
 use crate::users::name::Username;
+
+/// Argon2id cost parameters for new password hashes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Argon2Settings {
+    /// Memory in KiB (OWASP: 19456).
+    pub memory_kib: u32,
+    /// Passes over memory (OWASP: 2).
+    pub iterations: u32,
+    /// Lanes (OWASP: 1).
+    pub parallelism: u32,
+}
+
+impl Argon2Settings {
+    /// OWASP's recommended argon2id parameters (Password Storage Cheat Sheet).
+    pub const OWASP: Self = Self {
+        memory_kib: 19_456,
+        iterations: 2,
+        parallelism: 1,
+    };
+    /// The largest memory cost we configure or agree to verify (256 MiB).
+    pub const MAX_MEMORY_KIB: u32 = 262_144;
+    /// The most passes we configure or agree to verify.
+    pub const MAX_ITERATIONS: u32 = 16;
+    /// The most lanes we configure or agree to verify.
+    pub const MAX_PARALLELISM: u32 = 16;
+
+    /// Whether these parameters are within the bounds this server will ever compute.
+    #[must_use]
+    pub fn is_within_bounds(&self) -> bool {
+        (1..=Self::MAX_PARALLELISM).contains(&self.parallelism)
+            && (1..=Self::MAX_ITERATIONS).contains(&self.iterations)
+            // Argon2 needs at least 8 KiB per lane.
+            && self.memory_kib >= 8 * self.parallelism
+            && self.memory_kib <= Self::MAX_MEMORY_KIB
+    }
+}
 
 /// The shortest password we accept, in bytes (NIST SP 800-63B §5.1.1.2).
 pub const MIN_PASSWORD_BYTES: usize = 8;

@@ -4,8 +4,6 @@
 //! the same whether or not the account exists. An attempt is counted *before* the password is
 //! checked, in one locked row update, so parallel guesses cannot slip past the threshold.
 
-use std::time::Duration as StdDuration;
-
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use time::{Duration, OffsetDateTime};
@@ -21,9 +19,9 @@ pub struct ThrottlePolicy {
     /// Failures allowed before the first lockout.
     pub threshold: u32,
     /// The first lockout; each failure past the threshold doubles it.
-    pub base: StdDuration,
+    pub base: Duration,
     /// The longest lockout.
-    pub max: StdDuration,
+    pub max: Duration,
 }
 
 /// A username's failure streak.
@@ -76,13 +74,11 @@ impl ThrottlePolicy {
 
     /// `base * 2^past_threshold`, never more than `max`.
     fn lockout_for(&self, past_threshold: u32) -> Duration {
-        let factor = 1u32.checked_shl(past_threshold.min(31)).unwrap_or(u32::MAX);
-        let lock = self
-            .base
+        let factor = 1i32.checked_shl(past_threshold.min(30)).unwrap_or(i32::MAX);
+        self.base
             .checked_mul(factor)
             .unwrap_or(self.max)
-            .min(self.max);
-        Duration::try_from(lock).unwrap_or(Duration::MAX)
+            .min(self.max)
     }
 }
 
@@ -170,8 +166,8 @@ mod tests {
 
     const POLICY: ThrottlePolicy = ThrottlePolicy {
         threshold: 5,
-        base: StdDuration::from_secs(30),
-        max: StdDuration::from_secs(900),
+        base: Duration::seconds(30),
+        max: Duration::seconds(900),
     };
     const T0: OffsetDateTime = datetime!(2026-01-01 00:00 UTC);
 

@@ -55,7 +55,7 @@ pub struct Browser {
 /// A fresh random key-encryption key, base64.
 pub fn random_kek() -> String {
     use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(keyward::tokens::opaque::random_bytes::<32>())
+    base64::engine::general_purpose::STANDARD.encode(keyward::crypto::random_bytes::<32>())
 }
 
 /// Settings every test starts from: cheap argon2, the test database, its own KEK.

@@ -67,7 +67,7 @@ pub struct Pkce {
 impl Pkce {
     /// A fresh pair.
     pub fn new() -> Self {
-        let verifier = URL_SAFE_NO_PAD.encode(keyward::tokens::opaque::random_bytes::<32>());
+        let verifier = URL_SAFE_NO_PAD.encode(keyward::crypto::random_bytes::<32>());
         let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
         Self {
             challenge: URL_SAFE_NO_PAD.encode(digest.as_ref()),

@@ -6,8 +6,8 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::db::schema::{authorization_codes, revoked_access_tokens};
-use crate::oauth::authorize::AuthorizationRequest;
+use crate::db::schema::authorization_codes;
+use crate::scope::Scopes;
 use crate::tokens::opaque::{PlainToken, TokenHash};
 
 /// How long a code may wait to be exchanged.
@@ -49,28 +49,48 @@ pub struct AuthorizationCode {
     pub access_token_expires_at: Option<OffsetDateTime>,
 }
 
-/// Creates a code for an approved request; returns the code for the redirect.
+/// What a new code is bound to: an approved request and the sign-in that approved it.
+#[derive(Clone, Copy, Debug)]
+pub struct NewCode<'a> {
+    /// The client it was issued to.
+    pub client_id: &'a str,
+    /// Who signed in.
+    pub user_id: Uuid,
+    /// The exact redirect URI of the request.
+    pub redirect_uri: &'a str,
+    /// PKCE S256 challenge.
+    pub code_challenge: &'a str,
+    /// OIDC nonce.
+    pub nonce: Option<&'a str>,
+    /// Granted scopes.
+    pub scopes: &'a Scopes,
+    /// Access-token audiences.
+    pub audiences: &'a [String],
+    /// When the person authenticated.
+    pub auth_time: OffsetDateTime,
+    /// The sign-in session id (OIDC `sid`).
+    pub sid: &'a str,
+}
+
+/// Creates a code; returns it for the redirect.
 pub async fn insert(
     conn: &mut AsyncPgConnection,
-    request: &AuthorizationRequest,
-    user_id: Uuid,
-    auth_time: OffsetDateTime,
-    sid: &str,
+    new: &NewCode<'_>,
     now: OffsetDateTime,
 ) -> QueryResult<PlainToken> {
     let code = PlainToken::generate("");
     diesel::insert_into(authorization_codes::table)
         .values((
             authorization_codes::code_hash.eq(code.hash().as_bytes()),
-            authorization_codes::client_id.eq(&request.client_id),
-            authorization_codes::user_id.eq(user_id),
-            authorization_codes::redirect_uri.eq(&request.redirect_uri),
-            authorization_codes::code_challenge.eq(&request.code_challenge),
-            authorization_codes::nonce.eq(&request.nonce),
-            authorization_codes::scopes.eq(request.scopes().to_vec()),
-            authorization_codes::audiences.eq(&request.audiences),
-            authorization_codes::auth_time.eq(auth_time),
-            authorization_codes::sid.eq(sid),
+            authorization_codes::client_id.eq(new.client_id),
+            authorization_codes::user_id.eq(new.user_id),
+            authorization_codes::redirect_uri.eq(new.redirect_uri),
+            authorization_codes::code_challenge.eq(new.code_challenge),
+            authorization_codes::nonce.eq(new.nonce),
+            authorization_codes::scopes.eq(new.scopes.to_vec()),
+            authorization_codes::audiences.eq(new.audiences),
+            authorization_codes::auth_time.eq(new.auth_time),
+            authorization_codes::sid.eq(new.sid),
             authorization_codes::created_at.eq(now),
             authorization_codes::expires_at.eq(now + AUTHORIZATION_CODE_TTL),
         ))
@@ -111,56 +131,19 @@ pub async fn update_used(
         .map(|_| ())
 }
 
-/// Records an access token as revoked until it expires.
-pub async fn revoke_access_token(
-    conn: &mut AsyncPgConnection,
-    jti: Uuid,
-    expires_at: OffsetDateTime,
-    reason: &str,
-    now: OffsetDateTime,
-) -> QueryResult<()> {
-    diesel::insert_into(revoked_access_tokens::table)
-        .values((
-            revoked_access_tokens::jti.eq(jti),
-            revoked_access_tokens::expires_at.eq(expires_at),
-            revoked_access_tokens::revoked_at.eq(now),
-            revoked_access_tokens::reason.eq(reason),
-        ))
-        .on_conflict_do_nothing()
-        .execute(conn)
-        .await
-        .map(|_| ())
-}
-
-/// Whether an access token was revoked (one primary-key read).
-pub async fn is_access_token_revoked(conn: &mut AsyncPgConnection, jti: Uuid) -> QueryResult<bool> {
-    diesel::select(diesel::dsl::exists(revoked_access_tokens::table.find(jti)))
-        .get_result(conn)
-        .await
-}
-
-/// Deletes expired codes and revocation records that outlived their tokens, at most `batch` each.
+/// Deletes expired codes, at most `batch`.
 pub async fn delete_expired(
     conn: &mut AsyncPgConnection,
     now: OffsetDateTime,
     batch: i64,
 ) -> QueryResult<usize> {
     // Used codes are kept as long as the token they issued lives, so a late replay still revokes.
-    let codes = crate::db::delete_batch(
+    crate::db::delete_batch(
         conn,
         "authorization_codes",
         "expires_at <= $1 AND (access_token_expires_at IS NULL OR access_token_expires_at <= $1)",
         now,
         batch,
     )
-    .await?;
-    let revoked = crate::db::delete_batch(
-        conn,
-        "revoked_access_tokens",
-        "expires_at <= $1",
-        now,
-        batch,
-    )
-    .await?;
-    Ok(codes + revoked)
+    .await
 }

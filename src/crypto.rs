@@ -1,0 +1,41 @@
+//! The two cryptographic primitives everything else builds on: CSPRNG bytes and constant-time
+//! comparison. A leaf: it imports nothing of ours.
+
+use ring::rand::{SecureRandom, SystemRandom};
+use subtle::ConstantTimeEq;
+
+/// Fills `N` bytes from the operating system's CSPRNG.
+///
+/// # Panics
+/// If the OS random source fails, which leaves nothing safe to do but stop.
+#[must_use]
+pub fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut out = [0u8; N];
+    SystemRandom::new()
+        .fill(&mut out)
+        .expect("the operating system's random number generator failed");
+    out
+}
+
+/// Compares two presented strings in constant time (for CSRF tokens and the like).
+#[must_use]
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.as_bytes().ct_eq(b.as_bytes()).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_matches_plain_equality() {
+        assert!(constant_time_eq("abc", "abc"));
+        assert!(!constant_time_eq("abc", "abd"));
+        assert!(!constant_time_eq("abc", "ab"));
+    }
+
+    #[test]
+    fn random_bytes_differ_between_calls() {
+        assert_ne!(random_bytes::<16>(), random_bytes::<16>());
+    }
+}

@@ -1,0 +1,74 @@
+//! The revoked-access-token list: a JWT cannot be recalled, so the `jti`s of revoked ones are kept
+//! until they expire and checked wherever we accept our own access tokens (userinfo, introspection).
+
+use diesel::prelude::*;
+use diesel::sql_types::{Text, Timestamptz, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::db::schema::revoked_access_tokens;
+
+/// Records an access token as revoked until it expires.
+pub async fn insert(
+    conn: &mut AsyncPgConnection,
+    jti: Uuid,
+    expires_at: OffsetDateTime,
+    reason: &str,
+    now: OffsetDateTime,
+) -> QueryResult<()> {
+    diesel::insert_into(revoked_access_tokens::table)
+        .values((
+            revoked_access_tokens::jti.eq(jti),
+            revoked_access_tokens::expires_at.eq(expires_at),
+            revoked_access_tokens::revoked_at.eq(now),
+            revoked_access_tokens::reason.eq(reason),
+        ))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await
+        .map(|_| ())
+}
+
+/// Whether an access token was revoked (one primary-key read).
+pub async fn is_revoked(conn: &mut AsyncPgConnection, jti: Uuid) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(revoked_access_tokens::table.find(jti)))
+        .get_result(conn)
+        .await
+}
+
+/// Revokes every still-live access token issued in a refresh family, in one statement.
+pub async fn insert_for_family(
+    conn: &mut AsyncPgConnection,
+    family_id: Uuid,
+    reason: &str,
+    now: OffsetDateTime,
+) -> QueryResult<()> {
+    diesel::sql_query(
+        "INSERT INTO revoked_access_tokens (jti, expires_at, revoked_at, reason) \
+         SELECT jti, expires_at, $2, $3 FROM family_access_tokens \
+         WHERE family_id = $1 AND expires_at > $2 ON CONFLICT (jti) DO NOTHING",
+    )
+    .bind::<SqlUuid, _>(family_id)
+    .bind::<Timestamptz, _>(now)
+    .bind::<Text, _>(reason)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Deletes revocation records that outlived their tokens, at most `batch`.
+pub async fn delete_expired(
+    conn: &mut AsyncPgConnection,
+    now: OffsetDateTime,
+    batch: i64,
+) -> QueryResult<usize> {
+    crate::db::delete_batch(
+        conn,
+        "revoked_access_tokens",
+        "expires_at <= $1",
+        now,
+        batch,
+    )
+    .await
+}
