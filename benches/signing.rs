@@ -103,8 +103,13 @@ fn main() {
         best_raw_v = best_raw_v.max(rate(raw_verify));
         best_ours_v = best_ours_v.max(rate(|| {
             black_box(
-                ring.verify(black_box(&token), "https://id.example.com", now)
-                    .expect("verify"),
+                ring.verify::<serde_json::Value>(
+                    black_box(&token),
+                    "at+jwt",
+                    "https://id.example.com",
+                    now,
+                )
+                .expect("verify"),
             );
         }));
     }

@@ -1,21 +1,46 @@
 //! Error policy: expected failures are typed where they happen; everything else becomes an
-//! `AppError`, which answers an opaque 500 (or 503 while the database is unreachable) and is logged
-//! exactly once, here, with its whole cause chain. Messages never carry secrets or user input.
+//! `AppError`, which is logged exactly once, at the boundary, with its whole cause chain. A
+//! failure that waiting can fix (the database unreachable, the password hasher full) answers 503
+//! with `Retry-After`; anything else an opaque 500. Each response shape (page, RFC 6749 §5.2
+//! JSON, RFC 6750 challenge) supplies only its body, through [`AppError::respond`]: the status,
+//! the `Retry-After` and the log line are decided here, once. Messages never carry secrets or
+//! user input.
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::db::DbError;
+use crate::users::password::HashError;
+use crate::users::sign_in::SignInError;
 
-/// An unexpected failure: the caller learns only that it happened.
+/// Seconds a client should wait after a 503 for an unreachable database.
+const RETRY_AFTER_UNAVAILABLE: &str = "5";
+/// Seconds a client should wait after a 503 for a full hashing queue: it drains in moments.
+const RETRY_AFTER_BUSY: &str = "2";
+
+/// An unexpected failure: the caller learns only that it happened, and whether to retry.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
     /// PostgreSQL cannot be reached right now; the request may be retried.
     #[error("database unavailable")]
     Unavailable(#[source] anyhow::Error),
+    /// Password hashing is saturated; the request may be retried shortly.
+    #[error("password hashing is saturated")]
+    Busy,
     /// Anything else: a bug or a broken invariant.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+/// What kind of failure a response shape has to put into words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Retry later (503): the database is unreachable.
+    Unavailable,
+    /// Retry shortly (503): too many password checks at once.
+    Busy,
+    /// Our fault (500).
+    Internal,
 }
 
 impl From<DbError> for AppError {
@@ -34,37 +59,95 @@ impl From<diesel::result::Error> for AppError {
     }
 }
 
+impl From<HashError> for AppError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy => Self::Busy,
+            HashError::Internal(e) => Self::Internal(e),
+        }
+    }
+}
+
+impl From<tower_sessions::session::Error> for AppError {
+    fn from(e: tower_sessions::session::Error) -> Self {
+        match e {
+            // The session store is PostgreSQL: a backend failure is the database's.
+            tower_sessions::session::Error::Store(
+                tower_sessions::session_store::Error::Backend(_),
+            ) => Self::Unavailable(anyhow::Error::new(e)),
+            _ => Self::Internal(anyhow::Error::new(e)),
+        }
+    }
+}
+
 impl AppError {
-    /// The status this failure answers with.
+    /// The sign-in failures that are not the person's own mistake; `None` for the refusals a
+    /// caller must answer itself (wrong credentials, locked, disabled).
     #[must_use]
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    pub fn from_sign_in(e: SignInError) -> Option<Self> {
+        match e {
+            SignInError::Busy => Some(Self::Busy),
+            SignInError::Db(e) => Some(e.into()),
+            SignInError::Internal(e) => Some(Self::Internal(e)),
+            SignInError::WrongCredentials | SignInError::Locked { .. } | SignInError::Disabled => {
+                None
+            }
         }
     }
 
-    /// Logs the failure with its cause chain; called once, where it becomes a response.
-    pub fn log(&self) {
+    /// The kind of failure, for the words of the response.
+    #[must_use]
+    pub fn failure(&self) -> Failure {
+        match self {
+            Self::Unavailable(_) => Failure::Unavailable,
+            Self::Busy => Failure::Busy,
+            Self::Internal(_) => Failure::Internal,
+        }
+    }
+
+    /// The status this failure answers with.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        match self.failure() {
+            Failure::Unavailable | Failure::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Failure::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Logs the failure with its cause chain. A refusal under load is a warning, not an error:
+    /// the service is doing what it should.
+    fn log(&self) {
         match self {
             Self::Unavailable(e) => {
                 tracing::warn!(error = %format!("{e:#}"), "database unavailable");
             }
+            Self::Busy => tracing::warn!("password hashing saturated: request refused"),
             Self::Internal(e) => tracing::error!(error = %format!("{e:#}"), "internal error"),
         }
+    }
+
+    /// The one way a failure becomes a response: logged once, `body` (in the endpoint's shape)
+    /// under this failure's status, with `Retry-After` on a 503.
+    pub fn respond(self, body: impl IntoResponse) -> Response {
+        self.log();
+        let mut response = (self.status(), body).into_response();
+        let retry_after = match self.failure() {
+            Failure::Unavailable => Some(RETRY_AFTER_UNAVAILABLE),
+            Failure::Busy => Some(RETRY_AFTER_BUSY),
+            Failure::Internal => None,
+        };
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
+        }
+        response
     }
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
-        self.log();
-        let status = self.status();
-        let mut response = (status, status.canonical_reason().unwrap_or("error")).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-        }
-        response
+        let reason = self.status().canonical_reason().unwrap_or("error");
+        self.respond(reason)
     }
 }

@@ -174,7 +174,13 @@ async fn a_key_goes_from_next_to_active_to_retired_to_gone() {
     );
 
     // The old token still verifies, with our verifier and with an independent one.
-    assert!(app.state.keys.ring.verify(&token, &app.base, now).is_ok());
+    assert!(
+        app.state
+            .keys
+            .ring
+            .verify::<Value>(&token, "at+jwt", &app.base, now)
+            .is_ok()
+    );
     verify_independently(&app, &token).await.unwrap();
 
     // After the longest token lifetime (1h ID tokens) plus leeway, the retired key leaves.
@@ -262,7 +268,7 @@ async fn revoking_the_active_key_removes_it_at_once_and_promotes_the_next() {
         app.state
             .keys
             .ring
-            .verify(&token, &app.base, now)
+            .verify::<Value>(&token, "at+jwt", &app.base, now)
             .unwrap_err(),
         VerifyError::UnknownKey
     );
@@ -401,7 +407,13 @@ async fn rewrap_moves_every_key_to_a_new_kek() {
         .ring
         .sign("at+jwt", &claims(&app, Duration::minutes(5)), now)
         .unwrap();
-    assert!(app.state.keys.ring.verify(&token, &app.base, now).is_ok());
+    assert!(
+        app.state
+            .keys
+            .ring
+            .verify::<Value>(&token, "at+jwt", &app.base, now)
+            .is_ok()
+    );
     let _ = std::fs::remove_dir_all(dir);
 }
 
@@ -497,8 +509,14 @@ async fn the_verifier_refuses_forged_and_incomplete_tokens() {
     let good = ring
         .sign("at+jwt", &claims(&app, Duration::minutes(10)), now)
         .unwrap();
-    let verified = ring.verify(&good, &app.base, now).unwrap();
-    assert_eq!(verified.typ.as_deref(), Some("at+jwt"));
+    let verified: Value = ring.verify(&good, "at+jwt", &app.base, now).unwrap();
+    assert_eq!(verified["sub"], "someone");
+    // An access token is not an ID token, nor the other way round.
+    assert_eq!(
+        ring.verify::<Value>(&good, "JWT", &app.base, now)
+            .unwrap_err(),
+        VerifyError::Type
+    );
     let parts: Vec<&str> = good.split('.').collect();
     let kid = jsonwebtoken::decode_header(&good).unwrap().kid.unwrap();
     let enc = |v: &Value| URL_SAFE_NO_PAD.encode(v.to_string());
@@ -506,7 +524,8 @@ async fn the_verifier_refuses_forged_and_incomplete_tokens() {
     // alg: none, with and without a signature.
     let none = format!("{}.{}.", enc(&json!({"alg": "none", "kid": kid})), parts[1]);
     assert_eq!(
-        ring.verify(&none, &app.base, now).unwrap_err(),
+        ring.verify::<Value>(&none, "at+jwt", &app.base, now)
+            .unwrap_err(),
         VerifyError::Algorithm
     );
 
@@ -522,7 +541,8 @@ async fn the_verifier_refuses_forged_and_incomplete_tokens() {
     let mac = ring::hmac::sign(&mac_key, input.as_bytes());
     let hs = format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.as_ref()));
     assert_eq!(
-        ring.verify(&hs, &app.base, now).unwrap_err(),
+        ring.verify::<Value>(&hs, "at+jwt", &app.base, now)
+            .unwrap_err(),
         VerifyError::Algorithm
     );
 
@@ -530,7 +550,8 @@ async fn the_verifier_refuses_forged_and_incomplete_tokens() {
     let other = enc(&json!({"alg": "RS256", "kid": "x".repeat(43), "typ": "at+jwt"}));
     let unknown = format!("{other}.{}.{}", parts[1], parts[2]);
     assert_eq!(
-        ring.verify(&unknown, &app.base, now).unwrap_err(),
+        ring.verify::<Value>(&unknown, "at+jwt", &app.base, now)
+            .unwrap_err(),
         VerifyError::UnknownKey
     );
 
@@ -539,7 +560,8 @@ async fn the_verifier_refuses_forged_and_incomplete_tokens() {
     c["sub"] = json!("admin");
     let tampered = format!("{}.{}.{}", parts[0], enc(&c), parts[2]);
     assert_eq!(
-        ring.verify(&tampered, &app.base, now).unwrap_err(),
+        ring.verify::<Value>(&tampered, "at+jwt", &app.base, now)
+            .unwrap_err(),
         VerifyError::Signature
     );
 
@@ -560,30 +582,33 @@ async fn the_verifier_refuses_forged_and_incomplete_tokens() {
     ] {
         let token = ring.sign("at+jwt", &payload, now).unwrap();
         assert_eq!(
-            ring.verify(&token, &app.base, now).unwrap_err(),
+            ring.verify::<Value>(&token, "at+jwt", &app.base, now)
+                .unwrap_err(),
             expected,
             "{payload}"
         );
     }
     assert_eq!(
-        ring.verify(&good, "https://evil.example", now).unwrap_err(),
+        ring.verify::<Value>(&good, "at+jwt", "https://evil.example", now)
+            .unwrap_err(),
         VerifyError::Issuer
     );
 
     // Expiry, with the leeway for clock skew and not a second more.
     let exp = now + Duration::minutes(10);
     assert!(
-        ring.verify(&good, &app.base, exp + Duration::seconds(59))
+        ring.verify::<Value>(&good, "at+jwt", &app.base, exp + Duration::seconds(59))
             .is_ok()
     );
     assert_eq!(
-        ring.verify(&good, &app.base, exp + Duration::seconds(60))
+        ring.verify::<Value>(&good, "at+jwt", &app.base, exp + Duration::seconds(60))
             .unwrap_err(),
         VerifyError::Expired
     );
     for junk in ["", "a.b", "a.b.c.d", "!!!.???.***"] {
         assert_eq!(
-            ring.verify(junk, &app.base, now).unwrap_err(),
+            ring.verify::<Value>(junk, "at+jwt", &app.base, now)
+                .unwrap_err(),
             VerifyError::Malformed,
             "{junk}"
         );

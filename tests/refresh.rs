@@ -533,25 +533,7 @@ async fn introspection_and_revocation_of_every_kind_of_token() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn introspection_fails_closed_when_the_database_is_down() {
-    use crate::support::proxy::DbProxy;
-    let url = crate::support::db::base_url();
-    let pg = tokio::net::lookup_host((url.host_str().unwrap(), url.port().unwrap_or(5432)))
-        .await
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = DbProxy::start(pg).await;
-    let port = proxy.addr.port();
-    let app = TestApp::spawn_through(
-        |db| {
-            let mut u = crate::support::db::base_url();
-            u.set_port(Some(port)).unwrap();
-            u.set_path(&format!("/{db}"));
-            u.to_string()
-        },
-        &[],
-    )
-    .await;
+    let (app, proxy) = TestApp::spawn_behind_proxy(&[]).await;
     app.create_user("alice", GOOD_PASSWORD).await;
     let client = app.register_client("webapp", refreshing()).await;
     let tokens = tokens_for(&app, &client, "openid offline_access").await;

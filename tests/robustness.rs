@@ -5,35 +5,12 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::proxy::DbProxy;
-use crate::support::{GOOD_PASSWORD, TestApp, assert_see_other, db};
-
-async fn postgres_addr() -> std::net::SocketAddr {
-    let url = db::base_url();
-    let host = url.host_str().unwrap().to_owned();
-    let port = url.port().unwrap_or(5432);
-    tokio::net::lookup_host((host.as_str(), port))
-        .await
-        .unwrap()
-        .next()
-        .unwrap()
-}
+use crate::support::oauth::{ClientSpec, Pkce};
+use crate::support::{GOOD_PASSWORD, TestApp, assert_see_other, csrf_of, location};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_database_outage_gives_503_pages_and_the_service_recovers_by_itself() {
-    let proxy = DbProxy::start(postgres_addr().await).await;
-    let proxy_addr = proxy.addr;
-    let app = TestApp::spawn_through(
-        |db_name| {
-            let mut url = db::base_url();
-            url.set_port(Some(proxy_addr.port())).unwrap();
-            url.set_host(Some("127.0.0.1")).unwrap();
-            url.set_path(&format!("/{db_name}"));
-            url.to_string()
-        },
-        &[],
-    )
-    .await;
+    let (app, proxy) = TestApp::spawn_behind_proxy(&[]).await;
     app.create_user("uma", GOOD_PASSWORD).await;
     let b = &app.browser;
     assert_eq!(b.get("/readyz").await.status(), StatusCode::OK);
@@ -185,5 +162,108 @@ async fn a_saturated_hasher_answers_503_at_once_instead_of_queueing() {
             .all(|r| r.status() == StatusCode::UNAUTHORIZED
                 || r.status() == StatusCode::SERVICE_UNAVAILABLE),
         "nothing else"
+    );
+}
+
+/// Asserts the answer of a request made while the database was down: 503 with `Retry-After`.
+fn assert_unavailable(resp: &reqwest::Response) {
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(resp.headers().contains_key("retry-after"), "{resp:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_outage_during_the_password_grant_is_a_503_in_json() {
+    let (app, proxy) = TestApp::spawn_behind_proxy(&[]).await;
+    app.create_user("uma", GOOD_PASSWORD).await;
+    let spec = ClientSpec {
+        grants: vec!["password"],
+        scopes: "openid",
+        ..ClientSpec::default()
+    };
+    let client = app.register_client("legacy", spec).await;
+    let grant = [
+        ("grant_type", "password"),
+        ("username", "uma"),
+        ("password", GOOD_PASSWORD),
+        ("scope", "openid"),
+    ];
+    // Client authentication has read the client; the outage starts at the password check.
+    proxy.go_down_at_query("\"sign_in_throttle\".\"locked_until\" FROM");
+    let resp = app.token_request(&client, &grant).await;
+    assert_unavailable(&resp);
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_outage_during_sign_up_is_a_503_page() {
+    let (app, proxy) = TestApp::spawn_behind_proxy(&[]).await;
+    let csrf = app.browser.csrf("/signup").await;
+    // The session has been read and the password hashed; the outage starts at the insert.
+    proxy.go_down_at_query("INSERT INTO \"users\"");
+    let resp = app
+        .browser
+        .post_form(
+            "/signup",
+            &[
+                ("csrf", &csrf),
+                ("username", "vera"),
+                ("email", "vera@example.com"),
+                ("password", GOOD_PASSWORD),
+                ("password_confirm", GOOD_PASSWORD),
+            ],
+        )
+        .await;
+    assert_unavailable(&resp);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("Temporarily unavailable")
+    );
+    proxy.come_back();
+    assert!(
+        app.find_user_named("vera").await.is_none(),
+        "nothing half-written"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_outage_during_consent_is_a_503_page() {
+    let (app, proxy) = TestApp::spawn_behind_proxy(&[]).await;
+    app.create_user("uma", GOOD_PASSWORD).await;
+    let client = app.register_client("webapp", ClientSpec::default()).await;
+    let url = app.authorize_url(&client, &Pkce::new(), &[]);
+    let b = &app.browser;
+    assert_see_other(&b.sign_in("uma", GOOD_PASSWORD).await, "/account");
+    let page = b.get(&url).await;
+    let consent = location(&page).to_owned();
+    assert!(consent.starts_with("/consent"), "{consent}");
+    let html = b.get(&consent).await.text().await.unwrap();
+    let request = html
+        .split("name=\"request\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    // The session and the client have been read; the outage starts as the consent is stored.
+    proxy.go_down_at_query("INSERT INTO \"consents\"");
+    let resp = b
+        .post_form(
+            "/consent",
+            &[
+                ("csrf", &csrf_of(&html)),
+                ("request", &request),
+                ("decision", "allow"),
+            ],
+        )
+        .await;
+    assert_unavailable(&resp);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("Temporarily unavailable")
     );
 }

@@ -41,10 +41,16 @@ impl DbError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Pool(_) | Self::Timeout => true,
-            Self::Query(diesel::result::Error::DatabaseError(kind, _)) => matches!(
-                kind,
-                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand
-            ),
+            Self::Query(diesel::result::Error::DatabaseError(kind, info)) => {
+                matches!(
+                    kind,
+                    DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand
+                )
+                // The server ending our session (SQLSTATE 57P01 admin shutdown, 57P02 crash,
+                // 57P05 idle timeout) arrives as a FATAL error of unknown kind: diesel does not
+                // expose the SQLSTATE, but PostgreSQL words every one of them this way.
+                || info.message().starts_with("terminating connection")
+            }
             Self::Query(_) => false,
         }
     }
@@ -106,4 +112,39 @@ pub async fn delete_batch(
     .bind::<BigInt, _>(batch)
     .execute(conn)
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query_error(kind: DatabaseErrorKind, message: &str) -> DbError {
+        DbError::Query(diesel::result::Error::DatabaseError(
+            kind,
+            Box::new(message.to_owned()),
+        ))
+    }
+
+    #[test]
+    fn a_lost_connection_or_a_server_shutting_down_is_unavailable() {
+        assert!(
+            query_error(DatabaseErrorKind::UnableToSendCommand, "connection closed")
+                .is_unavailable()
+        );
+        assert!(
+            query_error(
+                DatabaseErrorKind::Unknown,
+                "terminating connection due to administrator command"
+            )
+            .is_unavailable()
+        );
+        assert!(DbError::Timeout.is_unavailable());
+    }
+
+    #[test]
+    fn a_failing_query_is_not_unavailable() {
+        assert!(!query_error(DatabaseErrorKind::UniqueViolation, "duplicate key").is_unavailable());
+        assert!(!query_error(DatabaseErrorKind::Unknown, "syntax error").is_unavailable());
+        assert!(!DbError::Query(diesel::result::Error::NotFound).is_unavailable());
+    }
 }

@@ -19,6 +19,7 @@ use crate::http::page::{PageError, PageForm, csrf_for_form, require_csrf, see_ot
 use crate::oauth::authorize::{self, AuthorizationRequest, Next, redirect_with};
 use crate::oauth::consents;
 use crate::oauth::error::{ErrorCode, OAuthError};
+use crate::oauth::params::Params;
 use crate::scope;
 use crate::sessions;
 use crate::tokens::codes;
@@ -35,28 +36,27 @@ pub struct ConsentPage {
     scopes: Vec<String>,
 }
 
-fn params_of(raw: &str) -> Vec<(String, String)> {
-    url::form_urlencoded::parse(raw.as_bytes())
-        .into_owned()
-        .collect()
-}
-
 /// `GET /authorize`.
 pub async fn get_authorize(
     State(state): State<AppState>,
     session: Session,
     RawQuery(query): RawQuery,
 ) -> Result<Response, PageError> {
-    start(&state, &session, &params_of(query.as_deref().unwrap_or(""))).await
+    start(
+        &state,
+        &session,
+        &Params::parse(query.unwrap_or_default().as_bytes()),
+    )
+    .await
 }
 
 /// `POST /authorize` (form-encoded, OIDC Core §3.1.2.1).
 pub async fn post_authorize(
     State(state): State<AppState>,
     session: Session,
-    PageForm(params): PageForm<Vec<(String, String)>>,
+    PageForm(pairs): PageForm<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
-    start(&state, &session, &params).await
+    start(&state, &session, &Params::from_pairs(pairs)).await
 }
 
 fn error_redirect(
@@ -80,7 +80,7 @@ fn error_redirect(
 async fn start(
     state: &AppState,
     session: &Session,
-    params: &[(String, String)],
+    params: &Params,
 ) -> Result<Response, PageError> {
     let (client_id, redirect_uri) = authorize::client_and_redirect(params)?;
     let client = {
@@ -99,12 +99,7 @@ async fn start(
     match authorize::validate(params, &client, redirect_uri, id) {
         Ok(request) => proceed(state, session, &client, request).await,
         Err(error) => {
-            let client_state = params
-                .iter()
-                .filter(|(k, _)| k == "state")
-                .map(|(_, v)| v.as_str())
-                .next()
-                .filter(|s| s.len() <= 512);
+            let client_state = authorize::echoable_state(params);
             Ok(error_redirect(state, redirect_uri, error, client_state))
         }
     }

@@ -4,12 +4,15 @@ pub mod account;
 pub mod assets;
 pub mod authorize;
 pub mod discovery;
+pub mod form;
 pub mod health;
 pub mod introspect;
-pub mod logout;
 pub mod oauth_error;
 pub mod page;
+pub mod revoke;
+pub mod rp_logout;
 pub mod signin;
+pub mod signout;
 pub mod signup;
 pub mod token;
 pub mod userinfo;
@@ -48,13 +51,13 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<PgSessionStore>) ->
         .route("/consent", get(authorize::get_consent).post(authorize::submit_consent))
         .route("/token", post(token::exchange_token))
         .route("/introspect", post(introspect::introspect_token))
-        .route("/revoke", post(introspect::revoke_token))
+        .route("/revoke", post(revoke::revoke_token))
         .route("/userinfo", get(userinfo::get_userinfo).post(userinfo::post_userinfo))
-        .route("/logout", get(logout::get_logout).post(logout::post_logout))
-        .route("/logout/confirm", post(logout::confirm_logout))
+        .route("/logout", get(rp_logout::get_rp_logout).post(rp_logout::post_rp_logout))
+        .route("/logout/confirm", post(rp_logout::confirm_rp_logout))
         .route("/signin", get(signin::get_signin).post(signin::submit_signin))
         .route("/signup", get(signup::get_signup).post(signup::submit_signup))
-        .route("/signout", get(signin::get_signout).post(signin::submit_signout))
+        .route("/signout", get(signout::get_signout).post(signout::submit_signout))
         .route("/assets/style.css", get(assets::get_style))
         .route("/jwks.json", get(discovery::get_jwks))
         .route(

@@ -5,9 +5,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::error::AppError;
+use crate::error::{AppError, Failure};
+use crate::oauth::client_auth::ClientAuthError;
 use crate::oauth::error::{ErrorCode, OAuthError};
-use crate::oauth::token::{ClientAuthError, GrantError};
+use crate::oauth::grant::GrantError;
 
 /// Headers every token-endpoint response carries (RFC 6749 §5.1).
 pub fn no_store(mut response: Response) -> Response {
@@ -17,17 +18,15 @@ pub fn no_store(mut response: Response) -> Response {
     response
 }
 
-/// An error of the token endpoint.
+/// An error of the token, introspection and revocation endpoints.
 #[derive(Debug)]
 pub enum TokenError {
     /// An RFC 6749 §5.2 error.
     OAuth(OAuthError),
     /// Client authentication failed; `basic` when the client tried HTTP Basic.
     Client(ClientAuthError),
-    /// Something broke: `server_error`, logged once.
+    /// Something broke or is overloaded: `server_error` or `temporarily_unavailable`.
     App(AppError),
-    /// Password hashing is saturated: 503 with `Retry-After`.
-    Busy,
 }
 
 impl From<OAuthError> for TokenError {
@@ -55,16 +54,27 @@ impl From<GrantError> for TokenError {
     fn from(e: GrantError) -> Self {
         match e {
             GrantError::OAuth(e) => Self::OAuth(e),
-            GrantError::Db(e) => Self::App(e.into()),
-            GrantError::Sign(e) => Self::App(AppError::Internal(e.into())),
-            GrantError::Internal(e) => Self::App(AppError::Internal(e)),
-            GrantError::Busy => Self::Busy,
+            GrantError::App(e) => Self::App(e),
         }
     }
 }
 
 fn body(code: ErrorCode, description: &str) -> Json<serde_json::Value> {
     Json(json!({ "error": code.as_str(), "error_description": description }))
+}
+
+/// The RFC 6749 §5.2 body for a failure that is not the client's: retry later, or our fault.
+fn failure_body(failure: Failure) -> Json<serde_json::Value> {
+    match failure {
+        Failure::Unavailable | Failure::Busy => body(
+            ErrorCode::TemporarilyUnavailable,
+            "the server is busy or cannot reach its database; retry shortly",
+        ),
+        Failure::Internal => body(
+            ErrorCode::ServerError,
+            "the server could not complete the request",
+        ),
+    }
 }
 
 impl IntoResponse for TokenError {
@@ -75,56 +85,29 @@ impl IntoResponse for TokenError {
             }
             Self::Client(e) if e.error.code == ErrorCode::InvalidClient => {
                 // RFC 6749 §5.2: 401, with the challenge of the scheme the client used.
-                let mut r = (
-                    StatusCode::UNAUTHORIZED,
-                    body(e.error.code, e.error.description),
-                )
-                    .into_response();
                 let challenge = if e.used_basic {
                     "Basic realm=\"keyward\", charset=\"UTF-8\""
                 } else {
                     "Basic realm=\"keyward\""
                 };
-                r.headers_mut().insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(challenge),
-                );
-                r
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [(
+                        header::WWW_AUTHENTICATE,
+                        HeaderValue::from_static(challenge),
+                    )],
+                    body(e.error.code, e.error.description),
+                )
+                    .into_response()
             }
             Self::Client(e) => (
                 StatusCode::BAD_REQUEST,
                 body(e.error.code, e.error.description),
             )
                 .into_response(),
-            Self::Busy => {
-                let mut r = (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    body(
-                        ErrorCode::TemporarilyUnavailable,
-                        "the server is busy; retry shortly",
-                    ),
-                )
-                    .into_response();
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-                r
-            }
             Self::App(e) => {
-                e.log();
-                let status = e.status();
-                let mut r = (
-                    status,
-                    body(
-                        ErrorCode::ServerError,
-                        "the server could not complete the request",
-                    ),
-                )
-                    .into_response();
-                if status == StatusCode::SERVICE_UNAVAILABLE {
-                    r.headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-                }
-                r
+                let body = failure_body(e.failure());
+                e.respond(body)
             }
         };
         no_store(response)
@@ -172,7 +155,7 @@ impl IntoResponse for BearerError {
                 format!("Bearer realm=\"keyward\", error=\"insufficient_scope\", scope=\"{scope}\""),
                 Some("insufficient_scope"),
             ),
-            Self::App(e) => return no_store(TokenError::App(e).into_response()),
+            Self::App(e) => return TokenError::App(e).into_response(),
         };
         let mut r = match error {
             Some(e) => (status, Json(json!({ "error": e }))).into_response(),

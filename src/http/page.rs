@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::de::DeserializeOwned;
 use tower_sessions::Session;
 
-use crate::error::AppError;
+use crate::error::{AppError, Failure};
 use crate::sessions::{self, SessionError};
 use crate::users::password::HashError;
 
@@ -44,9 +44,6 @@ pub enum PageError {
     /// The body is larger than the form limit.
     #[error("form too large")]
     TooLarge,
-    /// Password hashing is saturated.
-    #[error("busy")]
-    Busy,
     /// An authorization request that must not be redirected (RFC 6749 §4.1.2.1).
     #[error(transparent)]
     Authorize(#[from] crate::oauth::authorize::UnredirectableError),
@@ -63,22 +60,13 @@ pub enum PageError {
 
 impl From<SessionError> for PageError {
     fn from(e: SessionError) -> Self {
-        match e {
-            // The session store is PostgreSQL: a backend failure is the database's.
-            SessionError::Store(tower_sessions::session_store::Error::Backend(_)) => {
-                Self::App(AppError::Unavailable(anyhow::Error::new(e)))
-            }
-            _ => Self::App(AppError::Internal(anyhow::Error::new(e))),
-        }
+        Self::App(e.into())
     }
 }
 
 impl From<HashError> for PageError {
     fn from(e: HashError) -> Self {
-        match e {
-            HashError::Busy => Self::Busy,
-            HashError::Internal(e) => Self::App(AppError::Internal(e)),
-        }
+        Self::App(e.into())
     }
 }
 
@@ -88,35 +76,47 @@ impl From<crate::db::DbError> for PageError {
     }
 }
 
-impl From<crate::users::sign_in::SignInError> for PageError {
-    /// Only the failures that are not the person's own mistake reach here as errors.
-    fn from(e: crate::users::sign_in::SignInError) -> Self {
-        use crate::users::sign_in::SignInError;
-        match e {
-            SignInError::Busy => Self::Busy,
-            SignInError::Db(e) => e.into(),
-            SignInError::Internal(e) => Self::App(e.into()),
-            // Shown on the form by the handler; as an error they would be a bug.
-            SignInError::WrongCredentials | SignInError::Locked { .. } | SignInError::Disabled => {
-                Self::App(AppError::Internal(anyhow::anyhow!(
-                    "sign-in refusal used as an error"
-                )))
-            }
-        }
-    }
-}
-
 impl From<diesel::result::Error> for PageError {
     fn from(e: diesel::result::Error) -> Self {
         Self::App(e.into())
     }
 }
 
+impl From<crate::users::sign_in::SignInError> for PageError {
+    /// Only the failures that are not the person's own mistake reach here as errors.
+    fn from(e: crate::users::sign_in::SignInError) -> Self {
+        Self::App(AppError::from_sign_in(e).unwrap_or_else(|| {
+            // Shown on the form by the handler; as an error they would be a bug.
+            AppError::Internal(anyhow::anyhow!("sign-in refusal used as an error"))
+        }))
+    }
+}
+
+/// The page for a failure that is nobody's mistake on the page.
+fn failure_page(failure: Failure) -> ErrorPage {
+    match failure {
+        Failure::Unavailable => ErrorPage {
+            title: "Temporarily unavailable",
+            message: "Keyward cannot reach its database right now. Nothing you did caused this; try again in a minute.",
+            link_href: "/signin",
+            link_text: "Try again",
+        },
+        Failure::Busy => ErrorPage {
+            title: "Busy right now",
+            message: "Many people are signing in at this moment. Wait a few seconds and try again.",
+            link_href: "/signin",
+            link_text: "Try again",
+        },
+        Failure::Internal => ErrorPage {
+            title: "Something went wrong",
+            message: "An unexpected error stopped this page. It has been logged; try again in a moment.",
+            link_href: "/signin",
+            link_text: "Back to sign in",
+        },
+    }
+}
+
 impl IntoResponse for PageError {
-    #[allow(
-        clippy::too_many_lines,
-        reason = "every error page's words, listed in one place"
-    )]
     fn into_response(self) -> Response {
         let (status, page) = match self {
             Self::Csrf => (
@@ -198,48 +198,9 @@ impl IntoResponse for PageError {
                     link_text: "Back to sign in",
                 },
             ),
-            Self::Busy => {
-                let mut r = (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ErrorPage {
-                        title: "Busy right now",
-                        message: "Many people are signing in at this moment. Wait a few seconds and try again.",
-                        link_href: "/signin",
-                        link_text: "Try again",
-                    },
-                )
-                    .into_response();
-                r.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("2"));
-                return r;
-            }
             Self::App(e) => {
-                e.log();
-                let status = e.status();
-                let mut r = (
-                    status,
-                    if status == StatusCode::SERVICE_UNAVAILABLE {
-                        ErrorPage {
-                            title: "Temporarily unavailable",
-                            message: "Keyward cannot reach its database right now. Nothing you did caused this; try again in a minute.",
-                            link_href: "/signin",
-                            link_text: "Try again",
-                        }
-                    } else {
-                        ErrorPage {
-                            title: "Something went wrong",
-                            message: "An unexpected error stopped this page. It has been logged; try again in a moment.",
-                            link_href: "/signin",
-                            link_text: "Back to sign in",
-                        }
-                    },
-                )
-                    .into_response();
-                if status == StatusCode::SERVICE_UNAVAILABLE {
-                    r.headers_mut()
-                        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
-                }
-                return r;
+                let page = failure_page(e.failure());
+                return e.respond(page);
             }
         };
         (status, page).into_response()
@@ -270,6 +231,14 @@ where
             Err(_) => Err(PageError::BadForm),
         }
     }
+}
+
+/// A form that carries nothing but its CSRF token (sign-out confirmations).
+#[derive(serde::Deserialize)]
+pub struct CsrfForm {
+    /// The token.
+    #[serde(default)]
+    pub csrf: String,
 }
 
 /// Fails with [`PageError::Csrf`] unless `presented` is the session's CSRF token.

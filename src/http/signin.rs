@@ -1,4 +1,4 @@
-//! The hosted sign-in and sign-out pages.
+//! The hosted sign-in page.
 
 use askama::Template;
 use askama_web::WebTemplate;
@@ -23,7 +23,6 @@ use crate::tokens::opaque::TokenHash;
 use crate::users::devices::DEVICE_TRUST_TTL;
 use crate::users::name::Username;
 use crate::users::sign_in::{Device, SignInError, sign_in};
-use crate::users::{self};
 
 /// The sign-in form.
 #[derive(Template, WebTemplate)]
@@ -34,14 +33,6 @@ pub struct SignInPage {
     error: Option<String>,
     notice: Option<&'static str>,
     signup_enabled: bool,
-}
-
-/// The "sign out?" confirmation.
-#[derive(Template, WebTemplate)]
-#[template(path = "signout.html")]
-pub struct SignOutPage {
-    csrf: String,
-    username: String,
 }
 
 /// Query of `GET /signin`: only flags that choose a notice; nothing here is ever a destination.
@@ -59,13 +50,6 @@ pub struct SignInForm {
     username: String,
     #[serde(default)]
     password: String,
-}
-
-/// Fields of the sign-out form.
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
 }
 
 /// `GET /signin`: the form, or straight on if already signed in.
@@ -222,34 +206,4 @@ async fn signin_failed(
         response.headers_mut().insert(header::RETRY_AFTER, v);
     }
     Ok(response)
-}
-
-/// `GET /signout`: asks before signing out (a GET must not change state).
-pub async fn get_signout(
-    State(state): State<AppState>,
-    session: Session,
-) -> Result<Response, PageError> {
-    let Some(current) = sessions::signed_in(&session).await? else {
-        return Ok(see_other("/signin"));
-    };
-    let mut conn = crate::db::connect(&state.db).await?;
-    let Some(user) = users::find(&mut conn, current.user_id).await? else {
-        sessions::sign_out(&session).await?;
-        return Ok(see_other("/signin"));
-    };
-    Ok(SignOutPage {
-        csrf: csrf_for_form(&session).await?,
-        username: user.username,
-    }
-    .into_response())
-}
-
-/// `POST /signout`: ends the session (its record is deleted, so the id cannot be reused).
-pub async fn submit_signout(
-    session: Session,
-    PageForm(form): PageForm<CsrfForm>,
-) -> Result<Response, PageError> {
-    require_csrf(&session, &form.csrf).await?;
-    sessions::sign_out(&session).await?;
-    Ok(see_other("/signin?signed_out=1"))
 }

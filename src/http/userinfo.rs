@@ -5,13 +5,14 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Map, Value, json};
+use serde::Serialize;
 
 use crate::app::AppState;
 use crate::db;
+use crate::http::form::is_form_urlencoded;
 use crate::http::oauth_error::{BearerError, no_store};
-use crate::scope::{self, Scopes};
-use crate::tokens::jwt::{ACCESS_TOKEN_TYP, ProfileClaims};
+use crate::scope;
+use crate::tokens::jwt::{self, ProfileClaims};
 use crate::tokens::revoked;
 use crate::users;
 
@@ -41,32 +42,27 @@ fn bearer_token(headers: &HeaderMap, body: Option<&[u8]>) -> Result<String, Bear
     }
 }
 
+/// The userinfo response: the subject and what the token's scopes release (OIDC Core §5.3.2).
+#[derive(Serialize)]
+struct UserInfo {
+    sub: String,
+    #[serde(flatten)]
+    profile: ProfileClaims,
+}
+
 async fn userinfo(state: &AppState, token: &str) -> Result<Response, BearerError> {
     let now = state.clock.now();
-    let verified = state
-        .keys
-        .ring
-        .verify(token, state.config.server.issuer.as_str(), now)
-        .map_err(|_| BearerError::InvalidToken)?;
     // RFC 9068 §4: only access tokens; an ID token (typ JWT) is not a credential here.
-    if verified.typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
-        return Err(BearerError::InvalidToken);
-    }
-    let claims = &verified.claims;
-    let jti = claims
-        .get("jti")
-        .and_then(Value::as_str)
-        .and_then(|j| uuid::Uuid::parse_str(j).ok())
-        .ok_or(BearerError::InvalidToken)?;
-    let user_id = claims
-        .get("sub")
-        .and_then(Value::as_str)
-        .and_then(|s| uuid::Uuid::parse_str(s).ok())
-        .ok_or(BearerError::InvalidToken)?;
-    let scopes = Scopes::parse(claims.get("scope").and_then(Value::as_str).unwrap_or(""))
-        .map_err(|_| BearerError::InvalidToken)?;
+    let claims = jwt::verify_access_token(
+        &state.keys.ring,
+        token,
+        state.config.server.issuer.as_str(),
+        now,
+    )
+    .map_err(|_| BearerError::InvalidToken)?;
+    let user_id = claims.user_id().ok_or(BearerError::InvalidToken)?;
     let mut conn = db::connect(&state.db).await?;
-    if revoked::is_revoked(&mut conn, jti).await? {
+    if revoked::is_revoked(&mut conn, claims.jti).await? {
         return Err(BearerError::InvalidToken);
     }
     let user = users::find(&mut conn, user_id)
@@ -74,26 +70,15 @@ async fn userinfo(state: &AppState, token: &str) -> Result<Response, BearerError
         .filter(|u| !u.is_disabled())
         .ok_or(BearerError::InvalidToken)?;
     drop(conn);
+    let scopes = claims.scopes();
     if !scopes.contains(scope::OPENID) {
         return Err(BearerError::InsufficientScope(scope::OPENID));
     }
-    let profile = ProfileClaims::for_scopes(&scopes, &user.username, user.email.as_deref());
-    let mut out = Map::new();
-    out.insert("sub".into(), json!(user.id.to_string()));
-    for (name, value) in [
-        (
-            "preferred_username",
-            profile.preferred_username.map(|v| json!(v)),
-        ),
-        ("name", profile.name.map(|v| json!(v))),
-        ("email", profile.email.map(|v| json!(v))),
-        ("email_verified", profile.email_verified.map(|v| json!(v))),
-    ] {
-        if let Some(v) = value {
-            out.insert(name.into(), v);
-        }
-    }
-    Ok(no_store(Json(Value::Object(out)).into_response()))
+    let info = UserInfo {
+        sub: user.id.to_string(),
+        profile: ProfileClaims::for_scopes(&scopes, &user.username, user.email.as_deref()),
+    };
+    Ok(no_store(Json(info).into_response()))
 }
 
 /// `GET /userinfo`.
@@ -111,10 +96,7 @@ pub async fn post_userinfo(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, BearerError> {
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    let is_form = is_form_urlencoded(&headers);
     let token = bearer_token(&headers, is_form.then_some(&body[..]))?;
     userinfo(&state, &token).await
 }

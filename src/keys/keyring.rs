@@ -9,6 +9,7 @@ use josekit::jwk::Jwk;
 use josekit::jws::alg::rsassa::{RsassaJwsSigner, RsassaJwsVerifier};
 use josekit::jws::{JwsSigner as _, JwsVerifier as _, RS256};
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use time::{Duration, OffsetDateTime};
 
@@ -112,17 +113,47 @@ pub enum VerifyError {
     /// `iss` is missing or not ours.
     #[error("wrong issuer")]
     Issuer,
+    /// The header's `typ` is not the kind of token asked for (an ID token as an access token).
+    #[error("wrong token type")]
+    Type,
+    /// The claims lack a member the kind of token requires, or have the wrong types.
+    #[error("claims of the wrong shape")]
+    Claims,
 }
 
-/// A token whose signature and time and issuer claims checked out.
-#[derive(Debug, Clone)]
-pub struct VerifiedJwt {
-    /// The header's `typ`, if any.
-    pub typ: Option<String>,
-    /// The header's `kid`.
-    pub kid: String,
-    /// The claims.
-    pub claims: Map<String, Value>,
+/// A decoded JOSE header or claims set.
+type JsonObject = Map<String, Value>;
+
+/// Whether verification checks `exp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expiry {
+    Check,
+    Ignore,
+}
+
+/// RFC 7519 §4.1.4-6: `exp` (unless ignored) and `iat` are required, `nbf` honoured, each with
+/// [`CLOCK_LEEWAY`] for skewed clocks.
+fn check_times(
+    claims: &Map<String, Value>,
+    now: OffsetDateTime,
+    expiry: Expiry,
+) -> Result<(), VerifyError> {
+    let now_s = now.unix_timestamp();
+    let leeway = CLOCK_LEEWAY.whole_seconds();
+    match numeric_date(claims, "exp") {
+        Some(exp) if expiry == Expiry::Ignore || now_s < exp.saturating_add(leeway) => {}
+        _ => return Err(VerifyError::Expired),
+    }
+    match numeric_date(claims, "iat") {
+        Some(iat) if iat <= now_s.saturating_add(leeway) => {}
+        _ => return Err(VerifyError::NotYetValid),
+    }
+    if claims.contains_key("nbf")
+        && numeric_date(claims, "nbf").is_none_or(|nbf| nbf > now_s.saturating_add(leeway))
+    {
+        return Err(VerifyError::NotYetValid);
+    }
+    Ok(())
 }
 
 /// The shared, swappable key set.
@@ -317,35 +348,57 @@ impl KeyRing {
         Ok(token)
     }
 
-    /// Verifies a token signed by one of our published keys and checks `exp`, `iat`, `nbf` and
-    /// `iss` (josekit checks none of them by itself), allowing [`CLOCK_LEEWAY`] of skew.
-    pub fn verify(
+    /// Verifies a token signed by one of our published keys, of type `typ`, and checks `exp`,
+    /// `iat`, `nbf` and `iss` (josekit checks none of them by itself), allowing
+    /// [`CLOCK_LEEWAY`] of skew; then reads the claims as `C`.
+    pub fn verify<C: DeserializeOwned>(
         &self,
         token: &str,
+        typ: &str,
         issuer: &str,
         now: OffsetDateTime,
-    ) -> Result<VerifiedJwt, VerifyError> {
-        self.verify_inner(token, issuer, now, true)
+    ) -> Result<C, VerifyError> {
+        self.verify_inner(token, typ, issuer, now, Expiry::Check)
     }
 
     /// Like [`KeyRing::verify`] but accepts an expired token: for `id_token_hint` at logout, which
     /// OIDC RP-Initiated Logout §2 says may have expired. Signature and issuer still must hold.
-    pub fn verify_ignoring_expiry(
+    pub fn verify_ignoring_expiry<C: DeserializeOwned>(
         &self,
         token: &str,
+        typ: &str,
         issuer: &str,
         now: OffsetDateTime,
-    ) -> Result<VerifiedJwt, VerifyError> {
-        self.verify_inner(token, issuer, now, false)
+    ) -> Result<C, VerifyError> {
+        self.verify_inner(token, typ, issuer, now, Expiry::Ignore)
     }
 
-    fn verify_inner(
+    fn verify_inner<C: DeserializeOwned>(
         &self,
         token: &str,
+        typ: &str,
         issuer: &str,
         now: OffsetDateTime,
-        check_exp: bool,
-    ) -> Result<VerifiedJwt, VerifyError> {
+        expiry: Expiry,
+    ) -> Result<C, VerifyError> {
+        let (header, claims) = self.check_signature(token, now)?;
+        check_times(&claims, now, expiry)?;
+        if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
+            return Err(VerifyError::Issuer);
+        }
+        // RFC 8725 §3.11: the type keeps one kind of token from passing for another.
+        if header.get("typ").and_then(Value::as_str) != Some(typ) {
+            return Err(VerifyError::Type);
+        }
+        serde_json::from_value(Value::Object(claims)).map_err(|_| VerifyError::Claims)
+    }
+
+    /// The header and claims of `token`, if one of our published keys signed it with RS256.
+    fn check_signature(
+        &self,
+        token: &str,
+        now: OffsetDateTime,
+    ) -> Result<(JsonObject, JsonObject), VerifyError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(VerifyError::Malformed);
         }
@@ -378,31 +431,7 @@ impl KeyRing {
         key.verifier
             .verify(signing_input.as_bytes(), &signature)
             .map_err(|_| VerifyError::Signature)?;
-
-        let claims = b64_json(p)?;
-        let now_s = now.unix_timestamp();
-        let leeway = CLOCK_LEEWAY.whole_seconds();
-        match numeric_date(&claims, "exp") {
-            Some(exp) if !check_exp || now_s < exp.saturating_add(leeway) => {}
-            _ => return Err(VerifyError::Expired),
-        }
-        match numeric_date(&claims, "iat") {
-            Some(iat) if iat <= now_s.saturating_add(leeway) => {}
-            _ => return Err(VerifyError::NotYetValid),
-        }
-        if claims.contains_key("nbf")
-            && numeric_date(&claims, "nbf").is_none_or(|nbf| nbf > now_s.saturating_add(leeway))
-        {
-            return Err(VerifyError::NotYetValid);
-        }
-        if claims.get("iss").and_then(Value::as_str) != Some(issuer) {
-            return Err(VerifyError::Issuer);
-        }
-        Ok(VerifiedJwt {
-            typ: header.get("typ").and_then(Value::as_str).map(str::to_owned),
-            kid: kid.to_owned(),
-            claims,
-        })
+        Ok((header, b64_json(p)?))
     }
 
     /// The JWKS at `now`, serialised once per schedule stretch and shared by every request.

@@ -6,6 +6,7 @@ use url::Url;
 
 use crate::clients::Client;
 use crate::oauth::error::{ErrorCode, OAuthError};
+use crate::oauth::params::Params;
 use crate::oauth::pkce::{CodeChallenge, PkceError};
 use crate::scope::Scopes;
 use crate::sessions::PendingRequest;
@@ -151,37 +152,26 @@ pub fn decide(
     }
 }
 
-/// Parameters of the request, in order, as sent.
-pub type Params = [(String, String)];
-
-fn single<'a>(params: &'a Params, name: &str) -> Result<Option<&'a str>, ()> {
-    let mut found = params
-        .iter()
-        .filter(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str());
-    let first = found.next();
-    if found.next().is_some() {
-        return Err(());
-    }
-    // An empty value is treated as absent (RFC 6749 §3.1).
-    Ok(first.filter(|v| !v.is_empty()))
-}
-
-/// Reads `client_id` and `redirect_uri`, the two values that decide whether errors may redirect.
+/// Reads `client_id` and `redirect_uri`, the two values that decide whether errors may redirect;
+/// missing, empty or repeated, neither can be trusted.
 pub fn client_and_redirect(params: &Params) -> Result<(&str, &str), UnredirectableError> {
-    let client_id = single(params, "client_id")
-        .ok()
-        .flatten()
+    let client_id = params
+        .get("client_id")
         .ok_or(UnredirectableError::UnknownClient)?;
-    let redirect_uri = single(params, "redirect_uri")
-        .ok()
-        .flatten()
+    let redirect_uri = params
+        .get("redirect_uri")
         .ok_or(UnredirectableError::BadRedirectUri)?;
     Ok((client_id, redirect_uri))
 }
 
+/// The client's `state`, to echo with an error, if it can be echoed at all.
+#[must_use]
+pub fn echoable_state(params: &Params) -> Option<&str> {
+    params.get("state").filter(|s| s.len() <= MAX_ECHOED_LEN)
+}
+
 fn invalid(description: &'static str) -> OAuthError {
-    OAuthError::new(ErrorCode::InvalidRequest, description)
+    OAuthError::invalid_request(description)
 }
 
 /// Validates everything else, once the client and redirect URI are known good. Errors from here
@@ -193,13 +183,8 @@ pub fn validate(
     id: String,
 ) -> Result<AuthorizationRequest, OAuthError> {
     // Every parameter but `resource` (RFC 8707 §2) must appear at most once (RFC 6749 §3.1).
-    let mut seen = std::collections::HashSet::new();
-    for (k, _) in params {
-        if k != "resource" && !seen.insert(k.as_str()) {
-            return Err(invalid("a parameter was sent more than once"));
-        }
-    }
-    let get = |name: &str| single(params, name).ok().flatten();
+    params.reject_repeated(&["resource"])?;
+    let get = |name: &str| params.get(name);
 
     let state = get("state").map(str::to_owned);
     if state.as_ref().is_some_and(|s| s.len() > MAX_ECHOED_LEN) {
@@ -296,11 +281,7 @@ pub fn validate(
 /// RFC 8707 resources, each an absolute URI without fragment that the client may target; none
 /// means the client's configured audiences.
 fn audiences_for(params: &Params, client: &Client) -> Result<Vec<String>, OAuthError> {
-    let resources: Vec<&str> = params
-        .iter()
-        .filter(|(k, _)| k == "resource")
-        .map(|(_, v)| v.as_str())
-        .collect();
+    let resources: Vec<&str> = params.all("resource").collect();
     if resources.is_empty() {
         return Ok(client.audiences.clone());
     }
@@ -373,7 +354,11 @@ mod tests {
         }
     }
 
-    fn params(extra: &[(&str, &str)]) -> Vec<(String, String)> {
+    fn params(extra: &[(&str, &str)]) -> Params {
+        Params::from_pairs(pairs(extra))
+    }
+
+    fn pairs(extra: &[(&str, &str)]) -> Vec<(String, String)> {
         let mut p: Vec<(String, String)> = [
             ("client_id", "app"),
             ("redirect_uri", "https://app.example/cb"),
@@ -446,14 +431,20 @@ mod tests {
 
     #[test]
     fn duplicate_parameters_are_refused() {
-        let mut p = params(&[]);
+        let mut p = pairs(&[]);
         p.push(("scope".into(), "profile".into()));
-        let err = validate(&p, &client(), "https://app.example/cb", "id".into()).expect_err("dup");
+        let err = validate(
+            &Params::from_pairs(p),
+            &client(),
+            "https://app.example/cb",
+            "id".into(),
+        )
+        .expect_err("dup");
         assert_eq!(err.code, ErrorCode::InvalidRequest);
-        let mut p = params(&[]);
+        let mut p = pairs(&[]);
         p.push(("client_id".into(), "other".into()));
         assert_eq!(
-            client_and_redirect(&p),
+            client_and_redirect(&Params::from_pairs(p)),
             Err(UnredirectableError::UnknownClient)
         );
     }

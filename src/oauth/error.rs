@@ -83,4 +83,34 @@ impl OAuthError {
     pub const fn new(code: ErrorCode, description: &'static str) -> Self {
         Self { code, description }
     }
+
+    /// `invalid_request`: a parameter is missing, repeated or malformed.
+    #[must_use]
+    pub const fn invalid_request(description: &'static str) -> Self {
+        Self::new(ErrorCode::InvalidRequest, description)
+    }
+
+    /// `invalid_client`: client authentication failed (RFC 6749 §5.2).
+    #[must_use]
+    pub const fn invalid_client(description: &'static str) -> Self {
+        Self::new(ErrorCode::InvalidClient, description)
+    }
+
+    /// `invalid_grant`: the code or refresh token is bad, expired, spent or someone else's.
+    #[must_use]
+    pub const fn invalid_grant(description: &'static str) -> Self {
+        Self::new(ErrorCode::InvalidGrant, description)
+    }
+
+    /// `invalid_scope`: malformed, or beyond what the client may ask.
+    #[must_use]
+    pub const fn invalid_scope(description: &'static str) -> Self {
+        Self::new(ErrorCode::InvalidScope, description)
+    }
+
+    /// `unauthorized_client`: the client is not registered for this grant or response type.
+    #[must_use]
+    pub const fn unauthorized_client(description: &'static str) -> Self {
+        Self::new(ErrorCode::UnauthorizedClient, description)
+    }
 }

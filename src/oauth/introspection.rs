@@ -1,13 +1,13 @@
-//! Token introspection (RFC 7662) and revocation (RFC 7009) for access and refresh tokens.
+//! Token introspection (RFC 7662): what an authenticated client may learn about an access or a
+//! refresh token. Unknown, expired, revoked and malformed tokens are all `{"active": false}`.
 
-use diesel_async::{AsyncConnection, AsyncPgConnection};
-use serde_json::{Map, Value, json};
+use diesel_async::AsyncPgConnection;
+use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::audit::{self, NewAuditEvent};
 use crate::clients::Client;
 use crate::keys::keyring::KeyRing;
-use crate::tokens::jwt::ACCESS_TOKEN_TYP;
+use crate::tokens::jwt::{self, AccessTokenClaims, Audience};
 use crate::tokens::opaque::TokenHash;
 use crate::tokens::refresh::{self, REFRESH_TOKEN_PREFIX};
 use crate::tokens::revoked;
@@ -35,112 +35,52 @@ impl Hint {
     }
 }
 
-fn inactive() -> Value {
-    json!({ "active": false })
+/// An RFC 7662 §2.2 answer.
+#[derive(Clone, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct Introspection {
+    /// Whether the token is live.
+    pub active: bool,
+    /// Granted scope.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    /// The client it was issued to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// The person's username.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// `Bearer` or `refresh_token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_type: Option<&'static str>,
+    /// Expires at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub exp: Option<i64>,
+    /// Issued at.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
+    /// Subject.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sub: Option<String>,
+    /// Audience (access tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<Audience>,
+    /// Issuer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    /// Token id (access tokens).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
 }
 
-async fn introspect_access(
-    conn: &mut AsyncPgConnection,
-    keys: &KeyRing,
-    issuer: &str,
-    token: &str,
-    now: OffsetDateTime,
-) -> diesel::QueryResult<Option<Value>> {
-    let Ok(verified) = keys.verify(token, issuer, now) else {
-        return Ok(None);
-    };
-    if verified.typ.as_deref() != Some(ACCESS_TOKEN_TYP) {
-        return Ok(None);
+impl Introspection {
+    /// `{"active": false}`: all an inactive token gets.
+    #[must_use]
+    pub fn inactive() -> Self {
+        Self::default()
     }
-    let claims = verified.claims;
-    let Some(jti) = claims
-        .get("jti")
-        .and_then(Value::as_str)
-        .and_then(|j| uuid::Uuid::parse_str(j).ok())
-    else {
-        return Ok(None);
-    };
-    if revoked::is_revoked(conn, jti).await? {
-        return Ok(Some(inactive()));
-    }
-    let mut out = Map::new();
-    out.insert("active".into(), json!(true));
-    // A user's token is only as alive as the user; a client's own token has a client id as sub.
-    if let Some(user_id) = claims
-        .get("sub")
-        .and_then(Value::as_str)
-        .and_then(|s| uuid::Uuid::parse_str(s).ok())
-    {
-        match users::find(conn, user_id)
-            .await?
-            .filter(|u| !u.is_disabled())
-        {
-            Some(user) => {
-                out.insert("username".into(), json!(user.username));
-            }
-            None => return Ok(Some(inactive())),
-        }
-    }
-    for name in [
-        "scope",
-        "client_id",
-        "sub",
-        "exp",
-        "iat",
-        "iss",
-        "aud",
-        "jti",
-    ] {
-        if let Some(v) = claims.get(name) {
-            out.insert(name.into(), v.clone());
-        }
-    }
-    out.insert("token_type".into(), json!("Bearer"));
-    Ok(Some(Value::Object(out)))
 }
 
-async fn introspect_refresh(
-    conn: &mut AsyncPgConnection,
-    issuer: &str,
-    client: &Client,
-    token: &str,
-    now: OffsetDateTime,
-) -> diesel::QueryResult<Option<Value>> {
-    let Some(row) = refresh::find_token(conn, &TokenHash::of(token)).await? else {
-        return Ok(None);
-    };
-    let Some(family) = refresh::find_family(conn, row.family_id).await? else {
-        return Ok(None);
-    };
-    // A refresh token is its client's business only.
-    if family.client_id != client.id {
-        return Ok(Some(inactive()));
-    }
-    let live = row.used_at.is_none()
-        && row.expires_at > now
-        && family.revoked_at.is_none()
-        && family.absolute_expires_at > now;
-    let user = users::find(conn, family.user_id)
-        .await?
-        .filter(|u| !u.is_disabled());
-    let (true, Some(user)) = (live, user) else {
-        return Ok(Some(inactive()));
-    };
-    Ok(Some(json!({
-        "active": true,
-        "scope": row.scopes.join(" "),
-        "client_id": family.client_id,
-        "sub": user.id.to_string(),
-        "username": user.username,
-        "token_type": "refresh_token",
-        "exp": row.expires_at.unix_timestamp(),
-        "iat": row.created_at.unix_timestamp(),
-        "iss": issuer,
-    })))
-}
-
-/// RFC 7662 §2.2: what an authenticated client may learn about `token`. Unknown, expired,
-/// revoked and malformed tokens are all `{"active": false}`.
+/// What `client` may learn about `token`.
 pub async fn introspect(
     conn: &mut AsyncPgConnection,
     keys: &KeyRing,
@@ -149,7 +89,7 @@ pub async fn introspect(
     token: &str,
     hint: Hint,
     now: OffsetDateTime,
-) -> diesel::QueryResult<Value> {
+) -> diesel::QueryResult<Introspection> {
     let found = if hint == Hint::Refresh {
         match introspect_refresh(conn, issuer, client, token, now).await? {
             Some(v) => Some(v),
@@ -161,69 +101,89 @@ pub async fn introspect(
             None => introspect_refresh(conn, issuer, client, token, now).await?,
         }
     };
-    Ok(found.unwrap_or_else(inactive))
+    Ok(found.unwrap_or_else(Introspection::inactive))
 }
 
-/// RFC 7009 §2.1: revokes `token` if `client` owns it; answers nothing either way, so a client
-/// cannot probe other clients' tokens.
-pub async fn revoke(
+/// `None` when `token` is not one of our access tokens at all.
+async fn introspect_access(
     conn: &mut AsyncPgConnection,
     keys: &KeyRing,
     issuer: &str,
+    token: &str,
+    now: OffsetDateTime,
+) -> diesel::QueryResult<Option<Introspection>> {
+    let Ok(claims) = jwt::verify_access_token(keys, token, issuer, now) else {
+        return Ok(None);
+    };
+    if revoked::is_revoked(conn, claims.jti).await? {
+        return Ok(Some(Introspection::inactive()));
+    }
+    // A user's token is only as alive as the user; a client's own token has a client id as sub.
+    let username = match claims.user_id() {
+        None => None,
+        Some(user_id) => match users::find(conn, user_id).await? {
+            Some(user) if !user.is_disabled() => Some(user.username),
+            _ => return Ok(Some(Introspection::inactive())),
+        },
+    };
+    Ok(Some(describe_access(claims, username)))
+}
+
+fn describe_access(claims: AccessTokenClaims, username: Option<String>) -> Introspection {
+    Introspection {
+        active: true,
+        scope: Some(claims.scope),
+        client_id: Some(claims.client_id),
+        username,
+        token_type: Some("Bearer"),
+        exp: Some(claims.exp),
+        iat: Some(claims.iat),
+        sub: Some(claims.sub),
+        aud: Some(claims.aud),
+        iss: Some(claims.iss),
+        jti: Some(claims.jti.to_string()),
+    }
+}
+
+/// `None` when `token` is no refresh token we know.
+async fn introspect_refresh(
+    conn: &mut AsyncPgConnection,
+    issuer: &str,
     client: &Client,
     token: &str,
-    ip: Option<ipnet::IpNet>,
     now: OffsetDateTime,
-) -> diesel::QueryResult<()> {
-    // A refresh token revokes its whole family, under the family lock (a racing refresh either
-    // committed first, and its access token is revoked here, or sees the family revoked).
-    if let Some(row) = refresh::find_token(conn, &TokenHash::of(token)).await? {
-        let client_id = client.id.clone();
-        return conn
-            .transaction(async |conn| {
-                let Some(family) = refresh::lock_family(conn, row.family_id).await? else {
-                    return Ok(());
-                };
-                if family.client_id != client_id {
-                    return Ok(());
-                }
-                if refresh::revoke_family(conn, family.id, "revoked by the client", now).await? {
-                    let subject = family.id.to_string();
-                    audit::insert(
-                        conn,
-                        &NewAuditEvent::new("family.revoked", audit::ACTOR_SYSTEM, now)
-                            .subject(&subject)
-                            .user(family.user_id)
-                            .client(&client_id)
-                            .ip(ip)
-                            .details(json!({ "reason": "revoked by the client" })),
-                    )
-                    .await?;
-                }
-                Ok(())
-            })
-            .await;
-    }
-    // An access token is recorded as revoked until it expires. Expired ones need nothing.
-    let Ok(verified) = keys.verify(token, issuer, now) else {
-        return Ok(());
+) -> diesel::QueryResult<Option<Introspection>> {
+    let Some(row) = refresh::find_token(conn, &TokenHash::of(token)).await? else {
+        return Ok(None);
     };
-    let claims = &verified.claims;
-    if verified.typ.as_deref() != Some(ACCESS_TOKEN_TYP)
-        || claims.get("client_id").and_then(Value::as_str) != Some(client.id.as_str())
-    {
-        return Ok(());
+    let Some(family) = refresh::find_family(conn, row.family_id).await? else {
+        return Ok(None);
+    };
+    // A refresh token is its client's business only.
+    if family.client_id != client.id {
+        return Ok(Some(Introspection::inactive()));
     }
-    let jti = claims
-        .get("jti")
-        .and_then(Value::as_str)
-        .and_then(|j| uuid::Uuid::parse_str(j).ok());
-    let exp = claims
-        .get("exp")
-        .and_then(Value::as_i64)
-        .and_then(|e| OffsetDateTime::from_unix_timestamp(e).ok());
-    if let (Some(jti), Some(exp)) = (jti, exp) {
-        revoked::insert(conn, jti, exp, "revoked by the client", now).await?;
-    }
-    Ok(())
+    let live = row.used_at.is_none()
+        && row.expires_at > now
+        && family.revoked_at.is_none()
+        && family.absolute_expires_at > now;
+    let user = users::find(conn, family.user_id)
+        .await?
+        .filter(|u| !u.is_disabled());
+    let (true, Some(user)) = (live, user) else {
+        return Ok(Some(Introspection::inactive()));
+    };
+    Ok(Some(Introspection {
+        active: true,
+        scope: Some(row.scopes.join(" ")),
+        client_id: Some(family.client_id),
+        username: Some(user.username),
+        token_type: Some("refresh_token"),
+        exp: Some(row.expires_at.unix_timestamp()),
+        iat: Some(row.created_at.unix_timestamp()),
+        sub: Some(user.id.to_string()),
+        aud: None,
+        iss: Some(issuer.to_owned()),
+        jti: None,
+    }))
 }

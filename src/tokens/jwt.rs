@@ -2,11 +2,11 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
-use crate::keys::keyring::{KeyRing, SignError};
+use crate::keys::keyring::{KeyRing, SignError, VerifyError};
 use crate::scope::{self, Scopes};
 
 /// RFC 9068 §2.1: the `typ` of access tokens, so they cannot pass for ID tokens.
@@ -15,7 +15,7 @@ pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
 pub const ID_TOKEN_TYP: &str = "JWT";
 
 /// One audience or several (RFC 7519 §4.1.3).
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(untagged)]
 pub enum Audience {
     /// Exactly one.
@@ -36,17 +36,17 @@ impl Audience {
     }
 }
 
-/// RFC 9068 §2.2 claims.
-#[derive(Debug, Serialize)]
-pub struct AccessTokenClaims<'a> {
+/// RFC 9068 §2.2 claims of an access token: what we sign, and what verification hands back.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AccessTokenClaims {
     /// Issuer.
-    pub iss: &'a str,
+    pub iss: String,
     /// The user's stable id (or the client's id for client credentials).
-    pub sub: &'a str,
+    pub sub: String,
     /// Resource server(s).
     pub aud: Audience,
     /// The client the token was issued to.
-    pub client_id: &'a str,
+    pub client_id: String,
     /// Granted scopes, space-separated.
     pub scope: String,
     /// Issued at.
@@ -54,24 +54,44 @@ pub struct AccessTokenClaims<'a> {
     /// Expires at.
     pub exp: i64,
     /// Unique id (revocation list key).
-    pub jti: String,
+    pub jti: Uuid,
     /// When the person authenticated.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
     /// The user's roles, when they have any.
-    #[serde(skip_serializing_if = "<[String]>::is_empty")]
-    pub roles: &'a [String],
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+}
+
+impl AccessTokenClaims {
+    /// The user the token speaks for; `None` for a client's own token (client credentials).
+    #[must_use]
+    pub fn user_id(&self) -> Option<Uuid> {
+        Uuid::parse_str(&self.sub).ok()
+    }
+
+    /// When the token expires.
+    #[must_use]
+    pub fn expires_at(&self) -> Option<OffsetDateTime> {
+        OffsetDateTime::from_unix_timestamp(self.exp).ok()
+    }
+
+    /// The granted scopes; a malformed claim grants nothing.
+    #[must_use]
+    pub fn scopes(&self) -> Scopes {
+        Scopes::parse(&self.scope).unwrap_or_default()
+    }
 }
 
 /// OIDC Core §2 and §5.1 claims of an ID token.
-#[derive(Debug, Serialize)]
-pub struct IdTokenClaims<'a> {
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IdTokenClaims {
     /// Issuer.
-    pub iss: &'a str,
+    pub iss: String,
     /// The user's stable id.
-    pub sub: &'a str,
+    pub sub: String,
     /// The client.
-    pub aud: &'a str,
+    pub aud: String,
     /// Expires at.
     pub exp: i64,
     /// Issued at.
@@ -79,24 +99,15 @@ pub struct IdTokenClaims<'a> {
     /// When the person authenticated.
     pub auth_time: i64,
     /// Echo of the request's nonce.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub nonce: Option<&'a str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
     /// Left half of SHA-256 of the access token (OIDC Core §3.1.3.6).
     pub at_hash: String,
     /// The sign-in session.
-    pub sid: &'a str,
-    /// `profile` scope.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub preferred_username: Option<&'a str>,
-    /// `profile` scope.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub name: Option<&'a str>,
-    /// `email` scope.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub email: Option<&'a str>,
-    /// `email` scope: Keyward does not verify addresses, so this is honestly `false`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub email_verified: Option<bool>,
+    pub sid: String,
+    /// What the scopes release about the person.
+    #[serde(flatten)]
+    pub profile: ProfileClaims,
 }
 
 /// `at_hash`: base64url of the left-most half of SHA-256 of the token (RS256 → SHA-256).
@@ -106,30 +117,35 @@ pub fn at_hash(access_token: &str) -> String {
     URL_SAFE_NO_PAD.encode(&digest.as_ref()[..16])
 }
 
-/// The person-describing claims a set of scopes releases (for ID tokens and userinfo).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct ProfileClaims<'a> {
+/// The person-describing claims a set of scopes releases (OIDC Core §5.4), for ID tokens and
+/// userinfo alike.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProfileClaims {
     /// `profile`: the username.
-    pub preferred_username: Option<&'a str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
     /// `profile`: the display name (the username; Keyward keeps no other name).
-    pub name: Option<&'a str>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// `email`.
-    pub email: Option<&'a str>,
-    /// `email`: whether it was verified (never, today).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// `email`: Keyward does not verify addresses, so this is honestly `false`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_verified: Option<bool>,
 }
 
-impl<'a> ProfileClaims<'a> {
+impl ProfileClaims {
     /// The claims `scopes` allow for this user.
     #[must_use]
-    pub fn for_scopes(scopes: &Scopes, username: &'a str, email: Option<&'a str>) -> Self {
+    pub fn for_scopes(scopes: &Scopes, username: &str, email: Option<&str>) -> Self {
         let profile = scopes.contains(scope::PROFILE);
-        let email_scope = scopes.contains(scope::EMAIL) && email.is_some();
+        let email = email.filter(|_| scopes.contains(scope::EMAIL));
         Self {
-            preferred_username: profile.then_some(username),
-            name: profile.then_some(username),
-            email: if email_scope { email } else { None },
-            email_verified: email_scope.then_some(false),
+            preferred_username: profile.then(|| username.to_owned()),
+            name: profile.then(|| username.to_owned()),
+            email_verified: email.map(|_| false),
+            email: email.map(str::to_owned),
         }
     }
 }
@@ -174,22 +190,44 @@ pub fn issue_access_token(
     let jti = Uuid::new_v4();
     let expires_at = now + ttl;
     let claims = AccessTokenClaims {
-        iss: grant.issuer,
-        sub: grant.sub,
+        iss: grant.issuer.to_owned(),
+        sub: grant.sub.to_owned(),
         aud: Audience::for_resources(grant.audiences, grant.issuer),
-        client_id: grant.client_id,
+        client_id: grant.client_id.to_owned(),
         scope: grant.scopes.to_string(),
         iat: now.unix_timestamp(),
         exp: expires_at.unix_timestamp(),
-        jti: jti.to_string(),
+        jti,
         auth_time: grant.auth_time.map(OffsetDateTime::unix_timestamp),
-        roles: grant.roles,
+        roles: grant.roles.to_vec(),
     };
     Ok(IssuedAccessToken {
         token: keys.sign(ACCESS_TOKEN_TYP, &claims, now)?,
         jti,
         expires_at,
     })
+}
+
+/// Verifies one of our access tokens (RFC 9068 §4: `typ` must be `at+jwt`, so an ID token is
+/// never taken for one).
+pub fn verify_access_token(
+    keys: &KeyRing,
+    token: &str,
+    issuer: &str,
+    now: OffsetDateTime,
+) -> Result<AccessTokenClaims, VerifyError> {
+    keys.verify(token, ACCESS_TOKEN_TYP, issuer, now)
+}
+
+/// Verifies an `id_token_hint` (OIDC RP-Initiated Logout §2): it may have expired, but its
+/// signature, issuer and type must hold.
+pub fn verify_id_token_hint(
+    keys: &KeyRing,
+    token: &str,
+    issuer: &str,
+    now: OffsetDateTime,
+) -> Result<IdTokenClaims, VerifyError> {
+    keys.verify_ignoring_expiry(token, ID_TOKEN_TYP, issuer, now)
 }
 
 #[cfg(test)]
@@ -226,8 +264,8 @@ mod tests {
             "bob",
             Some("b@x"),
         );
-        assert_eq!(all.preferred_username, Some("bob"));
-        assert_eq!(all.email, Some("b@x"));
+        assert_eq!(all.preferred_username.as_deref(), Some("bob"));
+        assert_eq!(all.email.as_deref(), Some("b@x"));
         assert_eq!(all.email_verified, Some(false));
     }
 }

@@ -196,6 +196,14 @@ impl TestApp {
 
     /// The id of the user called `username`.
     pub async fn find_user_by_name(&self, username: &str) -> uuid::Uuid {
+        self.find_user_named(username)
+            .await
+            .expect("user exists")
+            .id
+    }
+
+    /// The user called `username`, if there is one.
+    pub async fn find_user_named(&self, username: &str) -> Option<User> {
         let mut conn = keyward::db::connect(&self.state.db)
             .await
             .expect("connection");
@@ -203,8 +211,6 @@ impl TestApp {
         users::find_by_username(&mut conn, &name)
             .await
             .expect("query")
-            .expect("user exists")
-            .id
     }
 
     /// Reads a user back from the database.

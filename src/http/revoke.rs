@@ -1,0 +1,40 @@
+//! `POST /revoke` (RFC 7009): a client ends one of its tokens.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::app::AppState;
+use crate::http::form::OAuthForm;
+use crate::http::oauth_error::{TokenError, no_store};
+use crate::http::token::authenticate_client;
+use crate::oauth::error::OAuthError;
+use crate::oauth::revocation;
+
+/// `POST /revoke`: 200 whether or not the token existed (RFC 7009 §2.2).
+#[tracing::instrument(skip_all, fields(client_id))]
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    OAuthForm(params): OAuthForm,
+) -> Result<Response, TokenError> {
+    let (client, mut conn) = authenticate_client(&state, &headers, &params).await?;
+    tracing::Span::current().record("client_id", client.id.as_str());
+    let token = params
+        .get_even_empty("token")
+        .ok_or(OAuthError::invalid_request("token is required"))?;
+    revocation::revoke(
+        &mut conn,
+        &state.keys.ring,
+        state.config.server.issuer.as_str(),
+        &client,
+        token,
+        Some(peer.ip().into()),
+        state.clock.now(),
+    )
+    .await?;
+    Ok(no_store(StatusCode::OK.into_response()))
+}

@@ -1,0 +1,114 @@
+//! `/logout`: OpenID Connect RP-Initiated Logout 1.0, where an app sends a person to sign out of
+//! Keyward. Not to be confused with `signout`, the hosted page a person uses themselves.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::{RawQuery, State};
+use axum::response::{IntoResponse, Response};
+use tower_sessions::Session;
+
+use crate::app::AppState;
+use crate::clients;
+use crate::db;
+use crate::http::page::{CsrfForm, PageError, PageForm, csrf_for_form, require_csrf, see_other};
+use crate::oauth::logout::{self, BadLogoutRedirect, LogoutRequest};
+use crate::oauth::params::Params;
+use crate::sessions::{self, PendingLogout};
+use crate::tokens::jwt;
+use crate::users;
+
+/// The "sign out of Keyward?" page shown when the request cannot prove it comes from the app.
+#[derive(Template, WebTemplate)]
+#[template(path = "logout.html")]
+pub struct LogoutPage {
+    csrf: String,
+    username: String,
+}
+
+impl From<BadLogoutRedirect> for PageError {
+    fn from(_: BadLogoutRedirect) -> Self {
+        Self::BadLogoutRedirect
+    }
+}
+
+fn where_to(pending: &PendingLogout) -> String {
+    logout::destination(pending.redirect_uri.as_deref(), pending.state.as_deref())
+}
+
+async fn rp_logout(
+    state: &AppState,
+    session: &Session,
+    params: &Params,
+) -> Result<Response, PageError> {
+    let issuer = state.config.server.issuer.as_str();
+    let hint = params.get("id_token_hint").and_then(|t| {
+        jwt::verify_id_token_hint(&state.keys.ring, t, issuer, state.clock.now()).ok()
+    });
+    let request = LogoutRequest::parse(params, hint)?;
+    let client = match (request.unverified_redirect_uri, request.client_to_check()) {
+        (Some(_), Some(id)) => {
+            let mut conn = db::connect(&state.db).await?;
+            clients::find(&mut conn, id).await?
+        }
+        _ => None,
+    };
+    let pending = PendingLogout {
+        redirect_uri: request.redirect_uri(client.as_ref())?,
+        state: request.state.clone(),
+    };
+    let Some(signed) = sessions::signed_in(session).await? else {
+        return Ok(see_other(&where_to(&pending)));
+    };
+    if request.is_confirmed_for(signed.user_id) {
+        sessions::sign_out(session).await?;
+        return Ok(see_other(&where_to(&pending)));
+    }
+    // Ask first, with a CSRF-protected POST.
+    sessions::put_pending_logout(session, &pending).await?;
+    let mut conn = db::connect(&state.db).await?;
+    let username = users::find(&mut conn, signed.user_id)
+        .await?
+        .map(|u| u.username)
+        .unwrap_or_default();
+    drop(conn);
+    Ok(LogoutPage {
+        csrf: csrf_for_form(session).await?,
+        username,
+    }
+    .into_response())
+}
+
+/// `GET /logout`.
+pub async fn get_rp_logout(
+    State(state): State<AppState>,
+    session: Session,
+    RawQuery(query): RawQuery,
+) -> Result<Response, PageError> {
+    let params = Params::parse(query.unwrap_or_default().as_bytes());
+    rp_logout(&state, &session, &params).await
+}
+
+/// `POST /logout` (form-encoded, same parameters).
+pub async fn post_rp_logout(
+    State(state): State<AppState>,
+    session: Session,
+    PageForm(pairs): PageForm<Vec<(String, String)>>,
+) -> Result<Response, PageError> {
+    rp_logout(&state, &session, &Params::from_pairs(pairs)).await
+}
+
+/// `POST /logout/confirm`: the person said yes.
+pub async fn confirm_rp_logout(
+    session: Session,
+    PageForm(form): PageForm<CsrfForm>,
+) -> Result<Response, PageError> {
+    require_csrf(&session, &form.csrf).await?;
+    let pending = sessions::take_pending_logout(&session)
+        .await?
+        .unwrap_or(PendingLogout {
+            redirect_uri: None,
+            state: None,
+        });
+    sessions::sign_out(&session).await?;
+    Ok(see_other(&where_to(&pending)))
+}

@@ -1,0 +1,51 @@
+//! The hosted sign-out page (`/signout`), where a person ends their Keyward session themselves.
+//! Not to be confused with `rp_logout`, the OIDC logout an app sends people to.
+
+use askama::Template;
+use askama_web::WebTemplate;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use tower_sessions::Session;
+
+use crate::app::AppState;
+use crate::http::page::{CsrfForm, PageError, PageForm, csrf_for_form, require_csrf, see_other};
+use crate::sessions;
+use crate::users;
+
+/// The "sign out?" confirmation.
+#[derive(Template, WebTemplate)]
+#[template(path = "signout.html")]
+pub struct SignOutPage {
+    csrf: String,
+    username: String,
+}
+
+/// `GET /signout`: asks before signing out (a GET must not change state).
+pub async fn get_signout(
+    State(state): State<AppState>,
+    session: Session,
+) -> Result<Response, PageError> {
+    let Some(current) = sessions::signed_in(&session).await? else {
+        return Ok(see_other("/signin"));
+    };
+    let mut conn = crate::db::connect(&state.db).await?;
+    let Some(user) = users::find(&mut conn, current.user_id).await? else {
+        sessions::sign_out(&session).await?;
+        return Ok(see_other("/signin"));
+    };
+    Ok(SignOutPage {
+        csrf: csrf_for_form(&session).await?,
+        username: user.username,
+    }
+    .into_response())
+}
+
+/// `POST /signout`: ends the session (its record is deleted, so the id cannot be reused).
+pub async fn submit_signout(
+    session: Session,
+    PageForm(form): PageForm<CsrfForm>,
+) -> Result<Response, PageError> {
+    require_csrf(&session, &form.csrf).await?;
+    sessions::sign_out(&session).await?;
+    Ok(see_other("/signin?signed_out=1"))
+}

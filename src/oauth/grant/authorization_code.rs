@@ -1,0 +1,173 @@
+//! The authorization code grant (RFC 6749 §4.1.3): a code is redeemed once, by the client it was
+//! issued to, with the redirect URI and PKCE verifier of its request.
+
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::audit::{self, NewAuditEvent};
+use crate::clients::Client;
+use crate::oauth::error::OAuthError;
+use crate::oauth::grant::{
+    Authorization, GrantContext, GrantError, TokenResponse, invalid_grant, issue_for_user,
+};
+use crate::oauth::params::Params;
+use crate::oauth::pkce::CodeChallenge;
+use crate::scope::Scopes;
+use crate::tokens::codes::{self, AuthorizationCode};
+use crate::tokens::opaque::TokenHash;
+use crate::tokens::revoked;
+use crate::users;
+
+/// A code redemption, as sent.
+pub struct CodeRequest {
+    code: String,
+    redirect_uri: String,
+    code_verifier: String,
+}
+
+impl std::fmt::Debug for CodeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The code and the verifier are secrets until spent.
+        f.debug_struct("CodeRequest")
+            .field("redirect_uri", &self.redirect_uri)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CodeRequest {
+    /// Reads `code`, `redirect_uri` and `code_verifier` (OAuth 2.1 §4.1.3: PKCE is required).
+    pub fn parse(params: &Params) -> Result<Self, OAuthError> {
+        Ok(Self {
+            code: params.require("code", "code is required")?.to_owned(),
+            redirect_uri: params
+                .require("redirect_uri", "redirect_uri is required")?
+                .to_owned(),
+            code_verifier: params
+                .require("code_verifier", "code_verifier is required (PKCE)")?
+                .to_owned(),
+        })
+    }
+}
+
+/// How a redemption ended, decided inside the transaction and committed either way.
+enum Outcome {
+    Issued(TokenResponse),
+    Refused(&'static str),
+    Reused { user_id: uuid::Uuid },
+}
+
+/// Exchanges an authorization code for tokens, for an authenticated client.
+#[tracing::instrument(skip_all, fields(client_id = %client.id, grant_type = "authorization_code"))]
+pub async fn exchange_code(
+    conn: &mut AsyncPgConnection,
+    ctx: &GrantContext<'_>,
+    client: &Client,
+    request: &CodeRequest,
+) -> Result<TokenResponse, GrantError> {
+    let presented = TokenHash::of(&request.code);
+    let outcome = conn
+        .transaction(async |conn| redeem(conn, ctx, client, request, &presented).await)
+        .await?;
+    match outcome {
+        Outcome::Issued(response) => Ok(response),
+        Outcome::Refused(description) => Err(invalid_grant(description)),
+        Outcome::Reused { user_id } => {
+            tracing::warn!(%user_id, "authorization code reused; issued tokens revoked");
+            Err(invalid_grant("the code was already used"))
+        }
+    }
+}
+
+/// The redemption, under the code's row lock: whoever holds the lock decides, so two racing
+/// redemptions cannot both succeed.
+async fn redeem(
+    conn: &mut AsyncPgConnection,
+    ctx: &GrantContext<'_>,
+    client: &Client,
+    request: &CodeRequest,
+    presented: &TokenHash,
+) -> Result<Outcome, GrantError> {
+    let Some(row) = codes::find_for_update(conn, presented).await? else {
+        return Ok(Outcome::Refused("the code is invalid"));
+    };
+    // Another client's code: refuse without touching it, so a thief cannot burn it.
+    if row.client_id != client.id {
+        return Ok(Outcome::Refused("the code was issued to another client"));
+    }
+    if row.used_at.is_some() {
+        return revoke_after_reuse(conn, ctx, client, &row).await;
+    }
+    if row.expires_at <= ctx.now {
+        return Ok(Outcome::Refused("the code has expired"));
+    }
+    // From here the right client presented it: whatever happens, it is spent.
+    let refusal = match binding_mismatch(&row, request) {
+        Some(refusal) => Some(refusal),
+        None => match users::find(conn, row.user_id).await? {
+            Some(user) if !user.is_disabled() => {
+                return issue(conn, ctx, client, &row, &user).await;
+            }
+            _ => Some("the user can no longer sign in"),
+        },
+    };
+    codes::update_used(conn, &row.code_hash, ctx.now, None).await?;
+    Ok(Outcome::Refused(refusal.unwrap_or("the code is invalid")))
+}
+
+/// RFC 6749 §4.1.3: the redirect URI must be the request's, and RFC 7636 §4.6 the verifier must
+/// match the challenge.
+fn binding_mismatch(row: &AuthorizationCode, request: &CodeRequest) -> Option<&'static str> {
+    if row.redirect_uri != request.redirect_uri {
+        return Some("redirect_uri does not match the authorization request");
+    }
+    let verified = CodeChallenge::from_stored(&row.code_challenge)
+        .is_ok_and(|c| c.verify(&request.code_verifier).is_ok());
+    (!verified).then_some("code_verifier does not match the code_challenge")
+}
+
+/// RFC 6749 §4.1.2: a reused code may have been stolen; revoke the access token its first use
+/// issued, and say so in the audit trail.
+async fn revoke_after_reuse(
+    conn: &mut AsyncPgConnection,
+    ctx: &GrantContext<'_>,
+    client: &Client,
+    row: &AuthorizationCode,
+) -> Result<Outcome, GrantError> {
+    if let (Some(jti), Some(exp)) = (row.access_token_jti, row.access_token_expires_at) {
+        revoked::insert(conn, jti, exp, "authorization code reused", ctx.now).await?;
+    }
+    let first_used = row.used_at.map(OffsetDateTime::unix_timestamp);
+    let event = NewAuditEvent::new("code.reused", audit::ACTOR_SYSTEM, ctx.now)
+        .details(json!({ "first_used_at": first_used }))
+        .user(row.user_id)
+        .client(&client.id)
+        .ip(ctx.ip);
+    audit::insert(conn, &event).await?;
+    Ok(Outcome::Reused {
+        user_id: row.user_id,
+    })
+}
+
+/// Signs the tokens and marks the code used with the access token it issued.
+async fn issue(
+    conn: &mut AsyncPgConnection,
+    ctx: &GrantContext<'_>,
+    client: &Client,
+    row: &AuthorizationCode,
+    user: &users::User,
+) -> Result<Outcome, GrantError> {
+    let scopes = Scopes::from_stored(&row.scopes);
+    let auth = Authorization {
+        user,
+        scopes: &scopes,
+        audiences: &row.audiences,
+        auth_time: row.auth_time,
+        sid: &row.sid,
+        nonce: row.nonce.as_deref(),
+    };
+    let issued = issue_for_user(conn, ctx, client, &auth).await?;
+    let access = (issued.access_jti, issued.access_expires_at);
+    codes::update_used(conn, &row.code_hash, ctx.now, Some(access)).await?;
+    Ok(Outcome::Issued(issued.response))
+}

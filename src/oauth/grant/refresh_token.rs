@@ -1,0 +1,276 @@
+//! The refresh token grant (RFC 6749 §6) with rotation on every use, reuse detection that revokes
+//! the whole family (RFC 9700 §4.14.2), and the optional grace window for a lost response.
+
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use serde_json::json;
+use time::OffsetDateTime;
+
+use crate::audit::{self, NewAuditEvent};
+use crate::clients::Client;
+use crate::oauth::error::OAuthError;
+use crate::oauth::grant::{
+    GrantContext, GrantError, TokenResponse, invalid_grant, requested_scope,
+};
+use crate::oauth::params::Params;
+use crate::scope::Scopes;
+use crate::tokens::opaque::{PlainToken, TokenHash};
+use crate::tokens::refresh::{self, Family, RefreshTokenRow};
+use crate::users;
+
+/// A refresh, as sent.
+pub struct RefreshRequest {
+    refresh_token: String,
+    scope: Option<Scopes>,
+}
+
+impl std::fmt::Debug for RefreshRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RefreshRequest")
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RefreshRequest {
+    /// Reads `refresh_token` and the optional narrower `scope` (RFC 6749 §6).
+    pub fn parse(params: &Params) -> Result<Self, OAuthError> {
+        Ok(Self {
+            refresh_token: params
+                .require("refresh_token", "refresh_token is required")?
+                .to_owned(),
+            scope: requested_scope(params)?,
+        })
+    }
+}
+
+/// How a refresh ended, decided under the family lock and committed either way.
+enum Outcome {
+    Issued(TokenResponse),
+    Refused(&'static str),
+    Reused,
+}
+
+/// The successor to hand out and what it carries.
+struct Rotation {
+    scopes: Scopes,
+    generation: i32,
+    successor: PlainToken,
+    /// The successor already exists: a retry within the grace window gets it again.
+    is_retry: bool,
+}
+
+/// Rotates a refresh token: a new access token and a new refresh token, the old one spent.
+#[tracing::instrument(skip_all, fields(client_id = %client.id, grant_type = "refresh_token"))]
+pub async fn refresh(
+    conn: &mut AsyncPgConnection,
+    ctx: &GrantContext<'_>,
+    client: &Client,
+    request: &RefreshRequest,
+) -> Result<TokenResponse, GrantError> {
+    let hash = TokenHash::of(&request.refresh_token);
+    let outcome = conn
+        .transaction(async |conn| rotate(conn, ctx, client, request, &hash).await)
+        .await?;
+    match outcome {
+        Outcome::Issued(r) => Ok(r),
+        Outcome::Refused(d) => Err(invalid_grant(d)),
+        Outcome::Reused => {
+            tracing::warn!("refresh token reuse: family revoked");
+            Err(invalid_grant("the refresh token was already used"))
+        }
+    }
+}
+
+/// Every step under the family's row lock: what this transaction sees, every racer sees.
+async fn rotate(
+    conn: &mut AsyncPgConnection,
+    ctx: &GrantContext<'_>,
+    client: &Client,
+    request: &RefreshRequest,
+    hash: &TokenHash,
+) -> Result<Outcome, GrantError> {
+    let family = match lock_live_family(conn, ctx.now, client, hash).await? {
+        Ok(family) => family,
+        Err(refusal) => return Ok(Outcome::Refused(refusal)),
+    };
+    // Read again under the family lock: a racer may have rotated it a moment ago.
+    let row = refresh::find_token(conn, hash)
+        .await?
+        .ok_or_else(|| invalid_grant("the refresh token is invalid"))?;
+    let user = users::find(conn, family.user_id)
+        .await?
+        .filter(|u| !u.is_disabled());
+    let rotation = match row.used_at {
+        Some(used_at) => {
+            let retry =
+                retry_in_grace(conn, ctx, &family, &row, &request.refresh_token, used_at).await?;
+            let Some(rotation) = retry else {
+                revoke_after_reuse(conn, ctx, client, &family, &row, used_at).await?;
+                return Ok(Outcome::Reused);
+            };
+            rotation
+        }
+        None => match next_rotation(ctx, &family, &row, request)? {
+            Ok(rotation) => rotation,
+            Err(refusal) => return Ok(Outcome::Refused(refusal)),
+        },
+    };
+    let Some(user) = user else {
+        return Ok(Outcome::Refused("the user can no longer sign in"));
+    };
+    if !rotation.is_retry {
+        // The conditional update decides between racers that both read the token unused.
+        if !refresh::update_used(conn, &row.token_hash, ctx.now).await? {
+            return Ok(Outcome::Refused("the refresh token is invalid"));
+        }
+        let expires_at = ctx.refresh.token_expiry(&family, ctx.now);
+        let r = &rotation;
+        refresh::insert_token(
+            conn,
+            &family,
+            &r.successor,
+            r.generation,
+            &r.scopes,
+            expires_at,
+            ctx.now,
+        )
+        .await?;
+    }
+    respond(conn, ctx, client, &family, &user, rotation).await
+}
+
+/// The family of the presented token, locked, if it is this client's and still alive.
+async fn lock_live_family(
+    conn: &mut AsyncPgConnection,
+    now: OffsetDateTime,
+    client: &Client,
+    hash: &TokenHash,
+) -> Result<Result<Family, &'static str>, GrantError> {
+    let Some(row) = refresh::find_token(conn, hash).await? else {
+        return Ok(Err("the refresh token is invalid"));
+    };
+    let Some(family) = refresh::lock_family(conn, row.family_id).await? else {
+        return Ok(Err("the refresh token is invalid"));
+    };
+    // Another client presenting it learns nothing and harms nobody: no side effects.
+    Ok(if family.client_id != client.id {
+        Err("the refresh token was issued to another client")
+    } else if family.revoked_at.is_some() {
+        Err("the refresh token was revoked")
+    } else if family.absolute_expires_at <= now {
+        Err("the refresh token has expired")
+    } else {
+        Ok(family)
+    })
+}
+
+/// An unused token: the next generation, with the requested scope if it narrows the grant.
+fn next_rotation(
+    ctx: &GrantContext<'_>,
+    family: &Family,
+    row: &RefreshTokenRow,
+    request: &RefreshRequest,
+) -> Result<Result<Rotation, &'static str>, GrantError> {
+    if row.expires_at <= ctx.now {
+        return Ok(Err("the refresh token has expired"));
+    }
+    // Narrowing is allowed, widening never: the family's grant is the ceiling.
+    let scopes = match &request.scope {
+        Some(r) if !r.is_subset(&Scopes::from_stored(&family.scopes)) => {
+            return Err(
+                OAuthError::invalid_scope("scope exceeds what was originally granted").into(),
+            );
+        }
+        Some(r) => r.clone(),
+        None => Scopes::from_stored(&row.scopes),
+    };
+    Ok(Ok(Rotation {
+        scopes,
+        generation: row.generation + 1,
+        successor: ctx.refresh.successor_of(&request.refresh_token),
+        is_retry: false,
+    }))
+}
+
+/// A token presented again after rotation gets the same successor only within the grace
+/// window, only as the immediate predecessor of a still-unused successor: a client that lost
+/// the response retries without forking the family. Anything else is reuse.
+async fn retry_in_grace(
+    conn: &mut AsyncPgConnection,
+    ctx: &GrantContext<'_>,
+    family: &Family,
+    row: &RefreshTokenRow,
+    presented: &str,
+    used_at: OffsetDateTime,
+) -> Result<Option<Rotation>, GrantError> {
+    if ctx.refresh.grace.is_none_or(|g| ctx.now - used_at > g) {
+        return Ok(None);
+    }
+    let successor = ctx.refresh.successor_of(presented);
+    let next = refresh::find_generation(conn, family.id, row.generation + 1).await?;
+    Ok(next
+        .filter(|n| {
+            n.used_at.is_none()
+                && n.expires_at > ctx.now
+                && n.token_hash == successor.hash().as_bytes()
+        })
+        .map(|n| Rotation {
+            scopes: Scopes::from_stored(&n.scopes),
+            generation: n.generation,
+            successor,
+            is_retry: true,
+        }))
+}
+
+/// Reuse: someone holds a token that was already rotated, so the whole family ends.
+async fn revoke_after_reuse(
+    conn: &mut AsyncPgConnection,
+    ctx: &GrantContext<'_>,
+    client: &Client,
+    family: &Family,
+    row: &RefreshTokenRow,
+    used_at: OffsetDateTime,
+) -> Result<(), GrantError> {
+    refresh::revoke_family(conn, family.id, "refresh token reuse", ctx.now).await?;
+    let latest = refresh::find_generation(conn, family.id, row.generation + 1)
+        .await?
+        .map_or(row.generation, |n| n.generation);
+    let family_id = family.id.to_string();
+    let event = NewAuditEvent::new("refresh.reused", audit::ACTOR_SYSTEM, ctx.now)
+        .subject(&family_id)
+        .user(family.user_id)
+        .client(&client.id)
+        .ip(ctx.ip)
+        .details(json!({
+            "replayed_generation": row.generation,
+            "latest_generation": latest,
+            "rotated_at": used_at.unix_timestamp(),
+        }));
+    audit::insert(conn, &event).await?;
+    Ok(())
+}
+
+/// Signs the access token, records it in the family (so revoking the family revokes it), and
+/// answers with the successor.
+async fn respond(
+    conn: &mut AsyncPgConnection,
+    ctx: &GrantContext<'_>,
+    client: &Client,
+    family: &Family,
+    user: &users::User,
+    rotation: Rotation,
+) -> Result<Outcome, GrantError> {
+    let sub = user.id.to_string();
+    let access = ctx.access_token(
+        client,
+        &sub,
+        &rotation.scopes,
+        &family.audiences,
+        Some((user, family.auth_time)),
+    )?;
+    refresh::insert_access_token(conn, family.id, access.jti, access.expires_at).await?;
+    Ok(Outcome::Issued(TokenResponse {
+        refresh_token: Some(rotation.successor.expose().to_owned()),
+        ..TokenResponse::bearer(access, ctx.settings.access_ttl, &rotation.scopes)
+    }))
+}
