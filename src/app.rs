@@ -153,14 +153,7 @@ impl App {
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
         let key_maintenance = tokio::spawn(maintain_keys(self.state.clone()));
 
-        let mut builder = Builder::new(TokioExecutor::new());
-        // axum::serve installs no timer, so hyper's header-read timeout would never fire and a
-        // client trickling headers (slowloris) could hold a connection forever.
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(self.state.config.server.header_timeout);
-        builder.http2().timer(TokioTimer::new());
+        let builder = connection_builder(self.state.config.server.header_timeout);
 
         let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
@@ -207,6 +200,18 @@ impl App {
         key_maintenance.abort();
         Ok(())
     }
+}
+
+/// HTTP/1 and HTTP/2 with timers. `axum::serve` installs no timer, so hyper's header-read timeout
+/// would never fire and a client trickling headers (slowloris) could hold a connection forever.
+fn connection_builder(header_timeout: Duration) -> Builder<TokioExecutor> {
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout);
+    builder.http2().timer(TokioTimer::new());
+    builder
 }
 
 /// Completes the key schedule and picks up other instances' changes, every reload interval.

@@ -432,18 +432,7 @@ fn keys(
     env: &Env<impl Fn(&str) -> Option<String>>,
     tokens: &TokenSettings,
 ) -> Result<KeySettings, ConfigError> {
-    let kek = match (env.get("KEYWARD_KEK"), env.get("KEYWARD_KEK_FILE")) {
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::new(
-                "KEYWARD_KEK",
-                "set KEYWARD_KEK or KEYWARD_KEK_FILE, not both",
-            ));
-        }
-        (Some(raw), None) => {
-            KekSource::Inline(decode_kek(&raw).map_err(|m| ConfigError::new("KEYWARD_KEK", m))?)
-        }
-        (None, file) => KekSource::File(file.unwrap_or_else(|| "keys/kek".into()).into()),
-    };
+    let kek = kek_source(env)?;
     let bits = env.number("KEYWARD_KEY_BITS", 2048, 2048..=4096)?;
     if ![2048, 3072, 4096].contains(&bits) {
         return Err(ConfigError::new(
@@ -488,6 +477,21 @@ fn keys(
         },
         reload: to_std(reload),
     })
+}
+
+fn kek_source(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<KekSource, ConfigError> {
+    match (env.get("KEYWARD_KEK"), env.get("KEYWARD_KEK_FILE")) {
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            "KEYWARD_KEK",
+            "set KEYWARD_KEK or KEYWARD_KEK_FILE, not both",
+        )),
+        (Some(raw), None) => decode_kek(&raw)
+            .map(KekSource::Inline)
+            .map_err(|m| ConfigError::new("KEYWARD_KEK", m)),
+        (None, file) => Ok(KekSource::File(
+            file.unwrap_or_else(|| "keys/kek".into()).into(),
+        )),
+    }
 }
 
 /// Parses `90`, `90s`, `15m`, `12h` or `14d` into a duration.

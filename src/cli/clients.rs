@@ -7,7 +7,8 @@
 use std::io::BufRead as _;
 
 use anyhow::{Context as _, bail};
-use clap::Subcommand;
+use clap::{Args, Subcommand};
+use diesel_async::AsyncPgConnection;
 use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -23,41 +24,7 @@ use crate::tokens::opaque::{PlainToken, TokenHash};
 #[derive(Debug, Subcommand)]
 pub enum ClientsCommand {
     /// Register a client; prints its id and (for confidential clients) its secret, once.
-    Create {
-        /// Shown to people on the consent page.
-        #[arg(long)]
-        name: String,
-        /// The client_id (default: generated).
-        #[arg(long)]
-        id: Option<String>,
-        /// Exact redirect URI (https, or http on loopback); repeat for several.
-        #[arg(long = "redirect-uri", required = true)]
-        redirect_uris: Vec<String>,
-        /// Grant type; repeat for several (default: authorization_code).
-        #[arg(long = "grant")]
-        grants: Vec<String>,
-        /// Scopes it may request, space-separated.
-        #[arg(long, default_value = "openid profile email")]
-        scope: String,
-        /// A public client (SPA, native app): no secret, PKCE only.
-        #[arg(long)]
-        public: bool,
-        /// Read the secret from stdin instead of generating one (at least 32 characters).
-        #[arg(long)]
-        secret_stdin: bool,
-        /// Operated by you: people are not asked for consent.
-        #[arg(long)]
-        first_party: bool,
-        /// Exact post-logout redirect URI; repeat for several.
-        #[arg(long = "post-logout-redirect-uri")]
-        post_logout_redirect_uris: Vec<String>,
-        /// Resource server its access tokens may name in `aud`; repeat for several.
-        #[arg(long = "audience")]
-        audiences: Vec<String>,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Create(CreateArgs),
     /// List clients: id, name, type, first-party, grants, redirect URIs (tab-separated).
     List {
         /// Print a JSON array.
@@ -82,6 +49,48 @@ pub enum ClientsCommand {
         /// The client_id.
         id: String,
     },
+}
+
+/// What `clients create` is told.
+#[derive(Debug, Args)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "each is a command-line switch the operator sets"
+)]
+pub struct CreateArgs {
+    /// Shown to people on the consent page.
+    #[arg(long)]
+    name: String,
+    /// The client_id (default: generated).
+    #[arg(long)]
+    id: Option<String>,
+    /// Exact redirect URI (https, or http on loopback); repeat for several.
+    #[arg(long = "redirect-uri", required = true)]
+    redirect_uris: Vec<String>,
+    /// Grant type; repeat for several (default: authorization_code).
+    #[arg(long = "grant")]
+    grants: Vec<String>,
+    /// Scopes it may request, space-separated.
+    #[arg(long, default_value = "openid profile email")]
+    scope: String,
+    /// A public client (SPA, native app): no secret, PKCE only.
+    #[arg(long)]
+    public: bool,
+    /// Read the secret from stdin instead of generating one (at least 32 characters).
+    #[arg(long)]
+    secret_stdin: bool,
+    /// Operated by you: people are not asked for consent.
+    #[arg(long)]
+    first_party: bool,
+    /// Exact post-logout redirect URI; repeat for several.
+    #[arg(long = "post-logout-redirect-uri")]
+    post_logout_redirect_uris: Vec<String>,
+    /// Resource server its access tokens may name in `aud`; repeat for several.
+    #[arg(long = "audience")]
+    audiences: Vec<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 fn client_json(c: &Client) -> serde_json::Value {
@@ -114,183 +123,202 @@ fn read_secret() -> anyhow::Result<String> {
 }
 
 /// Runs a `clients` command.
-#[allow(clippy::too_many_lines, reason = "one match arm per subcommand")]
 pub async fn run(cmd: ClientsCommand, config: &Config, now: OffsetDateTime) -> anyhow::Result<()> {
     let mut conn = super::connect(config).await?;
     match cmd {
-        ClientsCommand::Create {
-            name,
-            id,
-            redirect_uris,
-            grants,
-            scope,
-            public,
-            secret_stdin,
-            first_party,
-            post_logout_redirect_uris,
-            audiences,
-            json,
-        } => {
-            if public && secret_stdin {
-                bail!("a public client has no secret");
-            }
-            let validate = |uris: &[String]| -> anyhow::Result<Vec<String>> {
-                uris.iter()
-                    .map(|u| {
-                        RedirectUri::parse(u)
-                            .map(|r| r.as_str().to_owned())
-                            .map_err(Into::into)
-                    })
-                    .collect()
-            };
-            let grants = if grants.is_empty() {
-                vec!["authorization_code".to_owned()]
-            } else {
-                grants
-            };
-            for g in &grants {
-                if GrantType::parse(g).is_none() {
-                    bail!(
-                        "grant '{g}' is not supported (supported: authorization_code, refresh_token, client_credentials, password)"
-                    );
-                }
-            }
-            for a in &audiences {
-                if url::Url::parse(a).map_or(true, |u| u.fragment().is_some()) {
-                    bail!("audience '{a}' must be an absolute URI without a fragment");
-                }
-            }
-            let scopes =
-                Scopes::parse(&scope).map_err(|_| anyhow::anyhow!("--scope is malformed"))?;
-            let id = id.unwrap_or_else(|| {
-                base64::Engine::encode(
-                    &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-                    random_bytes::<15>(),
-                )
-            });
-            let secret: Option<String> = match (public, secret_stdin) {
-                (true, _) => None,
-                (false, true) => Some(read_secret()?),
-                (false, false) => Some(clients::generate_secret().expose().to_owned()),
-            };
-            let new = NewClient {
-                id: id.clone(),
-                name,
-                secret_hash: secret
-                    .as_deref()
-                    .map(|s| TokenHash::of(s).as_bytes().to_vec()),
-                is_public: public,
-                is_first_party: first_party,
-                redirect_uris: validate(&redirect_uris)?,
-                post_logout_redirect_uris: validate(&post_logout_redirect_uris)?,
-                grant_types: grants,
-                scopes: scopes.to_vec(),
-                audiences,
-                created_at: now,
-                updated_at: now,
-            };
-            let client = match clients::insert(&mut conn, &new).await {
-                Ok(c) => c,
-                Err(e @ CreateClientError::IdTaken(_)) => bail!("{e}"),
-                Err(CreateClientError::Db(e)) => return Err(e.into()),
-            };
-            audit::insert(
-                &mut conn,
-                &NewAuditEvent::new("client.created", audit::ACTOR_CLI, now)
-                    .subject(&client.id)
-                    .client(&client.id),
-            )
-            .await?;
-            let shown_secret = if secret_stdin { None } else { secret };
-            if json {
-                let mut out = client_json(&client);
-                out["client_secret"] = json!(shown_secret);
-                println!("{}", serde_json::to_string_pretty(&out)?);
-            } else {
-                println!("client_id\t{}", client.id);
-                if let Some(s) = shown_secret {
-                    println!("client_secret\t{s}");
-                    eprintln!("store the secret now: it is shown once and only its hash is kept");
-                }
-            }
-        }
-        ClientsCommand::List { json } => {
-            let all = clients::list(&mut conn).await?;
-            if json {
-                let out: Vec<serde_json::Value> = all.iter().map(client_json).collect();
-                println!("{}", serde_json::to_string_pretty(&out)?);
-            } else {
-                for c in &all {
-                    println!(
-                        "{}\t{}\t{}\t{}\t{}\t{}",
-                        c.id,
-                        c.name,
-                        if c.is_public {
-                            "public"
-                        } else {
-                            "confidential"
-                        },
-                        if c.is_first_party {
-                            "first-party"
-                        } else {
-                            "third-party"
-                        },
-                        c.grant_types.join(","),
-                        c.redirect_uris.join(","),
-                    );
-                }
-            }
-        }
-        ClientsCommand::Show { id, json } => {
-            let c = clients::find(&mut conn, &id)
-                .await?
-                .with_context(|| format!("no client '{id}'"))?;
-            let out = client_json(&c);
-            if json {
-                println!("{}", serde_json::to_string_pretty(&out)?);
-            } else if let Some(map) = out.as_object() {
-                for (k, v) in map {
-                    let v = match v {
-                        serde_json::Value::String(s) => s.clone(),
-                        serde_json::Value::Array(a) => a
-                            .iter()
-                            .filter_map(serde_json::Value::as_str)
-                            .collect::<Vec<_>>()
-                            .join(" "),
-                        other => other.to_string(),
-                    };
-                    println!("{k}\t{v}");
-                }
-            }
-        }
-        ClientsCommand::Delete { id } => {
-            if !clients::delete(&mut conn, &id).await? {
-                bail!("no client '{id}'");
-            }
-            audit::insert(
-                &mut conn,
-                &NewAuditEvent::new("client.deleted", audit::ACTOR_CLI, now)
-                    .subject(&id)
-                    .client(&id),
-            )
-            .await?;
-            eprintln!("deleted client '{id}', its codes and its consents");
-        }
-        ClientsCommand::RotateSecret { id } => {
-            let secret: PlainToken = clients::generate_secret();
-            if !clients::update_secret_hash(&mut conn, &id, &secret.hash(), now).await? {
-                bail!("no confidential client '{id}'");
-            }
-            audit::insert(
-                &mut conn,
-                &NewAuditEvent::new("client.secret_rotated", audit::ACTOR_CLI, now)
-                    .subject(&id)
-                    .client(&id),
-            )
-            .await?;
-            println!("client_secret\t{}", secret.expose());
-            eprintln!("the old secret stops working now; store the new one: it is shown once");
+        ClientsCommand::Create(args) => create(&mut conn, args, now).await,
+        ClientsCommand::List { json } => list(&mut conn, json).await,
+        ClientsCommand::Show { id, json } => show(&mut conn, &id, json).await,
+        ClientsCommand::Delete { id } => delete(&mut conn, &id, now).await,
+        ClientsCommand::RotateSecret { id } => rotate_secret(&mut conn, &id, now).await,
+    }
+}
+
+/// Exact URIs, each checked as a redirect URI must be (https, or http on loopback).
+fn parse_uris(uris: &[String]) -> anyhow::Result<Vec<String>> {
+    uris.iter()
+        .map(|u| {
+            RedirectUri::parse(u)
+                .map(|r| r.as_str().to_owned())
+                .map_err(Into::into)
+        })
+        .collect()
+}
+
+/// The grants asked for, each one we support; `authorization_code` when none is.
+fn parse_grants(grants: Vec<String>) -> anyhow::Result<Vec<String>> {
+    if grants.is_empty() {
+        return Ok(vec![GrantType::AuthorizationCode.as_str().to_owned()]);
+    }
+    for g in &grants {
+        if GrantType::parse(g).is_none() {
+            bail!(
+                "grant '{g}' is not supported (supported: authorization_code, refresh_token, client_credentials, password)"
+            );
         }
     }
+    Ok(grants)
+}
+
+/// Checks what `create` was told and builds the row; returns the secret to show, if any.
+fn new_client(
+    args: CreateArgs,
+    now: OffsetDateTime,
+) -> anyhow::Result<(NewClient, Option<String>)> {
+    if args.public && args.secret_stdin {
+        bail!("a public client has no secret");
+    }
+    for a in &args.audiences {
+        if url::Url::parse(a).map_or(true, |u| u.fragment().is_some()) {
+            bail!("audience '{a}' must be an absolute URI without a fragment");
+        }
+    }
+    let scopes = Scopes::parse(&args.scope).map_err(|_| anyhow::anyhow!("--scope is malformed"))?;
+    let id = args.id.unwrap_or_else(|| {
+        base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            random_bytes::<15>(),
+        )
+    });
+    let secret: Option<String> = match (args.public, args.secret_stdin) {
+        (true, _) => None,
+        (false, true) => Some(read_secret()?),
+        (false, false) => Some(clients::generate_secret().expose().to_owned()),
+    };
+    let new = NewClient {
+        id,
+        name: args.name,
+        secret_hash: secret
+            .as_deref()
+            .map(|s| TokenHash::of(s).as_bytes().to_vec()),
+        is_public: args.public,
+        is_first_party: args.first_party,
+        redirect_uris: parse_uris(&args.redirect_uris)?,
+        post_logout_redirect_uris: parse_uris(&args.post_logout_redirect_uris)?,
+        grant_types: parse_grants(args.grants)?,
+        scopes: scopes.to_vec(),
+        audiences: args.audiences,
+        created_at: now,
+        updated_at: now,
+    };
+    // A secret the operator typed is theirs already: never echo it.
+    let shown = if args.secret_stdin { None } else { secret };
+    Ok((new, shown))
+}
+
+async fn create(
+    conn: &mut AsyncPgConnection,
+    args: CreateArgs,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    let json = args.json;
+    let (new, shown_secret) = new_client(args, now)?;
+    let client = match clients::insert(conn, &new).await {
+        Ok(c) => c,
+        Err(e @ CreateClientError::IdTaken(_)) => bail!("{e}"),
+        Err(CreateClientError::Db(e)) => return Err(e.into()),
+    };
+    audit_event(conn, "client.created", &client.id, now).await?;
+    if json {
+        let mut out = client_json(&client);
+        out["client_secret"] = json!(shown_secret);
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!("client_id\t{}", client.id);
+        if let Some(s) = shown_secret {
+            println!("client_secret\t{s}");
+            eprintln!("store the secret now: it is shown once and only its hash is kept");
+        }
+    }
+    Ok(())
+}
+
+async fn audit_event(
+    conn: &mut AsyncPgConnection,
+    kind: &str,
+    client_id: &str,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    let event = NewAuditEvent::new(kind, audit::ACTOR_CLI, now)
+        .subject(client_id)
+        .client(client_id);
+    audit::insert(conn, &event).await?;
+    Ok(())
+}
+
+async fn list(conn: &mut AsyncPgConnection, json: bool) -> anyhow::Result<()> {
+    let all = clients::list(conn).await?;
+    if json {
+        let out: Vec<serde_json::Value> = all.iter().map(client_json).collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    for c in &all {
+        let kind = if c.is_public {
+            "public"
+        } else {
+            "confidential"
+        };
+        let party = if c.is_first_party {
+            "first-party"
+        } else {
+            "third-party"
+        };
+        println!(
+            "{}\t{}\t{kind}\t{party}\t{}\t{}",
+            c.id,
+            c.name,
+            c.grant_types.join(","),
+            c.redirect_uris.join(","),
+        );
+    }
+    Ok(())
+}
+
+async fn show(conn: &mut AsyncPgConnection, id: &str, json: bool) -> anyhow::Result<()> {
+    let c = clients::find(conn, id)
+        .await?
+        .with_context(|| format!("no client '{id}'"))?;
+    let out = client_json(&c);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else if let Some(map) = out.as_object() {
+        for (k, v) in map {
+            let v = match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Array(a) => a
+                    .iter()
+                    .filter_map(serde_json::Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                other => other.to_string(),
+            };
+            println!("{k}\t{v}");
+        }
+    }
+    Ok(())
+}
+
+async fn delete(conn: &mut AsyncPgConnection, id: &str, now: OffsetDateTime) -> anyhow::Result<()> {
+    if !clients::delete(conn, id).await? {
+        bail!("no client '{id}'");
+    }
+    audit_event(conn, "client.deleted", id, now).await?;
+    eprintln!("deleted client '{id}', its codes and its consents");
+    Ok(())
+}
+
+async fn rotate_secret(
+    conn: &mut AsyncPgConnection,
+    id: &str,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    let secret: PlainToken = clients::generate_secret();
+    if !clients::update_secret_hash(conn, id, &secret.hash(), now).await? {
+        bail!("no confidential client '{id}'");
+    }
+    audit_event(conn, "client.secret_rotated", id, now).await?;
+    println!("client_secret\t{}", secret.expose());
+    eprintln!("the old secret stops working now; store the new one: it is shown once");
     Ok(())
 }

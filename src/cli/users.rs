@@ -8,11 +8,12 @@ use std::io::BufRead as _;
 
 use anyhow::{Context as _, bail};
 use clap::Subcommand;
+use diesel_async::AsyncPgConnection;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::audit::{self, NewAuditEvent};
 use crate::config::Config;
-use crate::db;
 use crate::users::name::{Email, Username};
 use crate::users::password::{PasswordHasher, check_new_password};
 use crate::users::{self, CreateUserError, NewUser, User};
@@ -81,7 +82,7 @@ async fn hasher_for(config: &Config) -> anyhow::Result<PasswordHasher> {
     tokio::task::spawn_blocking(move || PasswordHasher::new(settings, 1, 1)).await?
 }
 
-async fn find_user(conn: &mut db::PooledConn, raw: &str) -> anyhow::Result<User> {
+async fn find_user(conn: &mut AsyncPgConnection, raw: &str) -> anyhow::Result<User> {
     let username = Username::parse(raw).map_err(|e| anyhow::anyhow!("{e}"))?;
     users::find_by_username(conn, &username)
         .await?
@@ -89,108 +90,130 @@ async fn find_user(conn: &mut db::PooledConn, raw: &str) -> anyhow::Result<User>
 }
 
 /// Runs a `users` command.
-#[allow(clippy::too_many_lines, reason = "one match arm per subcommand")]
 pub async fn run(cmd: UsersCommand, config: &Config, now: OffsetDateTime) -> anyhow::Result<()> {
     let mut conn = super::connect(config).await?;
+    let conn = &mut conn;
     match cmd {
         UsersCommand::Create {
-            username,
-            email,
-            password_stdin: _,
-        } => {
-            let username = Username::parse(&username).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let email = Email::parse_optional(email.as_deref().unwrap_or(""))
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-            let password = read_password_line()?;
-            check_new_password(&password, &username).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let hash = hasher_for(config).await?.hash(&password).await?;
-            let user = match users::insert(
-                &mut conn,
-                &NewUser::new(&username, email.as_ref(), &hash, now),
-            )
-            .await
-            {
-                Ok(u) => u,
-                Err(e @ (CreateUserError::UsernameTaken | CreateUserError::EmailTaken)) => {
-                    bail!("{e}")
-                }
-                Err(CreateUserError::Db(e)) => return Err(e.into()),
-            };
-            println!("{}", user.id);
-        }
-        UsersCommand::List { json } => {
-            let all = users::list(&mut conn).await?;
-            if json {
-                let rows: Vec<serde_json::Value> = all.iter().map(user_json).collect();
-                println!("{}", serde_json::to_string_pretty(&rows)?);
-            } else {
-                for u in &all {
-                    println!(
-                        "{}\t{}\t{}\t{}\t{}",
-                        u.id,
-                        u.username,
-                        u.email.as_deref().unwrap_or("-"),
-                        status(u),
-                        u.created_at.format(&Rfc3339)?
-                    );
-                }
-            }
-        }
+            username, email, ..
+        } => create(conn, config, &username, email.as_deref(), now).await,
+        UsersCommand::List { json } => list(conn, json).await,
         UsersCommand::Disable { username } => {
-            let user = find_user(&mut conn, &username).await?;
-            if users::update_disabled(&mut conn, user.id, now).await? {
+            let user = find_user(conn, &username).await?;
+            if users::update_disabled(conn, user.id, now).await? {
                 eprintln!("disabled {}; their sessions have ended", user.username);
             } else {
                 eprintln!("{} was already disabled", user.username);
             }
+            Ok(())
         }
-        UsersCommand::SetRoles { username, roles } => {
-            let user = find_user(&mut conn, &username).await?;
-            for r in &roles {
-                if r.is_empty() || r.len() > 64 || !r.chars().all(|c| c.is_ascii_graphic()) {
-                    bail!("role '{r}' must be 1-64 visible ASCII characters");
-                }
-            }
-            users::update_roles(&mut conn, user.id, &roles, now).await?;
-            eprintln!("{} now has roles: {}", user.username, roles.join(" "));
-        }
+        UsersCommand::SetRoles { username, roles } => set_roles(conn, &username, &roles, now).await,
         UsersCommand::SignOutEverywhere { username } => {
-            let user = find_user(&mut conn, &username).await?;
-            let families =
-                users::delete_sign_ins(&mut conn, user.id, "signed out everywhere", now).await?;
-            crate::audit::insert(
-                &mut conn,
-                &crate::audit::NewAuditEvent::new(
-                    "user.signed_out_everywhere",
-                    crate::audit::ACTOR_CLI,
-                    now,
-                )
-                .user(user.id)
-                .details(serde_json::json!({ "families": families })),
-            )
-            .await?;
-            eprintln!(
-                "{} is signed out everywhere ({} token families revoked)",
-                user.username,
-                families.len()
-            );
+            sign_out_everywhere(conn, &username, now).await
         }
-        UsersCommand::SetPassword {
-            username,
-            password_stdin: _,
-        } => {
-            let user = find_user(&mut conn, &username).await?;
-            let username = Username::parse(&user.username).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let password = read_password_line()?;
-            check_new_password(&password, &username).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let hash = hasher_for(config).await?.hash(&password).await?;
-            users::update_password(&mut conn, user.id, &hash, now).await?;
-            eprintln!(
-                "password set for {}; their sessions have ended",
-                user.username
-            );
+        UsersCommand::SetPassword { username, .. } => {
+            set_password(conn, config, &username, now).await
         }
     }
+}
+
+/// A new password from stdin, checked against the rules for this username, hashed.
+async fn new_password_hash(config: &Config, username: &Username) -> anyhow::Result<String> {
+    let password = read_password_line()?;
+    check_new_password(&password, username).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(hasher_for(config).await?.hash(&password).await?)
+}
+
+async fn create(
+    conn: &mut AsyncPgConnection,
+    config: &Config,
+    username: &str,
+    email: Option<&str>,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    let username = Username::parse(username).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let email = Email::parse_optional(email.unwrap_or("")).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let hash = new_password_hash(config, &username).await?;
+    let user = match users::insert(conn, &NewUser::new(&username, email.as_ref(), &hash, now)).await
+    {
+        Ok(u) => u,
+        Err(e @ (CreateUserError::UsernameTaken | CreateUserError::EmailTaken)) => bail!("{e}"),
+        Err(CreateUserError::Db(e)) => return Err(e.into()),
+    };
+    println!("{}", user.id);
+    Ok(())
+}
+
+async fn list(conn: &mut AsyncPgConnection, json: bool) -> anyhow::Result<()> {
+    let all = users::list(conn).await?;
+    if json {
+        let rows: Vec<serde_json::Value> = all.iter().map(user_json).collect();
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(());
+    }
+    for u in &all {
+        println!(
+            "{}\t{}\t{}\t{}\t{}",
+            u.id,
+            u.username,
+            u.email.as_deref().unwrap_or("-"),
+            status(u),
+            u.created_at.format(&Rfc3339)?
+        );
+    }
+    Ok(())
+}
+
+async fn set_roles(
+    conn: &mut AsyncPgConnection,
+    username: &str,
+    roles: &[String],
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    let user = find_user(conn, username).await?;
+    for r in roles {
+        if r.is_empty() || r.len() > 64 || !r.chars().all(|c| c.is_ascii_graphic()) {
+            bail!("role '{r}' must be 1-64 visible ASCII characters");
+        }
+    }
+    users::update_roles(conn, user.id, roles, now).await?;
+    eprintln!("{} now has roles: {}", user.username, roles.join(" "));
+    Ok(())
+}
+
+async fn sign_out_everywhere(
+    conn: &mut AsyncPgConnection,
+    username: &str,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    let user = find_user(conn, username).await?;
+    let families = users::delete_sign_ins(conn, user.id, "signed out everywhere", now).await?;
+    let event = NewAuditEvent::new("user.signed_out_everywhere", audit::ACTOR_CLI, now)
+        .user(user.id)
+        .details(serde_json::json!({ "families": families }));
+    audit::insert(conn, &event).await?;
+    eprintln!(
+        "{} is signed out everywhere ({} token families revoked)",
+        user.username,
+        families.len()
+    );
+    Ok(())
+}
+
+async fn set_password(
+    conn: &mut AsyncPgConnection,
+    config: &Config,
+    username: &str,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    let user = find_user(conn, username).await?;
+    let username = Username::parse(&user.username).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let hash = new_password_hash(config, &username).await?;
+    users::update_password(conn, user.id, &hash, now).await?;
+    eprintln!(
+        "password set for {}; their sessions have ended",
+        user.username
+    );
     Ok(())
 }
 

@@ -17,9 +17,9 @@ use serde::Deserialize;
 
 use crate::audit::{self, NewAuditEvent};
 use crate::http::page::{PageError, PageForm, csrf_for_form, require_csrf, see_other};
-use crate::oauth::consents;
 use crate::sessions;
 use crate::users;
+use crate::users::consents;
 
 /// The account page.
 #[derive(Template, WebTemplate)]

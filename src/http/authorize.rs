@@ -17,13 +17,13 @@ use crate::crypto::random_bytes;
 use crate::db;
 use crate::http::page::{PageError, PageForm, csrf_for_form, require_csrf, see_other};
 use crate::oauth::authorize::{self, AuthorizationRequest, Next, redirect_with};
-use crate::oauth::consents;
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::params::Params;
 use crate::scope;
-use crate::sessions;
+use crate::sessions::{self, SignedInSession};
 use crate::tokens::codes;
 use crate::users;
+use crate::users::consents;
 
 /// The consent page.
 #[derive(Template, WebTemplate)]
@@ -122,16 +122,7 @@ async fn proceed(
         ))
     };
     let mut conn = db::connect(&state.db).await?;
-    let signed = match sessions::signed_in(session).await? {
-        Some(s)
-            if users::find(&mut conn, s.user_id)
-                .await?
-                .is_some_and(|u| !u.is_disabled()) =>
-        {
-            Some(s)
-        }
-        _ => None,
-    };
+    let signed = signed_in_active(&mut conn, session).await?;
     let consent = match &signed {
         Some(s) if client.needs_consent() => {
             consents::find(&mut conn, s.user_id, &client.id).await?
@@ -170,6 +161,20 @@ async fn proceed(
             send_to_sign_in(session, &request).await
         }
     }
+}
+
+/// The session's sign-in, if its user still exists and is not disabled.
+async fn signed_in_active(
+    conn: &mut db::PooledConn,
+    session: &Session,
+) -> Result<Option<SignedInSession>, PageError> {
+    let Some(signed) = sessions::signed_in(session).await? else {
+        return Ok(None);
+    };
+    let active = users::find(conn, signed.user_id)
+        .await?
+        .is_some_and(|u| !u.is_disabled());
+    Ok(active.then_some(signed))
 }
 
 /// Keeps the request and sends the person to the sign-in page, which comes back to resume it.

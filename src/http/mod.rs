@@ -39,25 +39,45 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 /// after a form post, which would block the consent page's redirect back to the app.
 const CSP: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
 
-/// Builds the router with its state and layers.
-pub fn router(state: AppState, sessions: SessionManagerLayer<PgSessionStore>) -> Router {
-    let request_timeout = state.config.server.request_timeout;
+/// Every route, on one screen.
+fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(account::get_account))
         .route("/account", get(account::get_account))
         .route("/account/consents/revoke", post(account::revoke_consent))
-        .route("/authorize", get(authorize::get_authorize).post(authorize::post_authorize))
+        .route(
+            "/authorize",
+            get(authorize::get_authorize).post(authorize::post_authorize),
+        )
         .route("/authorize/resume", get(authorize::resume_authorize))
-        .route("/consent", get(authorize::get_consent).post(authorize::submit_consent))
+        .route(
+            "/consent",
+            get(authorize::get_consent).post(authorize::submit_consent),
+        )
         .route("/token", post(token::exchange_token))
         .route("/introspect", post(introspect::introspect_token))
         .route("/revoke", post(revoke::revoke_token))
-        .route("/userinfo", get(userinfo::get_userinfo).post(userinfo::post_userinfo))
-        .route("/logout", get(rp_logout::get_rp_logout).post(rp_logout::post_rp_logout))
+        .route(
+            "/userinfo",
+            get(userinfo::get_userinfo).post(userinfo::post_userinfo),
+        )
+        .route(
+            "/logout",
+            get(rp_logout::get_rp_logout).post(rp_logout::post_rp_logout),
+        )
         .route("/logout/confirm", post(rp_logout::confirm_rp_logout))
-        .route("/signin", get(signin::get_signin).post(signin::submit_signin))
-        .route("/signup", get(signup::get_signup).post(signup::submit_signup))
-        .route("/signout", get(signout::get_signout).post(signout::submit_signout))
+        .route(
+            "/signin",
+            get(signin::get_signin).post(signin::submit_signin),
+        )
+        .route(
+            "/signup",
+            get(signup::get_signup).post(signup::submit_signup),
+        )
+        .route(
+            "/signout",
+            get(signout::get_signout).post(signout::submit_signout),
+        )
         .route("/assets/style.css", get(assets::get_style))
         .route("/jwks.json", get(discovery::get_jwks))
         .route(
@@ -71,6 +91,12 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<PgSessionStore>) ->
         .route("/healthz", get(health::get_healthz))
         .route("/readyz", get(health::get_readyz))
         .fallback(page::not_found)
+}
+
+/// Builds the router with its state and the layers every response passes through.
+pub fn router(state: AppState, sessions: SessionManagerLayer<PgSessionStore>) -> Router {
+    let request_timeout = state.config.server.request_timeout;
+    routes()
         .layer(
             // Outermost first: trace everything, turn panics into 500s, stamp security headers on
             // every response (error pages and timeouts included), then bound time and size.

@@ -92,118 +92,116 @@ impl From<crate::users::sign_in::SignInError> for PageError {
     }
 }
 
+// The words of each error page, in one place.
+const CSRF: ErrorPage = page(
+    "This form has expired",
+    "For your security, forms stop working after a while or after you sign in or out elsewhere. Go back, reload the page and try again.",
+    BACK_TO_SIGN_IN,
+);
+const NOT_FOUND: ErrorPage = page(
+    "Page not found",
+    "There is nothing at this address.",
+    TO_ACCOUNT,
+);
+const SIGNUP_DISABLED: ErrorPage = page(
+    "Sign-up is closed",
+    "New accounts are created by an administrator here. If you already have one, sign in.",
+    ("/signin", "Sign in"),
+);
+const AUTHORIZE_UNKNOWN_CLIENT: ErrorPage = page(
+    "This sign-in link is not valid",
+    "The application that sent you here is not registered with this sign-in service. Go back to the application and try again, or contact its developers.",
+    TO_ACCOUNT,
+);
+const AUTHORIZE_BAD_REDIRECT_URI: ErrorPage = page(
+    "This sign-in link is not valid",
+    "The application sent you here with a return address it has not registered, so you are not sent anywhere. Contact the application's developers.",
+    TO_ACCOUNT,
+);
+const BAD_LOGOUT_REDIRECT: ErrorPage = page(
+    "This sign-out link is not valid",
+    "The application asked to send you to an address it has not registered, so you are not sent anywhere.",
+    TO_ACCOUNT,
+);
+const STALE_REQUEST: ErrorPage = page(
+    "This request has expired",
+    "The sign-in request you were answering is no longer open in this browser. Go back to the application and start again.",
+    TO_ACCOUNT,
+);
+const BAD_FORM: ErrorPage = page(
+    "The form could not be read",
+    "Something went wrong sending the form. Reload the page and try again.",
+    BACK_TO_SIGN_IN,
+);
+const TOO_LARGE: ErrorPage = page(
+    "That was too much text",
+    "The form you sent is larger than any real sign-in needs. Shorten what you typed and try again.",
+    BACK_TO_SIGN_IN,
+);
+
 /// The page for a failure that is nobody's mistake on the page.
 fn failure_page(failure: Failure) -> ErrorPage {
     match failure {
-        Failure::Unavailable => ErrorPage {
-            title: "Temporarily unavailable",
-            message: "Keyward cannot reach its database right now. Nothing you did caused this; try again in a minute.",
-            link_href: "/signin",
-            link_text: "Try again",
-        },
-        Failure::Busy => ErrorPage {
-            title: "Busy right now",
-            message: "Many people are signing in at this moment. Wait a few seconds and try again.",
-            link_href: "/signin",
-            link_text: "Try again",
-        },
-        Failure::Internal => ErrorPage {
-            title: "Something went wrong",
-            message: "An unexpected error stopped this page. It has been logged; try again in a moment.",
-            link_href: "/signin",
-            link_text: "Back to sign in",
-        },
+        Failure::Unavailable => page(
+            "Temporarily unavailable",
+            "Keyward cannot reach its database right now. Nothing you did caused this; try again in a minute.",
+            TRY_AGAIN,
+        ),
+        Failure::Busy => page(
+            "Busy right now",
+            "Many people are signing in at this moment. Wait a few seconds and try again.",
+            TRY_AGAIN,
+        ),
+        Failure::Internal => page(
+            "Something went wrong",
+            "An unexpected error stopped this page. It has been logged; try again in a moment.",
+            BACK_TO_SIGN_IN,
+        ),
     }
 }
 
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
+        use crate::oauth::authorize::UnredirectableError;
         let (status, page) = match self {
-            Self::Csrf => (
-                StatusCode::FORBIDDEN,
-                ErrorPage {
-                    title: "This form has expired",
-                    message: "For your security, forms stop working after a while or after you sign in or out elsewhere. Go back, reload the page and try again.",
-                    link_href: "/signin",
-                    link_text: "Back to sign in",
-                },
-            ),
-            Self::NotFound => (
-                StatusCode::NOT_FOUND,
-                ErrorPage {
-                    title: "Page not found",
-                    message: "There is nothing at this address.",
-                    link_href: "/account",
-                    link_text: "Go to your account",
-                },
-            ),
-            Self::SignupDisabled => (
-                StatusCode::NOT_FOUND,
-                ErrorPage {
-                    title: "Sign-up is closed",
-                    message: "New accounts are created by an administrator here. If you already have one, sign in.",
-                    link_href: "/signin",
-                    link_text: "Sign in",
-                },
-            ),
-            Self::Authorize(e) => (
-                StatusCode::BAD_REQUEST,
-                ErrorPage {
-                    title: "This sign-in link is not valid",
-                    message: match e {
-                        crate::oauth::authorize::UnredirectableError::UnknownClient => {
-                            "The application that sent you here is not registered with this sign-in service. Go back to the application and try again, or contact its developers."
-                        }
-                        crate::oauth::authorize::UnredirectableError::BadRedirectUri => {
-                            "The application sent you here with a return address it has not registered, so you are not sent anywhere. Contact the application's developers."
-                        }
-                    },
-                    link_href: "/account",
-                    link_text: "Go to your account",
-                },
-            ),
-            Self::BadLogoutRedirect => (
-                StatusCode::BAD_REQUEST,
-                ErrorPage {
-                    title: "This sign-out link is not valid",
-                    message: "The application asked to send you to an address it has not registered, so you are not sent anywhere.",
-                    link_href: "/account",
-                    link_text: "Go to your account",
-                },
-            ),
-            Self::StaleRequest => (
-                StatusCode::BAD_REQUEST,
-                ErrorPage {
-                    title: "This request has expired",
-                    message: "The sign-in request you were answering is no longer open in this browser. Go back to the application and start again.",
-                    link_href: "/account",
-                    link_text: "Go to your account",
-                },
-            ),
-            Self::BadForm => (
-                StatusCode::BAD_REQUEST,
-                ErrorPage {
-                    title: "The form could not be read",
-                    message: "Something went wrong sending the form. Reload the page and try again.",
-                    link_href: "/signin",
-                    link_text: "Back to sign in",
-                },
-            ),
-            Self::TooLarge => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                ErrorPage {
-                    title: "That was too much text",
-                    message: "The form you sent is larger than any real sign-in needs. Shorten what you typed and try again.",
-                    link_href: "/signin",
-                    link_text: "Back to sign in",
-                },
-            ),
+            Self::Csrf => (StatusCode::FORBIDDEN, CSRF),
+            Self::NotFound => (StatusCode::NOT_FOUND, NOT_FOUND),
+            Self::SignupDisabled => (StatusCode::NOT_FOUND, SIGNUP_DISABLED),
+            Self::Authorize(UnredirectableError::UnknownClient) => {
+                (StatusCode::BAD_REQUEST, AUTHORIZE_UNKNOWN_CLIENT)
+            }
+            Self::Authorize(UnredirectableError::BadRedirectUri) => {
+                (StatusCode::BAD_REQUEST, AUTHORIZE_BAD_REDIRECT_URI)
+            }
+            Self::BadLogoutRedirect => (StatusCode::BAD_REQUEST, BAD_LOGOUT_REDIRECT),
+            Self::StaleRequest => (StatusCode::BAD_REQUEST, STALE_REQUEST),
+            Self::BadForm => (StatusCode::BAD_REQUEST, BAD_FORM),
+            Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE),
             Self::App(e) => {
                 let page = failure_page(e.failure());
                 return e.respond(page);
             }
         };
         (status, page).into_response()
+    }
+}
+
+/// Where an error page's one link leads, and its words.
+type Link = (&'static str, &'static str);
+const BACK_TO_SIGN_IN: Link = ("/signin", "Back to sign in");
+const TO_ACCOUNT: Link = ("/account", "Go to your account");
+const TRY_AGAIN: Link = ("/signin", "Try again");
+
+const fn page(
+    title: &'static str,
+    message: &'static str,
+    (link_href, link_text): Link,
+) -> ErrorPage {
+    ErrorPage {
+        title,
+        message,
+        link_href,
+        link_text,
     }
 }
 

@@ -61,6 +61,17 @@ pub async fn get_signup(
     .into_response())
 }
 
+/// The form's name, address and password, each checked; the first problem in words for the person.
+fn check_form(form: &SignUpForm) -> Result<(Username, Option<Email>), String> {
+    let username = Username::parse(&form.username).map_err(|e| e.to_string())?;
+    let email = Email::parse_optional(&form.email).map_err(|e| e.to_string())?;
+    check_new_password(&form.password, &username).map_err(|e| e.to_string())?;
+    if form.password != form.password_confirm {
+        return Err("The two passwords are different. Type the same password twice.".into());
+    }
+    Ok((username, email))
+}
+
 /// `POST /signup`: creates the account and signs it in.
 pub async fn submit_signup(
     State(state): State<AppState>,
@@ -85,24 +96,10 @@ pub async fn submit_signup(
             .into_response())
     };
 
-    let username = match Username::parse(&form.username) {
-        Ok(u) => u,
-        Err(e) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).await,
+    let (username, email) = match check_form(&form) {
+        Ok(valid) => valid,
+        Err(message) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, message).await,
     };
-    let email = match Email::parse_optional(&form.email) {
-        Ok(e) => e,
-        Err(e) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).await,
-    };
-    if let Err(e) = check_new_password(&form.password, &username) {
-        return refuse(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()).await;
-    }
-    if form.password != form.password_confirm {
-        return refuse(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "The two passwords are different. Type the same password twice.".into(),
-        )
-        .await;
-    }
 
     let hash = state.hasher.hash(&form.password).await?;
     let now = state.clock.now();

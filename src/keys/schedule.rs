@@ -199,7 +199,18 @@ pub fn plan(keys: &[KeyTimes], now: OffsetDateTime, policy: &SchedulePolicy) -> 
         }
     }
 
-    // Retired keys: if token lifetimes grew, keep them published longer (never shorter).
+    extend_retired(keys, active, now, policy, &mut out);
+    out
+}
+
+/// Retired keys: if token lifetimes grew, keep them published longer (never shorter).
+fn extend_retired(
+    keys: &[KeyTimes],
+    active: Option<usize>,
+    now: OffsetDateTime,
+    policy: &SchedulePolicy,
+    out: &mut Plan,
+) {
     for (i, k) in keys.iter().enumerate() {
         let retired = Some(i) != active && k.is_published(now) && k.activates_at <= now;
         let needed = k.retires_at + policy.token_lifetime;
@@ -213,7 +224,6 @@ pub fn plan(keys: &[KeyTimes], now: OffsetDateTime, policy: &SchedulePolicy) -> 
             ));
         }
     }
-    out
 }
 
 #[cfg(test)]

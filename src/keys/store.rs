@@ -348,30 +348,34 @@ pub async fn rotate(
             },
         )
         .await?;
-        update_times(
-            conn,
-            &rows[next].kid,
-            KeyTimes {
-                activates_at: now,
-                ..times[next]
-            },
-        )
-        .await?;
-        audit::insert(
-            conn,
-            &NewAuditEvent::new("key.activated", audit::ACTOR_CLI, now)
-                .subject(&rows[next].kid)
-                .details(
-                    json!({ "reason": "rotate", "replaces": rows[active].kid, "forced": force }),
-                ),
-        )
-        .await?;
+        let details = json!({ "reason": "rotate", "replaces": rows[active].kid, "forced": force });
+        activate_now(conn, &rows[next].kid, times[next], now, details).await?;
         apply_plan(conn, kek, policy, now, audit::ACTOR_CLI).await?;
         Ok(Promotion {
             active: rows[next].kid.clone(),
         })
     })
     .await
+}
+
+/// Makes a published key sign from `now` on, and says why in the audit trail.
+async fn activate_now(
+    conn: &mut AsyncPgConnection,
+    kid: &str,
+    times: KeyTimes,
+    now: OffsetDateTime,
+    details: serde_json::Value,
+) -> Result<(), KeyError> {
+    let times = KeyTimes {
+        activates_at: now,
+        ..times
+    };
+    update_times(conn, kid, times).await?;
+    let event = NewAuditEvent::new("key.activated", audit::ACTOR_CLI, now)
+        .subject(kid)
+        .details(details);
+    audit::insert(conn, &event).await?;
+    Ok(())
 }
 
 /// Withdraws a key at once. If it was signing, the next key takes over now.
@@ -410,22 +414,8 @@ pub async fn revoke(
         .await?;
         if was_active && let Some(next) = schedule::next_index(&times, now) {
             // The next key has been published all along, so verifiers already have it.
-            update_times(
-                conn,
-                &rows[next].kid,
-                KeyTimes {
-                    activates_at: now,
-                    ..times[next]
-                },
-            )
-            .await?;
-            audit::insert(
-                conn,
-                &NewAuditEvent::new("key.activated", audit::ACTOR_CLI, now)
-                    .subject(&rows[next].kid)
-                    .details(json!({ "reason": "revocation", "replaces": kid })),
-            )
-            .await?;
+            let details = json!({ "reason": "revocation", "replaces": kid });
+            activate_now(conn, &rows[next].kid, times[next], now, details).await?;
         }
         apply_plan(conn, kek, policy, now, audit::ACTOR_CLI).await?;
         let (rows, times) = list_with_times(conn).await?;

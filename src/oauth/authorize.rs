@@ -184,25 +184,54 @@ pub fn validate(
 ) -> Result<AuthorizationRequest, OAuthError> {
     // Every parameter but `resource` (RFC 8707 §2) must appear at most once (RFC 6749 §3.1).
     params.reject_repeated(&["resource"])?;
-    let get = |name: &str| params.get(name);
+    let state = bounded(params, "state", "state is too long")?;
+    check_response_kind(params, client)?;
+    let challenge = code_challenge(params)?;
+    let scopes = requested_scopes(params, client)?;
+    Ok(AuthorizationRequest {
+        id,
+        client_id: client.id.clone(),
+        redirect_uri: redirect_uri.to_owned(),
+        state,
+        scope: scopes.to_string(),
+        nonce: bounded(params, "nonce", "nonce is too long")?,
+        code_challenge: challenge.as_str().to_owned(),
+        prompt: parse_prompt(params.get("prompt"))?,
+        max_age: max_age(params)?,
+        login_hint: params
+            .get("login_hint")
+            .map(|h| h.chars().take(64).collect()),
+        audiences: audiences_for(params, client)?,
+    })
+}
 
-    let state = get("state").map(str::to_owned);
-    if state.as_ref().is_some_and(|s| s.len() > MAX_ECHOED_LEN) {
-        return Err(invalid("state is too long"));
+/// A value we echo back (`state`, `nonce`), so bounded.
+fn bounded(
+    params: &Params,
+    name: &str,
+    too_long: &'static str,
+) -> Result<Option<String>, OAuthError> {
+    match params.get(name) {
+        Some(v) if v.len() > MAX_ECHOED_LEN => Err(invalid(too_long)),
+        v => Ok(v.map(str::to_owned)),
     }
-    if get("request").is_some() {
+}
+
+/// Only the code flow, with query responses, and no request objects (OIDC Core §6).
+fn check_response_kind(params: &Params, client: &Client) -> Result<(), OAuthError> {
+    if params.get("request").is_some() {
         return Err(OAuthError::new(
             ErrorCode::RequestNotSupported,
             "request objects are not supported",
         ));
     }
-    if get("request_uri").is_some() {
+    if params.get("request_uri").is_some() {
         return Err(OAuthError::new(
             ErrorCode::RequestUriNotSupported,
             "request_uri is not supported",
         ));
     }
-    match get("response_type") {
+    match params.get("response_type") {
         Some("code") => {}
         None => return Err(invalid("response_type is required")),
         Some(_) => {
@@ -213,69 +242,57 @@ pub fn validate(
         }
     }
     if !client.allows_grant(crate::clients::GrantType::AuthorizationCode) {
-        return Err(OAuthError::new(
-            ErrorCode::UnauthorizedClient,
+        return Err(OAuthError::unauthorized_client(
             "this client may not use the authorization code flow",
         ));
     }
-    if let Some(mode) = get("response_mode")
-        && mode != "query"
-    {
+    if params.get("response_mode").is_some_and(|m| m != "query") {
         return Err(invalid("only response_mode=query is supported"));
     }
-    let challenge = CodeChallenge::parse(get("code_challenge"), get("code_challenge_method"))
-        .map_err(|e| {
-            invalid(match e {
-                PkceError::MissingChallenge => "code_challenge is required (PKCE with S256)",
-                PkceError::MethodNotS256 => "code_challenge_method must be S256",
-                _ => "code_challenge is malformed",
-            })
-        })?;
-    let scopes = Scopes::parse(get("scope").unwrap_or(""))
-        .map_err(|_| OAuthError::new(ErrorCode::InvalidScope, "scope is malformed"))?;
+    Ok(())
+}
+
+/// OAuth 2.1 §4.1.1: PKCE with S256 is required of every client.
+fn code_challenge(params: &Params) -> Result<CodeChallenge, OAuthError> {
+    CodeChallenge::parse(
+        params.get("code_challenge"),
+        params.get("code_challenge_method"),
+    )
+    .map_err(|e| {
+        invalid(match e {
+            PkceError::MissingChallenge => "code_challenge is required (PKCE with S256)",
+            PkceError::MethodNotS256 => "code_challenge_method must be S256",
+            _ => "code_challenge is malformed",
+        })
+    })
+}
+
+/// The requested scopes: at least one, all of them allowed for the client.
+fn requested_scopes(params: &Params, client: &Client) -> Result<Scopes, OAuthError> {
+    let scopes = Scopes::parse(params.get("scope").unwrap_or(""))
+        .map_err(|_| OAuthError::invalid_scope("scope is malformed"))?;
     if scopes.is_empty() {
-        return Err(OAuthError::new(
-            ErrorCode::InvalidScope,
-            "scope is required",
-        ));
+        return Err(OAuthError::invalid_scope("scope is required"));
     }
     if !scopes.is_subset(&client.allowed_scopes()) {
-        return Err(OAuthError::new(
-            ErrorCode::InvalidScope,
+        return Err(OAuthError::invalid_scope(
             "scope includes values this client may not request",
         ));
     }
-    let nonce = get("nonce").map(str::to_owned);
-    if nonce.as_ref().is_some_and(|n| n.len() > MAX_ECHOED_LEN) {
-        return Err(invalid("nonce is too long"));
-    }
-    let prompt = parse_prompt(get("prompt"))?;
-    let max_age = match get("max_age") {
-        None => None,
-        Some(raw) => Some(
+    Ok(scopes)
+}
+
+/// OIDC Core §3.1.2.1 `max_age`, in seconds.
+fn max_age(params: &Params) -> Result<Option<i64>, OAuthError> {
+    params
+        .get("max_age")
+        .map(|raw| {
             raw.parse::<i64>()
                 .ok()
                 .filter(|v| *v >= 0)
-                .ok_or_else(|| invalid("max_age must be a non-negative integer"))?,
-        ),
-    };
-    let login_hint = get("login_hint").map(|h| h.chars().take(64).collect());
-
-    let audiences = audiences_for(params, client)?;
-
-    Ok(AuthorizationRequest {
-        id,
-        client_id: client.id.clone(),
-        redirect_uri: redirect_uri.to_owned(),
-        state,
-        scope: scopes.to_string(),
-        nonce,
-        code_challenge: challenge.as_str().to_owned(),
-        prompt,
-        max_age,
-        login_hint,
-        audiences,
-    })
+                .ok_or_else(|| invalid("max_age must be a non-negative integer"))
+        })
+        .transpose()
 }
 
 /// RFC 8707 resources, each an absolute URI without fragment that the client may target; none

@@ -1,8 +1,8 @@
-//! OAuth 2.1 / OpenID Connect rules: requests, scopes, PKCE, codes, consents, grants. No axum.
+//! OAuth 2.1 / OpenID Connect rules, orchestrating the nouns: requests and their parameters, PKCE,
+//! client authentication, the grants, introspection, revocation and logout. No axum, no SQL.
 
 pub mod authorize;
 pub mod client_auth;
-pub mod consents;
 pub mod error;
 pub mod grant;
 pub mod introspection;

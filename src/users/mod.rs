@@ -1,5 +1,6 @@
-//! People who sign in: their records, names, passwords, throttle and trusted devices.
+//! People who sign in: their records, names, passwords, consents, throttle and trusted devices.
 
+pub mod consents;
 pub mod devices;
 pub mod name;
 pub mod password;

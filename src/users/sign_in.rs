@@ -81,9 +81,9 @@ pub async fn sign_in(
     from: Device<'_>,
     now: OffsetDateTime,
 ) -> Result<SignedIn, SignInError> {
-    let (device, remember_device) = match from {
-        Device::Browser(d) => (d, true),
-        Device::Api => (None, false),
+    let device = match from {
+        Device::Browser(d) => d,
+        Device::Api => None,
     };
     let Ok(username) = Username::parse(unverified_username) else {
         // No account can have this name; do the same work as for a wrong password anyway.
@@ -91,33 +91,8 @@ pub async fn sign_in(
         return Err(SignInError::WrongCredentials);
     };
     let key = username.key();
-
-    let (user, trusted) = {
-        let mut conn = db::connect(pool).await?;
-        let user = users::find_by_username(&mut conn, &username).await?;
-        let trusted = match (&user, device) {
-            (Some(u), Some(d)) => devices::is_trusted(&mut conn, d, u.id, now).await?,
-            _ => false,
-        };
-        if !trusted
-            && let Attempt::Locked(retry_after) =
-                throttle::begin_attempt(&mut conn, policy, &key, now).await?
-        {
-            return Err(SignInError::Locked { retry_after });
-        }
-        (user, trusted)
-    };
-
-    let verification = if password.len() > MAX_PASSWORD_BYTES {
-        // No stored password can be this long: refuse before spending a hash on it.
-        Verification::Mismatch
-    } else if let Some(user) = &user {
-        hasher.verify(password, &user.password_hash).await?
-    } else {
-        hasher.verify_dummy(password).await?;
-        Verification::Mismatch
-    };
-
+    let (user, trusted) = begin(pool, policy, &username, &key, device, now).await?;
+    let verification = check_password(hasher, user.as_ref(), password).await?;
     let (Some(user), Verification::Match { needs_rehash }) = (user, verification) else {
         if let (true, Some(d)) = (trusted, device) {
             let mut conn = db::connect(pool).await?;
@@ -128,31 +103,99 @@ pub async fn sign_in(
     if user.is_disabled() {
         return Err(SignInError::Disabled);
     }
-
     let new_hash = if needs_rehash {
-        // Best effort: a busy hasher only delays the upgrade to the next sign-in.
-        match hasher.hash(password).await {
-            Ok(h) => Some(h),
-            Err(HashError::Busy) => None,
-            Err(HashError::Internal(e)) => return Err(SignInError::Internal(e)),
-        }
+        rehash(hasher, password).await?
     } else {
         None
     };
+    let success = Success {
+        key: &key,
+        new_hash: new_hash.as_deref(),
+        trusted_device: device.filter(|_| trusted),
+        remember_device: matches!(from, Device::Browser(_)),
+    };
+    finish(pool, user, &success, now).await
+}
 
+/// Looks the user up and counts the attempt against the throttle, unless this browser is a
+/// trusted device of that user (OWASP device cookies: the owner is never locked out by others).
+async fn begin(
+    pool: &DbPool,
+    policy: ThrottlePolicy,
+    username: &Username,
+    key: &str,
+    device: Option<&TokenHash>,
+    now: OffsetDateTime,
+) -> Result<(Option<User>, bool), SignInError> {
     let mut conn = db::connect(pool).await?;
-    throttle::delete(&mut conn, &key).await?;
-    if let Some(h) = &new_hash {
+    let user = users::find_by_username(&mut conn, username).await?;
+    let trusted = match (&user, device) {
+        (Some(u), Some(d)) => devices::is_trusted(&mut conn, d, u.id, now).await?,
+        _ => false,
+    };
+    if !trusted
+        && let Attempt::Locked(retry_after) =
+            throttle::begin_attempt(&mut conn, policy, key, now).await?
+    {
+        return Err(SignInError::Locked { retry_after });
+    }
+    Ok((user, trusted))
+}
+
+/// The same work whether or not the user exists, so timing tells nothing.
+async fn check_password(
+    hasher: &PasswordHasher,
+    user: Option<&User>,
+    password: &str,
+) -> Result<Verification, SignInError> {
+    if password.len() > MAX_PASSWORD_BYTES {
+        // No stored password can be this long: refuse before spending a hash on it.
+        return Ok(Verification::Mismatch);
+    }
+    if let Some(user) = user {
+        return Ok(hasher.verify(password, &user.password_hash).await?);
+    }
+    hasher.verify_dummy(password).await?;
+    Ok(Verification::Mismatch)
+}
+
+/// A hash with today's parameters; best effort: a busy hasher only delays the upgrade.
+async fn rehash(hasher: &PasswordHasher, password: &str) -> Result<Option<String>, SignInError> {
+    match hasher.hash(password).await {
+        Ok(h) => Ok(Some(h)),
+        Err(HashError::Busy) => Ok(None),
+        Err(HashError::Internal(e)) => Err(SignInError::Internal(e)),
+    }
+}
+
+/// What a successful sign-in writes.
+struct Success<'a> {
+    key: &'a str,
+    new_hash: Option<&'a str>,
+    trusted_device: Option<&'a TokenHash>,
+    remember_device: bool,
+}
+
+/// Clears the failure streak, stores an upgraded hash, and remembers the browser.
+async fn finish(
+    pool: &DbPool,
+    user: User,
+    success: &Success<'_>,
+    now: OffsetDateTime,
+) -> Result<SignedIn, SignInError> {
+    let mut conn = db::connect(pool).await?;
+    throttle::delete(&mut conn, success.key).await?;
+    if let Some(h) = success.new_hash {
         users::update_password_hash(&mut conn, user.id, h, now).await?;
     }
-    let new_device_token = match (trusted, device) {
-        (true, Some(d)) => {
+    let new_device_token = match success.trusted_device {
+        Some(d) => {
             devices::update_succeeded(&mut conn, d, now).await?;
             None
         }
         // API sign-ins (the password grant) have no browser to remember.
-        _ if remember_device => Some(devices::insert(&mut conn, user.id, now).await?),
-        _ => None,
+        None if success.remember_device => Some(devices::insert(&mut conn, user.id, now).await?),
+        None => None,
     };
     Ok(SignedIn {
         user,
