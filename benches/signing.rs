@@ -3,7 +3,7 @@
 //!
 //! `make bench` (or `cargo bench --bench signing`). Single-threaded; each measurement runs for a
 //! fixed time slice, interleaved over several rounds, and the best round of each is reported.
-#![allow(clippy::print_stdout, reason = "a benchmark reports on stdout")]
+#![expect(clippy::print_stdout, reason = "a benchmark reports on stdout")]
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -28,7 +28,7 @@ fn rate(mut op: impl FnMut()) -> f64 {
         op();
         n += 1;
     }
-    #[allow(clippy::cast_precision_loss, reason = "counts are far below 2^52")]
+    #[expect(clippy::cast_precision_loss, reason = "counts are far below 2^52")]
     let per_sec = n as f64 / start.elapsed().as_secs_f64();
     per_sec
 }

@@ -107,8 +107,8 @@ impl App {
         let kek = Kek::load(&config.keys.kek)?;
         let keys = KeyManager::start(pool.clone(), kek, config.keys.policy, clock.clone()).await?;
         let discovery = crate::http::discovery::Documents::new(issuer.as_str());
-        let store = PgSessionStore::new(pool.clone());
         let session_ttl = config.sessions.ttl;
+        let store = PgSessionStore::new(pool.clone(), clock.clone(), session_ttl);
         let sessions = SessionManagerLayer::new(store)
             .with_name(cookies.session)
             .with_http_only(true)

@@ -1,42 +1,11 @@
 //! The `keyward` binary's commands, run as an operator would.
 
-use std::io::Write as _;
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 
 use reqwest::StatusCode;
 
+use crate::support::cli::{keyward, stderr, stdout};
 use crate::support::{GOOD_PASSWORD, TestApp, assert_see_other};
-
-/// Runs `keyward ARGS` with the app's own settings (database, KEK, argon2) and `stdin`, at the
-/// app's test clock: what the command writes is dated exactly as the server sees time.
-pub fn keyward(app: &TestApp, args: &[&str], stdin: &str) -> Output {
-    let now = app.clock().now().unix_timestamp().to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_keyward"))
-        .args(["--now", &now])
-        .args(args)
-        .envs(app.env.iter().map(|(k, v)| (*k, v.as_str())))
-        .env("KEYWARD_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run keyward");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-pub fn stdout(o: &Output) -> String {
-    String::from_utf8(o.stdout.clone()).unwrap()
-}
-
-pub fn stderr(o: &Output) -> String {
-    String::from_utf8(o.stderr.clone()).unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn operators_create_list_disable_and_reset_users() {
@@ -183,11 +152,10 @@ fn a_bad_setting_or_unreachable_database_names_the_setting() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn operators_register_inspect_and_delete_clients() {
-    let app = TestApp::spawn().await;
+/// `clients create --id billing` with a redirect URI and an audience; returns the printed secret.
+fn create_billing(app: &TestApp) -> String {
     let out = keyward(
-        &app,
+        app,
         &[
             "clients",
             "create",
@@ -203,13 +171,18 @@ async fn operators_register_inspect_and_delete_clients() {
         "",
     );
     assert!(out.status.success(), "{}", stderr(&out));
-    let printed = stdout(&out);
-    let secret = printed
+    stdout(&out)
         .lines()
         .find_map(|l| l.strip_prefix("client_secret\t"))
-        .expect("the secret is printed once");
-    assert!(secret.starts_with("kwcs_") && secret.len() >= 5 + 43);
+        .expect("the secret is printed once")
+        .to_owned()
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_secret_is_shown_once_and_a_rotation_replaces_it() {
+    let app = TestApp::spawn().await;
+    let secret = create_billing(&app);
+    assert!(secret.starts_with("kwcs_") && secret.len() >= 5 + 43);
     let show = stdout(&keyward(
         &app,
         &["clients", "show", "billing", "--json"],
@@ -217,54 +190,44 @@ async fn operators_register_inspect_and_delete_clients() {
     ));
     let json: serde_json::Value = serde_json::from_str(&show).unwrap();
     assert_eq!(json["type"], "confidential");
-    assert!(!show.contains(secret), "never shown again");
+    assert!(!show.contains(&secret), "never shown again");
 
     let rotated = stdout(&keyward(&app, &["clients", "rotate-secret", "billing"], ""));
     assert!(rotated.starts_with("client_secret\tkwcs_"));
-    assert!(!rotated.contains(secret));
+    assert!(!rotated.contains(&secret));
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_with_a_bad_redirect_uri_grant_or_a_taken_id_is_refused() {
+    let app = TestApp::spawn().await;
+    create_billing(&app);
+    let create = |redirect: &'static str, extra: &[&'static str]| {
+        let mut args = vec![
+            "clients",
+            "create",
+            "--name",
+            "X",
+            "--redirect-uri",
+            redirect,
+        ];
+        args.extend_from_slice(extra);
+        args
+    };
     for bad in [
-        vec![
-            "clients",
-            "create",
-            "--name",
-            "X",
-            "--redirect-uri",
-            "http://example.com/cb",
-        ],
-        vec![
-            "clients",
-            "create",
-            "--name",
-            "X",
-            "--redirect-uri",
-            "https://x.example/cb#frag",
-        ],
-        vec![
-            "clients",
-            "create",
-            "--name",
-            "X",
-            "--redirect-uri",
-            "https://x.example/cb",
-            "--grant",
-            "implicit",
-        ],
-        vec![
-            "clients",
-            "create",
-            "--name",
-            "X",
-            "--id",
-            "billing",
-            "--redirect-uri",
-            "https://x.example/cb",
-        ],
+        create("http://example.com/cb", &[]),
+        create("https://x.example/cb#frag", &[]),
+        create("https://x.example/cb", &["--grant", "implicit"]),
+        create("https://x.example/cb", &["--id", "billing"]),
     ] {
         let out = keyward(&app, &bad, "");
         assert!(!out.status.success(), "{bad:?}");
     }
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_client_is_gone_and_both_changes_are_audited() {
+    let app = TestApp::spawn().await;
+    create_billing(&app);
     let out = keyward(&app, &["clients", "delete", "billing"], "");
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -273,18 +236,10 @@ async fn operators_register_inspect_and_delete_clients() {
             .success()
     );
     let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
-    assert_eq!(
-        keyward::audit::find_by_kind(&mut conn, "client.created", 5)
+    for kind in ["client.created", "client.deleted"] {
+        let events = keyward::audit::find_by_kind(&mut conn, kind, 5)
             .await
-            .unwrap()
-            .len(),
-        1
-    );
-    assert_eq!(
-        keyward::audit::find_by_kind(&mut conn, "client.deleted", 5)
-            .await
-            .unwrap()
-            .len(),
-        1
-    );
+            .unwrap();
+        assert_eq!(events.len(), 1, "{kind}");
+    }
 }

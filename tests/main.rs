@@ -1,5 +1,5 @@
 //! Keyward's integration tests: one binary, the real server on a random port, a real PostgreSQL.
-#![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+#![expect(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 
 mod support;
 

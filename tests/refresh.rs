@@ -5,8 +5,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use time::Duration;
 
-use crate::cli::{keyward, stdout};
-use crate::support::oauth::{ClientSpec, Pkce, TestClient, callback_params, param};
+use crate::support::cli::{keyward, stdout};
+use crate::support::oauth::{ClientSpec, TestClient, assert_oauth_error};
 use crate::support::{GOOD_PASSWORD, TestApp, wait_until};
 
 fn refreshing() -> ClientSpec {
@@ -17,26 +17,13 @@ fn refreshing() -> ClientSpec {
     }
 }
 
-/// Signs alice in through the code flow and returns the token response.
-async fn tokens_for(app: &TestApp, client: &TestClient, scope: &str) -> Value {
-    let pkce = Pkce::new();
-    let url = app.authorize_url(client, &pkce, &[("scope", scope)]);
-    let resp = app
-        .browser
-        .authorize(&url, "alice", GOOD_PASSWORD, true)
-        .await;
-    let params = callback_params(&resp);
-    let code = param(&params, "code").expect("code").to_owned();
-    let resp = app.exchange_code(client, &code, &pkce.verifier).await;
-    assert_eq!(resp.status(), StatusCode::OK);
-    resp.json().await.unwrap()
-}
-
 async fn setup(settings: &[(&'static str, &str)]) -> (TestApp, TestClient, Value) {
     let app = TestApp::spawn_with(settings).await;
     app.create_user("alice", GOOD_PASSWORD).await;
     let client = app.register_client("webapp", refreshing()).await;
-    let tokens = tokens_for(&app, &client, "openid offline_access invoices:read").await;
+    let tokens = app
+        .tokens_for(&client, "openid offline_access invoices:read")
+        .await;
     (app, client, tokens)
 }
 
@@ -51,14 +38,6 @@ async fn refresh(
         form.push(("scope", s));
     }
     app.token_request(client, &form).await
-}
-
-async fn error_of(resp: reqwest::Response) -> String {
-    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
-    resp.json::<Value>().await.unwrap()["error"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 fn rt(v: &Value) -> String {
@@ -128,15 +107,9 @@ async fn each_refresh_rotates_and_a_replay_revokes_the_whole_family() {
     assert_eq!(introspect(&app, &client, &rt2).await["active"], true);
 
     // rt0 was rotated long ago: presenting it is reuse.
-    assert_eq!(
-        error_of(refresh(&app, &client, &rt0, None).await).await,
-        "invalid_grant"
-    );
+    assert_oauth_error(refresh(&app, &client, &rt0, None).await, "invalid_grant").await;
     // Now nothing of the family works: the newest refresh token, and its access token.
-    assert_eq!(
-        error_of(refresh(&app, &client, &rt2, None).await).await,
-        "invalid_grant"
-    );
+    assert_oauth_error(refresh(&app, &client, &rt2, None).await, "invalid_grant").await;
     assert_eq!(introspect(&app, &client, &rt2).await["active"], false);
     assert_eq!(introspect(&app, &client, &at2).await["active"], false);
     let userinfo = app
@@ -187,10 +160,11 @@ async fn of_fifty_racing_refreshes_one_wins_and_the_losers_revoke_the_family() {
     let (tokens, revoked) = family_rows(&app).await;
     assert_eq!(tokens, 2, "the database holds exactly one successor");
     assert_eq!(revoked, 1, "the replays revoked the family");
-    assert_eq!(
-        error_of(refresh(&app, &client, &rt(ok[0]), None).await).await,
-        "invalid_grant"
-    );
+    assert_oauth_error(
+        refresh(&app, &client, &rt(ok[0]), None).await,
+        "invalid_grant",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -278,15 +252,9 @@ async fn the_grace_window_covers_only_the_immediate_predecessor_and_only_briefly
         .json::<Value>()
         .await
         .unwrap());
-    assert_eq!(
-        error_of(refresh(&app, &client, &rt0, None).await).await,
-        "invalid_grant"
-    );
-    assert_eq!(
-        error_of(refresh(&app, &client, &rt2, None).await).await,
-        "invalid_grant",
-        "family revoked"
-    );
+    assert_oauth_error(refresh(&app, &client, &rt0, None).await, "invalid_grant").await;
+    // The family is revoked.
+    assert_oauth_error(refresh(&app, &client, &rt2, None).await, "invalid_grant").await;
 
     // After the window, even the immediate predecessor is reuse.
     let (app, client, first) = setup(&[("KEYWARD_REFRESH_REUSE_GRACE", "30s")]).await;
@@ -297,14 +265,8 @@ async fn the_grace_window_covers_only_the_immediate_predecessor_and_only_briefly
         .await
         .unwrap());
     app.clock().advance(Duration::seconds(31));
-    assert_eq!(
-        error_of(refresh(&app, &client, &rt0, None).await).await,
-        "invalid_grant"
-    );
-    assert_eq!(
-        error_of(refresh(&app, &client, &rt1, None).await).await,
-        "invalid_grant"
-    );
+    assert_oauth_error(refresh(&app, &client, &rt0, None).await, "invalid_grant").await;
+    assert_oauth_error(refresh(&app, &client, &rt1, None).await, "invalid_grant").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -343,10 +305,7 @@ async fn another_client_cannot_use_or_harm_a_refresh_token() {
     let (app, client, first) = setup(&[]).await;
     let thief = app.register_client("thief", refreshing()).await;
     let rt0 = rt(&first);
-    assert_eq!(
-        error_of(refresh(&app, &thief, &rt0, None).await).await,
-        "invalid_grant"
-    );
+    assert_oauth_error(refresh(&app, &thief, &rt0, None).await, "invalid_grant").await;
     assert_eq!(
         introspect(&app, &thief, &rt0).await["active"],
         false,
@@ -369,7 +328,7 @@ async fn scope_narrows_on_refresh_but_never_widens_past_the_grant() {
         .unwrap();
     assert_eq!(narrow["scope"], "openid");
     let wider = refresh(&app, &client, &rt(&narrow), Some("openid email")).await;
-    assert_eq!(error_of(wider).await, "invalid_scope");
+    assert_oauth_error(wider, "invalid_scope").await;
     // The original grant stays the ceiling: going back up to it is allowed.
     let back: Value = refresh(&app, &client, &rt(&narrow), Some("openid invoices:read"))
         .await
@@ -383,10 +342,11 @@ async fn scope_narrows_on_refresh_but_never_widens_past_the_grant() {
 async fn idle_and_absolute_expiry_end_a_family() {
     let (app, client, first) = setup(&[]).await;
     app.clock().advance(Duration::days(15));
-    assert_eq!(
-        error_of(refresh(&app, &client, &rt(&first), None).await).await,
-        "invalid_grant"
-    );
+    assert_oauth_error(
+        refresh(&app, &client, &rt(&first), None).await,
+        "invalid_grant",
+    )
+    .await;
 
     let (app, client, first) = setup(&[]).await;
     let mut token = rt(&first);
@@ -406,10 +366,7 @@ async fn idle_and_absolute_expiry_end_a_family() {
         (start + Duration::days(30)).unix_timestamp()
     );
     app.clock().advance(Duration::days(10));
-    assert_eq!(
-        error_of(refresh(&app, &client, &token, None).await).await,
-        "invalid_grant"
-    );
+    assert_oauth_error(refresh(&app, &client, &token, None).await, "invalid_grant").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -421,10 +378,11 @@ async fn password_change_disable_and_sign_out_everywhere_revoke_families() {
     keyward::users::update_password(&mut conn, user_id, &hash, app.clock().now())
         .await
         .unwrap();
-    assert_eq!(
-        error_of(refresh(&app, &client, &rt(&first), None).await).await,
-        "invalid_grant"
-    );
+    assert_oauth_error(
+        refresh(&app, &client, &rt(&first), None).await,
+        "invalid_grant",
+    )
+    .await;
     assert_eq!(
         introspect(&app, &client, first["access_token"].as_str().unwrap()).await["active"],
         false
@@ -433,22 +391,24 @@ async fn password_change_disable_and_sign_out_everywhere_revoke_families() {
     let (app, client, first) = setup(&[]).await;
     let out = keyward(&app, &["users", "sign-out-everywhere", "alice"], "");
     assert!(out.status.success());
-    assert_eq!(
-        error_of(refresh(&app, &client, &rt(&first), None).await).await,
-        "invalid_grant"
-    );
+    assert_oauth_error(
+        refresh(&app, &client, &rt(&first), None).await,
+        "invalid_grant",
+    )
+    .await;
 
     let (app, client, first) = setup(&[]).await;
     let out = keyward(&app, &["users", "disable", "alice"], "");
     assert!(out.status.success());
-    assert_eq!(
-        error_of(refresh(&app, &client, &rt(&first), None).await).await,
-        "invalid_grant"
-    );
+    assert_oauth_error(
+        refresh(&app, &client, &rt(&first), None).await,
+        "invalid_grant",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn introspection_and_revocation_of_every_kind_of_token() {
+async fn introspection_describes_live_access_and_refresh_tokens_and_nothing_else() {
     let (app, client, first) = setup(&[]).await;
     let at = first["access_token"].as_str().unwrap();
     let id_token = first["id_token"].as_str().unwrap();
@@ -473,8 +433,13 @@ async fn introspection_and_revocation_of_every_kind_of_token() {
             "{dead}"
         );
     }
+}
 
-    // Revocation: a client cannot revoke another client's tokens; unknown tokens are fine.
+#[tokio::test(flavor = "multi_thread")]
+async fn revocation_ends_a_client_s_own_tokens_and_nobody_else_s() {
+    let (app, client, first) = setup(&[]).await;
+    let at = first["access_token"].as_str().unwrap();
+    // A client cannot revoke another client's tokens; unknown tokens are fine.
     let other = app.register_client("other", refreshing()).await;
     let revoke = |c: &TestClient, token: &str| {
         let req = app
@@ -500,8 +465,12 @@ async fn introspection_and_revocation_of_every_kind_of_token() {
         introspect(&app, &client, &rt(&first)).await["active"],
         false
     );
+}
 
-    // Introspection needs a confidential client.
+#[tokio::test(flavor = "multi_thread")]
+async fn introspection_needs_a_confidential_client() {
+    let (app, _, first) = setup(&[]).await;
+    let at = first["access_token"].as_str().unwrap();
     let spa = app
         .register_client(
             "spa",
@@ -536,7 +505,7 @@ async fn introspection_fails_closed_when_the_database_is_down() {
     let (app, proxy) = TestApp::spawn_behind_proxy(&[]).await;
     app.create_user("alice", GOOD_PASSWORD).await;
     let client = app.register_client("webapp", refreshing()).await;
-    let tokens = tokens_for(&app, &client, "openid offline_access").await;
+    let tokens = app.tokens_for(&client, "openid offline_access").await;
     proxy.go_down();
     let resp = app
         .browser
@@ -609,7 +578,7 @@ async fn client_credentials_issue_a_token_about_the_client_itself() {
                 &[("grant_type", "client_credentials"), ("scope", scope)],
             )
             .await;
-        assert_eq!(error_of(resp).await, "invalid_scope", "{scope}");
+        assert_oauth_error(resp, "invalid_scope").await;
     }
     let wrong = TestClient {
         id: "billing".into(),
@@ -631,7 +600,7 @@ async fn client_credentials_issue_a_token_about_the_client_itself() {
     let resp = app
         .token_request(&public, &[("grant_type", "client_credentials")])
         .await;
-    assert_eq!(error_of(resp).await, "unauthorized_client");
+    assert_oauth_error(resp, "unauthorized_client").await;
 }
 
 async fn grant(app: &TestApp, client: &TestClient, password: &str) -> reqwest::Response {
@@ -701,14 +670,12 @@ async fn purge_deletes_what_expired_and_keeps_what_reuse_detection_needs() {
     let out = keyward(&app, &["tokens", "purge"], "");
     assert!(out.status.success());
     // The used token is still there: replaying it is still caught.
-    assert_eq!(
-        error_of(refresh(&app, &client, &rt(&first), None).await).await,
-        "invalid_grant"
-    );
-    assert_eq!(
-        error_of(refresh(&app, &client, &rt1, None).await).await,
-        "invalid_grant"
-    );
+    assert_oauth_error(
+        refresh(&app, &client, &rt(&first), None).await,
+        "invalid_grant",
+    )
+    .await;
+    assert_oauth_error(refresh(&app, &client, &rt1, None).await, "invalid_grant").await;
     app.clock().advance(Duration::days(31));
     let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
     let purged = keyward::housekeeping::purge(&mut conn, app.clock().now(), Duration::minutes(10))

@@ -476,3 +476,16 @@ async fn sign_ins_and_failures_are_audited_with_the_address_and_no_secret() {
     let all = serde_json::to_string(&rows.iter().map(|r| &r.3).collect::<Vec<_>>()).unwrap();
     assert!(!all.contains(GOOD_PASSWORD) && !all.contains(WRONG));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_ends_its_ttl_after_the_last_write_on_the_app_clock() {
+    let app = TestApp::spawn_with(&[("KEYWARD_SESSION_TTL", "1h")]).await;
+    app.create_user("nora", GOOD_PASSWORD).await;
+    let b = &app.browser;
+    assert_see_other(&b.sign_in("nora", GOOD_PASSWORD).await, "/account");
+    app.clock().advance(Duration::minutes(59));
+    assert_eq!(b.get("/account").await.status(), StatusCode::OK);
+    // Reading the account page wrote nothing, so the hour still counts from the sign-in.
+    app.clock().advance(Duration::minutes(2));
+    assert_see_other(&b.get("/account").await, "/signin");
+}

@@ -1,5 +1,5 @@
 //! `keyward clients ...`: register, inspect, delete relying parties and rotate their secrets.
-#![allow(
+#![expect(
     clippy::print_stdout,
     reason = "printing results is what a CLI command does"
 )]

@@ -1,5 +1,5 @@
 //! `keyward keys ...`: list, rotate, revoke, import, rewrap.
-#![allow(
+#![expect(
     clippy::print_stdout,
     reason = "printing results is what a CLI command does"
 )]

@@ -2,7 +2,7 @@
 //!
 //! Results go to stdout in a form scripts can read (one value or one tab-separated record per
 //! line, or JSON with `--json`); messages for people go to stderr.
-#![allow(
+#![expect(
     clippy::print_stdout,
     reason = "printing results is what a CLI command does"
 )]

@@ -1,5 +1,5 @@
 //! `keyward tokens ...`: purge expired rows, and explain why a token family was revoked.
-#![allow(
+#![expect(
     clippy::print_stdout,
     reason = "printing results is what a CLI command does"
 )]

@@ -1,5 +1,5 @@
 //! `keyward users ...`: create, list, disable, set-password.
-#![allow(
+#![expect(
     clippy::print_stdout,
     reason = "printing results is what a CLI command does"
 )]

@@ -48,6 +48,7 @@ fn human_time(t: OffsetDateTime) -> String {
 }
 
 /// `GET /account` (and `/`): the signed-in person's details, else the sign-in page.
+#[tracing::instrument(skip_all)]
 pub async fn get_account(
     State(state): State<AppState>,
     session: Session,
@@ -93,6 +94,7 @@ pub struct RevokeForm {
 }
 
 /// `POST /account/consents/revoke`: the app must ask again next time.
+#[tracing::instrument(skip_all)]
 pub async fn revoke_consent(
     State(state): State<AppState>,
     session: Session,

@@ -37,6 +37,7 @@ pub struct ConsentPage {
 }
 
 /// `GET /authorize`.
+#[tracing::instrument(skip_all)]
 pub async fn get_authorize(
     State(state): State<AppState>,
     session: Session,
@@ -51,6 +52,7 @@ pub async fn get_authorize(
 }
 
 /// `POST /authorize` (form-encoded, OIDC Core §3.1.2.1).
+#[tracing::instrument(skip_all)]
 pub async fn post_authorize(
     State(state): State<AppState>,
     session: Session,
@@ -106,6 +108,7 @@ async fn start(
 }
 
 /// Takes a validated request as far as it can go: sign-in, consent, or the code.
+#[tracing::instrument(skip_all, fields(client_id = %client.id))]
 async fn proceed(
     state: &AppState,
     session: &Session,
@@ -226,6 +229,7 @@ async fn pending(
 }
 
 /// `GET /authorize/resume`: back from the sign-in page.
+#[tracing::instrument(skip_all)]
 pub async fn resume_authorize(
     State(state): State<AppState>,
     session: Session,
@@ -244,6 +248,7 @@ pub async fn resume_authorize(
 }
 
 /// `GET /consent`.
+#[tracing::instrument(skip_all)]
 pub async fn get_consent(
     State(state): State<AppState>,
     session: Session,
@@ -280,6 +285,7 @@ pub struct ConsentForm {
 }
 
 /// `POST /consent`: Allow issues the code, Deny answers `access_denied`.
+#[tracing::instrument(skip_all)]
 pub async fn submit_consent(
     State(state): State<AppState>,
     session: Session,

@@ -79,6 +79,7 @@ async fn rp_logout(
 }
 
 /// `GET /logout`.
+#[tracing::instrument(skip_all)]
 pub async fn get_rp_logout(
     State(state): State<AppState>,
     session: Session,
@@ -89,6 +90,7 @@ pub async fn get_rp_logout(
 }
 
 /// `POST /logout` (form-encoded, same parameters).
+#[tracing::instrument(skip_all)]
 pub async fn post_rp_logout(
     State(state): State<AppState>,
     session: Session,
@@ -98,6 +100,7 @@ pub async fn post_rp_logout(
 }
 
 /// `POST /logout/confirm`: the person said yes.
+#[tracing::instrument(skip_all)]
 pub async fn confirm_rp_logout(
     session: Session,
     PageForm(form): PageForm<CsrfForm>,

@@ -53,6 +53,7 @@ pub struct SignInForm {
 }
 
 /// `GET /signin`: the form, or straight on if already signed in.
+#[tracing::instrument(skip_all)]
 pub async fn get_signin(
     State(state): State<AppState>,
     session: Session,
@@ -76,6 +77,7 @@ pub async fn get_signin(
 }
 
 /// `POST /signin`: checks the credentials and signs the browser in.
+#[tracing::instrument(skip_all)]
 pub async fn submit_signin(
     State(state): State<AppState>,
     session: Session,

@@ -21,6 +21,7 @@ pub struct SignOutPage {
 }
 
 /// `GET /signout`: asks before signing out (a GET must not change state).
+#[tracing::instrument(skip_all)]
 pub async fn get_signout(
     State(state): State<AppState>,
     session: Session,
@@ -41,6 +42,7 @@ pub async fn get_signout(
 }
 
 /// `POST /signout`: ends the session (its record is deleted, so the id cannot be reused).
+#[tracing::instrument(skip_all)]
 pub async fn submit_signout(
     session: Session,
     PageForm(form): PageForm<CsrfForm>,

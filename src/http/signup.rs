@@ -42,6 +42,7 @@ pub struct SignUpForm {
 }
 
 /// `GET /signup`.
+#[tracing::instrument(skip_all)]
 pub async fn get_signup(
     State(state): State<AppState>,
     session: Session,
@@ -73,6 +74,7 @@ fn check_form(form: &SignUpForm) -> Result<(Username, Option<Email>), String> {
 }
 
 /// `POST /signup`: creates the account and signs it in.
+#[tracing::instrument(skip_all)]
 pub async fn submit_signup(
     State(state): State<AppState>,
     session: Session,

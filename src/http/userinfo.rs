@@ -82,6 +82,7 @@ async fn userinfo(state: &AppState, token: &str) -> Result<Response, BearerError
 }
 
 /// `GET /userinfo`.
+#[tracing::instrument(skip_all)]
 pub async fn get_userinfo(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -91,6 +92,7 @@ pub async fn get_userinfo(
 }
 
 /// `POST /userinfo`.
+#[tracing::instrument(skip_all)]
 pub async fn post_userinfo(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -476,3 +476,194 @@ pub fn jwks_max_age(doc: &JwksDocument, now: OffsetDateTime, cap: Duration) -> i
     let until_change = doc.valid_until.map_or(cap, |t| t - now);
     until_change.min(cap).whole_seconds().max(0)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The verifier against forgeries: no server needed, one freshly generated key.
+    use super::*;
+    use crate::keys::material;
+    use serde_json::json;
+
+    const ISSUER: &str = "https://id.example";
+
+    fn now() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp(1_800_000_000).expect("valid time")
+    }
+
+    /// A ring holding one active key, sealed and loaded as a running server would.
+    fn ring() -> KeyRing {
+        let kek = Kek::from_bytes(&[9; 32]);
+        let key = material::generate(2048).expect("a key");
+        let sealed = kek.seal(&key.kid, &key.pkcs8_der);
+        let start = now() - Duration::hours(1);
+        let row = SigningKeyRow {
+            kid: key.kid.clone(),
+            algorithm: "RS256".into(),
+            bits: 2048,
+            origin: "generated".into(),
+            public_n: key.n.clone(),
+            public_e: key.e.clone(),
+            sealed_private_key: sealed.ciphertext,
+            seal_nonce: sealed.nonce.to_vec(),
+            kek_id: kek.id().to_owned(),
+            created_at: start,
+            published_at: start,
+            activates_at: start,
+            retires_at: start + Duration::days(30),
+            expires_at: start + Duration::days(31),
+            revoked_at: None,
+            revoked_reason: None,
+        };
+        KeyRing::load(1, &[row], &kek, now()).expect("loads")
+    }
+
+    fn claims(lifetime: Duration) -> Value {
+        json!({
+            "iss": ISSUER,
+            "sub": "someone",
+            "iat": now().unix_timestamp(),
+            "exp": (now() + lifetime).unix_timestamp(),
+        })
+    }
+
+    fn verify(ring: &KeyRing, token: &str, at: OffsetDateTime) -> Result<Value, VerifyError> {
+        ring.verify(token, "at+jwt", ISSUER, at)
+    }
+
+    fn enc(v: &Value) -> String {
+        URL_SAFE_NO_PAD.encode(v.to_string())
+    }
+
+    #[test]
+    fn a_token_we_signed_verifies_with_its_claims_and_only_as_its_type() {
+        let ring = ring();
+        let good = ring
+            .sign("at+jwt", &claims(Duration::minutes(10)), now())
+            .expect("signs");
+        assert_eq!(
+            verify(&ring, &good, now()).expect("valid")["sub"],
+            "someone"
+        );
+        assert_eq!(
+            ring.verify::<Value>(&good, "JWT", ISSUER, now())
+                .expect_err("an access token"),
+            VerifyError::Type
+        );
+        assert_eq!(
+            ring.verify::<Value>(&good, "at+jwt", "https://evil.example", now())
+                .expect_err("not our issuer"),
+            VerifyError::Issuer
+        );
+    }
+
+    #[test]
+    fn alg_none_and_hs256_keyed_with_the_public_key_are_refused() {
+        let ring = ring();
+        let good = ring
+            .sign("at+jwt", &claims(Duration::minutes(10)), now())
+            .expect("signs");
+        let parts: Vec<&str> = good.split('.').collect();
+        let kid = ring.active_kid(now()).expect("an active key");
+        let none = format!("{}.{}.", enc(&json!({"alg": "none", "kid": kid})), parts[1]);
+        assert_eq!(verify(&ring, &none, now()), Err(VerifyError::Algorithm));
+        // The classic algorithm-confusion forgery: HMAC keyed with the published JWK.
+        let jwks: Value = serde_json::from_slice(&ring.jwks(now()).body).expect("JSON");
+        let jwk = jwks["keys"][0].to_string();
+        let input = format!(
+            "{}.{}",
+            enc(&json!({"alg": "HS256", "kid": kid, "typ": "at+jwt"})),
+            parts[1]
+        );
+        let mac_key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, jwk.as_bytes());
+        let mac = ring::hmac::sign(&mac_key, input.as_bytes());
+        let hs = format!("{input}.{}", URL_SAFE_NO_PAD.encode(mac.as_ref()));
+        assert_eq!(verify(&ring, &hs, now()), Err(VerifyError::Algorithm));
+    }
+
+    #[test]
+    fn an_unknown_kid_or_a_tampered_payload_is_refused() {
+        let ring = ring();
+        let good = ring
+            .sign("at+jwt", &claims(Duration::minutes(10)), now())
+            .expect("signs");
+        let parts: Vec<&str> = good.split('.').collect();
+        let other = enc(&json!({"alg": "RS256", "kid": "x".repeat(43), "typ": "at+jwt"}));
+        let unknown = format!("{other}.{}.{}", parts[1], parts[2]);
+        assert_eq!(verify(&ring, &unknown, now()), Err(VerifyError::UnknownKey));
+        let mut c = claims(Duration::minutes(10));
+        c["sub"] = json!("admin");
+        let tampered = format!("{}.{}.{}", parts[0], enc(&c), parts[2]);
+        assert_eq!(verify(&ring, &tampered, now()), Err(VerifyError::Signature));
+    }
+
+    #[test]
+    fn signed_tokens_without_exp_iat_or_iss_or_not_yet_valid_are_refused() {
+        let ring = ring();
+        let without = |name: &str| {
+            let mut c = claims(Duration::minutes(10));
+            c.as_object_mut().expect("object").remove(name);
+            c
+        };
+        let mut future = claims(Duration::minutes(10));
+        future["nbf"] = json!(now().unix_timestamp() + 600);
+        for (payload, expected) in [
+            (without("exp"), VerifyError::Expired),
+            (without("iat"), VerifyError::NotYetValid),
+            (without("iss"), VerifyError::Issuer),
+            (future, VerifyError::NotYetValid),
+        ] {
+            let token = ring.sign("at+jwt", &payload, now()).expect("signs");
+            assert_eq!(verify(&ring, &token, now()), Err(expected), "{payload}");
+        }
+    }
+
+    #[test]
+    fn expiry_allows_the_leeway_for_clock_skew_and_not_a_second_more() {
+        let ring = ring();
+        let good = ring
+            .sign("at+jwt", &claims(Duration::minutes(10)), now())
+            .expect("signs");
+        let exp = now() + Duration::minutes(10);
+        assert!(verify(&ring, &good, exp + Duration::seconds(59)).is_ok());
+        assert_eq!(
+            verify(&ring, &good, exp + Duration::seconds(60)),
+            Err(VerifyError::Expired)
+        );
+        assert!(
+            ring.verify_ignoring_expiry::<Value>(&good, "at+jwt", ISSUER, exp + Duration::days(1))
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn junk_is_malformed() {
+        let ring = ring();
+        for junk in ["", "a.b", "a.b.c.d", "!!!.???.***"] {
+            assert_eq!(
+                verify(&ring, junk, now()),
+                Err(VerifyError::Malformed),
+                "{junk}"
+            );
+        }
+        let huge = "a".repeat(MAX_TOKEN_BYTES + 1);
+        assert_eq!(verify(&ring, &huge, now()), Err(VerifyError::Malformed));
+    }
+
+    #[test]
+    fn claims_of_the_wrong_shape_are_refused() {
+        #[derive(serde::Deserialize, Debug)]
+        struct NeedsJti {
+            #[expect(dead_code, reason = "only its presence matters")]
+            jti: String,
+        }
+        let ring = ring();
+        let good = ring
+            .sign("at+jwt", &claims(Duration::minutes(10)), now())
+            .expect("signs");
+        assert_eq!(
+            ring.verify::<NeedsJti>(&good, "at+jwt", ISSUER, now())
+                .expect_err("no jti"),
+            VerifyError::Claims
+        );
+    }
+}

@@ -1,17 +1,19 @@
 //! A tower-sessions store on PostgreSQL, so every Keyward instance sees the same sign-ins.
 //!
 //! Records are MessagePack. The session id is a bearer secret, so rows are keyed by its SHA-256.
-//! Expired rows are deleted by `housekeeping`, with everything else that expires.
+//! Expiry is ours, on the injected clock (tower-sessions would date records by the system clock):
+//! a row lives `ttl` from its last write. Expired rows are deleted by `housekeeping`.
 
 use async_trait::async_trait;
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_async::RunQueryDsl;
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 use tower_sessions::session::{Id, Record};
 use tower_sessions::session_store::{self, SessionStore};
 use uuid::Uuid;
 
+use crate::clock::Clock;
 use crate::db::schema::sessions;
 use crate::db::{self, DbPool};
 use crate::sessions::USER_ID_KEY;
@@ -21,6 +23,8 @@ use crate::tokens::opaque::TokenHash;
 #[derive(Clone)]
 pub struct PgSessionStore {
     pool: DbPool,
+    clock: Clock,
+    ttl: Duration,
 }
 
 impl std::fmt::Debug for PgSessionStore {
@@ -30,10 +34,14 @@ impl std::fmt::Debug for PgSessionStore {
 }
 
 impl PgSessionStore {
-    /// A store on `pool`.
+    /// A store on `pool` whose sessions end `ttl` after their last write, by `clock`.
     #[must_use]
-    pub fn new(pool: DbPool) -> Self {
-        Self { pool }
+    pub fn new(pool: DbPool, clock: Clock, ttl: Duration) -> Self {
+        Self { pool, clock, ttl }
+    }
+
+    fn expires_at(&self) -> OffsetDateTime {
+        self.clock.now() + self.ttl
     }
 
     async fn conn(&self) -> session_store::Result<db::PooledConn> {
@@ -74,7 +82,7 @@ impl SessionStore for PgSessionStore {
                     sessions::id_hash.eq(id_hash(&record.id).as_bytes()),
                     sessions::user_id.eq(user_of(record)),
                     sessions::data.eq(encode(record)?),
-                    sessions::expires_at.eq(record.expiry_date),
+                    sessions::expires_at.eq(self.expires_at()),
                 ))
                 .on_conflict_do_nothing()
                 .execute(&mut conn)
@@ -94,7 +102,7 @@ impl SessionStore for PgSessionStore {
                 sessions::id_hash.eq(id_hash(&record.id).as_bytes()),
                 sessions::user_id.eq(user_of(record)),
                 sessions::data.eq(encode(record)?),
-                sessions::expires_at.eq(record.expiry_date),
+                sessions::expires_at.eq(self.expires_at()),
             ))
             .on_conflict(sessions::id_hash)
             .do_update()
@@ -113,7 +121,7 @@ impl SessionStore for PgSessionStore {
         let mut conn = self.conn().await?;
         let data: Option<Vec<u8>> = sessions::table
             .find(id_hash(id).as_bytes())
-            .filter(sessions::expires_at.gt(OffsetDateTime::now_utc()))
+            .filter(sessions::expires_at.gt(self.clock.now()))
             .select(sessions::data)
             .first(&mut conn)
             .await

@@ -257,7 +257,10 @@ impl PasswordHasher {
             .acquire_owned()
             .await
             .map_err(|_| HashError::Busy)?;
-        tokio::task::spawn_blocking(job)
+        // The blocking thread has no span of its own: carry the caller's, so anything logged
+        // while hashing belongs to the request that asked.
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || span.in_scope(job))
             .await
             .map_err(|e| HashError::Internal(anyhow::anyhow!("hashing task failed: {e}")))
     }

@@ -1,6 +1,8 @@
 //! Test harness: the real app on a random port, a fresh database, and a browser-like client.
 
+pub mod cli;
 pub mod db;
+pub mod jwt;
 pub mod oauth;
 pub mod proxy;
 pub mod webdriver;

@@ -9,7 +9,7 @@ use reqwest::{Response, StatusCode};
 use serde_json::Value;
 use url::Url;
 
-use super::{Browser, TestApp, csrf_of, location};
+use super::{Browser, GOOD_PASSWORD, TestApp, csrf_of, location};
 
 /// The redirect URI every test client registers.
 pub const REDIRECT_URI: &str = "https://app.example.com/callback";
@@ -110,7 +110,7 @@ impl TestApp {
     }
 
     /// A standard authorization URL for `client`, with `extra` parameters replacing defaults.
-    #[allow(
+    #[expect(
         clippy::unused_self,
         reason = "reads like the protocol: app.authorize_url(..)"
     )]
@@ -156,6 +156,34 @@ impl TestApp {
         req.form(&form).send().await.expect("POST /token")
     }
 
+    /// Walks alice through /authorize (signing in and allowing consent when asked) and returns
+    /// the code, checking the callback carries the request's `state` and our `iss` (RFC 9207).
+    pub async fn code_for(
+        &self,
+        client: &TestClient,
+        pkce: &Pkce,
+        extra: &[(&str, &str)],
+    ) -> String {
+        let url = self.authorize_url(client, pkce, extra);
+        let resp = self
+            .browser
+            .authorize(&url, "alice", GOOD_PASSWORD, true)
+            .await;
+        let params = callback_params(&resp);
+        assert_eq!(param(&params, "state"), Some("st-123"));
+        assert_eq!(param(&params, "iss"), Some(self.base.as_str()));
+        param(&params, "code").expect("a code").to_owned()
+    }
+
+    /// The whole code flow for alice with `scope`: the token response.
+    pub async fn tokens_for(&self, client: &TestClient, scope: &str) -> Value {
+        let pkce = Pkce::new();
+        let code = self.code_for(client, &pkce, &[("scope", scope)]).await;
+        let resp = self.exchange_code(client, &code, &pkce.verifier).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        resp.json().await.expect("a token response")
+    }
+
     /// Exchanges a code the standard way.
     pub async fn exchange_code(&self, client: &TestClient, code: &str, verifier: &str) -> Response {
         self.token_request(
@@ -169,6 +197,22 @@ impl TestApp {
         )
         .await
     }
+}
+
+/// Asserts an RFC 6749 §5.2 error: 400 (401 for `invalid_client`), never cached, this `error`
+/// code and a description; returns the body.
+pub async fn assert_oauth_error(resp: Response, error: &str) -> Value {
+    let expected = if error == "invalid_client" {
+        StatusCode::UNAUTHORIZED
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    assert_eq!(resp.status(), expected, "expected {error}");
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let body: Value = resp.json().await.expect("a JSON error");
+    assert_eq!(body["error"], error, "{body}");
+    assert!(body["error_description"].is_string(), "{body}");
+    body
 }
 
 /// The query parameters of a redirect to the client.
