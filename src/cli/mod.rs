@@ -1,4 +1,5 @@
-//! The command line: `serve`, `migrate` and the operators' `users` commands.
+//! The command line: `serve`, `migrate`, and the operators' `users`, `clients`, `keys` and
+//! `tokens` commands.
 //!
 //! Results go to stdout in a form scripts can read (one value or one tab-separated record per
 //! line, or JSON with `--json`); messages for people go to stderr.

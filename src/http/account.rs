@@ -1,4 +1,5 @@
-//! The account page: who is signed in, and the way out.
+//! The account page: who is signed in, the apps they consented to (and withdrawing that), and
+//! the way out.
 
 use askama::Template;
 use askama_web::WebTemplate;

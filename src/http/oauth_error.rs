@@ -1,4 +1,5 @@
-//! JSON error responses of the token endpoint (RFC 6749 §5.2) and Bearer challenges (RFC 6750 §3).
+//! JSON error responses of the token, introspection and revocation endpoints (RFC 6749 §5.2), and
+//! Bearer challenges (RFC 6750 §3).
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
