@@ -5,6 +5,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use crate::support::db::terminate_when_blocked;
 use crate::support::oauth::{ClientSpec, Pkce};
 use crate::support::{GOOD_PASSWORD, TestApp, assert_see_other, csrf_of, location};
 
@@ -266,4 +267,80 @@ async fn a_database_outage_during_consent_is_a_503_page() {
             .unwrap()
             .contains("Temporarily unavailable")
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_ending_the_session_mid_sign_up_is_a_503_page() {
+    let app = TestApp::spawn().await;
+    let csrf = app.browser.csrf("/signup").await;
+    let form = [
+        ("csrf", csrf.as_str()),
+        ("username", "vera"),
+        ("email", "vera@example.com"),
+        ("password", GOOD_PASSWORD),
+        ("password_confirm", GOOD_PASSWORD),
+    ];
+    let url = &app.env["DATABASE_URL"];
+    let resp = terminate_when_blocked(url, "users", app.browser.post_form("/signup", &form)).await;
+    assert_unavailable(&resp);
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("Temporarily unavailable")
+    );
+    assert!(
+        app.find_user_named("vera").await.is_none(),
+        "nothing half-written"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_ending_the_session_mid_consent_is_a_503_page() {
+    let app = TestApp::spawn().await;
+    app.create_user("uma", GOOD_PASSWORD).await;
+    let client = app.register_client("webapp", ClientSpec::default()).await;
+    let b = &app.browser;
+    assert_see_other(&b.sign_in("uma", GOOD_PASSWORD).await, "/account");
+    let page = b.get(&app.authorize_url(&client, &Pkce::new(), &[])).await;
+    let html = b.get(location(&page)).await.text().await.unwrap();
+    let request = html
+        .split("name=\"request\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .unwrap()
+        .to_owned();
+    let form = [
+        ("csrf", csrf_of(&html)),
+        ("request", request),
+        ("decision", "allow".to_owned()),
+    ];
+    let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let url = &app.env["DATABASE_URL"];
+    let resp = terminate_when_blocked(url, "consents", b.post_form("/consent", &form)).await;
+    assert_unavailable(&resp);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_ending_the_session_mid_password_grant_is_a_503_in_json() {
+    let app = TestApp::spawn().await;
+    app.create_user("uma", GOOD_PASSWORD).await;
+    let spec = ClientSpec {
+        grants: vec!["password"],
+        scopes: "openid",
+        ..ClientSpec::default()
+    };
+    let client = app.register_client("legacy", spec).await;
+    let grant = [
+        ("grant_type", "password"),
+        ("username", "uma"),
+        ("password", GOOD_PASSWORD),
+        ("scope", "openid"),
+    ];
+    let url = &app.env["DATABASE_URL"];
+    let request = app.token_request(&client, &grant);
+    let resp = terminate_when_blocked(url, "sign_in_throttle", request).await;
+    assert_unavailable(&resp);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
 }

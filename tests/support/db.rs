@@ -142,3 +142,72 @@ pub fn drop_test_database(name: &str) {
     });
     let _ = dropper.join();
 }
+
+#[derive(diesel::QueryableByName)]
+struct Pid {
+    #[diesel(sql_type = diesel::sql_types::Integer)]
+    pid: i32,
+}
+
+/// Holds `LOCK TABLE table` in a transaction of its own while `request` runs; the moment one of
+/// the app's connections waits on that lock, PostgreSQL terminates it (SQLSTATE 57P01, as when
+/// an operator or a failover ends sessions), so the request meets a server that hangs up in the
+/// middle of its query, at exactly that step.
+pub async fn terminate_when_blocked<F: std::future::Future>(
+    database_url: &str,
+    table: &str,
+    request: F,
+) -> F::Output {
+    let mut locker = AsyncPgConnection::establish(database_url)
+        .await
+        .expect("connect the locker");
+    diesel::sql_query("BEGIN")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    diesel::sql_query(format!("LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE"))
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let mut admin = AsyncPgConnection::establish(database_url)
+        .await
+        .expect("connect the terminator");
+    tokio::pin!(request);
+    let blocked = tokio::select! {
+        _ = &mut request => panic!("the request finished without ever waiting on {table}"),
+        pid = blocked_backend(&mut admin) => pid,
+    };
+    diesel::sql_query("SELECT pg_terminate_backend($1)")
+        .bind::<diesel::sql_types::Integer, _>(blocked)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let out = request.await;
+    diesel::sql_query("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    out
+}
+
+/// The backend of this database that waits on a lock, once there is one.
+async fn blocked_backend(admin: &mut AsyncPgConnection) -> i32 {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let waiting: Vec<Pid> = diesel::sql_query(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+        )
+        .load(admin)
+        .await
+        .unwrap();
+        if let Some(p) = waiting.into_iter().next() {
+            return p.pid;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing ever waited on the lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
