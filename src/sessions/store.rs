@@ -6,7 +6,6 @@
 
 use async_trait::async_trait;
 use diesel::prelude::*;
-use diesel::upsert::excluded;
 use diesel_async::RunQueryDsl;
 use time::{Duration, OffsetDateTime};
 use tower_sessions::session::{Id, Record};
@@ -96,20 +95,15 @@ impl SessionStore for PgSessionStore {
     }
 
     async fn save(&self, record: &Record) -> session_store::Result<()> {
+        // Update only: a session deleted meanwhile (sign-out, password change, disabling) must
+        // stay deleted. An upsert here let a request that had loaded the session before the
+        // delete write it back afterwards. New sessions come through `create`, with a fresh id.
         let mut conn = self.conn().await?;
-        diesel::insert_into(sessions::table)
-            .values((
-                sessions::id_hash.eq(id_hash(&record.id).as_bytes()),
+        diesel::update(sessions::table.find(id_hash(&record.id).as_bytes()))
+            .set((
                 sessions::user_id.eq(user_of(record)),
                 sessions::data.eq(encode(record)?),
                 sessions::expires_at.eq(self.expires_at()),
-            ))
-            .on_conflict(sessions::id_hash)
-            .do_update()
-            .set((
-                sessions::user_id.eq(excluded(sessions::user_id)),
-                sessions::data.eq(excluded(sessions::data)),
-                sessions::expires_at.eq(excluded(sessions::expires_at)),
             ))
             .execute(&mut conn)
             .await
