@@ -222,6 +222,26 @@ async fn a_client_with_a_bad_redirect_uri_grant_or_a_taken_id_is_refused() {
         let out = keyward(&app, &bad, "");
         assert!(!out.status.success(), "{bad:?}");
     }
+    // RFC 9700 §4.15: a client whose id could be a user's `sub` could mint tokens that speak
+    // for that user; every UUID spelling is refused.
+    let user = app.create_user("alice", GOOD_PASSWORD).await;
+    for id in [
+        user.id.to_string(),
+        user.id.simple().to_string(),
+        user.id.urn().to_string(),
+    ] {
+        let args = [
+            "clients",
+            "create",
+            "--name",
+            "X",
+            "--redirect-uri",
+            "https://x.example/cb",
+        ];
+        let out = keyward(&app, &[&args[..], &["--id", &id]].concat(), "");
+        assert!(!out.status.success(), "{id}");
+        assert!(stderr(&out).contains("reads as a UUID"), "{}", stderr(&out));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -5,7 +5,9 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
 
-use crate::support::oauth::{ClientSpec, Pkce};
+use serde_json::Value;
+
+use crate::support::oauth::{ClientSpec, Pkce, TestClient, assert_oauth_error};
 use crate::support::{GOOD_PASSWORD, TestApp, assert_see_other, csrf_of, join_all, location};
 
 /// Rounds per race, and requests writing the session in each: enough that the old upsert left
@@ -124,4 +126,127 @@ async fn a_password_change_racing_session_writes_leaves_no_session_behind() {
 #[tokio::test(flavor = "multi_thread")]
 async fn disabling_a_user_racing_session_writes_leaves_no_session_behind() {
     assert_eq!(survivors(Ending::Disable).await, (0, 0));
+}
+
+/// A client that may refresh, and alice's tokens from one code flow (code kept for replays).
+async fn code_flow_with_refresh(app: &TestApp) -> (TestClient, Pkce, String, Value) {
+    app.create_user("alice", GOOD_PASSWORD).await;
+    let spec = ClientSpec {
+        scopes: "openid offline_access",
+        grants: vec!["authorization_code", "refresh_token"],
+        ..ClientSpec::default()
+    };
+    let client = app.register_client("webapp", spec).await;
+    let pkce = Pkce::new();
+    let code = app
+        .code_for(&client, &pkce, &[("scope", "openid offline_access")])
+        .await;
+    let resp = app.exchange_code(&client, &code, &pkce.verifier).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let tokens: Value = resp.json().await.unwrap();
+    (client, pkce, code, tokens)
+}
+
+async fn refresh_with(app: &TestApp, client: &TestClient, tokens: &Value) -> reqwest::Response {
+    let refresh_token = tokens["refresh_token"].as_str().unwrap();
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", refresh_token),
+    ];
+    app.token_request(client, &form).await
+}
+
+async fn userinfo_status(app: &TestApp, tokens: &Value) -> StatusCode {
+    app.browser
+        .client
+        .get(format!("{}/userinfo", app.base))
+        .bearer_auth(tokens["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replayed_code_revokes_the_refresh_family_it_started_too() {
+    let app = TestApp::spawn().await;
+    let (client, pkce, code, tokens) = code_flow_with_refresh(&app).await;
+    let replay = app.exchange_code(&client, &code, &pkce.verifier).await;
+    assert_oauth_error(replay, "invalid_grant").await;
+    assert_eq!(
+        userinfo_status(&app, &tokens).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // RFC 6749 §4.1.2: everything the first use issued, not only the access token.
+    assert_oauth_error(refresh_with(&app, &client, &tokens).await, "invalid_grant").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_replay_without_the_verifier_or_redirect_uri_revokes_nothing() {
+    let app = TestApp::spawn().await;
+    let (client, pkce, code, tokens) = code_flow_with_refresh(&app).await;
+    // Whoever saw the code but not the verifier cannot sign alice out with it.
+    let guessed = app
+        .exchange_code(&client, &code, &Pkce::new().verifier)
+        .await;
+    assert_oauth_error(guessed, "invalid_grant").await;
+    let elsewhere = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", "https://app.example.com/other"),
+        ("code_verifier", pkce.verifier.as_str()),
+    ];
+    assert_oauth_error(
+        app.token_request(&client, &elsewhere).await,
+        "invalid_grant",
+    )
+    .await;
+    assert_eq!(userinfo_status(&app, &tokens).await, StatusCode::OK);
+    assert_eq!(
+        refresh_with(&app, &client, &tokens).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn of_thirty_redemptions_racing_over_three_instances_one_wins_and_is_then_revoked() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", GOOD_PASSWORD).await;
+    let spec = ClientSpec {
+        scopes: "openid offline_access",
+        grants: vec!["authorization_code", "refresh_token"],
+        ..ClientSpec::default()
+    };
+    let client = app.register_client("webapp", spec).await;
+    let (b, c) = (
+        app.another_instance(&[]).await,
+        app.another_instance(&[]).await,
+    );
+    let instances = [&app, &b, &c];
+    let pkce = Pkce::new();
+    let code = app
+        .code_for(&client, &pkce, &[("scope", "openid offline_access")])
+        .await;
+    let attempts = (0..30).map(|i| instances[i % 3].exchange_code(&client, &code, &pkce.verifier));
+    let results = join_all(attempts).await;
+    let mut winners = Vec::new();
+    for r in results {
+        match r.status() {
+            StatusCode::OK => winners.push(r.json::<Value>().await.unwrap()),
+            _ => {
+                assert_oauth_error(r, "invalid_grant").await;
+            }
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one redemption succeeds");
+    // Every other redemption was a replay with the right verifier: the winner's tokens are dead.
+    assert_eq!(
+        userinfo_status(&app, &winners[0]).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_oauth_error(
+        refresh_with(&app, &client, &winners[0]).await,
+        "invalid_grant",
+    )
+    .await;
 }

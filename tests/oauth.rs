@@ -783,12 +783,14 @@ async fn discovery_lists_every_endpoint_and_nothing_more() {
     assert_eq!(doc["response_types_supported"], json!(["code"]));
     assert_eq!(
         doc["grant_types_supported"],
-        json!([
-            "authorization_code",
-            "refresh_token",
-            "client_credentials",
-            "password"
-        ])
+        json!(["authorization_code", "refresh_token", "client_credentials"]),
+        "the password grant is opt-in per client, not advertised"
+    );
+    assert!(
+        doc["claims_supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("roles"))
     );
     assert_eq!(doc["code_challenge_methods_supported"], json!(["S256"]));
     assert_eq!(

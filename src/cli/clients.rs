@@ -215,7 +215,9 @@ async fn create(
     let (new, shown_secret) = new_client(args, now)?;
     let client = match clients::insert(conn, &new).await {
         Ok(c) => c,
-        Err(e @ CreateClientError::IdTaken(_)) => bail!("{e}"),
+        Err(e @ (CreateClientError::IdTaken(_) | CreateClientError::IdLooksLikeUser(_))) => {
+            bail!("{e}")
+        }
         Err(CreateClientError::Db(e)) => return Err(e.into()),
     };
     audit_event(conn, "client.created", &client.id, now).await?;

@@ -228,16 +228,26 @@ pub enum CreateClientError {
     /// The id is in use.
     #[error("a client with id '{0}' already exists")]
     IdTaken(String),
+    /// The id reads as a UUID, the form of user subjects.
+    #[error(
+        "client id '{0}' reads as a UUID, the form of user subjects: a client's own tokens would carry a user's identity"
+    )]
+    IdLooksLikeUser(String),
     /// Database failure.
     #[error(transparent)]
     Db(#[from] DieselError),
 }
 
-/// Registers a client.
+/// Registers a client. RFC 9700 §4.15: a client credentials token has the client id as its
+/// `sub`, so an id that parses as a UUID (every user `sub` does) is refused: no client can ever
+/// be mistaken for a user.
 pub async fn insert(
     conn: &mut AsyncPgConnection,
     new: &NewClient,
 ) -> Result<Client, CreateClientError> {
+    if uuid::Uuid::parse_str(&new.id).is_ok() {
+        return Err(CreateClientError::IdLooksLikeUser(new.id.clone()));
+    }
     diesel::insert_into(clients::table)
         .values(new)
         .returning(Client::as_returning())

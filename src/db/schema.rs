@@ -31,6 +31,7 @@ diesel::table! {
         used_at -> Nullable<Timestamptz>,
         access_token_jti -> Nullable<Uuid>,
         access_token_expires_at -> Nullable<Timestamptz>,
+        refresh_family_id -> Nullable<Uuid>,
     }
 }
 

@@ -36,7 +36,13 @@ impl Documents {
             "jwks_uri": format!("{issuer}/jwks.json"),
             "response_types_supported": ["code"],
             "response_modes_supported": ["query"],
-            "grant_types_supported": GrantType::ALL.map(GrantType::as_str),
+            // The password grant is an opt-in migration path for single clients, not something
+            // a new client can count on: it is not advertised.
+            "grant_types_supported": [
+                GrantType::AuthorizationCode.as_str(),
+                GrantType::RefreshToken.as_str(),
+                GrantType::ClientCredentials.as_str(),
+            ],
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
             "scopes_supported": [scope::OPENID, scope::PROFILE, scope::EMAIL, scope::OFFLINE_ACCESS],
@@ -69,7 +75,9 @@ impl Documents {
                         "preferred_username",
                         "name",
                         "email",
-                        "email_verified"
+                        "email_verified",
+                        // In access tokens, for users with roles.
+                        "roles"
                     ]),
                 ),
                 ("claims_parameter_supported", json!(false)),

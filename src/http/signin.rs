@@ -172,7 +172,13 @@ async fn signin_failed(
     error: SignInError,
 ) -> Result<Response, PageError> {
     let (status, message, retry_after) = match &error {
-        SignInError::WrongCredentials => (StatusCode::UNAUTHORIZED, error.to_string(), None),
+        // A disabled account gets the wrong-password answer: a distinct one would confirm to
+        // whoever typed it that the password is right. The audit trail records the difference.
+        SignInError::WrongCredentials | SignInError::Disabled => (
+            StatusCode::UNAUTHORIZED,
+            SignInError::WrongCredentials.to_string(),
+            None,
+        ),
         SignInError::Locked { retry_after } => {
             let secs = retry_after.whole_seconds().max(1);
             let minutes = (secs + 59) / 60;
@@ -183,7 +189,6 @@ async fn signin_failed(
             };
             (StatusCode::TOO_MANY_REQUESTS, message, Some(secs))
         }
-        SignInError::Disabled => (StatusCode::FORBIDDEN, error.to_string(), None),
         SignInError::Busy | SignInError::Db(_) | SignInError::Internal(_) => {
             return Err(error.into());
         }

@@ -251,9 +251,40 @@ fn b64_json(part: &str) -> Result<Map<String, Value>, VerifyError> {
     let bytes = URL_SAFE_NO_PAD
         .decode(part)
         .map_err(|_| VerifyError::Malformed)?;
-    match serde_json::from_slice(&bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(VerifyError::Malformed),
+    serde_json::from_slice::<UniqueObject>(&bytes)
+        .map(|o| o.0)
+        .map_err(|_| VerifyError::Malformed)
+}
+
+/// A JSON object whose members are all distinct. RFC 7515 §4: a header with a repeated member
+/// is rejected, not read last-wins (which lets two parsers see two different `alg`s, RFC 8725
+/// §3.1). `serde_json` keeps the last value silently, so the check is ours; claims get it too.
+struct UniqueObject(Map<String, Value>);
+
+impl<'de> serde::Deserialize<'de> for UniqueObject {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Members;
+        impl<'de> serde::de::Visitor<'de> for Members {
+            type Value = UniqueObject;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut out = Map::new();
+                while let Some((name, value)) = map.next_entry::<String, Value>()? {
+                    if out.insert(name, value).is_some() {
+                        return Err(serde::de::Error::custom("a member appears twice"));
+                    }
+                }
+                Ok(UniqueObject(out))
+            }
+        }
+        deserializer.deserialize_map(Members)
     }
 }
 
@@ -633,6 +664,36 @@ mod tests {
             ring.verify_ignoring_expiry::<Value>(&good, "at+jwt", ISSUER, exp + Duration::days(1))
                 .is_ok()
         );
+    }
+
+    #[test]
+    fn a_repeated_header_or_claim_member_is_malformed() {
+        let ring = ring();
+        let good = ring
+            .sign("at+jwt", &claims(Duration::minutes(10)), now())
+            .expect("signs");
+        let parts: Vec<&str> = good.split('.').collect();
+        let kid = ring.active_kid(now()).expect("an active key");
+        // Two `alg`s: last-wins parsing would see RS256, another parser `none`.
+        let header = format!(r#"{{"alg":"none","kid":"{kid}","typ":"at+jwt","alg":"RS256"}}"#);
+        let twice = format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            parts[1],
+            parts[2]
+        );
+        assert_eq!(verify(&ring, &twice, now()), Err(VerifyError::Malformed));
+        // A signed payload naming `sub` twice is refused too, although its signature is fine.
+        let payload = format!(
+            r#"{{"iss":"{ISSUER}","sub":"someone","sub":"admin","iat":{},"exp":{}}}"#,
+            now().unix_timestamp(),
+            (now() + Duration::minutes(5)).unix_timestamp()
+        );
+        let input = format!("{}.{}", parts[0], URL_SAFE_NO_PAD.encode(payload));
+        let set = ring.snapshot();
+        let signature = set.keys[0].signer.sign(input.as_bytes()).expect("signs");
+        let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature));
+        assert_eq!(verify(&ring, &token, now()), Err(VerifyError::Malformed));
     }
 
     #[test]

@@ -47,6 +47,17 @@ pub struct AuthorizationCode {
     pub access_token_jti: Option<Uuid>,
     /// When that token expires.
     pub access_token_expires_at: Option<OffsetDateTime>,
+    /// The refresh family the first redemption started, if any.
+    pub refresh_family_id: Option<Uuid>,
+}
+
+/// What a redemption issued, remembered so a replay can revoke it.
+#[derive(Clone, Copy, Debug)]
+pub struct IssuedForCode {
+    /// The access token's `jti` and expiry.
+    pub access_token: (Uuid, OffsetDateTime),
+    /// The refresh family started, if any.
+    pub refresh_family: Option<Uuid>,
 }
 
 /// What a new code is bound to: an approved request and the sign-in that approved it.
@@ -113,18 +124,19 @@ pub async fn find_for_update(
         .optional()
 }
 
-/// Marks a code used, recording the access token issued for it (if any).
+/// Marks a code used, recording what was issued for it (if anything).
 pub async fn update_used(
     conn: &mut AsyncPgConnection,
     code_hash: &[u8],
     now: OffsetDateTime,
-    issued: Option<(Uuid, OffsetDateTime)>,
+    issued: Option<IssuedForCode>,
 ) -> QueryResult<()> {
     diesel::update(authorization_codes::table.find(code_hash))
         .set((
             authorization_codes::used_at.eq(now),
-            authorization_codes::access_token_jti.eq(issued.map(|i| i.0)),
-            authorization_codes::access_token_expires_at.eq(issued.map(|i| i.1)),
+            authorization_codes::access_token_jti.eq(issued.map(|i| i.access_token.0)),
+            authorization_codes::access_token_expires_at.eq(issued.map(|i| i.access_token.1)),
+            authorization_codes::refresh_family_id.eq(issued.and_then(|i| i.refresh_family)),
         ))
         .execute(conn)
         .await

@@ -64,9 +64,13 @@ pub struct AccessTokenClaims {
 }
 
 impl AccessTokenClaims {
-    /// The user the token speaks for; `None` for a client's own token (client credentials).
+    /// The user the token speaks for; `None` for a client's own token (client credentials),
+    /// whose subject is the client (and no client id reads as a UUID).
     #[must_use]
     pub fn user_id(&self) -> Option<Uuid> {
+        if self.sub == self.client_id {
+            return None;
+        }
         Uuid::parse_str(&self.sub).ok()
     }
 

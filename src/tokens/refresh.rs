@@ -126,13 +126,13 @@ pub struct NewFamily<'a> {
     pub access_token: (Uuid, OffsetDateTime),
 }
 
-/// Starts a family with its first token; returns the token.
+/// Starts a family with its first token; returns the family's id and the token.
 pub async fn insert_family(
     conn: &mut AsyncPgConnection,
     policy: &RefreshPolicy,
     new: &NewFamily<'_>,
     now: OffsetDateTime,
-) -> QueryResult<PlainToken> {
+) -> QueryResult<(Uuid, PlainToken)> {
     let family = Family {
         id: Uuid::new_v4(),
         client_id: new.client_id.to_owned(),
@@ -170,7 +170,7 @@ pub async fn insert_family(
     )
     .await?;
     insert_access_token(conn, family.id, new.access_token.0, new.access_token.1).await?;
-    Ok(token)
+    Ok((family.id, token))
 }
 
 /// Stores a token of generation `generation`; a second token for one generation fails on the

@@ -16,6 +16,7 @@ use crate::oauth::pkce::CodeChallenge;
 use crate::scope::Scopes;
 use crate::tokens::codes::{self, AuthorizationCode};
 use crate::tokens::opaque::TokenHash;
+use crate::tokens::refresh;
 use crate::tokens::revoked;
 use crate::users;
 
@@ -96,6 +97,12 @@ async fn redeem(
         return Ok(Outcome::Refused("the code was issued to another client"));
     }
     if row.used_at.is_some() {
+        // Only the code's own client, proving the request's redirect URI and PKCE verifier,
+        // can trigger the revocation: otherwise anyone who saw a public client's code could
+        // sign its owner out by replaying it with a made-up verifier.
+        if binding_mismatch(&row, request).is_some() {
+            return Ok(Outcome::Refused("the code is invalid"));
+        }
         return revoke_after_reuse(conn, ctx, client, &row).await;
     }
     if row.expires_at <= ctx.now {
@@ -126,8 +133,8 @@ fn binding_mismatch(row: &AuthorizationCode, request: &CodeRequest) -> Option<&'
     (!verified).then_some("code_verifier does not match the code_challenge")
 }
 
-/// RFC 6749 §4.1.2: a reused code may have been stolen; revoke the access token its first use
-/// issued, and say so in the audit trail.
+/// RFC 6749 §4.1.2, OAuth 2.1 §4.1.3: a reused code may have been stolen; revoke everything its
+/// first use issued (the access token and the refresh family), and say so in the audit trail.
 async fn revoke_after_reuse(
     conn: &mut AsyncPgConnection,
     ctx: &GrantContext<'_>,
@@ -136,6 +143,9 @@ async fn revoke_after_reuse(
 ) -> Result<Outcome, GrantError> {
     if let (Some(jti), Some(exp)) = (row.access_token_jti, row.access_token_expires_at) {
         revoked::insert(conn, jti, exp, "authorization code reused", ctx.now).await?;
+    }
+    if let Some(family) = row.refresh_family_id {
+        refresh::revoke_family(conn, family, "authorization code reused", ctx.now).await?;
     }
     let first_used = row.used_at.map(OffsetDateTime::unix_timestamp);
     let event = NewAuditEvent::new("code.reused", audit::ACTOR_SYSTEM, ctx.now)
@@ -167,7 +177,6 @@ async fn issue(
         nonce: row.nonce.as_deref(),
     };
     let issued = issue_for_user(conn, ctx, client, &auth).await?;
-    let access = (issued.access_jti, issued.access_expires_at);
-    codes::update_used(conn, &row.code_hash, ctx.now, Some(access)).await?;
+    codes::update_used(conn, &row.code_hash, ctx.now, Some(issued.for_code)).await?;
     Ok(Outcome::Issued(issued.response))
 }

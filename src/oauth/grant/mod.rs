@@ -19,6 +19,7 @@ use crate::keys::keyring::{KeyRing, SignError};
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::params::Params;
 use crate::scope::{self, Scopes};
+use crate::tokens::codes::IssuedForCode;
 use crate::tokens::jwt::{self, AccessGrant, IdTokenClaims, IssuedAccessToken, ProfileClaims};
 use crate::tokens::refresh::{self, RefreshPolicy};
 use crate::users;
@@ -236,8 +237,7 @@ struct Authorization<'a> {
 /// remembers them, so a replay can revoke it).
 struct Issued {
     response: TokenResponse,
-    access_jti: uuid::Uuid,
-    access_expires_at: OffsetDateTime,
+    for_code: IssuedForCode,
 }
 
 /// Signs the access token, the ID token (with `openid`) and starts a refresh family (when the
@@ -261,7 +261,7 @@ async fn issue_for_user(
     } else {
         None
     };
-    let refresh_token = if client.allows_grant(GrantType::RefreshToken)
+    let (refresh_family, refresh_token) = if client.allows_grant(GrantType::RefreshToken)
         && auth.scopes.contains(scope::OFFLINE_ACCESS)
     {
         let family = refresh::NewFamily {
@@ -272,22 +272,21 @@ async fn issue_for_user(
             auth_time: auth.auth_time,
             access_token: (access.jti, access.expires_at),
         };
-        let token = refresh::insert_family(conn, ctx.refresh, &family, ctx.now).await?;
-        Some(token.expose().to_owned())
+        let (id, token) = refresh::insert_family(conn, ctx.refresh, &family, ctx.now).await?;
+        (Some(id), Some(token.expose().to_owned()))
     } else {
-        None
+        (None, None)
     };
-    let (access_jti, access_expires_at) = (access.jti, access.expires_at);
+    let for_code = IssuedForCode {
+        access_token: (access.jti, access.expires_at),
+        refresh_family,
+    };
     let response = TokenResponse {
         id_token,
         refresh_token,
         ..TokenResponse::bearer(access, ctx.settings.access_ttl, auth.scopes)
     };
-    Ok(Issued {
-        response,
-        access_jti,
-        access_expires_at,
-    })
+    Ok(Issued { response, for_code })
 }
 
 /// The OIDC Core §2 ID token, with the profile claims its scopes release (§5.4).

@@ -1,0 +1,1 @@
+ALTER TABLE authorization_codes DROP COLUMN refresh_family_id;
