@@ -250,3 +250,194 @@ async fn of_thirty_redemptions_racing_over_three_instances_one_wins_and_is_then_
     )
     .await;
 }
+
+/// Each way to cut a user off, run as an operator or the app would.
+const CUT_OFFS: [Ending; 3] = [Ending::PasswordChange, Ending::Disable, Ending::SignOut];
+
+/// Cuts alice off: a password change, disabling, or `users sign-out-everywhere` (for `SignOut`).
+async fn cut_off(app: &TestApp, user_id: uuid::Uuid, ending: Ending) {
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    let now = app.clock().now();
+    match ending {
+        Ending::PasswordChange => {
+            let hash = app
+                .state
+                .hasher
+                .hash("a brand new passphrase")
+                .await
+                .unwrap();
+            keyward::users::update_password(&mut conn, user_id, &hash, now)
+                .await
+                .unwrap();
+        }
+        Ending::Disable => {
+            keyward::users::update_disabled(&mut conn, user_id, now)
+                .await
+                .unwrap();
+        }
+        Ending::SignOut => {
+            let out =
+                crate::support::cli::keyward(app, &["users", "sign-out-everywhere", "alice"], "");
+            assert!(
+                out.status.success(),
+                "{}",
+                crate::support::cli::stderr(&out)
+            );
+        }
+    }
+}
+
+async fn introspected_active(app: &TestApp, client: &TestClient, token: &str) -> bool {
+    let resp = app
+        .browser
+        .client
+        .post(format!("{}/introspect", app.base))
+        .basic_auth(&client.id, client.secret.clone())
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp.json::<Value>().await.unwrap()["active"] == true
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_code_issued_before_a_cut_off_cannot_be_redeemed_after_it() {
+    for ending in CUT_OFFS {
+        let app = TestApp::spawn().await;
+        let user = app.create_user("alice", GOOD_PASSWORD).await;
+        let client = app.register_client("webapp", ClientSpec::default()).await;
+        let pkce = Pkce::new();
+        let code = app.code_for(&client, &pkce, &[]).await;
+        cut_off(&app, user.id, ending).await;
+        let resp = app.exchange_code(&client, &code, &pkce.verifier).await;
+        assert_oauth_error(resp, "invalid_grant").await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_tokens_without_a_refresh_family_stop_working_at_a_cut_off() {
+    for ending in CUT_OFFS {
+        let app = TestApp::spawn().await;
+        let user = app.create_user("alice", GOOD_PASSWORD).await;
+        let client = app.register_client("webapp", ClientSpec::default()).await;
+        // No offline_access: nothing but the access token carries this authorization.
+        let tokens = app.tokens_for(&client, "openid profile").await;
+        assert!(tokens.get("refresh_token").is_none());
+        let access = tokens["access_token"].as_str().unwrap();
+        assert_eq!(userinfo_status(&app, &tokens).await, StatusCode::OK);
+        assert!(introspected_active(&app, &client, access).await);
+        cut_off(&app, user.id, ending).await;
+        assert_eq!(
+            userinfo_status(&app, &tokens).await,
+            StatusCode::UNAUTHORIZED
+        );
+        assert!(!introspected_active(&app, &client, access).await);
+    }
+}
+
+/// Rounds of password grants (with the old password) released together with a password change.
+#[tokio::test(flavor = "multi_thread")]
+async fn password_grants_racing_a_password_change_leave_no_family_behind() {
+    use keyward::db::schema::{refresh_families, users};
+    // Concurrent correct sign-ins must not trip the lockout here (a separate defect).
+    let app = TestApp::spawn_with(&[("KEYWARD_LOCKOUT_THRESHOLD", "100")]).await;
+    let user = app.create_user("alice", GOOD_PASSWORD).await;
+    let spec = ClientSpec {
+        grants: vec!["password", "refresh_token"],
+        scopes: "openid offline_access",
+        ..ClientSpec::default()
+    };
+    let client = app.register_client("legacy", spec).await;
+    let grant = [
+        ("grant_type", "password"),
+        ("username", "alice"),
+        ("password", GOOD_PASSWORD),
+        ("scope", "openid offline_access"),
+    ];
+    let old_hash = app.find_user(user.id).await.unwrap().password_hash;
+    let mut survivors = 0;
+    for _ in 0..ROUNDS {
+        let grants = (0..WRITERS).map(|_| {
+            Box::pin(async {
+                app.token_request(&client, &grant).await;
+            }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>
+        });
+        let change = Box::pin(cut_off(&app, user.id, Ending::PasswordChange))
+            as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
+        join_all(grants.chain(std::iter::once(change))).await;
+        let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+        let live: i64 = refresh_families::table
+            .filter(refresh_families::user_id.eq(user.id))
+            .filter(refresh_families::revoked_at.is_null())
+            .count()
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        survivors += live;
+        // Back to the old password for the next round (a fixture, not a cut-off).
+        diesel::update(users::table.find(user.id))
+            .set(users::password_hash.eq(&old_hash))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        diesel::delete(keyward::db::schema::sign_in_throttle::table)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        survivors, 0,
+        "families outlived the password they were granted on"
+    );
+}
+
+/// Rounds of browser sign-ins (with the old password) released together with a password change.
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_ins_racing_a_password_change_leave_no_session_behind() {
+    use keyward::db::schema::users;
+    let app = TestApp::spawn_with(&[("KEYWARD_LOCKOUT_THRESHOLD", "100")]).await;
+    let user = app.create_user("alice", GOOD_PASSWORD).await;
+    let old_hash = app.find_user(user.id).await.unwrap().password_hash;
+    let mut survivors = 0;
+    for _ in 0..ROUNDS {
+        let browsers: Vec<_> = (0..WRITERS).map(|_| app.new_browser()).collect();
+        let mut forms = Vec::new();
+        for b in &browsers {
+            forms.push(b.csrf("/signin").await);
+        }
+        let sign_ins = browsers.iter().zip(&forms).map(|(b, csrf)| {
+            Box::pin(async move {
+                let form = [
+                    ("csrf", csrf.as_str()),
+                    ("username", "alice"),
+                    ("password", GOOD_PASSWORD),
+                ];
+                b.post_form("/signin", &form).await;
+            }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>
+        });
+        let change = Box::pin(cut_off(&app, user.id, Ending::PasswordChange))
+            as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
+        join_all(sign_ins.chain(std::iter::once(change))).await;
+        for b in &browsers {
+            let page = b.get("/account").await;
+            if page.status() == StatusCode::OK {
+                survivors += 1;
+            }
+        }
+        let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+        diesel::update(users::table.find(user.id))
+            .set(users::password_hash.eq(&old_hash))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        diesel::delete(keyward::db::schema::sign_in_throttle::table)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        survivors, 0,
+        "sessions outlived the password they signed in with"
+    );
+}

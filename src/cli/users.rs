@@ -187,7 +187,7 @@ async fn sign_out_everywhere(
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
     let user = find_user(conn, username).await?;
-    let families = users::delete_sign_ins(conn, user.id, "signed out everywhere", now).await?;
+    let families = users::cut_off(conn, user.id, "signed out everywhere", now).await?;
     let event = NewAuditEvent::new("user.signed_out_everywhere", audit::ACTOR_CLI, now)
         .user(user.id)
         .details(serde_json::json!({ "families": families }));

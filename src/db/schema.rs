@@ -118,6 +118,7 @@ diesel::table! {
         user_id -> Nullable<Uuid>,
         data -> Bytea,
         expires_at -> Timestamptz,
+        credential_version -> Nullable<Int4>,
     }
 }
 
@@ -173,6 +174,7 @@ diesel::table! {
         password_changed_at -> Timestamptz,
         disabled_at -> Nullable<Timestamptz>,
         roles -> Array<Text>,
+        credential_version -> Int4,
     }
 }
 

@@ -120,7 +120,8 @@ pub async fn submit_signin(
     .await?;
 
     let to = sessions::take_return_to(&session).await?;
-    sessions::sign_in(&session, signed_in.user.id, now).await?;
+    let user = &signed_in.user;
+    sessions::sign_in(&session, user.id, user.credential_version, now).await?;
     tracing::info!(user_id = %signed_in.user.id, "signed in");
     let mut response = see_other(to.as_deref().unwrap_or("/account"));
     if let Some(token) = signed_in.new_device_token

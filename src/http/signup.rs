@@ -123,6 +123,6 @@ pub async fn submit_signup(
     tracing::info!(user_id = %user.id, "user signed up");
 
     let to = sessions::take_return_to(&session).await?;
-    sessions::sign_in(&session, user.id, now).await?;
+    sessions::sign_in(&session, user.id, user.credential_version, now).await?;
     Ok(see_other(to.as_deref().unwrap_or("/account")))
 }

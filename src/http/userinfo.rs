@@ -65,9 +65,10 @@ async fn userinfo(state: &AppState, token: &str) -> Result<Response, BearerError
     if revoked::is_revoked(&mut conn, claims.jti).await? {
         return Err(BearerError::InvalidToken);
     }
+    // A cut-off since the token was issued ends it here, before its `exp`.
     let user = users::find(&mut conn, user_id)
         .await?
-        .filter(|u| !u.is_disabled())
+        .filter(|u| !u.is_disabled() && claims.is_current_for(u.id, u.credential_version))
         .ok_or(BearerError::InvalidToken)?;
     drop(conn);
     let scopes = claims.scopes();

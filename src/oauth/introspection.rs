@@ -122,7 +122,13 @@ async fn introspect_access(
     let username = match claims.user_id() {
         None => None,
         Some(user_id) => match users::find(conn, user_id).await? {
-            Some(user) if !user.is_disabled() => Some(user.username),
+            // A cut-off since the token was issued makes it inactive before its `exp`.
+            Some(user)
+                if !user.is_disabled()
+                    && claims.is_current_for(user.id, user.credential_version) =>
+            {
+                Some(user.username)
+            }
             _ => return Ok(Some(Introspection::inactive())),
         },
     };

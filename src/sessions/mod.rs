@@ -16,6 +16,9 @@ use crate::crypto::{constant_time_eq, random_bytes};
 /// Session key of the signed-in user's id (also mirrored into the `sessions.user_id` column).
 pub const USER_ID_KEY: &str = "uid";
 const AUTH_TIME_KEY: &str = "auth_time";
+/// Session key of the user's credential version at sign-in (mirrored into its own column, and
+/// compared with the user's on every load).
+pub const CREDENTIAL_VERSION_KEY: &str = "cv";
 const SID_KEY: &str = "sid";
 const CSRF_KEY: &str = "csrf";
 const RETURN_TO_KEY: &str = "return_to";
@@ -60,13 +63,19 @@ pub async fn signed_in(session: &Session) -> Result<Option<SignedInSession>, Ses
 }
 
 /// Marks the session signed in, under a new id (session fixation) and a new CSRF token.
+/// `credential_version` is the user's as read when the password was checked: if a cut-off
+/// happened since, the session is dead on arrival.
 pub async fn sign_in(
     session: &Session,
     user_id: Uuid,
+    credential_version: i32,
     now: OffsetDateTime,
 ) -> Result<(), SessionError> {
     session.cycle_id().await?;
     session.insert(USER_ID_KEY, user_id).await?;
+    session
+        .insert(CREDENTIAL_VERSION_KEY, credential_version)
+        .await?;
     session.insert(AUTH_TIME_KEY, now.unix_timestamp()).await?;
     session
         .insert(SID_KEY, uuid::Uuid::new_v4().to_string())

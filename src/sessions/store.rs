@@ -13,9 +13,9 @@ use tower_sessions::session_store::{self, SessionStore};
 use uuid::Uuid;
 
 use crate::clock::Clock;
-use crate::db::schema::sessions;
+use crate::db::schema::{sessions, users};
 use crate::db::{self, DbPool};
-use crate::sessions::USER_ID_KEY;
+use crate::sessions::{CREDENTIAL_VERSION_KEY, USER_ID_KEY};
 use crate::tokens::opaque::TokenHash;
 
 /// The PostgreSQL session store.
@@ -65,6 +65,16 @@ fn user_of(record: &Record) -> Option<Uuid> {
         .and_then(|s| Uuid::parse_str(s).ok())
 }
 
+/// The credential version the sign-in was checked under, copied into its own column so `load`
+/// can compare it with the user's.
+fn credential_version_of(record: &Record) -> Option<i32> {
+    record
+        .data
+        .get(CREDENTIAL_VERSION_KEY)
+        .and_then(serde_json::Value::as_i64)
+        .and_then(|v| i32::try_from(v).ok())
+}
+
 fn encode(record: &Record) -> session_store::Result<Vec<u8>> {
     rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))
 }
@@ -80,6 +90,7 @@ impl SessionStore for PgSessionStore {
                 .values((
                     sessions::id_hash.eq(id_hash(&record.id).as_bytes()),
                     sessions::user_id.eq(user_of(record)),
+                    sessions::credential_version.eq(credential_version_of(record)),
                     sessions::data.eq(encode(record)?),
                     sessions::expires_at.eq(self.expires_at()),
                 ))
@@ -102,6 +113,7 @@ impl SessionStore for PgSessionStore {
         diesel::update(sessions::table.find(id_hash(&record.id).as_bytes()))
             .set((
                 sessions::user_id.eq(user_of(record)),
+                sessions::credential_version.eq(credential_version_of(record)),
                 sessions::data.eq(encode(record)?),
                 sessions::expires_at.eq(self.expires_at()),
             ))
@@ -113,9 +125,18 @@ impl SessionStore for PgSessionStore {
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let mut conn = self.conn().await?;
+        // A signed-in session lives only while its user's credential version is the one it was
+        // signed in under: a cut-off (password change, disabling, sign-out everywhere) ends it
+        // even if the session was written after the cut-off by a sign-in already in flight.
         let data: Option<Vec<u8>> = sessions::table
-            .find(id_hash(id).as_bytes())
+            .left_join(users::table.on(sessions::user_id.eq(users::id.nullable())))
+            .filter(sessions::id_hash.eq(id_hash(id).as_bytes()))
             .filter(sessions::expires_at.gt(self.clock.now()))
+            .filter(
+                sessions::user_id.is_null().or(sessions::credential_version
+                    .eq(users::credential_version.nullable())
+                    .assume_not_null()),
+            )
             .select(sessions::data)
             .first(&mut conn)
             .await

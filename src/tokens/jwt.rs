@@ -61,6 +61,11 @@ pub struct AccessTokenClaims {
     /// The user's roles, when they have any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
+    /// Keyward's own claim: the user's credential version when the token was issued. A cut-off
+    /// (password change, disabling, sign-out everywhere) bumps it, and the token stops working at
+    /// userinfo and introspection at once, though its signature stays valid until `exp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cv: Option<i32>,
 }
 
 impl AccessTokenClaims {
@@ -78,6 +83,12 @@ impl AccessTokenClaims {
     #[must_use]
     pub fn expires_at(&self) -> Option<OffsetDateTime> {
         OffsetDateTime::from_unix_timestamp(self.exp).ok()
+    }
+
+    /// Whether the token was issued under `user`'s current credentials (no cut-off since).
+    #[must_use]
+    pub fn is_current_for(&self, user_id: Uuid, credential_version: i32) -> bool {
+        self.user_id() == Some(user_id) && self.cv == Some(credential_version)
     }
 
     /// The granted scopes; a malformed claim grants nothing.
@@ -182,6 +193,8 @@ pub struct AccessGrant<'a> {
     pub auth_time: Option<OffsetDateTime>,
     /// Roles, for user tokens.
     pub roles: &'a [String],
+    /// The user's credential version, for user tokens.
+    pub credential_version: Option<i32>,
 }
 
 /// Signs an RFC 9068 access token.
@@ -204,6 +217,7 @@ pub fn issue_access_token(
         jti,
         auth_time: grant.auth_time.map(OffsetDateTime::unix_timestamp),
         roles: grant.roles.to_vec(),
+        cv: grant.credential_version,
     };
     Ok(IssuedAccessToken {
         token: keys.sign(ACCESS_TOKEN_TYP, &claims, now)?,

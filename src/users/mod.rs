@@ -15,7 +15,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::db::schema::{sessions, trusted_devices, users};
+use crate::db::schema::{authorization_codes, sessions, trusted_devices, users};
 use name::{Email, Username};
 
 diesel::define_sql_function! {
@@ -45,6 +45,9 @@ pub struct User {
     pub disabled_at: Option<OffsetDateTime>,
     /// Roles carried into access tokens (`keyward users set-roles`).
     pub roles: Vec<String>,
+    /// Bumped by every cut-off; sessions, codes and access tokens carry the version they were
+    /// made under and die with it.
+    pub credential_version: i32,
 }
 
 impl User {
@@ -184,7 +187,7 @@ pub async fn update_password_hash(
         .await
 }
 
-/// Sets a new password and ends every browser session and device trust the user had.
+/// Sets a new password, as a cut-off: everything issued under the old one ends.
 pub async fn update_password(
     conn: &mut AsyncPgConnection,
     id: Uuid,
@@ -201,10 +204,43 @@ pub async fn update_password(
             ))
             .execute(conn)
             .await?;
-        delete_sign_ins(conn, id, "password changed", now).await?;
+        cut_off(conn, id, "password changed", now).await?;
         Ok(n)
     })
     .await
+}
+
+/// Ends everything the user had signed in with, now and in flight: bumps the credential version
+/// (under the user's row lock, so a sign-in or code redemption holding that lock in share mode
+/// either commits first and is swept up here, or sees the new version and is refused), then
+/// deletes sessions and device trust and revokes every refresh family. Returns the families.
+pub async fn cut_off(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    reason: &str,
+    now: OffsetDateTime,
+) -> QueryResult<Vec<Uuid>> {
+    let reason = reason.to_owned();
+    conn.transaction(async |conn| {
+        diesel::update(users::table.find(id))
+            .set(users::credential_version.eq(users::credential_version + 1))
+            .execute(conn)
+            .await?;
+        delete_sign_ins(conn, id, &reason, now).await
+    })
+    .await
+}
+
+/// Reads a user and holds their row in share mode until the transaction ends: a cut-off waits
+/// for whatever this transaction writes on the user's behalf.
+pub async fn find_for_share(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<User>> {
+    users::table
+        .find(id)
+        .select(User::as_select())
+        .for_share()
+        .first(conn)
+        .await
+        .optional()
 }
 
 /// Replaces a user's roles.
@@ -231,20 +267,30 @@ pub async fn update_disabled(
             .set((users::disabled_at.eq(now), users::updated_at.eq(now)))
             .execute(conn)
             .await?;
-        delete_sign_ins(conn, id, "user disabled", now).await?;
+        cut_off(conn, id, "user disabled", now).await?;
         Ok(n == 1)
     })
     .await
 }
 
-/// Signs a user out everywhere: browser sessions, trusted devices, and every refresh-token
-/// family (with the access tokens they issued); returns the revoked family ids.
-pub async fn delete_sign_ins(
+/// Deletes unredeemed codes, browser sessions and trusted devices and revokes every refresh-token
+/// family (with the access tokens they issued); returns the revoked family ids. Part of
+/// [`cut_off`].
+async fn delete_sign_ins(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     reason: &str,
     now: OffsetDateTime,
 ) -> QueryResult<Vec<Uuid>> {
+    // Codes first: a redemption in flight holds its code's row lock, so this waits for it to
+    // commit (the code is then used and stays), and the family it started is revoked below.
+    diesel::delete(
+        authorization_codes::table
+            .filter(authorization_codes::user_id.eq(id))
+            .filter(authorization_codes::used_at.is_null()),
+    )
+    .execute(conn)
+    .await?;
     let families =
         crate::tokens::refresh::revoke_families_of_user(conn, id, None, reason, now).await?;
     diesel::delete(sessions::table.filter(sessions::user_id.eq(id)))

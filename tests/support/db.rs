@@ -173,16 +173,23 @@ pub async fn terminate_when_blocked<F: std::future::Future>(
         .await
         .expect("connect the terminator");
     tokio::pin!(request);
-    let blocked = tokio::select! {
-        _ = &mut request => panic!("the request finished without ever waiting on {table}"),
-        pid = blocked_backend(&mut admin) => pid,
+    // Every backend that queues behind the lock is terminated, until the request answers: the
+    // app's housekeeping may queue there too, and must not be mistaken for the request.
+    let mut terminated = 0;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    let out = loop {
+        tokio::select! {
+            out = &mut request => break out,
+            () = tokio::time::sleep(std::time::Duration::from_millis(20)) => {
+                terminated += terminate_waiting(&mut admin).await;
+                assert!(tokio::time::Instant::now() < deadline, "the request never answered");
+            }
+        }
     };
-    diesel::sql_query("SELECT pg_terminate_backend($1)")
-        .bind::<diesel::sql_types::Integer, _>(blocked)
-        .execute(&mut admin)
-        .await
-        .unwrap();
-    let out = request.await;
+    assert!(
+        terminated > 0,
+        "the request finished without ever waiting on {table}"
+    );
     diesel::sql_query("ROLLBACK")
         .execute(&mut locker)
         .await
@@ -190,24 +197,21 @@ pub async fn terminate_when_blocked<F: std::future::Future>(
     out
 }
 
-/// The backend of this database that waits on a lock, once there is one.
-async fn blocked_backend(admin: &mut AsyncPgConnection) -> i32 {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
-    loop {
-        let waiting: Vec<Pid> = diesel::sql_query(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
-             AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
-        )
-        .load(admin)
-        .await
-        .unwrap();
-        if let Some(p) = waiting.into_iter().next() {
-            return p.pid;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nothing ever waited on the lock"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+/// Terminates the backends of this database that wait on a lock; returns how many.
+async fn terminate_waiting(admin: &mut AsyncPgConnection) -> usize {
+    let waiting: Vec<Pid> = diesel::sql_query(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+         AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()",
+    )
+    .load(admin)
+    .await
+    .unwrap();
+    for p in &waiting {
+        diesel::sql_query("SELECT pg_terminate_backend($1)")
+            .bind::<diesel::sql_types::Integer, _>(p.pid)
+            .execute(admin)
+            .await
+            .unwrap();
     }
+    waiting.len()
 }

@@ -111,7 +111,8 @@ async fn redeem(
     // From here the right client presented it: whatever happens, it is spent.
     let refusal = match binding_mismatch(&row, request) {
         Some(refusal) => Some(refusal),
-        None => match users::find(conn, row.user_id).await? {
+        // In share mode: a cut-off of this user waits for this redemption, then revokes it.
+        None => match users::find_for_share(conn, row.user_id).await? {
             Some(user) if !user.is_disabled() => {
                 return issue(conn, ctx, client, &row, &user).await;
             }

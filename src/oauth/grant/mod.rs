@@ -216,6 +216,7 @@ impl GrantContext<'_> {
                 audiences,
                 auth_time: person.map(|(_, t)| t),
                 roles: person.map_or(&[], |(u, _)| &u.roles),
+                credential_version: person.map(|(u, _)| u.credential_version),
             },
             self.settings.access_ttl,
             self.now,

@@ -2,6 +2,8 @@
 //! migration path from hand-rolled logins: the same throttle, lockout and generic errors as the
 //! sign-in page. OAuth 2.1 drops it; the code flow is the way forward.
 
+use diesel_async::AsyncConnection;
+
 use crate::clients::Client;
 use crate::db::{self, DbPool};
 use crate::error::AppError;
@@ -12,6 +14,7 @@ use crate::oauth::grant::{
 };
 use crate::oauth::params::Params;
 use crate::scope::Scopes;
+use crate::users;
 use crate::users::password::PasswordHasher;
 use crate::users::sign_in::{Device, SignInError, sign_in};
 use crate::users::throttle::ThrottlePolicy;
@@ -91,19 +94,28 @@ pub async fn password(
     .await
     .map_err(refusal)?;
     let mut conn = db::connect(check.pool).await?;
-    // No browser session: a fresh OIDC session id for this sign-in alone.
-    let sid = uuid::Uuid::new_v4().to_string();
-    let auth = Authorization {
-        user: &signed_in.user,
-        scopes: &request.scope,
-        audiences: &client.audiences,
-        auth_time: ctx.now,
-        sid: &sid,
-        nonce: None,
-    };
-    Ok(issue_for_user(&mut conn, ctx, client, &auth)
-        .await?
-        .response)
+    let checked = signed_in.user;
+    conn.transaction(async |conn| {
+        // The password was checked against what we read before hashing. Decide under the
+        // user's row lock that nothing changed since: a cut-off that won the race is seen here,
+        // and one that comes later waits for this commit and then revokes what it wrote.
+        let user = users::find_for_share(conn, checked.id)
+            .await?
+            .filter(|u| u.credential_version == checked.credential_version && !u.is_disabled())
+            .ok_or_else(|| invalid_grant("wrong username or password"))?;
+        // No browser session: a fresh OIDC session id for this sign-in alone.
+        let sid = uuid::Uuid::new_v4().to_string();
+        let auth = Authorization {
+            user: &user,
+            scopes: &request.scope,
+            audiences: &client.audiences,
+            auth_time: ctx.now,
+            sid: &sid,
+            nonce: None,
+        };
+        Ok(issue_for_user(conn, ctx, client, &auth).await?.response)
+    })
+    .await
 }
 
 /// The sign-in page's refusals in RFC 6749 §5.2 words; the database, the hasher or a bug are

@@ -97,7 +97,7 @@ async fn rotate(
     let row = refresh::find_token(conn, hash)
         .await?
         .ok_or_else(|| invalid_grant("the refresh token is invalid"))?;
-    let user = users::find(conn, family.user_id)
+    let user = users::find_for_share(conn, family.user_id)
         .await?
         .filter(|u| !u.is_disabled());
     let rotation = match row.used_at {
