@@ -441,3 +441,86 @@ async fn sign_ins_racing_a_password_change_leave_no_session_behind() {
         "sessions outlived the password they signed in with"
     );
 }
+
+/// A confidential client `id` whose access tokens are for `audiences` only (no `openid`).
+async fn api_client(app: &TestApp, id: &str, audiences: &[&str]) -> TestClient {
+    let spec = ClientSpec {
+        scopes: "invoices:read",
+        grants: vec!["client_credentials"],
+        audiences: audiences.iter().map(|a| (*a).to_owned()).collect(),
+        ..ClientSpec::default()
+    };
+    app.register_client(id, spec).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn userinfo_refuses_a_token_minted_for_an_api() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", GOOD_PASSWORD).await;
+    let spec = ClientSpec {
+        scopes: "openid invoices:read",
+        audiences: vec!["https://api.example.com".into()],
+        ..ClientSpec::default()
+    };
+    let client = app.register_client("webapp", spec).await;
+    // Without openid the token is for the API alone.
+    let for_api = app.tokens_for(&client, "invoices:read").await;
+    assert_eq!(
+        crate::support::oauth::claims_of(for_api["access_token"].as_str().unwrap())["aud"],
+        "https://api.example.com"
+    );
+    assert_eq!(
+        userinfo_status(&app, &for_api).await,
+        StatusCode::UNAUTHORIZED
+    );
+    // With openid it names Keyward too, and userinfo serves it.
+    let with_openid = app.tokens_for(&client, "openid invoices:read").await;
+    assert_eq!(userinfo_status(&app, &with_openid).await, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_a_token_s_client_or_its_audience_may_introspect_it() {
+    let app = TestApp::spawn().await;
+    let billing = api_client(&app, "billing", &["https://api.example.com"]).await;
+    let api = api_client(&app, "invoices-api", &["https://api.example.com"]).await;
+    let stranger = api_client(&app, "stranger", &["https://other.example.com"]).await;
+    let resp = app
+        .token_request(&billing, &[("grant_type", "client_credentials")])
+        .await;
+    let token: Value = resp.json().await.unwrap();
+    let token = token["access_token"].as_str().unwrap();
+    assert!(
+        introspected_active(&app, &billing, token).await,
+        "its own client"
+    );
+    assert!(
+        introspected_active(&app, &api, token).await,
+        "the resource server it is for"
+    );
+    assert!(
+        !introspected_active(&app, &stranger, token).await,
+        "anyone else"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_signed_access_token_lacking_sub_client_id_or_aud_is_not_active() {
+    let app = TestApp::spawn().await;
+    let client = api_client(&app, "billing", &["https://api.example.com"]).await;
+    let now = app.clock().now();
+    let complete = serde_json::json!({
+        "iss": app.base, "sub": "billing", "aud": "https://api.example.com",
+        "client_id": "billing", "scope": "invoices:read", "jti": uuid::Uuid::new_v4(),
+        "iat": now.unix_timestamp(), "exp": now.unix_timestamp() + 300,
+    });
+    let sign = |claims: &Value| app.state.keys.ring.sign("at+jwt", claims, now).unwrap();
+    assert!(introspected_active(&app, &client, &sign(&complete)).await);
+    for missing in ["sub", "client_id", "aud"] {
+        let mut claims = complete.clone();
+        claims.as_object_mut().unwrap().remove(missing);
+        assert!(
+            !introspected_active(&app, &client, &sign(&claims)).await,
+            "{missing}"
+        );
+    }
+}

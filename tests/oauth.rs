@@ -642,7 +642,8 @@ async fn roles_and_audiences_reach_the_access_token() {
     )
     .await
     .unwrap();
-    assert_eq!(at["aud"], "https://reports.example.com");
+    // The requested resource, and Keyward itself: `openid` was granted, so userinfo may serve it.
+    assert_eq!(at["aud"], json!(["https://reports.example.com", app.base]));
     assert_eq!(at["roles"], json!(["admin", "billing"]));
 }
 

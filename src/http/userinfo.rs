@@ -60,6 +60,10 @@ async fn userinfo(state: &AppState, token: &str) -> Result<Response, BearerError
         now,
     )
     .map_err(|_| BearerError::InvalidToken)?;
+    // A token minted for an API is that API's, not a credential for userinfo.
+    if !claims.aud.contains(state.config.server.issuer.as_str()) {
+        return Err(BearerError::InvalidToken);
+    }
     let user_id = claims.user_id().ok_or(BearerError::InvalidToken)?;
     let mut conn = db::connect(&state.db).await?;
     if revoked::is_revoked(&mut conn, claims.jti).await? {

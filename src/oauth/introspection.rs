@@ -93,10 +93,10 @@ pub async fn introspect(
     let found = if hint == Hint::Refresh {
         match introspect_refresh(conn, issuer, client, token, now).await? {
             Some(v) => Some(v),
-            None => introspect_access(conn, keys, issuer, token, now).await?,
+            None => introspect_access(conn, keys, issuer, client, token, now).await?,
         }
     } else {
-        match introspect_access(conn, keys, issuer, token, now).await? {
+        match introspect_access(conn, keys, issuer, client, token, now).await? {
             Some(v) => Some(v),
             None => introspect_refresh(conn, issuer, client, token, now).await?,
         }
@@ -109,12 +109,16 @@ async fn introspect_access(
     conn: &mut AsyncPgConnection,
     keys: &KeyRing,
     issuer: &str,
+    client: &Client,
     token: &str,
     now: OffsetDateTime,
 ) -> diesel::QueryResult<Option<Introspection>> {
     let Ok(claims) = jwt::verify_access_token(keys, token, issuer, now) else {
         return Ok(None);
     };
+    if !may_learn_about(client, &claims) {
+        return Ok(Some(Introspection::inactive()));
+    }
     if revoked::is_revoked(conn, claims.jti).await? {
         return Ok(Some(Introspection::inactive()));
     }
@@ -133,6 +137,14 @@ async fn introspect_access(
         },
     };
     Ok(Some(describe_access(claims, username)))
+}
+
+/// Only the token's own client, or a resource server it was minted for (the caller's id, or one
+/// of the audiences the caller is registered with, is in `aud`), learns about an access token.
+fn may_learn_about(caller: &Client, claims: &AccessTokenClaims) -> bool {
+    claims.client_id == caller.id
+        || claims.aud.contains(&caller.id)
+        || caller.audiences.iter().any(|a| claims.aud.contains(a))
 }
 
 fn describe_access(claims: AccessTokenClaims, username: Option<String>) -> Introspection {

@@ -34,6 +34,26 @@ impl Audience {
             many => Self::Many(many.to_vec()),
         }
     }
+
+    /// The audience of an access token: its resources, and Keyward itself (the userinfo
+    /// endpoint) when `openid` was granted, since that is what `openid` asks for.
+    #[must_use]
+    pub fn for_token(resources: &[String], issuer: &str, scopes: &Scopes) -> Self {
+        let mut all = resources.to_vec();
+        if scopes.contains(scope::OPENID) && !all.iter().any(|a| a == issuer) {
+            all.push(issuer.to_owned());
+        }
+        Self::for_resources(&all, issuer)
+    }
+
+    /// Whether `name` is one of the audiences.
+    #[must_use]
+    pub fn contains(&self, name: &str) -> bool {
+        match self {
+            Self::One(one) => one == name,
+            Self::Many(many) => many.iter().any(|a| a == name),
+        }
+    }
 }
 
 /// RFC 9068 §2.2 claims of an access token: what we sign, and what verification hands back.
@@ -209,7 +229,7 @@ pub fn issue_access_token(
     let claims = AccessTokenClaims {
         iss: grant.issuer.to_owned(),
         sub: grant.sub.to_owned(),
-        aud: Audience::for_resources(grant.audiences, grant.issuer),
+        aud: Audience::for_token(grant.audiences, grant.issuer, grant.scopes),
         client_id: grant.client_id.to_owned(),
         scope: grant.scopes.to_string(),
         iat: now.unix_timestamp(),
@@ -227,7 +247,8 @@ pub fn issue_access_token(
 }
 
 /// Verifies one of our access tokens (RFC 9068 §4: `typ` must be `at+jwt`, so an ID token is
-/// never taken for one).
+/// never taken for one). `sub`, `client_id`, `aud`, `scope` and `jti` are required: a token
+/// lacking one is not an access token of ours.
 pub fn verify_access_token(
     keys: &KeyRing,
     token: &str,
@@ -270,6 +291,26 @@ mod tests {
         assert_eq!(none, Audience::One("https://id".into()));
         let many = Audience::for_resources(&["a".into(), "b".into()], "https://id");
         assert_eq!(serde_json::to_string(&many).expect("json"), "[\"a\",\"b\"]");
+    }
+
+    #[test]
+    fn openid_adds_the_userinfo_audience_to_the_resources() {
+        let openid = Scopes::parse("openid").expect("valid");
+        let api = Scopes::parse("invoices:read").expect("valid");
+        let resources = ["https://api".to_owned()];
+        let with = Audience::for_token(&resources, "https://id", &openid);
+        assert_eq!(
+            with,
+            Audience::Many(vec!["https://api".into(), "https://id".into()])
+        );
+        assert!(with.contains("https://id") && with.contains("https://api"));
+        let without = Audience::for_token(&resources, "https://id", &api);
+        assert_eq!(without, Audience::One("https://api".into()));
+        assert!(!without.contains("https://id"));
+        assert_eq!(
+            Audience::for_token(&[], "https://id", &openid),
+            Audience::One("https://id".into())
+        );
     }
 
     #[test]
