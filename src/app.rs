@@ -107,8 +107,8 @@ impl App {
         let kek = Kek::load(&config.keys.kek)?;
         let keys = KeyManager::start(pool.clone(), kek, config.keys.policy, clock.clone()).await?;
         let discovery = crate::http::discovery::Documents::new(issuer.as_str());
-        let session_ttl = config.sessions.ttl;
-        let store = PgSessionStore::new(pool.clone(), clock.clone(), session_ttl);
+        let lifetimes = config.sessions.lifetimes;
+        let store = PgSessionStore::new(pool.clone(), clock.clone(), lifetimes);
         let sessions = SessionManagerLayer::new(store)
             .with_name(cookies.session)
             .with_http_only(true)
@@ -117,7 +117,8 @@ impl App {
             .with_same_site(SameSite::Lax)
             .with_secure(cookies.secure)
             .with_path("/")
-            .with_expiry(Expiry::OnInactivity(session_ttl));
+            // The cookie may outlive the idle time: the server enforces both lifetimes.
+            .with_expiry(Expiry::OnInactivity(lifetimes.absolute));
         let refresh = crate::tokens::refresh::RefreshPolicy {
             idle: config.tokens.refresh_idle_ttl,
             absolute: config.tokens.refresh_absolute_ttl,

@@ -14,6 +14,7 @@ use url::Url;
 use crate::keys::kek::{KekSource, decode_kek};
 use crate::keys::schedule::{CLOCK_LEEWAY, SchedulePolicy};
 use crate::keys::store::KeyPolicy;
+use crate::sessions::store::SessionLifetimes;
 use crate::users::password::Argon2Settings;
 use crate::users::throttle::ThrottlePolicy;
 
@@ -105,8 +106,9 @@ pub struct PasswordSettings {
 /// Browser sessions.
 #[derive(Clone, Copy, Debug)]
 pub struct SessionSettings {
-    /// `KEYWARD_SESSION_TTL`: a browser session ends after this long without being written.
-    pub ttl: Duration,
+    /// `KEYWARD_SESSION_IDLE_TTL` (after this long without a request) and
+    /// `KEYWARD_SESSION_ABSOLUTE_TTL` (this long after sign-in, however busy).
+    pub lifetimes: SessionLifetimes,
 }
 
 /// Signing keys.
@@ -278,18 +280,29 @@ impl Config {
             server: server(&env)?,
             database: database(&env)?,
             passwords: passwords(&env)?,
-            sessions: SessionSettings {
-                ttl: env.duration(
-                    "KEYWARD_SESSION_TTL",
-                    12 * HOUR,
-                    MINUTE..=365 * DAY,
-                    "must be at least 60s",
-                )?,
-            },
+            sessions: sessions(&env)?,
             keys: keys(&env, &tokens)?,
             tokens,
         })
     }
+}
+
+fn sessions(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<SessionSettings, ConfigError> {
+    let idle = env.duration(
+        "KEYWARD_SESSION_IDLE_TTL",
+        12 * HOUR,
+        5 * MINUTE..=30 * DAY,
+        "must be between 5m and 30d",
+    )?;
+    let absolute = env.duration(
+        "KEYWARD_SESSION_ABSOLUTE_TTL",
+        7 * DAY,
+        idle..=365 * DAY,
+        "must be at least KEYWARD_SESSION_IDLE_TTL and at most 365d",
+    )?;
+    Ok(SessionSettings {
+        lifetimes: SessionLifetimes { idle, absolute },
+    })
 }
 
 fn server(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<ServerSettings, ConfigError> {
@@ -542,7 +555,8 @@ mod tests {
         assert_eq!(config.passwords.argon2, Argon2Settings::OWASP);
         assert!(config.server.signup_enabled);
         assert_eq!(config.tokens.access_ttl, 10 * MINUTE);
-        assert_eq!(config.sessions.ttl, 12 * HOUR);
+        assert_eq!(config.sessions.lifetimes.idle, 12 * HOUR);
+        assert_eq!(config.sessions.lifetimes.absolute, 7 * DAY);
         assert_eq!(config.keys.policy.schedule.rotation, 30 * DAY);
         assert_eq!(config.tokens.refresh_reuse_grace, None);
     }
@@ -562,8 +576,9 @@ mod tests {
             ("KEYWARD_ARGON2_MEMORY_KIB", "4"),
             ("KEYWARD_ARGON2_MEMORY_KIB", "10000000"),
             ("KEYWARD_SIGNUP_ENABLED", "maybe"),
-            ("KEYWARD_SESSION_TTL", "5x"),
-            ("KEYWARD_SESSION_TTL", "30s"),
+            ("KEYWARD_SESSION_IDLE_TTL", "5x"),
+            ("KEYWARD_SESSION_IDLE_TTL", "30s"),
+            ("KEYWARD_SESSION_ABSOLUTE_TTL", "1h"),
             ("KEYWARD_LOCKOUT_MAX", "100d"),
             ("KEYWARD_LOCKOUT_MAX", "10s"),
             ("KEYWARD_KEK", "c2hvcnQ"),

@@ -478,14 +478,67 @@ async fn sign_ins_and_failures_are_audited_with_the_address_and_no_secret() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_session_ends_its_ttl_after_the_last_write_on_the_app_clock() {
-    let app = TestApp::spawn_with(&[("KEYWARD_SESSION_TTL", "1h")]).await;
+async fn a_session_in_use_lives_on_and_an_idle_one_ends() {
+    let app = TestApp::spawn_with(&[("KEYWARD_SESSION_IDLE_TTL", "1h")]).await;
     app.create_user("nora", GOOD_PASSWORD).await;
     let b = &app.browser;
     assert_see_other(&b.sign_in("nora", GOOD_PASSWORD).await, "/account");
-    app.clock().advance(Duration::minutes(59));
-    assert_eq!(b.get("/account").await.status(), StatusCode::OK);
-    // Reading the account page wrote nothing, so the hour still counts from the sign-in.
-    app.clock().advance(Duration::minutes(2));
+    // Reading pages keeps it alive, though reading writes nothing to the session itself.
+    for _ in 0..5 {
+        app.clock().advance(Duration::minutes(50));
+        assert_eq!(b.get("/account").await.status(), StatusCode::OK);
+    }
+    // An hour and a minute without a request: over.
+    app.clock().advance(Duration::minutes(61));
     assert_see_other(&b.get("/account").await, "/signin");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_session_still_ends_its_absolute_lifetime_after_sign_in() {
+    let app = TestApp::spawn_with(&[
+        ("KEYWARD_SESSION_IDLE_TTL", "1h"),
+        ("KEYWARD_SESSION_ABSOLUTE_TTL", "3h"),
+    ])
+    .await;
+    app.create_user("nora", GOOD_PASSWORD).await;
+    let b = &app.browser;
+    assert_see_other(&b.sign_in("nora", GOOD_PASSWORD).await, "/account");
+    for _ in 0..5 {
+        app.clock().advance(Duration::minutes(35));
+        assert_eq!(b.get("/account").await.status(), StatusCode::OK);
+    }
+    // 2 h 55 min in, still in use; at 3 h 5 min it is over, however busy.
+    app.clock().advance(Duration::minutes(10));
+    assert_see_other(&b.get("/account").await, "/signin");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reading_a_session_writes_at_most_once_a_minute() {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use keyward::db::schema::sessions;
+    let app = TestApp::spawn().await;
+    let user = app.create_user("nora", GOOD_PASSWORD).await;
+    let b = &app.browser;
+    assert_see_other(&b.sign_in("nora", GOOD_PASSWORD).await, "/account");
+    let expiry = || async {
+        let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+        sessions::table
+            .filter(sessions::user_id.eq(user.id))
+            .select(sessions::expires_at)
+            .first::<time::OffsetDateTime>(&mut conn)
+            .await
+            .unwrap()
+    };
+    let first = expiry().await;
+    app.clock().advance(Duration::seconds(30));
+    b.get("/account").await;
+    assert_eq!(expiry().await, first, "half a minute later: no write");
+    app.clock().advance(Duration::seconds(31));
+    b.get("/account").await;
+    assert_eq!(
+        expiry().await,
+        first + Duration::seconds(61),
+        "a minute later: touched"
+    );
 }

@@ -119,6 +119,7 @@ diesel::table! {
         data -> Bytea,
         expires_at -> Timestamptz,
         credential_version -> Nullable<Int4>,
+        absolute_expires_at -> Timestamptz,
     }
 }
 

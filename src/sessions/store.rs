@@ -2,7 +2,10 @@
 //!
 //! Records are MessagePack. The session id is a bearer secret, so rows are keyed by its SHA-256.
 //! Expiry is ours, on the injected clock (tower-sessions would date records by the system clock):
-//! a row lives `ttl` from its last write. Expired rows are deleted by `housekeeping`.
+//! a session ends after `idle` without a request, and `absolute` after it began (a sign-in
+//! cycles the id, so: after the sign-in), whatever it does. Reading a session pushes its idle
+//! expiry on at most once a minute, so a page view is not a write. Expired rows are deleted by
+//! `housekeeping`.
 
 use async_trait::async_trait;
 use diesel::prelude::*;
@@ -18,12 +21,24 @@ use crate::db::{self, DbPool};
 use crate::sessions::{CREDENTIAL_VERSION_KEY, USER_ID_KEY};
 use crate::tokens::opaque::TokenHash;
 
+/// How long sessions live.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SessionLifetimes {
+    /// A session ends this long after its last request.
+    pub idle: Duration,
+    /// A session ends this long after it began, however busy.
+    pub absolute: Duration,
+}
+
+/// A read pushes the idle expiry on only when it moved by more than this.
+const TOUCH_AFTER: Duration = Duration::MINUTE;
+
 /// The PostgreSQL session store.
 #[derive(Clone)]
 pub struct PgSessionStore {
     pool: DbPool,
     clock: Clock,
-    ttl: Duration,
+    lifetimes: SessionLifetimes,
 }
 
 impl std::fmt::Debug for PgSessionStore {
@@ -33,14 +48,38 @@ impl std::fmt::Debug for PgSessionStore {
 }
 
 impl PgSessionStore {
-    /// A store on `pool` whose sessions end `ttl` after their last write, by `clock`.
+    /// A store on `pool` whose sessions live `lifetimes`, by `clock`.
     #[must_use]
-    pub fn new(pool: DbPool, clock: Clock, ttl: Duration) -> Self {
-        Self { pool, clock, ttl }
+    pub fn new(pool: DbPool, clock: Clock, lifetimes: SessionLifetimes) -> Self {
+        Self {
+            pool,
+            clock,
+            lifetimes,
+        }
     }
 
-    fn expires_at(&self) -> OffsetDateTime {
-        self.clock.now() + self.ttl
+    /// The idle expiry a request at `now` gives, capped by the absolute end.
+    fn idle_expiry(&self, absolute_expires_at: OffsetDateTime) -> OffsetDateTime {
+        (self.clock.now() + self.lifetimes.idle).min(absolute_expires_at)
+    }
+
+    /// Pushes a session's idle expiry on, if it moved by more than [`TOUCH_AFTER`].
+    async fn touch(
+        &self,
+        conn: &mut db::PooledConn,
+        id: &Id,
+        expires_at: OffsetDateTime,
+        absolute_expires_at: OffsetDateTime,
+    ) -> session_store::Result<()> {
+        let next = self.idle_expiry(absolute_expires_at);
+        if next - expires_at > TOUCH_AFTER {
+            diesel::update(sessions::table.find(id_hash(id).as_bytes()))
+                .set(sessions::expires_at.eq(next))
+                .execute(conn)
+                .await
+                .map_err(backend)?;
+        }
+        Ok(())
     }
 
     async fn conn(&self) -> session_store::Result<db::PooledConn> {
@@ -85,6 +124,7 @@ impl SessionStore for PgSessionStore {
         let mut conn = self.conn().await?;
         // A 128-bit id practically never collides, but if it does we must not overwrite the
         // other session: pick a new id until the insert goes in.
+        let absolute = self.clock.now() + self.lifetimes.absolute;
         loop {
             let inserted = diesel::insert_into(sessions::table)
                 .values((
@@ -92,7 +132,8 @@ impl SessionStore for PgSessionStore {
                     sessions::user_id.eq(user_of(record)),
                     sessions::credential_version.eq(credential_version_of(record)),
                     sessions::data.eq(encode(record)?),
-                    sessions::expires_at.eq(self.expires_at()),
+                    sessions::expires_at.eq(self.idle_expiry(absolute)),
+                    sessions::absolute_expires_at.eq(absolute),
                 ))
                 .on_conflict_do_nothing()
                 .execute(&mut conn)
@@ -109,13 +150,19 @@ impl SessionStore for PgSessionStore {
         // Update only: a session deleted meanwhile (sign-out, password change, disabling) must
         // stay deleted. An upsert here let a request that had loaded the session before the
         // delete write it back afterwards. New sessions come through `create`, with a fresh id.
+        // A write is a request too: the idle expiry moves on, never past the absolute end.
         let mut conn = self.conn().await?;
+        let idle = self.clock.now() + self.lifetimes.idle;
         diesel::update(sessions::table.find(id_hash(&record.id).as_bytes()))
             .set((
                 sessions::user_id.eq(user_of(record)),
                 sessions::credential_version.eq(credential_version_of(record)),
                 sessions::data.eq(encode(record)?),
-                sessions::expires_at.eq(self.expires_at()),
+                sessions::expires_at.eq(diesel::dsl::sql::<diesel::sql_types::Timestamptz>(
+                    "LEAST(",
+                )
+                .bind::<diesel::sql_types::Timestamptz, _>(idle)
+                .sql(", absolute_expires_at)")),
             ))
             .execute(&mut conn)
             .await
@@ -128,7 +175,7 @@ impl SessionStore for PgSessionStore {
         // A signed-in session lives only while its user's credential version is the one it was
         // signed in under: a cut-off (password change, disabling, sign-out everywhere) ends it
         // even if the session was written after the cut-off by a sign-in already in flight.
-        let data: Option<Vec<u8>> = sessions::table
+        let row: Option<(Vec<u8>, OffsetDateTime, OffsetDateTime)> = sessions::table
             .left_join(users::table.on(sessions::user_id.eq(users::id.nullable())))
             .filter(sessions::id_hash.eq(id_hash(id).as_bytes()))
             .filter(sessions::expires_at.gt(self.clock.now()))
@@ -137,15 +184,23 @@ impl SessionStore for PgSessionStore {
                     .eq(users::credential_version.nullable())
                     .assume_not_null()),
             )
-            .select(sessions::data)
+            .select((
+                sessions::data,
+                sessions::expires_at,
+                sessions::absolute_expires_at,
+            ))
             .first(&mut conn)
             .await
             .optional()
             .map_err(backend)?;
-        data.map(|bytes| {
-            rmp_serde::from_slice(&bytes).map_err(|e| session_store::Error::Decode(e.to_string()))
-        })
-        .transpose()
+        let Some((bytes, expires_at, absolute_expires_at)) = row else {
+            return Ok(None);
+        };
+        self.touch(&mut conn, id, expires_at, absolute_expires_at)
+            .await?;
+        rmp_serde::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| session_store::Error::Decode(e.to_string()))
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
