@@ -524,3 +524,52 @@ async fn a_signed_access_token_lacking_sub_client_id_or_aud_is_not_active() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deleted_user_s_tokens_die_and_only_their_id_stays_in_the_audit_trail() {
+    let app = TestApp::spawn().await;
+    let (client, _, _, tokens) = code_flow_with_refresh(&app).await;
+    let user_id = app.find_user_by_name("alice").await;
+    let out = crate::support::cli::keyward(&app, &["users", "delete", "alice"], "");
+    assert!(
+        out.status.success(),
+        "{}",
+        crate::support::cli::stderr(&out)
+    );
+    assert!(app.find_user(user_id).await.is_none());
+    assert_eq!(
+        userinfo_status(&app, &tokens).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_oauth_error(refresh_with(&app, &client, &tokens).await, "invalid_grant").await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert!(!introspected_active(&app, &client, access).await);
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    let events = keyward::audit::find_by_kind(&mut conn, "user.deleted", 5)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].user_id, Some(user_id));
+    assert!(!events[0].details.to_string().contains("alice"));
+    // The name is free again, for somebody new.
+    app.create_user("alice", GOOD_PASSWORD).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_enabled_user_signs_in_again_but_nothing_from_before_comes_back() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", GOOD_PASSWORD).await;
+    let before = app.new_browser();
+    assert_see_other(&before.sign_in("alice", GOOD_PASSWORD).await, "/account");
+    for command in ["disable", "enable"] {
+        let out = crate::support::cli::keyward(&app, &["users", command, "alice"], "");
+        assert!(
+            out.status.success(),
+            "{}",
+            crate::support::cli::stderr(&out)
+        );
+    }
+    assert_see_other(&before.get("/account").await, "/signin");
+    let again = app.new_browser();
+    assert_see_other(&again.sign_in("alice", GOOD_PASSWORD).await, "/account");
+}

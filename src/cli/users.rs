@@ -38,8 +38,19 @@ pub enum UsersCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Disable a user and end their sessions at once.
+    /// Disable a user: a cut-off (sessions, codes, refresh and access tokens end at once).
     Disable {
+        /// The username.
+        username: String,
+    },
+    /// Let a disabled user sign in again (nothing issued before comes back).
+    Enable {
+        /// The username.
+        username: String,
+    },
+    /// Delete a user: the cut-off, then the account and its personal data. The audit trail
+    /// keeps the user id only.
+    Delete {
         /// The username.
         username: String,
     },
@@ -107,6 +118,17 @@ pub async fn run(cmd: UsersCommand, config: &Config, now: OffsetDateTime) -> any
             }
             Ok(())
         }
+        UsersCommand::Enable { username } => {
+            let user = find_user(conn, &username).await?;
+            if users::update_enabled(conn, user.id, now).await? {
+                audit_user(conn, "user.enabled", user.id, serde_json::json!({}), now).await?;
+                eprintln!("enabled {}", user.username);
+            } else {
+                eprintln!("{} was not disabled", user.username);
+            }
+            Ok(())
+        }
+        UsersCommand::Delete { username } => delete(conn, &username, now).await,
         UsersCommand::SetRoles { username, roles } => set_roles(conn, &username, &roles, now).await,
         UsersCommand::SignOutEverywhere { username } => {
             sign_out_everywhere(conn, &username, now).await
@@ -161,6 +183,39 @@ async fn list(conn: &mut AsyncPgConnection, json: bool) -> anyhow::Result<()> {
             u.created_at.format(&Rfc3339)?
         );
     }
+    Ok(())
+}
+
+async fn delete(
+    conn: &mut AsyncPgConnection,
+    username: &str,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    let user = find_user(conn, username).await?;
+    let families = users::delete(conn, user.id, now).await?;
+    let details = serde_json::json!({ "families": families });
+    audit_user(conn, "user.deleted", user.id, details, now).await?;
+    eprintln!(
+        "deleted {} ({} token families revoked); the audit trail keeps the id {}",
+        user.username,
+        families.len(),
+        user.id
+    );
+    Ok(())
+}
+
+/// An audit event about a user, by the CLI, naming them by id only.
+async fn audit_user(
+    conn: &mut AsyncPgConnection,
+    kind: &str,
+    user_id: uuid::Uuid,
+    details: serde_json::Value,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    let event = NewAuditEvent::new(kind, audit::ACTOR_CLI, now)
+        .user(user_id)
+        .details(details);
+    audit::insert(conn, &event).await?;
     Ok(())
 }
 

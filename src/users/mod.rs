@@ -273,6 +273,43 @@ pub async fn update_disabled(
     .await
 }
 
+/// Enables a disabled user again; returns false if they were not disabled. Nothing of before
+/// comes back: the cut-off at disabling ended it for good.
+pub async fn update_enabled(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    now: OffsetDateTime,
+) -> QueryResult<bool> {
+    let n = diesel::update(
+        users::table
+            .find(id)
+            .filter(users::disabled_at.is_not_null()),
+    )
+    .set((
+        users::disabled_at.eq(None::<OffsetDateTime>),
+        users::updated_at.eq(now),
+    ))
+    .execute(conn)
+    .await?;
+    Ok(n == 1)
+}
+
+/// Deletes a user: first the cut-off (so every token issued to them is revoked and recorded as
+/// such), then the account and its personal data (consents, devices and codes go with it). The
+/// audit trail keeps the user id, no name or address. Returns the revoked families.
+pub async fn delete(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    now: OffsetDateTime,
+) -> QueryResult<Vec<Uuid>> {
+    conn.transaction(async |conn| {
+        let families = cut_off(conn, id, "user deleted", now).await?;
+        diesel::delete(users::table.find(id)).execute(conn).await?;
+        Ok(families)
+    })
+    .await
+}
+
 /// Deletes unredeemed codes, browser sessions and trusted devices and revokes every refresh-token
 /// family (with the access tokens they issued); returns the revoked family ids. Part of
 /// [`cut_off`].
