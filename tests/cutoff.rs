@@ -573,3 +573,36 @@ async fn an_enabled_user_signs_in_again_but_nothing_from_before_comes_back() {
     let again = app.new_browser();
     assert_see_other(&again.sign_in("alice", GOOD_PASSWORD).await, "/account");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn withdrawing_consent_ends_the_client_s_codes_and_access_tokens_at_once() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", GOOD_PASSWORD).await;
+    let client = app.register_client("webapp", ClientSpec::default()).await;
+    // No offline_access: no family, only an access token and a code not yet redeemed.
+    let tokens = app.tokens_for(&client, "openid profile").await;
+    let pkce = Pkce::new();
+    let pending_code = app.code_for(&client, &pkce, &[]).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert!(introspected_active(&app, &client, access).await);
+
+    let csrf = csrf_of(&app.browser.get("/account").await.text().await.unwrap());
+    let withdraw = [("csrf", csrf.as_str()), ("client_id", "webapp")];
+    let resp = app
+        .browser
+        .post_form("/account/consents/revoke", &withdraw)
+        .await;
+    assert_see_other(&resp, "/account");
+
+    assert_eq!(
+        userinfo_status(&app, &tokens).await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert!(!introspected_active(&app, &client, access).await);
+    let late = app
+        .exchange_code(&client, &pending_code, &pkce.verifier)
+        .await;
+    assert_oauth_error(late, "invalid_grant").await;
+    // Alice herself is still signed in: only that app was cut off.
+    assert_eq!(app.browser.get("/account").await.status(), StatusCode::OK);
+}

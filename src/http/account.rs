@@ -16,8 +16,8 @@ use std::net::SocketAddr;
 use axum::extract::ConnectInfo;
 use serde::Deserialize;
 
-use crate::audit::{self, NewAuditEvent};
 use crate::http::page::{PageError, PageForm, csrf_for_form, require_csrf, see_other};
+use crate::oauth::consent;
 use crate::sessions;
 use crate::users;
 use crate::users::consents;
@@ -108,24 +108,7 @@ pub async fn revoke_consent(
     };
     let now = state.clock.now();
     let mut conn = db::connect(&state.db).await?;
-    if consents::delete(&mut conn, current.user_id, &form.client_id).await? {
-        // Withdrawing consent ends what the app holds: its refresh tokens and their access tokens.
-        crate::tokens::refresh::revoke_families_of_user(
-            &mut conn,
-            current.user_id,
-            Some(&form.client_id),
-            "consent revoked",
-            now,
-        )
-        .await?;
-        audit::insert(
-            &mut conn,
-            &NewAuditEvent::new("consent.revoked", &format!("user:{}", current.user_id), now)
-                .user(current.user_id)
-                .client(&form.client_id)
-                .ip(Some(peer.ip().into())),
-        )
-        .await?;
-    }
+    let ip = Some(peer.ip().into());
+    consent::withdraw(&mut conn, current.user_id, &form.client_id, ip, now).await?;
     Ok(see_other("/account"))
 }

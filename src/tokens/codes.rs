@@ -143,6 +143,23 @@ pub async fn update_used(
         .map(|_| ())
 }
 
+/// Deletes `user_id`'s unredeemed codes for `client_id`. A redemption in flight holds its code's
+/// row lock, so this waits for it to commit; its code is then used, and stays.
+pub async fn delete_unredeemed(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    client_id: &str,
+) -> QueryResult<usize> {
+    diesel::delete(
+        authorization_codes::table
+            .filter(authorization_codes::user_id.eq(user_id))
+            .filter(authorization_codes::client_id.eq(client_id))
+            .filter(authorization_codes::used_at.is_null()),
+    )
+    .execute(conn)
+    .await
+}
+
 /// Deletes expired codes, at most `batch`.
 pub async fn delete_expired(
     conn: &mut AsyncPgConnection,

@@ -57,6 +57,30 @@ pub async fn insert_for_family(
     .map(|_| ())
 }
 
+/// Revokes every still-live access token that `user_id`'s codes for `client_id` issued (codes are
+/// kept while their token lives, so this reaches tokens no refresh family knows of).
+pub async fn insert_for_codes(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    client_id: &str,
+    reason: &str,
+    now: OffsetDateTime,
+) -> QueryResult<()> {
+    diesel::sql_query(
+        "INSERT INTO revoked_access_tokens (jti, expires_at, revoked_at, reason) \
+         SELECT access_token_jti, access_token_expires_at, $3, $4 FROM authorization_codes \
+         WHERE user_id = $1 AND client_id = $2 AND access_token_jti IS NOT NULL \
+         AND access_token_expires_at > $3 ON CONFLICT (jti) DO NOTHING",
+    )
+    .bind::<SqlUuid, _>(user_id)
+    .bind::<Text, _>(client_id)
+    .bind::<Timestamptz, _>(now)
+    .bind::<Text, _>(reason)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
 /// Deletes revocation records that outlived their tokens, at most `batch`.
 pub async fn delete_expired(
     conn: &mut AsyncPgConnection,
