@@ -293,6 +293,36 @@ mod tests {
         assert_eq!(serde_json::to_string(&many).expect("json"), "[\"a\",\"b\"]");
     }
 
+    fn claims_with(sub: &str, client_id: &str) -> AccessTokenClaims {
+        AccessTokenClaims {
+            iss: "https://id".into(),
+            sub: sub.into(),
+            aud: Audience::One("https://id".into()),
+            client_id: client_id.into(),
+            scope: "openid".into(),
+            iat: 0,
+            exp: 60,
+            jti: Uuid::nil(),
+            auth_time: None,
+            roles: vec![],
+            cv: Some(3),
+        }
+    }
+
+    #[test]
+    fn only_a_user_token_speaks_for_a_user_and_only_under_current_credentials() {
+        let user = Uuid::new_v4();
+        let token = claims_with(&user.to_string(), "webapp");
+        assert_eq!(token.user_id(), Some(user));
+        assert!(token.is_current_for(user, 3));
+        assert!(!token.is_current_for(user, 4), "a cut-off since");
+        assert!(!token.is_current_for(Uuid::new_v4(), 3));
+        // A client's own token has the client as subject: never a user, whatever its id.
+        let own = claims_with(&user.to_string(), &user.to_string());
+        assert_eq!(own.user_id(), None);
+        assert_eq!(claims_with("billing", "billing").user_id(), None);
+    }
+
     #[test]
     fn openid_adds_the_userinfo_audience_to_the_resources() {
         let openid = Scopes::parse("openid").expect("valid");
