@@ -336,10 +336,26 @@ async fn access_tokens_without_a_refresh_family_stop_working_at_a_cut_off() {
     }
 }
 
+/// Puts the old password hash back for the next round (a fixture, not a cut-off: the version
+/// stays bumped) and forgets the round's failed attempts.
+async fn restore_password(app: &TestApp, user_id: uuid::Uuid, old_hash: &str) {
+    use keyward::db::schema::{sign_in_throttle, users};
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    diesel::update(users::table.find(user_id))
+        .set(users::password_hash.eq(old_hash))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    diesel::delete(sign_in_throttle::table)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}
+
 /// Rounds of password grants (with the old password) released together with a password change.
 #[tokio::test(flavor = "multi_thread")]
 async fn password_grants_racing_a_password_change_leave_no_family_behind() {
-    use keyward::db::schema::{refresh_families, users};
+    use keyward::db::schema::refresh_families;
     // Concurrent correct sign-ins must not trip the lockout here (a separate defect).
     let app = TestApp::spawn_with(&[("KEYWARD_LOCKOUT_THRESHOLD", "100")]).await;
     let user = app.create_user("alice", GOOD_PASSWORD).await;
@@ -375,16 +391,7 @@ async fn password_grants_racing_a_password_change_leave_no_family_behind() {
             .await
             .unwrap();
         survivors += live;
-        // Back to the old password for the next round (a fixture, not a cut-off).
-        diesel::update(users::table.find(user.id))
-            .set(users::password_hash.eq(&old_hash))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        diesel::delete(keyward::db::schema::sign_in_throttle::table)
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        restore_password(&app, user.id, &old_hash).await;
     }
     assert_eq!(
         survivors, 0,
@@ -395,7 +402,6 @@ async fn password_grants_racing_a_password_change_leave_no_family_behind() {
 /// Rounds of browser sign-ins (with the old password) released together with a password change.
 #[tokio::test(flavor = "multi_thread")]
 async fn sign_ins_racing_a_password_change_leave_no_session_behind() {
-    use keyward::db::schema::users;
     let app = TestApp::spawn_with(&[("KEYWARD_LOCKOUT_THRESHOLD", "100")]).await;
     let user = app.create_user("alice", GOOD_PASSWORD).await;
     let old_hash = app.find_user(user.id).await.unwrap().password_hash;
@@ -425,16 +431,7 @@ async fn sign_ins_racing_a_password_change_leave_no_session_behind() {
                 survivors += 1;
             }
         }
-        let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
-        diesel::update(users::table.find(user.id))
-            .set(users::password_hash.eq(&old_hash))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        diesel::delete(keyward::db::schema::sign_in_throttle::table)
-            .execute(&mut conn)
-            .await
-            .unwrap();
+        restore_password(&app, user.id, &old_hash).await;
     }
     assert_eq!(
         survivors, 0,

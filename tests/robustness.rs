@@ -166,6 +166,25 @@ async fn a_saturated_hasher_answers_503_at_once_instead_of_queueing() {
     );
 }
 
+/// uma's password grant request.
+const UMA_PASSWORD_GRANT: [(&str, &str); 4] = [
+    ("grant_type", "password"),
+    ("username", "uma"),
+    ("password", GOOD_PASSWORD),
+    ("scope", "openid"),
+];
+
+/// uma, and a client registered for the password grant.
+async fn legacy_client_and_uma(app: &TestApp) -> crate::support::oauth::TestClient {
+    app.create_user("uma", GOOD_PASSWORD).await;
+    let spec = ClientSpec {
+        grants: vec!["password"],
+        scopes: "openid",
+        ..ClientSpec::default()
+    };
+    app.register_client("legacy", spec).await
+}
+
 /// Asserts the answer of a request made while the database was down: 503 with `Retry-After`.
 fn assert_unavailable(resp: &reqwest::Response) {
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -175,22 +194,10 @@ fn assert_unavailable(resp: &reqwest::Response) {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_database_outage_during_the_password_grant_is_a_503_in_json() {
     let (app, proxy) = TestApp::spawn_behind_proxy(&[]).await;
-    app.create_user("uma", GOOD_PASSWORD).await;
-    let spec = ClientSpec {
-        grants: vec!["password"],
-        scopes: "openid",
-        ..ClientSpec::default()
-    };
-    let client = app.register_client("legacy", spec).await;
-    let grant = [
-        ("grant_type", "password"),
-        ("username", "uma"),
-        ("password", GOOD_PASSWORD),
-        ("scope", "openid"),
-    ];
+    let client = legacy_client_and_uma(&app).await;
     // Client authentication has read the client; the outage starts at the password check.
     proxy.go_down_at_query("\"sign_in_throttle\".\"locked_until\" FROM");
-    let resp = app.token_request(&client, &grant).await;
+    let resp = app.token_request(&client, &UMA_PASSWORD_GRANT).await;
     assert_unavailable(&resp);
     assert_eq!(resp.headers()["cache-control"], "no-store");
     let body: serde_json::Value = resp.json().await.unwrap();
@@ -324,21 +331,9 @@ async fn a_server_ending_the_session_mid_consent_is_a_503_page() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_server_ending_the_session_mid_password_grant_is_a_503_in_json() {
     let app = TestApp::spawn().await;
-    app.create_user("uma", GOOD_PASSWORD).await;
-    let spec = ClientSpec {
-        grants: vec!["password"],
-        scopes: "openid",
-        ..ClientSpec::default()
-    };
-    let client = app.register_client("legacy", spec).await;
-    let grant = [
-        ("grant_type", "password"),
-        ("username", "uma"),
-        ("password", GOOD_PASSWORD),
-        ("scope", "openid"),
-    ];
+    let client = legacy_client_and_uma(&app).await;
     let url = &app.env["DATABASE_URL"];
-    let request = app.token_request(&client, &grant);
+    let request = app.token_request(&client, &UMA_PASSWORD_GRANT);
     let resp = terminate_when_blocked(url, "sign_in_throttle", request).await;
     assert_unavailable(&resp);
     let body: serde_json::Value = resp.json().await.unwrap();

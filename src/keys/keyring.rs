@@ -561,6 +561,12 @@ mod tests {
         ring.verify(token, "at+jwt", ISSUER, at)
     }
 
+    /// A token we signed, valid for ten minutes.
+    fn good_token(ring: &KeyRing) -> String {
+        ring.sign("at+jwt", &claims(Duration::minutes(10)), now())
+            .expect("signs")
+    }
+
     fn enc(v: &Value) -> String {
         URL_SAFE_NO_PAD.encode(v.to_string())
     }
@@ -568,9 +574,7 @@ mod tests {
     #[test]
     fn a_token_we_signed_verifies_with_its_claims_and_only_as_its_type() {
         let ring = ring();
-        let good = ring
-            .sign("at+jwt", &claims(Duration::minutes(10)), now())
-            .expect("signs");
+        let good = good_token(&ring);
         assert_eq!(
             verify(&ring, &good, now()).expect("valid")["sub"],
             "someone"
@@ -590,9 +594,7 @@ mod tests {
     #[test]
     fn alg_none_and_hs256_keyed_with_the_public_key_are_refused() {
         let ring = ring();
-        let good = ring
-            .sign("at+jwt", &claims(Duration::minutes(10)), now())
-            .expect("signs");
+        let good = good_token(&ring);
         let parts: Vec<&str> = good.split('.').collect();
         let kid = ring.active_kid(now()).expect("an active key");
         let none = format!("{}.{}.", enc(&json!({"alg": "none", "kid": kid})), parts[1]);
@@ -614,9 +616,7 @@ mod tests {
     #[test]
     fn an_unknown_kid_or_a_tampered_payload_is_refused() {
         let ring = ring();
-        let good = ring
-            .sign("at+jwt", &claims(Duration::minutes(10)), now())
-            .expect("signs");
+        let good = good_token(&ring);
         let parts: Vec<&str> = good.split('.').collect();
         let other = enc(&json!({"alg": "RS256", "kid": "x".repeat(43), "typ": "at+jwt"}));
         let unknown = format!("{other}.{}.{}", parts[1], parts[2]);
@@ -651,9 +651,7 @@ mod tests {
     #[test]
     fn expiry_allows_the_leeway_for_clock_skew_and_not_a_second_more() {
         let ring = ring();
-        let good = ring
-            .sign("at+jwt", &claims(Duration::minutes(10)), now())
-            .expect("signs");
+        let good = good_token(&ring);
         let exp = now() + Duration::minutes(10);
         assert!(verify(&ring, &good, exp + Duration::seconds(59)).is_ok());
         assert_eq!(
@@ -669,9 +667,7 @@ mod tests {
     #[test]
     fn a_repeated_header_or_claim_member_is_malformed() {
         let ring = ring();
-        let good = ring
-            .sign("at+jwt", &claims(Duration::minutes(10)), now())
-            .expect("signs");
+        let good = good_token(&ring);
         let parts: Vec<&str> = good.split('.').collect();
         let kid = ring.active_kid(now()).expect("an active key");
         // Two `alg`s: last-wins parsing would see RS256, another parser `none`.
@@ -718,9 +714,7 @@ mod tests {
             jti: String,
         }
         let ring = ring();
-        let good = ring
-            .sign("at+jwt", &claims(Duration::minutes(10)), now())
-            .expect("signs");
+        let good = good_token(&ring);
         assert_eq!(
             ring.verify::<NeedsJti>(&good, "at+jwt", ISSUER, now())
                 .expect_err("no jti"),
