@@ -6,6 +6,7 @@ mod support;
 mod browser;
 mod cli;
 mod cutoff;
+mod hostile;
 mod keys;
 mod oauth;
 mod pages;

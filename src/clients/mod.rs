@@ -263,6 +263,10 @@ pub async fn insert(
 
 /// Finds a client by `client_id`.
 pub async fn find(conn: &mut AsyncPgConnection, id: &str) -> QueryResult<Option<Client>> {
+    // PostgreSQL text cannot hold NUL, so no client has one, and sending it would be an error.
+    if id.contains('\0') {
+        return Ok(None);
+    }
     clients::table
         .find(id)
         .select(Client::as_select())

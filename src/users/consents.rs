@@ -92,6 +92,10 @@ pub async fn delete(
     user_id: Uuid,
     client_id: &str,
 ) -> QueryResult<bool> {
+    // PostgreSQL text cannot hold NUL, so no consent names such a client.
+    if client_id.contains('\0') {
+        return Ok(false);
+    }
     diesel::delete(consents::table.find((user_id, client_id)))
         .execute(conn)
         .await
