@@ -339,3 +339,34 @@ async fn a_server_ending_the_session_mid_password_grant_is_a_503_in_json() {
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "temporarily_unavailable");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_instances_migrating_one_fresh_database_together_all_come_up() {
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    let name = format!("kwt_mig_{}", uuid::Uuid::new_v4().simple());
+    let admin_url = crate::support::db::url_for("postgres");
+    let mut admin = AsyncPgConnection::establish(&admin_url).await.unwrap();
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let url = crate::support::db::url_for(&name);
+    // Separate tasks, as separate instances would be: the harness blocks its task in place, and
+    // three futures joined on one task stalled (the lock holder never got to migrate).
+    let spawn = || {
+        let url = url.clone();
+        tokio::spawn(async move { keyward::db::run_migrations(&url).await })
+    };
+    let (a, b, c) = tokio::join!(spawn(), spawn(), spawn());
+    let (a, b, c) = (a.unwrap(), b.unwrap(), c.unwrap());
+    diesel::sql_query(format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let applied: Vec<usize> = [a, b, c]
+        .into_iter()
+        .map(|r| r.expect("migrates"))
+        .collect();
+    // One instance applied everything; the others found nothing left to do.
+    assert_eq!(applied.iter().filter(|n| **n > 0).count(), 1, "{applied:?}");
+}

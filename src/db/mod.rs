@@ -71,11 +71,22 @@ pub async fn connect(pool: &DbPool) -> Result<PooledConn, DbError> {
     }
 }
 
+/// Any fixed number: the advisory lock instances take around migrating.
+const MIGRATION_LOCK: i64 = 0x6b77_6d69_6772_6174;
+
 /// Applies every pending embedded migration; returns how many ran.
 ///
-/// Needs a multi-threaded tokio runtime (the harness blocks in place).
+/// Instances starting together take turns under a session advisory lock (held by this
+/// connection until the harness drops it): without it, two of three racing instances failed on
+/// a duplicate `pg_type` entry while creating the same tables. Needs a multi-threaded tokio
+/// runtime (the harness blocks in place).
 pub async fn run_migrations(database_url: &str) -> anyhow::Result<usize> {
-    let conn = AsyncPgConnection::establish(database_url).await?;
+    use diesel_async::RunQueryDsl;
+    let mut conn = AsyncPgConnection::establish(database_url).await?;
+    diesel::sql_query("SELECT pg_advisory_lock($1)")
+        .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK)
+        .execute(&mut conn)
+        .await?;
     let mut harness = AsyncMigrationHarness::new(conn);
     let applied = harness
         .run_pending_migrations(MIGRATIONS)
