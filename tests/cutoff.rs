@@ -54,31 +54,13 @@ async fn race_round(app: &TestApp, url: &str, ending: Ending, user_id: uuid::Uui
     let writers: Vec<_> = writers.collect();
     let end = Box::pin(async move {
         match ending {
+            // The person's own sign-out, with the same cookie as the writers.
             Ending::SignOut => {
                 b.post_form("/signout", &[("csrf", &csrf)]).await;
             }
-            Ending::PasswordChange => {
-                let hash = app
-                    .state
-                    .hasher
-                    .hash("a brand new passphrase")
-                    .await
-                    .unwrap();
-                let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
-                let now = app.clock().now();
-                keyward::users::update_password(&mut conn, user_id, &hash, now)
-                    .await
-                    .unwrap();
-            }
-            Ending::Disable => {
-                let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
-                let now = app.clock().now();
-                keyward::users::update_disabled(&mut conn, user_id, now)
-                    .await
-                    .unwrap();
-            }
+            other => cut_off(app, user_id, other).await,
         }
-    }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+    }) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send + '_>>;
     join_all(writers.into_iter().chain(std::iter::once(end))).await;
     let rows_left = session_rows_of(app, user_id).await;
     let after = app.browser.get_with_cookie("/account", &cookie).await;

@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::db::terminate_when_blocked;
-use crate::support::oauth::{ClientSpec, Pkce};
+use crate::support::oauth::{ClientSpec, Pkce, pending_request_of};
 use crate::support::{GOOD_PASSWORD, TestApp, assert_see_other, csrf_of, location};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -249,12 +249,7 @@ async fn a_database_outage_during_consent_is_a_503_page() {
     let consent = location(&page).to_owned();
     assert!(consent.starts_with("/consent"), "{consent}");
     let html = b.get(&consent).await.text().await.unwrap();
-    let request = html
-        .split("name=\"request\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap()
-        .to_owned();
+    let request = pending_request_of(&html);
     // The session and the client have been read; the outage starts as the consent is stored.
     proxy.go_down_at_query("INSERT INTO \"consents\"");
     let resp = b
@@ -311,12 +306,7 @@ async fn a_server_ending_the_session_mid_consent_is_a_503_page() {
     assert_see_other(&b.sign_in("uma", GOOD_PASSWORD).await, "/account");
     let page = b.get(&app.authorize_url(&client, &Pkce::new(), &[])).await;
     let html = b.get(location(&page)).await.text().await.unwrap();
-    let request = html
-        .split("name=\"request\" value=\"")
-        .nth(1)
-        .and_then(|r| r.split('"').next())
-        .unwrap()
-        .to_owned();
+    let request = pending_request_of(&html);
     let form = [
         ("csrf", csrf_of(&html)),
         ("request", request),

@@ -143,21 +143,21 @@ pub async fn update_used(
         .map(|_| ())
 }
 
-/// Deletes `user_id`'s unredeemed codes for `client_id`. A redemption in flight holds its code's
-/// row lock, so this waits for it to commit; its code is then used, and stays.
+/// Deletes `user_id`'s unredeemed codes (for one client, or all). A redemption in flight holds
+/// its code's row lock, so this waits for it to commit; its code is then used, and stays.
 pub async fn delete_unredeemed(
     conn: &mut AsyncPgConnection,
     user_id: Uuid,
-    client_id: &str,
+    client_id: Option<&str>,
 ) -> QueryResult<usize> {
-    diesel::delete(
-        authorization_codes::table
-            .filter(authorization_codes::user_id.eq(user_id))
-            .filter(authorization_codes::client_id.eq(client_id))
-            .filter(authorization_codes::used_at.is_null()),
-    )
-    .execute(conn)
-    .await
+    let mut unredeemed = diesel::delete(authorization_codes::table)
+        .filter(authorization_codes::user_id.eq(user_id))
+        .filter(authorization_codes::used_at.is_null())
+        .into_boxed();
+    if let Some(client_id) = client_id {
+        unredeemed = unredeemed.filter(authorization_codes::client_id.eq(client_id.to_owned()));
+    }
+    unredeemed.execute(conn).await
 }
 
 /// Deletes expired codes, at most `batch`.

@@ -15,7 +15,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::db::schema::{authorization_codes, sessions, trusted_devices, users};
+use crate::db::schema::{sessions, trusted_devices, users};
 use name::{Email, Username};
 
 diesel::define_sql_function! {
@@ -321,13 +321,7 @@ async fn delete_sign_ins(
 ) -> QueryResult<Vec<Uuid>> {
     // Codes first: a redemption in flight holds its code's row lock, so this waits for it to
     // commit (the code is then used and stays), and the family it started is revoked below.
-    diesel::delete(
-        authorization_codes::table
-            .filter(authorization_codes::user_id.eq(id))
-            .filter(authorization_codes::used_at.is_null()),
-    )
-    .execute(conn)
-    .await?;
+    crate::tokens::codes::delete_unredeemed(conn, id, None).await?;
     let families =
         crate::tokens::refresh::revoke_families_of_user(conn, id, None, reason, now).await?;
     diesel::delete(sessions::table.filter(sessions::user_id.eq(id)))

@@ -199,6 +199,15 @@ impl TestApp {
     }
 }
 
+/// The id of the pending authorization request a consent page answers.
+pub fn pending_request_of(html: &str) -> String {
+    html.split("name=\"request\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a consent page names its request")
+        .to_owned()
+}
+
 /// Asserts an RFC 6749 §5.2 error: 400 (401 for `invalid_client`), never cached, this `error`
 /// code and a description; returns the body.
 pub async fn assert_oauth_error(resp: Response, error: &str) -> Value {
@@ -274,12 +283,7 @@ impl Browser {
                 let page = self.get(&to).await;
                 assert_eq!(page.status(), StatusCode::OK, "consent page");
                 let html = page.text().await.expect("consent page");
-                let request = html
-                    .split("name=\"request\" value=\"")
-                    .nth(1)
-                    .and_then(|r| r.split('"').next())
-                    .expect("request id")
-                    .to_owned();
+                let request = pending_request_of(&html);
                 let decision = if allow { "allow" } else { "deny" };
                 self.post_form(
                     "/consent",
