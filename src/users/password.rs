@@ -44,7 +44,29 @@ impl Argon2Settings {
             && self.memory_kib >= 8 * self.parallelism
             && self.memory_kib <= Self::MAX_MEMORY_KIB
     }
+
+    /// Memory passes: what one hash costs in time (lanes run one after another here).
+    fn work(&self) -> u64 {
+        u64::from(self.memory_kib) * u64::from(self.iterations)
+    }
+
+    /// Whether a stored hash with these parameters may be computed by a server configured with
+    /// `configured`: within the absolute bounds and at most [`STORED_COST_FACTOR`] times its
+    /// memory and its work. Anything dearer would make each sign-in of that user (or each guess
+    /// at it) a denial of service, so it is refused rather than computed.
+    #[must_use]
+    pub fn is_affordable_next_to(&self, configured: &Self) -> bool {
+        let factor = u64::from(STORED_COST_FACTOR);
+        self.is_within_bounds()
+            && u64::from(self.memory_kib) <= factor * u64::from(configured.memory_kib)
+            && self.work() <= factor * configured.work()
+    }
 }
+
+/// How many times the configured memory and work a stored hash may need. Room for hashes made
+/// before an operator lowered the cost a little; a hash far dearer than that (imported, or
+/// written by someone with database access: `m=262144,t=16` takes seconds and 256 MiB) is not.
+pub const STORED_COST_FACTOR: u32 = 4;
 
 /// The shortest password we accept, in bytes (NIST SP 800-63B §5.1.1.2).
 pub const MIN_PASSWORD_BYTES: usize = 8;
@@ -204,10 +226,15 @@ fn verify_blocking(current: Argon2Settings, password: &[u8], phc: &str) -> Verif
         iterations: params.t_cost(),
         parallelism: params.p_cost(),
     };
-    // A hash with absurd parameters (imported, or written by an attacker with database access)
-    // would make every sign-in for that user a denial of service: refuse to compute it.
-    if !stored.is_within_bounds() {
-        tracing::warn!(?stored, "stored password hash parameters are out of bounds");
+    // Fail closed: the account cannot sign in until an operator sets a new password.
+    if !stored.is_affordable_next_to(&current) {
+        tracing::warn!(
+            ?stored,
+            configured = ?current,
+            "stored password hash costs more than {STORED_COST_FACTOR}x the configured argon2 \
+             parameters; refusing to compute it (set a new password with `keyward users \
+             set-password`)"
+        );
         return Verification::Mismatch;
     }
     let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
@@ -379,6 +406,45 @@ mod tests {
         assert_eq!(
             verify_blocking(CHEAP, b"anything", many_passes),
             Verification::Mismatch
+        );
+    }
+
+    #[test]
+    fn stored_parameters_far_dearer_than_configured_are_refused() {
+        // Within the absolute bounds, but 4096x the memory and 16x the passes of CHEAP: at OWASP
+        // settings this would be 5 s and 256 MiB per attempt.
+        let dear = "$argon2id$v=19$m=262144,t=16,p=1$c29tZXNhbHRzb21lc2FsdA$\
+                    AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        assert_eq!(
+            verify_blocking(Argon2Settings::OWASP, b"anything", dear),
+            Verification::Mismatch
+        );
+        let configured = Argon2Settings::OWASP;
+        let at = |memory_kib, iterations| Argon2Settings {
+            memory_kib,
+            iterations,
+            parallelism: 1,
+        };
+        assert!(at(19_456 * 4, 2).is_affordable_next_to(&configured));
+        assert!(at(19_456, 8).is_affordable_next_to(&configured));
+        assert!(!at(19_456 * 4 + 1, 2).is_affordable_next_to(&configured));
+        assert!(!at(19_456 * 2, 5).is_affordable_next_to(&configured));
+        assert!(
+            at(8, 1).is_affordable_next_to(&configured),
+            "cheaper is fine"
+        );
+    }
+
+    #[test]
+    fn a_hash_4x_dearer_than_configured_still_verifies() {
+        let dearer = Argon2Settings {
+            memory_kib: 256,
+            ..CHEAP
+        };
+        let hash = hash_blocking(dearer, b"correct horse").expect("hash");
+        assert_eq!(
+            verify_blocking(CHEAP, b"correct horse", &hash),
+            Verification::Match { needs_rehash: true }
         );
     }
 
