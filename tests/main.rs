@@ -8,6 +8,7 @@ mod cli;
 mod cutoff;
 mod hostile;
 mod keys;
+mod limits;
 mod oauth;
 mod pages;
 mod refresh;

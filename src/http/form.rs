@@ -38,13 +38,11 @@ impl<S: Send + Sync> FromRequest<S> for OAuthForm {
             .into());
         }
         let body = Bytes::from_request(req, state).await.map_err(|rejection| {
-            OAuthError::invalid_request(
-                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    "the body is too large"
-                } else {
-                    "the body could not be read"
-                },
-            )
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                TokenError::TooLarge
+            } else {
+                OAuthError::invalid_request("the body could not be read").into()
+            }
         })?;
         let params = Params::parse(&body);
         params.reject_repeated(&[])?;

@@ -7,6 +7,7 @@ pub mod discovery;
 pub mod form;
 pub mod health;
 pub mod introspect;
+pub mod limits;
 pub mod oauth_error;
 pub mod page;
 pub mod revoke;
@@ -38,6 +39,9 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 /// framing (clickjacking on the consent page). No `form-action`: Chrome applies it to the redirect
 /// after a form post, which would block the consent page's redirect back to the app.
 const CSP: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+
+/// `Strict-Transport-Security` of every response when the issuer is https.
+const HSTS: &str = "max-age=31536000; includeSubDomains";
 
 /// Every route, on one screen.
 fn routes() -> Router<AppState> {
@@ -96,6 +100,7 @@ fn routes() -> Router<AppState> {
 /// Builds the router with its state and the layers every response passes through.
 pub fn router(state: AppState, sessions: SessionManagerLayer<PgSessionStore>) -> Router {
     let request_timeout = state.config.server.request_timeout;
+    let https = state.config.server.issuer.is_https();
     routes()
         .layer(
             // Outermost first: trace everything, turn panics into 500s, stamp security headers on
@@ -123,10 +128,19 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<PgSessionStore>) ->
                 ))
                 // Pages carry CSRF tokens and personal data: never store them. Assets override this.
                 .layer(header_layer(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+                .option_layer(https.then(|| {
+                    // RFC 6797: once seen over https, browsers refuse plain http to us for a year.
+                    SetResponseHeaderLayer::overriding(
+                        header::STRICT_TRANSPORT_SECURITY,
+                        HeaderValue::from_static(HSTS),
+                    )
+                }))
+                .layer(axum::middleware::from_fn(limits::limit_headers))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
                     request_timeout,
                 ))
+                .layer(axum::middleware::from_fn(limits::linger_on_oversized_body))
                 .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
                 .layer(sessions),
         )

@@ -26,6 +26,9 @@ pub enum TokenError {
     OAuth(OAuthError),
     /// Client authentication failed; `basic` when the client tried HTTP Basic.
     Client(ClientAuthError),
+    /// The body is over the size limit: 413 (RFC 9110 §15.5.14), with an `invalid_request` body
+    /// so OAuth client libraries still find an RFC 6749 §5.2 error to report.
+    TooLarge,
     /// Something broke or is overloaded: `server_error` or `temporarily_unavailable`.
     App(AppError),
 }
@@ -104,6 +107,11 @@ impl IntoResponse for TokenError {
             Self::Client(e) => (
                 StatusCode::BAD_REQUEST,
                 body(e.error.code, e.error.description),
+            )
+                .into_response(),
+            Self::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                body(ErrorCode::InvalidRequest, "the body is too large"),
             )
                 .into_response(),
             Self::App(e) => {
