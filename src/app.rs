@@ -92,6 +92,9 @@ impl App {
     /// Builds the state and router. The database may be down: connections are made on demand.
     pub async fn build(config: Config, clock: Clock) -> anyhow::Result<Self> {
         let pool = db::build_pool(&config.database.url, config.database.pool_size)?;
+        // Before anything is dated: keys, codes and sessions written by a skewed instance would
+        // be judged by the others against another time.
+        check_clock(&clock, &pool, config.server.max_clock_skew).await?;
         let passwords = config.passwords;
         let hasher = tokio::task::spawn_blocking(move || {
             PasswordHasher::new(
@@ -203,6 +206,21 @@ impl App {
     }
 }
 
+/// Refuses to start when this instance's clock is more than `max` from the database's.
+async fn check_clock(clock: &Clock, pool: &DbPool, max: time::Duration) -> anyhow::Result<()> {
+    let offset = crate::clock::offset_from_database(clock, pool)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot compare the clock with the database's: {e}"))?;
+    if offset.abs() > max {
+        anyhow::bail!(
+            "this machine's clock is {offset} from the database's (KEYWARD_MAX_CLOCK_SKEW is \
+             {max}): synchronise it (NTP) before serving, or codes and sessions would expire at \
+             the wrong time"
+        );
+    }
+    Ok(())
+}
+
 /// HTTP/1 and HTTP/2 with timers. `axum::serve` installs no timer, so hyper's header-read timeout
 /// would never fire and a client trickling headers (slowloris) could hold a connection forever.
 fn connection_builder(header_timeout: Duration) -> Builder<TokioExecutor> {
@@ -210,8 +228,16 @@ fn connection_builder(header_timeout: Duration) -> Builder<TokioExecutor> {
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout);
-    builder.http2().timer(TokioTimer::new());
+        .header_read_timeout(header_timeout)
+        // A request head larger than this gets hyper's own 431; smaller ones are measured
+        // against the real limits in `http::limits`.
+        .max_buf_size(crate::http::limits::TRANSPORT_HEADERS_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(
+            u32::try_from(crate::http::limits::TRANSPORT_HEADERS_BYTES).unwrap_or(u32::MAX),
+        );
     builder
 }
 

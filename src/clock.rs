@@ -42,3 +42,46 @@ impl Clock {
         }
     }
 }
+
+/// How far `clock` is from the database's clock (positive: ahead), measured over one round trip.
+///
+/// Expiry stored in the database (codes, sessions, refresh tokens) is decided by whichever
+/// instance reads it, against its own clock: instances must agree on the time, and the database
+/// is the one clock they all see.
+pub async fn offset_from_database(
+    clock: &Clock,
+    pool: &crate::db::DbPool,
+) -> Result<Duration, crate::db::DbError> {
+    // Connect first: only the query's round trip belongs to the measurement.
+    let mut conn = crate::db::connect(pool).await?;
+    let before = clock.now();
+    let database = crate::db::now(&mut conn).await?;
+    let after = clock.now();
+    Ok(offset(before, database, after))
+}
+
+/// The offset of a local reading taken around `reference`: the midpoint of the two local
+/// readings, minus the reference (the query ran somewhere in between).
+fn offset(before: OffsetDateTime, reference: OffsetDateTime, after: OffsetDateTime) -> Duration {
+    before + (after - before) / 2 - reference
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn the_offset_is_taken_at_the_midpoint_of_the_round_trip() {
+        let t = datetime!(2026-01-01 00:00:10 UTC);
+        assert_eq!(offset(t, t, t), Duration::ZERO);
+        assert_eq!(
+            offset(t, t - Duration::seconds(300), t + Duration::seconds(2)),
+            Duration::seconds(301)
+        );
+        assert_eq!(
+            offset(t, t + Duration::minutes(5), t),
+            Duration::minutes(-5)
+        );
+    }
+}

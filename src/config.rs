@@ -69,6 +69,8 @@ pub struct ServerSettings {
     pub signup_enabled: bool,
     /// `KEYWARD_LOG`: a tracing filter such as `info` or `keyward=debug,info`.
     pub log_filter: String,
+    /// `KEYWARD_MAX_CLOCK_SKEW`: how far this instance's clock may be from the database's.
+    pub max_clock_skew: Duration,
 }
 
 /// The database connection.
@@ -327,6 +329,12 @@ fn server(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<ServerSettings, 
         )?),
         signup_enabled: env.flag("KEYWARD_SIGNUP_ENABLED", true)?,
         log_filter: env.get("KEYWARD_LOG").unwrap_or_else(|| "info".into()),
+        max_clock_skew: env.duration(
+            "KEYWARD_MAX_CLOCK_SKEW",
+            5 * Duration::SECOND,
+            Duration::SECOND..=DAY,
+            "must be between 1s and 1d",
+        )?,
     })
 }
 

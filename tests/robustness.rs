@@ -360,3 +360,37 @@ async fn three_instances_migrating_one_fresh_database_together_all_come_up() {
     // One instance applied everything; the others found nothing left to do.
     assert_eq!(applied.iter().filter(|n| **n > 0).count(), 1, "{applied:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_whose_clock_is_off_from_the_database_refuses_to_start() {
+    let app = TestApp::spawn().await;
+    let mut env = app.env.clone();
+    env.insert("KEYWARD_MAX_CLOCK_SKEW", "5s".to_owned());
+    let config = || keyward::config::Config::from_env(|n| env.get(n).cloned()).unwrap();
+    // Five minutes behind, as the node that redeemed a 90-second-old code was.
+    let behind =
+        keyward::clock::Clock::manual(time::OffsetDateTime::now_utc() - time::Duration::minutes(5));
+    let refused = keyward::app::App::build(config(), behind).await;
+    let message = refused
+        .err()
+        .expect("a skewed instance must not start")
+        .to_string();
+    assert!(message.contains("clock"), "{message}");
+    // The same settings with the machine's own clock (the database's, on this host) start.
+    keyward::app::App::build(config(), keyward::clock::Clock::system())
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn readyz_fails_while_the_clock_is_off_from_the_database() {
+    let app = TestApp::spawn().await;
+    let ready = app.browser.get("/readyz").await;
+    assert_eq!(ready.status(), StatusCode::OK);
+    app.clock().advance(time::Duration::hours(2));
+    let skewed = app.browser.get("/readyz").await;
+    assert_eq!(skewed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(skewed.text().await.unwrap().contains("clock"));
+    app.clock().advance(-time::Duration::hours(2));
+    assert_eq!(app.browser.get("/readyz").await.status(), StatusCode::OK);
+}

@@ -94,15 +94,16 @@ pub async fn run_migrations(database_url: &str) -> anyhow::Result<usize> {
     Ok(applied.len())
 }
 
-/// Whether the database answers a trivial query right now.
-pub async fn ping(pool: &DbPool) -> Result<(), DbError> {
-    use diesel::IntoSql;
+/// The database's clock (`now()`, the start of this statement's transaction).
+pub async fn now(
+    conn: &mut diesel_async::AsyncPgConnection,
+) -> Result<time::OffsetDateTime, DbError> {
     use diesel_async::RunQueryDsl;
-    let mut conn = connect(pool).await?;
-    diesel::select(1_i32.into_sql::<diesel::sql_types::Integer>())
-        .get_result::<i32>(&mut conn)
-        .await?;
-    Ok(())
+    Ok(
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Timestamptz>("now()"))
+            .get_result(conn)
+            .await?,
+    )
 }
 
 /// Deletes at most `batch` rows of `table` matching `condition` (where `$1` is `now`), so cleanup
