@@ -107,7 +107,14 @@ async fn sign_up_refuses_bad_input_with_a_message_on_the_page() {
             "",
             "password123",
             StatusCode::UNPROCESSABLE_ENTITY,
-            "too common",
+            "That password is too easy to guess. This is a very common password.",
+        ),
+        (
+            "valid_name",
+            "",
+            "1q2w3e4r5t",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "That password is too easy to guess.",
         ),
         (
             "TAKEN",

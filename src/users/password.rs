@@ -73,47 +73,15 @@ pub const MIN_PASSWORD_BYTES: usize = 8;
 /// The longest password we accept, in bytes; longer input is refused before any hashing.
 pub const MAX_PASSWORD_BYTES: usize = 1024;
 
-/// Passwords so common that every guessing list starts with them.
-const COMMON_PASSWORDS: &[&str] = &[
-    "password",
-    "password1",
-    "password12",
-    "password123",
-    "12345678",
-    "123456789",
-    "1234567890",
-    "qwertyuiop",
-    "qwerty123",
-    "iloveyou",
-    "11111111",
-    "00000000",
-    "abc12345",
-    "abcd1234",
-    "letmein1",
-    "welcome1",
-    "sunshine",
-    "princess",
-    "football",
-    "baseball",
-    "trustno1",
-    "superman",
-    "starwars",
-    "passw0rd",
-    "p@ssw0rd",
-    "changeme",
-    "whatever",
-    "dragon12",
-    "monkey12",
-    "admin123",
-    "administrator",
-    "qwertyui",
-    "1q2w3e4r",
-    "zaq12wsx",
-    "asdfghjk",
-];
+/// The weakest zxcvbn score a new password may have: 3 is "safely unguessable" (fewer than
+/// 10^10 guesses would not find it), the level Dropbox's estimator suggests for accounts.
+const MIN_STRENGTH: zxcvbn::Score = zxcvbn::Score::Three;
+/// zxcvbn's matching grows quickly with length; its authors score only a prefix. Beyond 100
+/// characters a password is long enough that the prefix alone decides.
+const STRENGTH_PREFIX_CHARS: usize = 100;
 
 /// Why a new password was refused, in words fit for the person who chose it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PasswordRuleError {
     /// Fewer than [`MIN_PASSWORD_BYTES`].
     #[error("Use at least 8 characters.")]
@@ -124,9 +92,14 @@ pub enum PasswordRuleError {
     /// The password is the username, or contains it.
     #[error("Don't use your username in your password.")]
     ContainsUsername,
-    /// The password is on the list of the most common ones.
-    #[error("That password is too common; choose one that is harder to guess.")]
-    TooCommon,
+    /// The password is common, breached or follows a guessable pattern (OWASP ASVS 6.2.4,
+    /// 6.2.12): zxcvbn's lists of 30,000 common passwords, names and words, keyboard walks,
+    /// dates, repeats and l33t substitutions.
+    #[error("That password is too easy to guess. {hint}")]
+    TooGuessable {
+        /// What the estimator saw, and what would help.
+        hint: String,
+    },
 }
 
 /// Checks a password someone is choosing (sign-up, `users set-password`).
@@ -141,10 +114,27 @@ pub fn check_new_password(password: &str, username: &Username) -> Result<(), Pas
     if folded.contains(&username.key()) {
         return Err(PasswordRuleError::ContainsUsername);
     }
-    if COMMON_PASSWORDS.contains(&folded.as_str()) {
-        return Err(PasswordRuleError::TooCommon);
+    let prefix: String = password.chars().take(STRENGTH_PREFIX_CHARS).collect();
+    let estimate = zxcvbn::zxcvbn(&prefix, &[username.as_str()]);
+    if estimate.score() < MIN_STRENGTH {
+        return Err(PasswordRuleError::TooGuessable {
+            hint: hint(estimate.feedback()),
+        });
     }
     Ok(())
+}
+
+/// zxcvbn's warning and suggestions as one sentence or two, with a default when it has none.
+fn hint(feedback: Option<&zxcvbn::feedback::Feedback>) -> String {
+    let mut words: Vec<String> = Vec::new();
+    if let Some(f) = feedback {
+        words.extend(f.warning().map(|w| w.to_string()));
+        words.extend(f.suggestions().iter().map(ToString::to_string));
+    }
+    if words.is_empty() {
+        words.push("Use a few uncommon words, or a longer password.".to_owned());
+    }
+    words.join(" ")
 }
 
 /// A hashing failure.
@@ -352,11 +342,34 @@ mod tests {
     }
 
     #[test]
-    fn new_passwords_must_not_be_common_or_hold_the_username() {
-        assert_eq!(
-            check_new_password("Password123", &user("bob")),
-            Err(PasswordRuleError::TooCommon)
+    fn new_passwords_must_not_be_guessable_or_hold_the_username() {
+        // The 35-entry list of old let all but the first through.
+        for weak in [
+            "Password123",
+            "qwerty12345",
+            "iloveyou2",
+            "1q2w3e4r5t",
+            "letmein123",
+            "Summer2024!",
+            "monkey12345",
+            "11111111111",
+        ] {
+            let refused = check_new_password(weak, &user("bob"));
+            assert!(
+                matches!(refused, Err(PasswordRuleError::TooGuessable { .. })),
+                "{weak}: {refused:?}"
+            );
+        }
+        let message = check_new_password("qwerty12345", &user("bob"))
+            .expect_err("weak")
+            .to_string();
+        assert!(
+            message.starts_with("That password is too easy to guess. This is a very common"),
+            "{message}"
         );
+        for fine in ["correct horse battery", "zebra-lamp-92", "Tr0ub4dor&3"] {
+            assert_eq!(check_new_password(fine, &user("bob")), Ok(()), "{fine}");
+        }
         assert_eq!(
             check_new_password("xxALICExx99", &user("alice")),
             Err(PasswordRuleError::ContainsUsername)
