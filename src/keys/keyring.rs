@@ -721,4 +721,51 @@ mod tests {
             VerifyError::Claims
         );
     }
+
+    /// One ring for every generated case: RSA key generation dominates otherwise.
+    fn shared_ring() -> &'static KeyRing {
+        static RING: std::sync::OnceLock<KeyRing> = std::sync::OnceLock::new();
+        RING.get_or_init(ring)
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// Whatever arrives as a bearer token, the verifier answers with an error, never a panic.
+        #[test]
+        fn arbitrary_text_never_verifies_and_never_panics(token in "\\PC{0,400}") {
+            proptest::prop_assert!(verify(shared_ring(), &token, now()).is_err());
+        }
+
+        /// Three dot-separated segments of arbitrary base64url (headers and claims that are not
+        /// JSON, JSON that is not an object, huge numbers...) are refused too.
+        #[test]
+        fn arbitrary_segments_never_verify(
+            header in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            payload in proptest::collection::vec(proptest::num::u8::ANY, 0..128),
+            signature in proptest::collection::vec(proptest::num::u8::ANY, 0..300),
+        ) {
+            let token = [&header, &payload, &signature]
+                .map(|p| URL_SAFE_NO_PAD.encode(p))
+                .join(".");
+            proptest::prop_assert!(verify(shared_ring(), &token, now()).is_err());
+        }
+
+        /// Changing any one character of a valid token makes it invalid.
+        #[test]
+        fn any_one_changed_character_breaks_a_valid_token(at in 0usize..10_000, by in 1u8..64) {
+            let ring = shared_ring();
+            let good = good_token(ring);
+            let mut bytes = good.into_bytes();
+            let i = at % bytes.len();
+            let alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.";
+            let from = alphabet.iter().position(|c| *c == bytes[i]).unwrap_or(0);
+            bytes[i] = alphabet[(from + usize::from(by)) % alphabet.len()];
+            let changed = String::from_utf8(bytes).expect("ascii");
+            // The last character of the base64url signature may carry unused bits: a change
+            // there can decode to the same signature, which is not a forgery.
+            let same_signature = verify(ring, &changed, now()).is_ok() && i == changed.len() - 1;
+            proptest::prop_assert!(same_signature || verify(ring, &changed, now()).is_err());
+        }
+    }
 }

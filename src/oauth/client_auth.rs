@@ -208,4 +208,22 @@ mod tests {
         let parsed = parse(Some(&basic("a", "kwcs_topsecret")), &Params::default()).expect("valid");
         assert!(!format!("{parsed:?}").contains("topsecret"));
     }
+
+    proptest::proptest! {
+        /// Any `Authorization` header value is answered (401 `invalid_client` at worst).
+        #[test]
+        fn any_authorization_header_parses_without_panicking(header in "\\PC{0,300}") {
+            let _ = parse(Some(&header), &Params::default());
+            let _ = parse(Some(&format!("Basic {header}")), &Params::default());
+        }
+
+        /// Any id and secret, encoded as RFC 6749 §2.3.1 says, read back exactly, colons and
+        /// percent signs included.
+        #[test]
+        fn basic_credentials_read_back_exactly(id in "\\PC{1,40}", secret in "\\PC{1,60}") {
+            let parsed = parse(Some(&basic(&id, &secret)), &Params::default()).expect("valid");
+            proptest::prop_assert_eq!(parsed.client_id, id);
+            proptest::prop_assert_eq!(parsed.secret, Some(secret));
+        }
+    }
 }

@@ -132,4 +132,29 @@ mod tests {
         assert!(shown.contains("client_secret"));
         assert!(!shown.contains("hunter2") && !shown.contains("abc"));
     }
+
+    proptest::proptest! {
+        /// Any bytes parse (invalid UTF-8 and stray `%` decode lossily); nothing panics.
+        #[test]
+        fn any_body_parses_without_panicking(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let p = Params::parse(&raw);
+            let _ = p.reject_repeated(&["scope"]);
+            let _ = p.get("client_id");
+        }
+
+        /// What a client form-encodes, we read back exactly, whatever the characters.
+        #[test]
+        fn encoded_pairs_read_back_exactly(
+            pairs in proptest::collection::btree_map("\\PC{1,12}", "\\PC{1,40}", 0..8),
+        ) {
+            let body = url::form_urlencoded::Serializer::new(String::new())
+                .extend_pairs(&pairs)
+                .finish();
+            let p = Params::parse(body.as_bytes());
+            proptest::prop_assert!(p.reject_repeated(&[]).is_ok());
+            for (name, value) in &pairs {
+                proptest::prop_assert_eq!(p.get(name), Some(value.as_str()));
+            }
+        }
+    }
 }
