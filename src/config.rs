@@ -278,10 +278,14 @@ impl Config {
     pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env { lookup };
         let tokens = tokens(&env)?;
+        let server = server(&env)?;
+        let mut passwords = passwords(&env)?;
+        // A sign-in waiting for a slot must still be answered well within the request timeout.
+        passwords.throttle.slot_wait = server.request_timeout / 2;
         Ok(Self {
-            server: server(&env)?,
+            server,
             database: database(&env)?,
-            passwords: passwords(&env)?,
+            passwords,
             sessions: sessions(&env)?,
             keys: keys(&env, &tokens)?,
             tokens,
@@ -416,6 +420,7 @@ fn throttle(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<ThrottlePolicy
         threshold: env.number("KEYWARD_LOCKOUT_THRESHOLD", 5, 1..=100)?,
         base,
         max,
+        slot_wait: std::time::Duration::from_secs(15),
     })
 }
 

@@ -18,6 +18,56 @@ const RETRY_AFTER_UNAVAILABLE: &str = "5";
 /// Seconds a client should wait after a 503 for a full hashing queue: it drains in moments.
 const RETRY_AFTER_BUSY: &str = "2";
 
+/// A burst of the same refusal is logged once per this.
+const BURST_QUIET: std::time::Duration = std::time::Duration::from_secs(10);
+
+static BUSY: Burst = Burst::new();
+static UNAVAILABLE: Burst = Burst::new();
+
+/// Counts repeats of one kind of log line so a burst is logged once, with how many it stood for.
+/// (A log-rate limiter crate would be a dependency for these ten lines.)
+pub struct Burst {
+    last: std::sync::Mutex<Option<std::time::Instant>>,
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+impl Burst {
+    /// A burst that has not started.
+    #[must_use]
+    pub const fn new() -> Self {
+        Self {
+            last: std::sync::Mutex::new(None),
+            suppressed: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Records one occurrence at `now`; `Some(n)` when it should be logged, `n` being how many
+    /// went unlogged since the last line.
+    pub fn note(&self, now: std::time::Instant) -> Option<u64> {
+        use std::sync::atomic::Ordering;
+        let mut last = self
+            .last
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match *last {
+            Some(at) if now.saturating_duration_since(at) < BURST_QUIET => {
+                self.suppressed.fetch_add(1, Ordering::Relaxed);
+                None
+            }
+            _ => {
+                *last = Some(now);
+                Some(self.suppressed.swap(0, Ordering::Relaxed))
+            }
+        }
+    }
+}
+
+impl Default for Burst {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// An unexpected failure: the caller learns only that it happened, and whether to retry.
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -115,13 +165,23 @@ impl AppError {
     }
 
     /// Logs the failure with its cause chain. A refusal under load is a warning, not an error:
-    /// the service is doing what it should.
+    /// the service is doing what it should; and once per burst, not once per request, or an
+    /// overload would also flood the logs.
     fn log(&self) {
         match self {
             Self::Unavailable(e) => {
-                tracing::warn!(error = %format!("{e:#}"), "database unavailable");
+                if let Some(more) = UNAVAILABLE.note(std::time::Instant::now()) {
+                    tracing::warn!(error = %format!("{e:#}"), refused_since_last = more, "database unavailable");
+                }
             }
-            Self::Busy => tracing::warn!("password hashing saturated: request refused"),
+            Self::Busy => {
+                if let Some(more) = BUSY.note(std::time::Instant::now()) {
+                    tracing::warn!(
+                        refused_since_last = more,
+                        "password hashing saturated: refusing requests"
+                    );
+                }
+            }
             Self::Internal(e) => tracing::error!(error = %format!("{e:#}"), "internal error"),
         }
     }
@@ -149,5 +209,26 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let reason = self.status().canonical_reason().unwrap_or("error");
         self.respond(reason)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn a_burst_is_logged_once_then_again_with_its_count_after_a_quiet_spell() {
+        let burst = Burst::new();
+        let t0 = Instant::now();
+        assert_eq!(burst.note(t0), Some(0));
+        for i in 1..=500 {
+            assert_eq!(burst.note(t0 + Duration::from_millis(i)), None);
+        }
+        assert_eq!(
+            burst.note(t0 + BURST_QUIET + Duration::from_secs(1)),
+            Some(500)
+        );
+        assert_eq!(burst.note(t0 + BURST_QUIET + Duration::from_secs(2)), None);
     }
 }

@@ -20,7 +20,7 @@ pub struct Purged {
     pub codes: usize,
     /// Refresh families (with their tokens) and family access-token records.
     pub refresh: usize,
-    /// Sign-in throttles and trusted devices.
+    /// Sign-in throttles, abandoned sign-in reservations and trusted devices.
     pub sign_in: usize,
 }
 
@@ -70,6 +70,7 @@ pub async fn purge(
             BATCH
         )),
         sign_in: drain!(throttle::delete_expired(conn, now, BATCH))
+            + drain!(throttle::delete_expired_reservations(conn, now, BATCH))
             + drain!(devices::delete_expired(conn, now, BATCH)),
     })
 }

@@ -338,7 +338,8 @@ async fn restore_password(app: &TestApp, user_id: uuid::Uuid, old_hash: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn password_grants_racing_a_password_change_leave_no_family_behind() {
     use keyward::db::schema::refresh_families;
-    // Concurrent correct sign-ins must not trip the lockout here (a separate defect).
+    // Grants with the old password after the change are failures: twenty rounds of them must
+    // not reach the lockout, which is tested on its own.
     let app = TestApp::spawn_with(&[("KEYWARD_LOCKOUT_THRESHOLD", "100")]).await;
     let user = app.create_user("alice", GOOD_PASSWORD).await;
     let spec = ClientSpec {
@@ -384,6 +385,7 @@ async fn password_grants_racing_a_password_change_leave_no_family_behind() {
 /// Rounds of browser sign-ins (with the old password) released together with a password change.
 #[tokio::test(flavor = "multi_thread")]
 async fn sign_ins_racing_a_password_change_leave_no_session_behind() {
+    // As above: the old password's failures must not reach the lockout.
     let app = TestApp::spawn_with(&[("KEYWARD_LOCKOUT_THRESHOLD", "100")]).await;
     let user = app.create_user("alice", GOOD_PASSWORD).await;
     let old_hash = app.find_user(user.id).await.unwrap().password_hash;

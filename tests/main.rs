@@ -3,6 +3,7 @@
 
 mod support;
 
+mod abuse;
 mod browser;
 mod cli;
 mod cutoff;

@@ -124,6 +124,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    sign_in_attempts (id) {
+        id -> Uuid,
+        username_key -> Text,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     sign_in_throttle (username_key) {
         username_key -> Text,
         failures -> Int4,
@@ -201,6 +209,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_tokens,
     revoked_access_tokens,
     sessions,
+    sign_in_attempts,
     sign_in_throttle,
     signing_keys,
     trusted_devices,

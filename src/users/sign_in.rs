@@ -6,7 +6,7 @@ use crate::db::{self, DbError, DbPool};
 use crate::tokens::opaque::{PlainToken, TokenHash};
 use crate::users::name::Username;
 use crate::users::password::{HashError, MAX_PASSWORD_BYTES, PasswordHasher, Verification};
-use crate::users::throttle::{self, Attempt, ThrottlePolicy};
+use crate::users::throttle::{self, Attempt, Outcome, Reservation, ThrottlePolicy};
 use crate::users::{self, User, devices};
 
 /// A successful sign-in.
@@ -90,10 +90,19 @@ pub async fn sign_in(
         hasher.verify_dummy(password).await?;
         return Err(SignInError::WrongCredentials);
     };
-    let key = username.key();
-    let (user, trusted) = begin(pool, policy, &username, &key, device, now).await?;
+    let (user, trusted) = look_up(pool, &username, device, now).await?;
+    // A trusted device of that user is exempt from the throttle (OWASP device cookies): the
+    // owner is never locked out by others.
+    let slot = if trusted {
+        None
+    } else {
+        Some(Slot::take(pool, policy, &username.key(), now).await?)
+    };
     let verification = check_password(hasher, user.as_ref(), password).await?;
     let (Some(user), Verification::Match { needs_rehash }) = (user, verification) else {
+        if let Some(slot) = slot {
+            slot.end(Outcome::Failed).await?;
+        }
         if let (true, Some(d)) = (trusted, device) {
             let mut conn = db::connect(pool).await?;
             devices::update_failed(&mut conn, d).await?;
@@ -101,7 +110,11 @@ pub async fn sign_in(
         return Err(SignInError::WrongCredentials);
     };
     if user.is_disabled() {
+        // The right password of a disabled account: no guess failed, so no failure is counted.
         return Err(SignInError::Disabled);
+    }
+    if let Some(slot) = slot {
+        slot.end(Outcome::Succeeded).await?;
     }
     let new_hash = if needs_rehash {
         rehash(hasher, password).await?
@@ -109,7 +122,6 @@ pub async fn sign_in(
         None
     };
     let success = Success {
-        key: &key,
         new_hash: new_hash.as_deref(),
         trusted_device: device.filter(|_| trusted),
         remember_device: matches!(from, Device::Browser(_)),
@@ -117,13 +129,10 @@ pub async fn sign_in(
     finish(pool, user, &success, now).await
 }
 
-/// Looks the user up and counts the attempt against the throttle, unless this browser is a
-/// trusted device of that user (OWASP device cookies: the owner is never locked out by others).
-async fn begin(
+/// Looks the user up, and whether this browser is a trusted device of that user.
+async fn look_up(
     pool: &DbPool,
-    policy: ThrottlePolicy,
     username: &Username,
-    key: &str,
     device: Option<&TokenHash>,
     now: OffsetDateTime,
 ) -> Result<(Option<User>, bool), SignInError> {
@@ -133,13 +142,103 @@ async fn begin(
         (Some(u), Some(d)) => devices::is_trusted(&mut conn, d, u.id, now).await?,
         _ => false,
     };
-    if !trusted
-        && let Attempt::Locked(retry_after) =
-            throttle::begin_attempt(&mut conn, policy, key, now).await?
-    {
-        return Err(SignInError::Locked { retry_after });
-    }
     Ok((user, trusted))
+}
+
+/// Wakes attempts waiting for a slot when one ends on this instance; attempts on other
+/// instances are seen by looking again every [`SLOT_POLL`].
+static SLOT_RELEASED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+/// How often a waiting attempt looks for a slot freed on another instance.
+const SLOT_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// One attempt's place against the username's threshold, held while the password is checked.
+/// Dropped without [`Slot::end`] (an error, or the client went away), it is given back
+/// abandoned, by a task of its own.
+struct Slot {
+    pool: DbPool,
+    policy: ThrottlePolicy,
+    now: OffsetDateTime,
+    reservation: Option<Reservation>,
+}
+
+impl Slot {
+    /// Reserves a slot, waiting while all are taken by attempts in flight (correct sign-ins in
+    /// flight at once then go one after another instead of locking their own user).
+    async fn take(
+        pool: &DbPool,
+        policy: ThrottlePolicy,
+        key: &str,
+        now: OffsetDateTime,
+    ) -> Result<Self, SignInError> {
+        let deadline = tokio::time::Instant::now() + policy.slot_wait;
+        loop {
+            // Listen before looking, so a release between the two is not missed.
+            let released = SLOT_RELEASED.notified();
+            let mut released = std::pin::pin!(released);
+            released.as_mut().enable();
+            let attempt = {
+                let mut conn = db::connect(pool).await?;
+                throttle::begin_attempt(&mut conn, policy, key, now).await?
+            };
+            match attempt {
+                Attempt::Reserved(r) => {
+                    return Ok(Self {
+                        pool: pool.clone(),
+                        policy,
+                        now,
+                        reservation: Some(r),
+                    });
+                }
+                Attempt::Locked(retry_after) => return Err(SignInError::Locked { retry_after }),
+                Attempt::Full if tokio::time::Instant::now() >= deadline => {
+                    return Err(SignInError::Busy);
+                }
+                Attempt::Full => {
+                    let look_again = (tokio::time::Instant::now() + SLOT_POLL).min(deadline);
+                    let _ = tokio::time::timeout_at(look_again, released).await;
+                }
+            }
+        }
+    }
+
+    /// Gives the slot back with the attempt's outcome.
+    async fn end(mut self, outcome: Outcome) -> Result<(), SignInError> {
+        let Some(reservation) = self.reservation.take() else {
+            return Ok(());
+        };
+        let ended = end(&self.pool, self.policy, &reservation, outcome, self.now).await;
+        Ok(ended?)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let Some(reservation) = self.reservation.take() else {
+            return;
+        };
+        let (pool, policy, now) = (self.pool.clone(), self.policy, self.now);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = end(&pool, policy, &reservation, Outcome::Abandoned, now).await {
+                    // It expires by itself; until then the username has one slot fewer.
+                    tracing::warn!(error = %e, "could not give back a sign-in slot");
+                }
+            });
+        }
+    }
+}
+
+async fn end(
+    pool: &DbPool,
+    policy: ThrottlePolicy,
+    reservation: &Reservation,
+    outcome: Outcome,
+    now: OffsetDateTime,
+) -> Result<(), DbError> {
+    let mut conn = db::connect(pool).await?;
+    throttle::end_attempt(&mut conn, policy, reservation, outcome, now).await?;
+    SLOT_RELEASED.notify_waiters();
+    Ok(())
 }
 
 /// The same work whether or not the user exists, so timing tells nothing.
@@ -170,13 +269,12 @@ async fn rehash(hasher: &PasswordHasher, password: &str) -> Result<Option<String
 
 /// What a successful sign-in writes.
 struct Success<'a> {
-    key: &'a str,
     new_hash: Option<&'a str>,
     trusted_device: Option<&'a TokenHash>,
     remember_device: bool,
 }
 
-/// Clears the failure streak, stores an upgraded hash, and remembers the browser.
+/// Stores an upgraded hash and remembers the browser.
 async fn finish(
     pool: &DbPool,
     user: User,
@@ -184,7 +282,6 @@ async fn finish(
     now: OffsetDateTime,
 ) -> Result<SignedIn, SignInError> {
     let mut conn = db::connect(pool).await?;
-    throttle::delete(&mut conn, success.key).await?;
     if let Some(h) = success.new_hash {
         users::update_password_hash(&mut conn, user.id, h, now).await?;
     }

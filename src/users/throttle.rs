@@ -1,17 +1,22 @@
 //! Sign-in throttling: after N consecutive failures for a username, a doubling lockout with a cap.
 //!
 //! Failures are keyed by the username typed, not the account, so locked and unlocked answers look
-//! the same whether or not the account exists. An attempt is counted *before* the password is
-//! checked, in one locked row update, so parallel guesses cannot slip past the threshold.
+//! the same whether or not the account exists. Attempts in flight are counted apart from failures:
+//! each takes a reservation *before* the password is checked, and failures plus reservations never
+//! exceed the threshold, so parallel guesses cannot slip past it; the reservation ends with the
+//! attempt, whatever its outcome, so parallel correct sign-ins never lock their own user.
 
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use time::{Duration, OffsetDateTime};
 
-use crate::db::schema::sign_in_throttle;
+use crate::db::schema::{sign_in_attempts, sign_in_throttle};
 
 /// A failure streak this old is forgotten: "consecutive" means within a day.
 const STREAK_RESET_AFTER: Duration = Duration::days(1);
+/// A reservation left by an instance that died mid-attempt frees its slot after this; longer than
+/// any request may run.
+const RESERVATION_TTL: Duration = Duration::minutes(2);
 
 /// When and for how long to lock a username out.
 #[derive(Clone, Copy, Debug)]
@@ -22,6 +27,9 @@ pub struct ThrottlePolicy {
     pub base: Duration,
     /// The longest lockout.
     pub max: Duration,
+    /// How long an attempt waits for a slot while others on the same username are in flight,
+    /// before it is answered "busy, retry" (never "locked").
+    pub slot_wait: std::time::Duration,
 }
 
 /// A username's failure streak.
@@ -82,16 +90,73 @@ impl ThrottlePolicy {
     }
 }
 
-/// The outcome of asking to make an attempt.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Attempt {
-    /// Go ahead: the attempt is already counted and is forgiven on success.
-    Allowed,
-    /// Locked for this long; the password must not even be checked.
-    Locked(Duration),
+impl ThrottlePolicy {
+    /// How many attempts may be in flight at once given the streak: the failures still allowed
+    /// before the threshold, and one at a time once a lock has expired (its failure doubles it).
+    #[must_use]
+    pub fn slots(&self, state: Option<&ThrottleState>, now: OffsetDateTime) -> i64 {
+        let failures = match state {
+            Some(s) if now - s.last_failure_at < STREAK_RESET_AFTER => s.failures,
+            _ => 0,
+        };
+        let threshold = i64::from(self.threshold.max(1));
+        (threshold - i64::from(failures)).max(1)
+    }
 }
 
-/// Counts an attempt for `key` unless the key is locked; one transaction with the row locked.
+/// The outcome of asking to make an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// Go ahead: the attempt holds this reservation until [`end_attempt`].
+    Reserved(Reservation),
+    /// Locked for this long; the password must not even be checked.
+    Locked(Duration),
+    /// As many attempts as may still fail are in flight: wait for one to end, then ask again.
+    Full,
+}
+
+/// A slot held by one attempt in flight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reservation {
+    id: uuid::Uuid,
+    key: String,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The right password: the streak is forgotten.
+    Succeeded,
+    /// A wrong password (or no such user): one more failure, maybe a lock.
+    Failed,
+    /// Never judged (hashing busy, database down, client gone): only the slot is given back.
+    Abandoned,
+}
+
+/// Serialises the attempts on one username key for the rest of the transaction, whether or not
+/// a streak row exists yet (a row lock needs a row; a missing one would let two first attempts
+/// both count the same free slots).
+async fn lock_key(conn: &mut AsyncPgConnection, key: &str) -> QueryResult<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended('sign_in:' || $1, 0))")
+        .bind::<diesel::sql_types::Text, _>(key)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
+async fn current_state(
+    conn: &mut AsyncPgConnection,
+    key: &str,
+) -> QueryResult<Option<ThrottleState>> {
+    sign_in_throttle::table
+        .find(key)
+        .select(ThrottleState::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Takes a slot for an attempt on `key` unless it is locked or its slots are taken.
 pub async fn begin_attempt(
     conn: &mut AsyncPgConnection,
     policy: ThrottlePolicy,
@@ -100,46 +165,79 @@ pub async fn begin_attempt(
 ) -> QueryResult<Attempt> {
     let key = key.to_owned();
     conn.transaction(async |conn| {
-        // Two rounds at most: a missing row may be inserted by a concurrent attempt between our
-        // read and our insert, and then we read it again under its lock.
-        for _ in 0..2 {
-            let current: Option<ThrottleState> = sign_in_throttle::table
-                .find(&key)
-                .select(ThrottleState::as_select())
-                .for_update()
-                .first(conn)
-                .await
-                .optional()?;
-            if let Some(remaining) = policy.remaining_lock(current.as_ref(), now) {
-                return Ok(Attempt::Locked(remaining));
-            }
-            let next = policy.after_failure(current.as_ref(), now);
-            if current.is_some() {
-                diesel::update(sign_in_throttle::table.find(&key))
-                    .set(&next)
-                    .execute(conn)
-                    .await?;
-                return Ok(Attempt::Allowed);
-            }
-            let inserted = diesel::insert_into(sign_in_throttle::table)
-                .values((sign_in_throttle::username_key.eq(&key), &next))
-                .on_conflict_do_nothing()
-                .execute(conn)
-                .await?;
-            if inserted == 1 {
-                return Ok(Attempt::Allowed);
-            }
+        lock_key(conn, &key).await?;
+        let state = current_state(conn, &key).await?;
+        if let Some(remaining) = policy.remaining_lock(state.as_ref(), now) {
+            return Ok(Attempt::Locked(remaining));
         }
-        Err(diesel::result::Error::RollbackTransaction)
+        let in_flight: i64 = sign_in_attempts::table
+            .filter(sign_in_attempts::username_key.eq(&key))
+            .filter(sign_in_attempts::expires_at.gt(now))
+            .count()
+            .get_result(conn)
+            .await?;
+        if in_flight >= policy.slots(state.as_ref(), now) {
+            return Ok(Attempt::Full);
+        }
+        let id = uuid::Uuid::new_v4();
+        diesel::insert_into(sign_in_attempts::table)
+            .values((
+                sign_in_attempts::id.eq(id),
+                sign_in_attempts::username_key.eq(&key),
+                sign_in_attempts::expires_at.eq(now + RESERVATION_TTL),
+            ))
+            .execute(conn)
+            .await?;
+        Ok(Attempt::Reserved(Reservation { id, key }))
     })
     .await
 }
 
-/// Forgets the failure streak of `key` after a successful sign-in.
-pub async fn delete(conn: &mut AsyncPgConnection, key: &str) -> QueryResult<usize> {
-    diesel::delete(sign_in_throttle::table.find(key))
-        .execute(conn)
-        .await
+/// Ends an attempt: gives its slot back and records its outcome in the streak.
+pub async fn end_attempt(
+    conn: &mut AsyncPgConnection,
+    policy: ThrottlePolicy,
+    reservation: &Reservation,
+    outcome: Outcome,
+    now: OffsetDateTime,
+) -> QueryResult<()> {
+    conn.transaction(async |conn| {
+        let key = &reservation.key;
+        lock_key(conn, key).await?;
+        diesel::delete(sign_in_attempts::table.find(reservation.id))
+            .execute(conn)
+            .await?;
+        match outcome {
+            Outcome::Abandoned => {}
+            Outcome::Succeeded => {
+                diesel::delete(sign_in_throttle::table.find(key))
+                    .execute(conn)
+                    .await?;
+            }
+            Outcome::Failed => {
+                let state = current_state(conn, key).await?;
+                let next = policy.after_failure(state.as_ref(), now);
+                diesel::insert_into(sign_in_throttle::table)
+                    .values((sign_in_throttle::username_key.eq(key), &next))
+                    .on_conflict(sign_in_throttle::username_key)
+                    .do_update()
+                    .set(&next)
+                    .execute(conn)
+                    .await?;
+            }
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Deletes reservations of attempts that never ended (their instance died), at most `batch`.
+pub async fn delete_expired_reservations(
+    conn: &mut AsyncPgConnection,
+    now: OffsetDateTime,
+    batch: i64,
+) -> QueryResult<usize> {
+    crate::db::delete_batch(conn, "sign_in_attempts", "expires_at < $1", now, batch).await
 }
 
 /// Deletes streaks that ended more than a day ago and hold no lock, at most `batch` rows.
@@ -168,6 +266,7 @@ mod tests {
         threshold: 5,
         base: Duration::seconds(30),
         max: Duration::seconds(900),
+        slot_wait: std::time::Duration::from_secs(1),
     };
     const T0: OffsetDateTime = datetime!(2026-01-01 00:00 UTC);
 
@@ -221,6 +320,16 @@ mod tests {
         let s = fail_n(5, T0);
         let later = s.last_failure_at + Duration::seconds(31);
         assert_eq!(POLICY.remaining_lock(Some(&s), later), None);
+    }
+
+    #[test]
+    fn slots_are_the_failures_left_and_one_after_a_lock() {
+        assert_eq!(POLICY.slots(None, T0), 5);
+        assert_eq!(POLICY.slots(Some(&fail_n(3, T0)), T0), 2);
+        let locked = fail_n(5, T0);
+        assert_eq!(POLICY.slots(Some(&locked), T0 + Duration::minutes(1)), 1);
+        assert_eq!(POLICY.slots(Some(&fail_n(9, T0)), T0), 1);
+        assert_eq!(POLICY.slots(Some(&locked), T0 + Duration::days(2)), 5);
     }
 
     #[test]
