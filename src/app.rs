@@ -80,6 +80,8 @@ pub struct AppState {
     pub discovery: crate::http::discovery::Documents,
     /// Refresh-token lifetimes, grace window and successor key.
     pub refresh: crate::tokens::refresh::RefreshPolicy,
+    /// Rate limits, and the keys this instance knows to be blocked.
+    pub limits: crate::rate_limits::Limits,
 }
 
 /// A built application, ready to serve.
@@ -128,7 +130,9 @@ impl App {
             grace: config.tokens.refresh_reuse_grace,
             secret: *keys.refresh_secret(),
         };
+        let limits = crate::rate_limits::Limits::new(config.limits);
         let state = AppState {
+            limits,
             db: pool,
             config: Arc::new(config),
             hasher,

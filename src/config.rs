@@ -14,6 +14,7 @@ use url::Url;
 use crate::keys::kek::{KekSource, decode_kek};
 use crate::keys::schedule::{CLOCK_LEEWAY, SchedulePolicy};
 use crate::keys::store::KeyPolicy;
+use crate::rate_limits::{Rate, Rates};
 use crate::sessions::store::SessionLifetimes;
 use crate::users::password::Argon2Settings;
 use crate::users::throttle::ThrottlePolicy;
@@ -52,6 +53,8 @@ pub struct Config {
     pub keys: KeySettings,
     /// Lifetimes of what we issue.
     pub tokens: TokenSettings,
+    /// Rate limits on what attackers repeat.
+    pub limits: Rates,
 }
 
 /// The public face of the server.
@@ -71,6 +74,8 @@ pub struct ServerSettings {
     pub log_filter: String,
     /// `KEYWARD_MAX_CLOCK_SKEW`: how far this instance's clock may be from the database's.
     pub max_clock_skew: Duration,
+    /// `KEYWARD_TRUSTED_PROXIES`: peers whose `Forwarded` / `X-Forwarded-For` we believe.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// The database connection.
@@ -289,6 +294,7 @@ impl Config {
             sessions: sessions(&env)?,
             keys: keys(&env, &tokens)?,
             tokens,
+            limits: limits(&env)?,
         })
     }
 }
@@ -333,12 +339,51 @@ fn server(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<ServerSettings, 
         )?),
         signup_enabled: env.flag("KEYWARD_SIGNUP_ENABLED", true)?,
         log_filter: env.get("KEYWARD_LOG").unwrap_or_else(|| "info".into()),
+        trusted_proxies: trusted_proxies(env)?,
         max_clock_skew: env.duration(
             "KEYWARD_MAX_CLOCK_SKEW",
             5 * Duration::SECOND,
             Duration::SECOND..=DAY,
             "must be between 1s and 1d",
         )?,
+    })
+}
+
+/// CIDRs (or bare addresses) separated by commas or spaces.
+fn trusted_proxies(
+    env: &Env<impl Fn(&str) -> Option<String>>,
+) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    const NAME: &str = "KEYWARD_TRUSTED_PROXIES";
+    let Some(raw) = env.get(NAME) else {
+        return Ok(Vec::new());
+    };
+    raw.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<ipnet::IpNet>()
+                .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| ConfigError::new(NAME, format!("'{s}' is not an address or CIDR")))
+        })
+        .collect()
+}
+
+fn limits(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<Rates, ConfigError> {
+    let rate =
+        |name: &'static str, count: u32, window: Duration| -> Result<Option<Rate>, ConfigError> {
+            match env.get(name) {
+                None => Ok(Some(Rate { count, window })),
+                Some(raw) if raw.eq_ignore_ascii_case("off") => Ok(None),
+                Some(raw) => Rate::parse(&raw, parse_duration)
+                    .map(Some)
+                    .map_err(|m| ConfigError::new(name, m)),
+            }
+        };
+    Ok(Rates {
+        sign_in_per_ip: rate("KEYWARD_LIMIT_SIGN_IN_PER_IP", 20, 10 * MINUTE)?,
+        sign_in_global: rate("KEYWARD_LIMIT_SIGN_IN_GLOBAL", 300, MINUTE)?,
+        token_per_ip: rate("KEYWARD_LIMIT_TOKEN_PER_IP", 60, MINUTE)?,
+        token_per_client: rate("KEYWARD_LIMIT_TOKEN_PER_CLIENT", 300, MINUTE)?,
+        sign_up_per_ip: rate("KEYWARD_LIMIT_SIGN_UP_PER_IP", 10, HOUR)?,
     })
 }
 

@@ -139,9 +139,10 @@ impl AppError {
             SignInError::Busy => Some(Self::Busy),
             SignInError::Db(e) => Some(e.into()),
             SignInError::Internal(e) => Some(Self::Internal(e)),
-            SignInError::WrongCredentials | SignInError::Locked { .. } | SignInError::Disabled => {
-                None
-            }
+            SignInError::WrongCredentials
+            | SignInError::Locked { .. }
+            | SignInError::RateLimited { .. }
+            | SignInError::Disabled => None,
         }
     }
 

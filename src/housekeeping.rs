@@ -20,7 +20,7 @@ pub struct Purged {
     pub codes: usize,
     /// Refresh families (with their tokens) and family access-token records.
     pub refresh: usize,
-    /// Sign-in throttles, abandoned sign-in reservations and trusted devices.
+    /// Sign-in throttles, abandoned sign-in reservations, trusted devices and rate-limit keys.
     pub sign_in: usize,
 }
 
@@ -71,6 +71,7 @@ pub async fn purge(
         )),
         sign_in: drain!(throttle::delete_expired(conn, now, BATCH))
             + drain!(throttle::delete_expired_reservations(conn, now, BATCH))
-            + drain!(devices::delete_expired(conn, now, BATCH)),
+            + drain!(devices::delete_expired(conn, now, BATCH))
+            + drain!(crate::rate_limits::delete_expired(conn, now, BATCH)),
     })
 }

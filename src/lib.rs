@@ -34,6 +34,7 @@ pub mod housekeeping;
 pub mod http;
 pub mod keys;
 pub mod oauth;
+pub mod rate_limits;
 pub mod scope;
 pub mod sessions;
 pub mod telemetry;

@@ -80,3 +80,347 @@ async fn thirty_two_wrong_sign_ins_at_once_are_cut_off_at_the_threshold() {
     let (status, _) = password_grant(&app, &client, "victim", GOOD_PASSWORD).await;
     assert_eq!(status, 200);
 }
+
+/// Posts `form` to `path` as `client` (Basic for confidential ones), claiming to come from
+/// `from` through a proxy when given.
+async fn post_as(
+    app: &TestApp,
+    path: &str,
+    client: &TestClient,
+    form: &[(&str, &str)],
+    from: Option<&str>,
+) -> reqwest::Response {
+    let mut req = app.browser.client.post(format!("{}{path}", app.base));
+    let mut form: Vec<(&str, &str)> = form.to_vec();
+    match &client.secret {
+        Some(secret) => req = req.basic_auth(&client.id, Some(secret)),
+        None => form.push(("client_id", &client.id)),
+    }
+    if let Some(ip) = from {
+        req = req.header("x-forwarded-for", ip);
+    }
+    req.form(&form).send().await.unwrap()
+}
+
+async fn assert_429_json(resp: reqwest::Response) {
+    let status = resp.status().as_u16();
+    let retry_after = resp.headers().get("retry-after").cloned();
+    let text = resp.text().await.unwrap();
+    assert_eq!(status, 429, "{text}");
+    let secs: i64 = retry_after.unwrap().to_str().unwrap().parse().unwrap();
+    assert!(secs >= 1);
+    let body: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(body["error"], "temporarily_unavailable");
+}
+
+fn grant_as(user: &str) -> [(&str, &str); 4] {
+    [
+        ("grant_type", "password"),
+        ("username", user),
+        ("password", "Summer2026!"),
+        ("scope", "openid"),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn password_spraying_from_one_address_is_cut_off_at_the_limit() {
+    let app = TestApp::spawn_with(&[("KEYWARD_LIMIT_SIGN_IN_PER_IP", "20/10m")]).await;
+    app.create_user("owner", GOOD_PASSWORD).await;
+    // The owner signed in on this browser before: a trusted device.
+    let owners = app.new_browser();
+    assert_see_other(&owners.sign_in("owner", GOOD_PASSWORD).await, "/account");
+    owners.sign_out().await;
+    let client = password_client(&app).await;
+    let mut judged = 0;
+    let mut limited = 0;
+    for i in 0..150 {
+        let user = format!("user{i}");
+        let resp = post_as(&app, "/token", &client, &grant_as(&user), None).await;
+        match resp.status().as_u16() {
+            400 => judged += 1,
+            429 => {
+                limited += 1;
+                assert_429_json(resp).await;
+            }
+            other => panic!("{other}"),
+        }
+    }
+    assert_eq!((judged, limited), (20, 130));
+    // The page refuses this address too, before any password is checked...
+    let page = app.new_browser().sign_in("owner", GOOD_PASSWORD).await;
+    assert_eq!(page.status().as_u16(), 429);
+    assert!(page.headers().contains_key("retry-after"));
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("Too many failed sign-ins from your network")
+    );
+    // ...but not the owner's trusted browser.
+    assert_see_other(&owners.sign_in("owner", GOOD_PASSWORD).await, "/account");
+    // One more guess per interval (10m / 20 = 30 s), no burst.
+    app.clock().advance(time::Duration::seconds(30));
+    let statuses: Vec<u16> = [
+        post_as(&app, "/token", &client, &grant_as("late1"), None).await,
+        post_as(&app, "/token", &client, &grant_as("late2"), None).await,
+    ]
+    .iter()
+    .map(|r| r.status().as_u16())
+    .collect();
+    assert_eq!(statuses, [400, 429]);
+
+    // The block was audited once, not once per refusal.
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    let events = keyward::audit::find_by_kind(&mut conn, "rate_limit.exceeded", 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        events.len(),
+        2,
+        "one block, then one more after the interval"
+    );
+    assert_eq!(events[0].details["limit"], "sign_in_per_ip");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_addresses_count_only_from_trusted_proxies() {
+    let limits = [
+        ("KEYWARD_LIMIT_SIGN_IN_PER_IP", "3/10m"),
+        ("KEYWARD_LIMIT_SIGN_IN_GLOBAL", "off"),
+    ];
+    // Not behind a trusted proxy: a client inventing X-Forwarded-For stays itself.
+    let direct = TestApp::spawn_with(&limits).await;
+    let client = password_client(&direct).await;
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let from = format!("203.0.113.{i}");
+        let resp = post_as(&direct, "/token", &client, &grant_as("x"), Some(&from)).await;
+        statuses.push(resp.status().as_u16());
+    }
+    assert_eq!(statuses, [400, 400, 400, 429, 429]);
+
+    // Behind a trusted proxy (loopback here): each forwarded address has its own count.
+    let mut settings = limits.to_vec();
+    settings.push(("KEYWARD_TRUSTED_PROXIES", "127.0.0.0/8, ::1"));
+    let proxied = TestApp::spawn_with(&settings).await;
+    let client = password_client(&proxied).await;
+    let mut statuses = Vec::new();
+    for i in 0..5 {
+        let from = format!("203.0.113.{i}");
+        let resp = post_as(&proxied, "/token", &client, &grant_as("x"), Some(&from)).await;
+        statuses.push(resp.status().as_u16());
+    }
+    assert_eq!(statuses, [400; 5]);
+    for _ in 0..3 {
+        let resp = post_as(
+            &proxied,
+            "/token",
+            &client,
+            &grant_as("x"),
+            Some("198.51.100.1"),
+        )
+        .await;
+        assert_eq!(resp.status().as_u16(), 400);
+    }
+    // A spoofed entry to the left of the real one changes nothing.
+    let spoofed = post_as(
+        &proxied,
+        "/token",
+        &client,
+        &grant_as("x"),
+        Some("9.9.9.9, 198.51.100.1"),
+    )
+    .await;
+    assert_eq!(spoofed.status().as_u16(), 429);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failed_sign_ins_from_many_addresses_hit_the_global_limit() {
+    let app = TestApp::spawn_with(&[
+        ("KEYWARD_LIMIT_SIGN_IN_PER_IP", "off"),
+        ("KEYWARD_LIMIT_SIGN_IN_GLOBAL", "10/1m"),
+        ("KEYWARD_TRUSTED_PROXIES", "127.0.0.1"),
+    ])
+    .await;
+    app.create_user("carol", GOOD_PASSWORD).await;
+    let client = password_client(&app).await;
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let from = format!("198.51.100.{i}");
+        let user = format!("user{i}");
+        statuses.push(
+            post_as(&app, "/token", &client, &grant_as(&user), Some(&from))
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(statuses[..10], [400; 10]);
+    assert_eq!(statuses[10..], [429; 2]);
+    // A right password from a new address is refused too while the spraying lasts.
+    let resp = post_as(
+        &app,
+        "/token",
+        &client,
+        &[
+            ("grant_type", "password"),
+            ("username", "carol"),
+            ("password", GOOD_PASSWORD),
+            ("scope", "openid"),
+        ],
+        Some("192.0.2.99"),
+    )
+    .await;
+    assert_429_json(resp).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guessing_codes_and_secrets_from_one_address_is_cut_off() {
+    let app = TestApp::spawn_with(&[
+        ("KEYWARD_LIMIT_TOKEN_PER_IP", "10/1m"),
+        ("KEYWARD_TRUSTED_PROXIES", "127.0.0.1"),
+    ])
+    .await;
+    let client = app.register_client("web", ClientSpec::default()).await;
+    let guess = |i: usize| format!("kwc_guess{i}");
+    let mut errors = Vec::new();
+    for i in 0..10 {
+        let code = guess(i);
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", crate::support::oauth::REDIRECT_URI),
+            ("code_verifier", "x"),
+        ];
+        let resp = post_as(&app, "/token", &client, &form, Some("203.0.113.9")).await;
+        errors.push(resp.json::<Value>().await.unwrap()["error"].clone());
+    }
+    assert_eq!(errors, vec![Value::from("invalid_grant"); 10]);
+    // Now every token endpoint refuses this address, with a right secret or a wrong one.
+    let from = Some("203.0.113.9");
+    let form = [("grant_type", "client_credentials")];
+    assert_429_json(post_as(&app, "/token", &client, &form, from).await).await;
+    let wrong = TestClient {
+        id: client.id.clone(),
+        secret: Some("kwcs_wrong".to_owned()),
+    };
+    let token = [("token", "whatever")];
+    assert_429_json(post_as(&app, "/introspect", &wrong, &token, from).await).await;
+    assert_429_json(post_as(&app, "/revoke", &client, &token, from).await).await;
+    // Another address is unaffected; its wrong secrets count as failures of its own.
+    let other = Some("203.0.113.10");
+    assert_eq!(
+        post_as(&app, "/revoke", &client, &token, other)
+            .await
+            .status()
+            .as_u16(),
+        200
+    );
+    for _ in 0..10 {
+        let resp = post_as(&app, "/introspect", &wrong, &token, other).await;
+        assert_eq!(resp.status().as_u16(), 401);
+    }
+    assert_429_json(post_as(&app, "/revoke", &client, &token, other).await).await;
+    // Malformed requests are bugs, not guesses: they never count.
+    let careless = Some("203.0.113.11");
+    for _ in 0..20 {
+        let form = [("grant_type", "authorization_code")];
+        let resp = post_as(&app, "/token", &client, &form, careless).await;
+        assert_eq!(resp.status().as_u16(), 400);
+    }
+    let resp = post_as(&app, "/revoke", &client, &token, careless).await;
+    assert_eq!(resp.status().as_u16(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_confidential_client_failing_redemptions_is_limited_but_not_a_public_one() {
+    let app = TestApp::spawn_with(&[
+        ("KEYWARD_LIMIT_TOKEN_PER_IP", "off"),
+        ("KEYWARD_LIMIT_TOKEN_PER_CLIENT", "5/1m"),
+    ])
+    .await;
+    let spec = ClientSpec {
+        grants: vec!["authorization_code", "refresh_token", "client_credentials"],
+        ..ClientSpec::default()
+    };
+    let confidential = app.register_client("backend", spec).await;
+    let public = app
+        .register_client(
+            "spa",
+            ClientSpec {
+                public: true,
+                ..ClientSpec::default()
+            },
+        )
+        .await;
+    let bad_refresh = [
+        ("grant_type", "refresh_token"),
+        ("refresh_token", "kwr_guess"),
+    ];
+    for client in [&confidential, &public] {
+        for _ in 0..5 {
+            let resp = post_as(&app, "/token", client, &bad_refresh, None).await;
+            assert_eq!(resp.status().as_u16(), 400);
+        }
+    }
+    let cc = [("grant_type", "client_credentials")];
+    assert_429_json(post_as(&app, "/token", &confidential, &cc, None).await).await;
+    // Anyone can name a public client: it is never blocked for others' guesses.
+    let resp = post_as(&app, "/token", &public, &bad_refresh, None).await;
+    assert_eq!(resp.status().as_u16(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_ups_from_one_address_are_limited() {
+    let app = TestApp::spawn_with(&[("KEYWARD_LIMIT_SIGN_UP_PER_IP", "3/1h")]).await;
+    for i in 0..3 {
+        let b = app.new_browser();
+        assert_see_other(
+            &b.sign_up(&format!("new{i}"), "", GOOD_PASSWORD).await,
+            "/account",
+        );
+    }
+    let resp = app.new_browser().sign_up("new3", "", GOOD_PASSWORD).await;
+    assert_eq!(resp.status().as_u16(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    assert!(
+        resp.text()
+            .await
+            .unwrap()
+            .contains("Too many new accounts from your network")
+    );
+    assert!(app.find_user_named("new3").await.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn instances_share_the_count() {
+    let app = TestApp::spawn_with(&[("KEYWARD_LIMIT_SIGN_IN_PER_IP", "5/10m")]).await;
+    let other = app.another_instance(&[]).await;
+    let client = password_client(&app).await;
+    for _ in 0..3 {
+        let resp = post_as(&app, "/token", &client, &grant_as("x"), None).await;
+        assert_eq!(resp.status().as_u16(), 400);
+    }
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(
+            post_as(&other, "/token", &client, &grant_as("x"), None)
+                .await
+                .status()
+                .as_u16(),
+        );
+    }
+    // Five failures in all, whichever instance judged them: the sixth is refused.
+    assert_eq!(statuses, [400, 400, 429]);
+    // The first instance learns of the block at its next failure, at most one more judged.
+    let first = post_as(&app, "/token", &client, &grant_as("x"), None)
+        .await
+        .status()
+        .as_u16();
+    let second = post_as(&app, "/token", &client, &grant_as("x"), None)
+        .await
+        .status()
+        .as_u16();
+    assert_eq!(second, 429);
+    assert!(first == 400 || first == 429);
+}

@@ -77,6 +77,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    rate_limits (key) {
+        key -> Text,
+        tat -> Timestamptz,
+    }
+}
+
+diesel::table! {
     refresh_families (id) {
         id -> Uuid,
         client_id -> Text,
@@ -205,6 +212,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     consents,
     family_access_tokens,
     key_set_version,
+    rate_limits,
     refresh_families,
     refresh_tokens,
     revoked_access_tokens,

@@ -6,22 +6,35 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
+use crate::http::client_ip::ClientIp;
 use crate::http::form::OAuthForm;
 use crate::http::oauth_error::{TokenError, no_store};
-use crate::http::token::authenticate_client;
+use crate::http::token::{Guard, authenticate_client};
 use crate::oauth::client_auth::ClientAuthError;
 use crate::oauth::error::OAuthError;
 use crate::oauth::introspection::{self, Hint};
+use crate::oauth::params::Params;
 
 /// `POST /introspect`: fails closed (503) when the database cannot be asked, never answering
 /// `active: true` unchecked.
 #[tracing::instrument(skip_all, fields(client_id))]
 pub async fn introspect_token(
     State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Result<Response, TokenError> {
-    let (client, mut conn) = authenticate_client(&state, &headers, &params).await?;
+    let guard = Guard::new(&state, ip)?;
+    let result = introspect(&state, &headers, &params).await;
+    guard.finish(result).await
+}
+
+async fn introspect(
+    state: &AppState,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Response, TokenError> {
+    let (client, mut conn) = authenticate_client(state, headers, params).await?;
     tracing::Span::current().record("client_id", client.id.as_str());
     if client.is_public {
         return Err(ClientAuthError::refused("public clients cannot introspect").into());

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod assets;
 pub mod authorize;
+pub mod client_ip;
 pub mod discovery;
 pub mod form;
 pub mod health;

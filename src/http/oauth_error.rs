@@ -29,6 +29,9 @@ pub enum TokenError {
     /// The body is over the size limit: 413 (RFC 9110 §15.5.14), with an `invalid_request` body
     /// so OAuth client libraries still find an RFC 6749 §5.2 error to report.
     TooLarge,
+    /// A rate limit refused the request: 429 (RFC 6585 §4) with `Retry-After`, and
+    /// `temporarily_unavailable` (RFC 6749 §4.1.2.1) so client libraries report a retryable error.
+    TooMany(time::Duration),
     /// Something broke or is overloaded: `server_error` or `temporarily_unavailable`.
     App(AppError),
 }
@@ -59,6 +62,7 @@ impl From<GrantError> for TokenError {
         match e {
             GrantError::OAuth(e) => Self::OAuth(e),
             GrantError::App(e) => Self::App(e),
+            GrantError::RateLimited(d) => Self::TooMany(d),
         }
     }
 }
@@ -109,6 +113,21 @@ impl IntoResponse for TokenError {
                 body(e.error.code, e.error.description),
             )
                 .into_response(),
+            Self::TooMany(retry_after) => {
+                let secs = retry_after.whole_seconds().max(1);
+                let mut r = (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    body(
+                        ErrorCode::TemporarilyUnavailable,
+                        "too many failed requests; retry after the time in Retry-After",
+                    ),
+                )
+                    .into_response();
+                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                    r.headers_mut().insert(header::RETRY_AFTER, v);
+                }
+                r
+            }
             Self::TooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 body(ErrorCode::InvalidRequest, "the body is too large"),

@@ -231,6 +231,17 @@ where
     }
 }
 
+/// "a minute", "3 minutes": how long to wait, rounded up to whole minutes, for a page to say.
+#[must_use]
+pub fn wait_in_words(secs: i64) -> String {
+    let minutes = (secs + 59) / 60;
+    if minutes <= 1 {
+        "a minute".to_owned()
+    } else {
+        format!("{minutes} minutes")
+    }
+}
+
 /// A form that carries nothing but its CSRF token (sign-out confirmations).
 #[derive(serde::Deserialize)]
 pub struct CsrfForm {

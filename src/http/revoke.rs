@@ -1,27 +1,40 @@
 //! `POST /revoke` (RFC 7009): a client ends one of its tokens.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
+use crate::http::client_ip::ClientIp;
 use crate::http::form::OAuthForm;
 use crate::http::oauth_error::{TokenError, no_store};
-use crate::http::token::authenticate_client;
+use crate::http::token::{Guard, authenticate_client};
 use crate::oauth::error::OAuthError;
+use crate::oauth::params::Params;
 use crate::oauth::revocation;
 
 /// `POST /revoke`: 200 whether or not the token existed (RFC 7009 §2.2).
 #[tracing::instrument(skip_all, fields(client_id))]
 pub async fn revoke_token(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Result<Response, TokenError> {
-    let (client, mut conn) = authenticate_client(&state, &headers, &params).await?;
+    let guard = Guard::new(&state, ip)?;
+    let result = revoke(&state, ip, &headers, &params).await;
+    guard.finish(result).await
+}
+
+async fn revoke(
+    state: &AppState,
+    ip: IpAddr,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Response, TokenError> {
+    let (client, mut conn) = authenticate_client(state, headers, params).await?;
     tracing::Span::current().record("client_id", client.id.as_str());
     let token = params
         .get_even_empty("token")
@@ -32,7 +45,7 @@ pub async fn revoke_token(
         state.config.server.issuer.as_str(),
         &client,
         token,
-        Some(peer.ip().into()),
+        Some(ip.into()),
         state.clock.now(),
     )
     .await?;

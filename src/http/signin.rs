@@ -8,21 +8,20 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use std::net::SocketAddr;
-
-use axum::extract::ConnectInfo;
 use serde_json::json;
 
 use crate::app::AppState;
 use crate::audit::{self, NewAuditEvent};
+use crate::http::client_ip::ClientIp;
 use crate::http::page::{
     PageError, PageForm, cookie_value, csrf_for_form, require_csrf, see_other, set_cookie,
+    wait_in_words,
 };
 use crate::sessions;
 use crate::tokens::opaque::TokenHash;
 use crate::users::devices::DEVICE_TRUST_TTL;
 use crate::users::name::Username;
-use crate::users::sign_in::{Device, SignInError, sign_in};
+use crate::users::sign_in::{Checks, Device, SignInError, sign_in};
 
 /// The sign-in form.
 #[derive(Template, WebTemplate)]
@@ -81,7 +80,7 @@ pub async fn get_signin(
 pub async fn submit_signin(
     State(state): State<AppState>,
     session: Session,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     PageForm(form): PageForm<SignInForm>,
 ) -> Result<Response, PageError> {
@@ -89,17 +88,22 @@ pub async fn submit_signin(
     let device_cookie = state.cookies.device;
     let device = cookie_value(&headers, device_cookie).map(TokenHash::of);
     let now = state.clock.now();
+    let checks = Checks {
+        pool: &state.db,
+        hasher: &state.hasher,
+        throttle: state.config.passwords.throttle,
+        limits: &state.limits,
+        ip: client_ip,
+    };
     let result = sign_in(
-        &state.db,
-        &state.hasher,
-        state.config.passwords.throttle,
+        &checks,
         &form.username,
         &form.password,
         Device::Browser(device.as_ref()),
         now,
     )
     .await;
-    let ip = Some(peer.ip().into());
+    let ip = Some(client_ip.into());
     let signed_in = match result {
         Ok(s) => s,
         Err(e) => {
@@ -154,6 +158,7 @@ async fn record_failure(
     let reason = match error {
         SignInError::WrongCredentials => "wrong_credentials",
         SignInError::Locked { .. } => "locked",
+        SignInError::RateLimited { .. } => "rate_limited",
         SignInError::Disabled => "disabled",
         SignInError::Busy | SignInError::Db(_) | SignInError::Internal(_) => return,
     };
@@ -182,12 +187,18 @@ async fn signin_failed(
         ),
         SignInError::Locked { retry_after } => {
             let secs = retry_after.whole_seconds().max(1);
-            let minutes = (secs + 59) / 60;
-            let message = if minutes <= 1 {
-                "Too many failed attempts. Try again in a minute.".to_owned()
-            } else {
-                format!("Too many failed attempts. Try again in {minutes} minutes.")
-            };
+            let message = format!(
+                "Too many failed attempts. Try again in {}.",
+                wait_in_words(secs)
+            );
+            (StatusCode::TOO_MANY_REQUESTS, message, Some(secs))
+        }
+        SignInError::RateLimited { retry_after } => {
+            let secs = retry_after.whole_seconds().max(1);
+            let message = format!(
+                "Too many failed sign-ins from your network. Try again in {}.",
+                wait_in_words(secs)
+            );
             (StatusCode::TOO_MANY_REQUESTS, message, Some(secs))
         }
         SignInError::Busy | SignInError::Db(_) | SignInError::Internal(_) => {

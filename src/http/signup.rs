@@ -3,14 +3,18 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
 use crate::app::AppState;
 use crate::db;
-use crate::http::page::{PageError, PageForm, csrf_for_form, require_csrf, see_other};
+use crate::http::client_ip::ClientIp;
+use crate::http::page::{
+    PageError, PageForm, csrf_for_form, require_csrf, see_other, wait_in_words,
+};
+use crate::rate_limits::{Key, Limit};
 use crate::sessions;
 use crate::users::name::{Email, Username};
 use crate::users::password::check_new_password;
@@ -78,6 +82,7 @@ fn check_form(form: &SignUpForm) -> Result<(Username, Option<Email>), String> {
 pub async fn submit_signup(
     State(state): State<AppState>,
     session: Session,
+    ClientIp(ip): ClientIp,
     PageForm(form): PageForm<SignUpForm>,
 ) -> Result<Response, PageError> {
     if !state.config.server.signup_enabled {
@@ -103,8 +108,28 @@ pub async fn submit_signup(
         Err(message) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, message).await,
     };
 
-    let hash = state.hasher.hash(&form.password).await?;
     let now = state.clock.now();
+    // Counted before the hash and whatever the outcome: a taken name is a probe too.
+    let taken = {
+        let mut conn = db::connect(&state.db).await?;
+        state
+            .limits
+            .take(&mut conn, Limit::SignUpPerIp, &Key::ip(ip), now)
+            .await?
+    };
+    if let Err(blocked) = taken {
+        let secs = blocked.retry_after.whole_seconds().max(1);
+        let message = format!(
+            "Too many new accounts from your network. Try again in {}.",
+            wait_in_words(secs)
+        );
+        let mut response = refuse(StatusCode::TOO_MANY_REQUESTS, message).await?;
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return Ok(response);
+    }
+    let hash = state.hasher.hash(&form.password).await?;
     let user = {
         let mut conn = db::connect(&state.db).await?;
         match users::insert(

@@ -1,24 +1,27 @@
 //! `POST /token` (RFC 6749 §3.2): authenticate the client, read the grant's request, run it.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::clients::Client;
 use crate::db::{self, PooledConn};
+use crate::http::client_ip::ClientIp;
 use crate::http::form::OAuthForm;
 use crate::http::oauth_error::{TokenError, no_store};
 use crate::oauth::client_auth;
-use crate::oauth::grant::password::PasswordCheck;
+use crate::oauth::error::ErrorCode;
 use crate::oauth::grant::{
     GrantContext, IssuerSettings, TokenRequest, authorization_code, client_credentials, password,
     refresh_token,
 };
 use crate::oauth::params::Params;
+use crate::rate_limits::{Key, Limit};
+use crate::users::sign_in::Checks;
 
 /// Authenticates the calling client (RFC 6749 §2.3) and hands back a connection to go on with.
 pub async fn authenticate_client(
@@ -35,20 +38,113 @@ pub async fn authenticate_client(
     Ok((client_auth::authenticate(client, &presented)?, conn))
 }
 
+/// The address a request came from, and what its failure should count against.
+pub struct Guard<'a> {
+    state: &'a AppState,
+    ip: Key,
+    now: time::OffsetDateTime,
+    /// An authenticated confidential client whose redemption failures count against it.
+    client: Option<Key>,
+    /// A password grant: its `invalid_grant` is a failed sign-in, counted by the sign-in limits.
+    sign_in: bool,
+}
+
+impl<'a> Guard<'a> {
+    /// Refuses at once (429) when this address failed too often at the token endpoints.
+    pub fn new(state: &'a AppState, ip: IpAddr) -> Result<Self, TokenError> {
+        let now = state.clock.now();
+        let ip = Key::ip(ip);
+        state
+            .limits
+            .check(Limit::TokenPerIp, &ip, now)
+            .map_err(|b| TokenError::TooMany(b.retry_after))?;
+        Ok(Self {
+            state,
+            ip,
+            now,
+            client: None,
+            sign_in: false,
+        })
+    }
+
+    /// Refuses (429) a confidential client whose redemptions failed too often; from now on this
+    /// request's failed redemption counts against it. Public clients are not counted: anyone can
+    /// name one, and a limit per public client would let anyone lock it out.
+    fn client(&mut self, client: &Client) -> Result<(), TokenError> {
+        if client.is_public {
+            return Ok(());
+        }
+        let key = Key::client(&client.id);
+        self.state
+            .limits
+            .check(Limit::TokenPerClient, &key, self.now)
+            .map_err(|b| TokenError::TooMany(b.retry_after))?;
+        self.client = Some(key);
+        Ok(())
+    }
+
+    /// Counts a failed client authentication or redemption (never a refusal for other reasons:
+    /// a malformed request or an unsupported grant is a bug, not a guess); a failure to count is
+    /// logged, and the answer stays the request's own.
+    pub async fn finish<T>(self, result: Result<T, TokenError>) -> Result<T, TokenError> {
+        let Err(e) = &result else {
+            return result;
+        };
+        let guess = match e {
+            TokenError::Client(c) => c.error.code == ErrorCode::InvalidClient,
+            TokenError::OAuth(o) => o.code == ErrorCode::InvalidGrant && !self.sign_in,
+            _ => false,
+        };
+        if guess && let Err(e) = self.count(matches!(e, TokenError::OAuth(_))).await {
+            tracing::warn!(error = %e, "could not count a failed token request");
+        }
+        result
+    }
+
+    async fn count(&self, redemption: bool) -> Result<(), crate::db::DbError> {
+        let limits = &self.state.limits;
+        let mut conn = db::connect(&self.state.db).await?;
+        limits
+            .record(&mut conn, Limit::TokenPerIp, &self.ip, self.now)
+            .await?;
+        if redemption && let Some(client) = &self.client {
+            limits
+                .record(&mut conn, Limit::TokenPerClient, client, self.now)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
 /// `POST /token`.
 #[tracing::instrument(skip_all, fields(client_id, grant_type))]
 pub async fn exchange_token(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Result<Response, TokenError> {
+    let mut guard = Guard::new(&state, ip)?;
+    let result = exchange(&state, &mut guard, ip, &headers, &params).await;
+    guard.finish(result).await
+}
+
+async fn exchange(
+    state: &AppState,
+    guard: &mut Guard<'_>,
+    ip: IpAddr,
+    headers: &HeaderMap,
+    params: &Params,
+) -> Result<Response, TokenError> {
     let grant_type = params.require("grant_type", "grant_type is required")?;
-    let (client, mut conn) = authenticate_client(&state, &headers, &params).await?;
+    let (client, mut conn) = authenticate_client(state, headers, params).await?;
     let span = tracing::Span::current();
     span.record("client_id", client.id.as_str());
-    let request = TokenRequest::parse(grant_type, &client, &params)?;
+    let request = TokenRequest::parse(grant_type, &client, params)?;
     span.record("grant_type", request.grant_type().as_str());
+    if !matches!(request, TokenRequest::Password(_)) {
+        guard.client(&client)?;
+    }
     let config = &state.config;
     let ctx = GrantContext {
         keys: &state.keys.ring,
@@ -58,8 +154,8 @@ pub async fn exchange_token(
             id_ttl: config.tokens.id_ttl,
         },
         refresh: &state.refresh,
-        ip: Some(peer.ip().into()),
-        now: state.clock.now(),
+        ip: Some(ip.into()),
+        now: guard.now,
     };
     let response = match &request {
         TokenRequest::AuthorizationCode(r) => {
@@ -74,12 +170,15 @@ pub async fn exchange_token(
         }
         TokenRequest::Password(r) => {
             drop(conn);
-            let check = PasswordCheck {
+            let checks = Checks {
                 pool: &state.db,
                 hasher: &state.hasher,
                 throttle: config.passwords.throttle,
+                limits: &state.limits,
+                ip,
             };
-            password::password(check, &ctx, &client, r).await?
+            guard.sign_in = true;
+            password::password(&checks, &ctx, &client, r).await?
         }
     };
     Ok(no_store(Json(response).into_response()))

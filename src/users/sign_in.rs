@@ -1,6 +1,10 @@
 //! Checking a username and password: throttle, constant work for unknown users, rehash, devices.
 
+use std::net::IpAddr;
+
 use time::{Duration, OffsetDateTime};
+
+use crate::rate_limits::{Key, Limit, Limits};
 
 use crate::db::{self, DbError, DbPool};
 use crate::tokens::opaque::{PlainToken, TokenHash};
@@ -28,6 +32,12 @@ pub enum SignInError {
     /// Too many consecutive failures for this username.
     #[error("Too many failed attempts. Try again later.")]
     Locked {
+        /// How long until the next attempt is accepted.
+        retry_after: Duration,
+    },
+    /// Too many failed sign-ins from this address, or everywhere at once (password spraying).
+    #[error("Too many failed sign-ins from your network. Try again later.")]
+    RateLimited {
         /// How long until the next attempt is accepted.
         retry_after: Duration,
     },
@@ -69,25 +79,45 @@ pub enum Device<'a> {
     Api,
 }
 
-/// Checks credentials typed on the sign-in page.
+/// What a sign-in is checked with and counted against.
+#[derive(Clone, Copy)]
+#[expect(
+    missing_debug_implementations,
+    reason = "holds the pool, which has no Debug"
+)]
+pub struct Checks<'a> {
+    /// The pool (no connection is held while hashing).
+    pub pool: &'a DbPool,
+    /// The hasher.
+    pub hasher: &'a PasswordHasher,
+    /// The per-username lockout.
+    pub throttle: ThrottlePolicy,
+    /// The per-address and global limits on failures.
+    pub limits: &'a Limits,
+    /// The client's address.
+    pub ip: IpAddr,
+}
+
+/// Checks credentials typed on the sign-in page or sent with the password grant.
 ///
 /// Takes the pool, not a connection: no connection is held while waiting for a hashing slot.
 pub async fn sign_in(
-    pool: &DbPool,
-    hasher: &PasswordHasher,
-    policy: ThrottlePolicy,
+    checks: &Checks<'_>,
     unverified_username: &str,
     password: &str,
     from: Device<'_>,
     now: OffsetDateTime,
 ) -> Result<SignedIn, SignInError> {
+    let (pool, hasher, policy) = (checks.pool, checks.hasher, checks.throttle);
     let device = match from {
         Device::Browser(d) => d,
         Device::Api => None,
     };
     let Ok(username) = Username::parse(unverified_username) else {
         // No account can have this name; do the same work as for a wrong password anyway.
+        refuse_if_limited(checks, now)?;
         hasher.verify_dummy(password).await?;
+        count_failure(checks, now).await?;
         return Err(SignInError::WrongCredentials);
     };
     let (user, trusted) = look_up(pool, &username, device, now).await?;
@@ -96,12 +126,14 @@ pub async fn sign_in(
     let slot = if trusted {
         None
     } else {
+        refuse_if_limited(checks, now)?;
         Some(Slot::take(pool, policy, &username.key(), now).await?)
     };
     let verification = check_password(hasher, user.as_ref(), password).await?;
     let (Some(user), Verification::Match { needs_rehash }) = (user, verification) else {
         if let Some(slot) = slot {
             slot.end(Outcome::Failed).await?;
+            count_failure(checks, now).await?;
         }
         if let (true, Some(d)) = (trusted, device) {
             let mut conn = db::connect(pool).await?;
@@ -127,6 +159,36 @@ pub async fn sign_in(
         remember_device: matches!(from, Device::Browser(_)),
     };
     finish(pool, user, &success, now).await
+}
+
+/// Refuses before any hashing when this address, or everyone at once, failed too often. A trusted
+/// device never gets here: its owner keeps signing in through a spraying attack.
+///
+/// Failures are counted after the fact, not reserved before hashing as the per-username slots
+/// are: a service signing many users in from one address at once must not be refused for its
+/// attempts in flight. So attempts already in flight when the limit is reached are still judged:
+/// at most the hashing queue's worth per instance (`KEYWARD_HASH_QUEUE`) beyond the limit.
+fn refuse_if_limited(checks: &Checks<'_>, now: OffsetDateTime) -> Result<(), SignInError> {
+    let limits = checks.limits;
+    limits
+        .check(Limit::SignInPerIp, &Key::ip(checks.ip), now)
+        .and_then(|()| limits.check(Limit::SignInGlobal, &Key::global(), now))
+        .map_err(|b| SignInError::RateLimited {
+            retry_after: b.retry_after,
+        })
+}
+
+/// Counts a failed sign-in against its address and the global limit.
+async fn count_failure(checks: &Checks<'_>, now: OffsetDateTime) -> Result<(), SignInError> {
+    let mut conn = db::connect(checks.pool).await?;
+    let limits = checks.limits;
+    limits
+        .record(&mut conn, Limit::SignInPerIp, &Key::ip(checks.ip), now)
+        .await?;
+    limits
+        .record(&mut conn, Limit::SignInGlobal, &Key::global(), now)
+        .await?;
+    Ok(())
 }
 
 /// Looks the user up, and whether this browser is a trusted device of that user.

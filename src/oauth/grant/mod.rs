@@ -145,6 +145,9 @@ pub enum GrantError {
     /// The database, the hasher or the signer failed: 503 or 500.
     #[error(transparent)]
     App(#[from] AppError),
+    /// A rate limit refused the request: 429 with `Retry-After`.
+    #[error("rate limited")]
+    RateLimited(time::Duration),
 }
 
 impl From<diesel::result::Error> for GrantError {

@@ -5,7 +5,7 @@
 use diesel_async::AsyncConnection;
 
 use crate::clients::Client;
-use crate::db::{self, DbPool};
+use crate::db;
 use crate::error::AppError;
 use crate::oauth::error::OAuthError;
 use crate::oauth::grant::{
@@ -15,9 +15,7 @@ use crate::oauth::grant::{
 use crate::oauth::params::Params;
 use crate::scope::Scopes;
 use crate::users;
-use crate::users::password::PasswordHasher;
-use crate::users::sign_in::{Device, SignInError, sign_in};
-use crate::users::throttle::ThrottlePolicy;
+use crate::users::sign_in::{Checks, Device, SignInError, sign_in};
 
 /// A password grant request, as sent.
 pub struct PasswordRequest {
@@ -54,25 +52,10 @@ impl PasswordRequest {
     }
 }
 
-/// What the password grant needs to check a password the way the sign-in page does.
-#[derive(Clone, Copy)]
-#[expect(
-    missing_debug_implementations,
-    reason = "holds the pool, which has no Debug"
-)]
-pub struct PasswordCheck<'a> {
-    /// The pool (no connection is held while hashing).
-    pub pool: &'a DbPool,
-    /// The hasher.
-    pub hasher: &'a PasswordHasher,
-    /// The lockout rules.
-    pub throttle: ThrottlePolicy,
-}
-
 /// Checks the password and issues tokens for the person, as a code exchange would.
 #[tracing::instrument(skip_all, fields(client_id = %client.id, grant_type = "password"))]
 pub async fn password(
-    check: PasswordCheck<'_>,
+    check: &Checks<'_>,
     ctx: &GrantContext<'_>,
     client: &Client,
     request: &PasswordRequest,
@@ -83,9 +66,7 @@ pub async fn password(
         );
     }
     let signed_in = sign_in(
-        check.pool,
-        check.hasher,
-        check.throttle,
+        check,
         &request.username,
         &request.password,
         Device::Api,
@@ -126,6 +107,7 @@ fn refusal(e: SignInError) -> GrantError {
             invalid_grant("wrong username or password")
         }
         SignInError::Locked { .. } => invalid_grant("too many failed attempts; try again later"),
+        SignInError::RateLimited { retry_after } => GrantError::RateLimited(retry_after),
         other => {
             GrantError::App(AppError::from_sign_in(other).unwrap_or_else(|| {
                 AppError::Internal(anyhow::anyhow!("unexpected sign-in refusal"))
