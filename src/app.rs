@@ -37,6 +37,8 @@ pub struct CookieSettings {
     pub session: &'static str,
     /// The trusted-device cookie.
     pub device: &'static str,
+    /// The CSRF cookie of visitors without a session.
+    pub csrf: &'static str,
     /// Whether cookies carry `Secure`.
     pub secure: bool,
 }
@@ -49,12 +51,14 @@ impl CookieSettings {
             Self {
                 session: "__Host-keyward_session",
                 device: "__Host-keyward_device",
+                csrf: "__Host-keyward_csrf",
                 secure: true,
             }
         } else {
             Self {
                 session: "keyward_session",
                 device: "keyward_device",
+                csrf: "keyward_csrf",
                 secure: false,
             }
         }
@@ -82,6 +86,8 @@ pub struct AppState {
     pub refresh: crate::tokens::refresh::RefreshPolicy,
     /// Rate limits, and the keys this instance knows to be blocked.
     pub limits: crate::rate_limits::Limits,
+    /// Signs the CSRF tokens of visitors without a session.
+    pub csrf: crate::http::csrf::VisitorCsrf,
 }
 
 /// A built application, ready to serve.
@@ -131,8 +137,10 @@ impl App {
             secret: *keys.refresh_secret(),
         };
         let limits = crate::rate_limits::Limits::new(config.limits);
+        let csrf = crate::http::csrf::VisitorCsrf::new(keys.csrf_secret());
         let state = AppState {
             limits,
+            csrf,
             db: pool,
             config: Arc::new(config),
             hasher,

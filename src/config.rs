@@ -312,8 +312,18 @@ fn sessions(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<SessionSetting
         idle..=365 * DAY,
         "must be at least KEYWARD_SESSION_IDLE_TTL and at most 365d",
     )?;
+    let pre_sign_in = env.duration(
+        "KEYWARD_SESSION_PRE_SIGN_IN_TTL",
+        HOUR,
+        5 * MINUTE..=idle,
+        "must be at least 5m and at most KEYWARD_SESSION_IDLE_TTL",
+    )?;
     Ok(SessionSettings {
-        lifetimes: SessionLifetimes { idle, absolute },
+        lifetimes: SessionLifetimes {
+            idle,
+            absolute,
+            pre_sign_in,
+        },
     })
 }
 
@@ -384,6 +394,7 @@ fn limits(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<Rates, ConfigErr
         token_per_ip: rate("KEYWARD_LIMIT_TOKEN_PER_IP", 60, MINUTE)?,
         token_per_client: rate("KEYWARD_LIMIT_TOKEN_PER_CLIENT", 300, MINUTE)?,
         sign_up_per_ip: rate("KEYWARD_LIMIT_SIGN_UP_PER_IP", 10, HOUR)?,
+        pending_per_ip: rate("KEYWARD_LIMIT_PENDING_PER_IP", 100, 10 * MINUTE)?,
     })
 }
 

@@ -424,3 +424,151 @@ async fn instances_share_the_count() {
     assert_eq!(second, 429);
     assert!(first == 400 || first == 429);
 }
+
+async fn session_rows(app: &TestApp) -> i64 {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use keyward::db::schema::sessions;
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    sessions::table.count().get_result(&mut conn).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn anonymous_visitors_leave_at_most_a_handful_of_rows() {
+    let app = TestApp::spawn_with(&[("KEYWARD_LIMIT_PENDING_PER_IP", "5/10m")]).await;
+    let client = app.register_client("web", ClientSpec::default()).await;
+    let authorize = app.authorize_url(&client, &crate::support::oauth::Pkce::new(), &[]);
+    // Cookie-less, as a script hammering the pages would be.
+    let bare = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let before = session_rows(&app).await;
+    for i in 0..500 {
+        let path = ["/signin", "/signup", "/account"][i % 3];
+        let resp = bare
+            .get(format!("{}{path}", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().as_u16() < 400, "{path}: {}", resp.status());
+    }
+    assert_eq!(
+        session_rows(&app).await,
+        before,
+        "forms and redirects store nothing"
+    );
+    let mut limited = 0;
+    for _ in 0..500 {
+        let resp = bare
+            .get(format!("{}{authorize}", app.base))
+            .send()
+            .await
+            .unwrap();
+        match resp.status().as_u16() {
+            303 => {}
+            429 => {
+                limited += 1;
+                assert!(resp.headers().contains_key("retry-after"));
+            }
+            other => panic!("{other}"),
+        }
+    }
+    // A pending request is worth a row; five per address, then one per two minutes.
+    assert_eq!(session_rows(&app).await, before + 5);
+    assert_eq!(limited, 495);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_session_nobody_signed_in_to_is_short_lived() {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use keyward::db::schema::sessions;
+    let app = TestApp::spawn().await;
+    app.create_user("alice", GOOD_PASSWORD).await;
+    let client = app.register_client("web", ClientSpec::default()).await;
+    let now = app.clock().now();
+    let b = app.new_browser();
+    b.get(&app.authorize_url(&client, &crate::support::oauth::Pkce::new(), &[]))
+        .await;
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    let ends: Vec<time::OffsetDateTime> = sessions::table
+        .select(sessions::absolute_expires_at)
+        .load(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(ends, [now + time::Duration::hours(1)]);
+    // Signing in makes a new session with the full lifetime (7 days by default).
+    assert_eq!(b.sign_in("alice", GOOD_PASSWORD).await.status(), 303);
+    let ends: Vec<time::OffsetDateTime> = sessions::table
+        .select(sessions::absolute_expires_at)
+        .load(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(ends, [now + time::Duration::days(7)]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_visitor_form_token_works_only_with_its_own_cookie() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", GOOD_PASSWORD).await;
+    let (one, two) = (app.new_browser(), app.new_browser());
+    let token = one.csrf("/signin").await;
+    let other_token = two.csrf("/signin").await;
+    let form = |csrf: &str| {
+        [
+            ("csrf", csrf.to_owned()),
+            ("username", "alice".to_owned()),
+            ("password", GOOD_PASSWORD.to_owned()),
+        ]
+    };
+    let post = |cookie: Option<String>, csrf: &str| {
+        let mut req = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .post(format!("{}/signin", app.base))
+            .form(&form(csrf));
+        if let Some(c) = cookie {
+            req = req.header("cookie", format!("keyward_csrf={c}"));
+        }
+        req.send()
+    };
+    let cookie_one = one.cookie("keyward_csrf").expect("a CSRF cookie");
+    // No cookie, another visitor's cookie, a made-up token: all refused.
+    assert_eq!(post(None, &token).await.unwrap().status().as_u16(), 403);
+    let cookie_two = two.cookie("keyward_csrf").expect("a CSRF cookie");
+    assert_eq!(
+        post(Some(cookie_two), &token)
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+    assert_eq!(
+        post(Some(cookie_one.clone()), &other_token)
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+    assert_eq!(
+        post(Some(cookie_one.clone()), &cookie_one)
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+    // The right pair signs in.
+    assert_eq!(
+        post(Some(cookie_one), &token)
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        303
+    );
+}

@@ -3,6 +3,7 @@
 use reqwest::StatusCode;
 use time::Duration;
 
+use crate::support::oauth::{ClientSpec, Pkce};
 use crate::support::{GOOD_PASSWORD, TestApp, assert_see_other, csrf_of, location};
 
 const WRONG: &str = "not the password";
@@ -196,7 +197,10 @@ async fn forms_without_the_right_csrf_token_are_refused() {
 async fn the_session_id_changes_at_sign_in_and_the_old_one_is_dead() {
     let app = TestApp::spawn().await;
     app.create_user("mia", GOOD_PASSWORD).await;
+    let client = app.register_client("web", ClientSpec::default()).await;
     let b = &app.browser;
+    // An app's authorization request gives the browser a session before anyone signs in.
+    b.get(&app.authorize_url(&client, &Pkce::new(), &[])).await;
     let csrf = b.csrf("/signin").await;
     let before = b.cookie("keyward_session").expect("session before sign-in");
     let resp = b
@@ -209,7 +213,7 @@ async fn the_session_id_changes_at_sign_in_and_the_old_one_is_dead() {
             ],
         )
         .await;
-    assert_see_other(&resp, "/account");
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER, "signed in");
     let after = b.cookie("keyward_session").expect("session after sign-in");
     assert_ne!(before, after, "fixation: the id must change at sign-in");
 
@@ -321,11 +325,21 @@ async fn session_and_device_cookies_are_httponly_and_lax() {
 #[tokio::test(flavor = "multi_thread")]
 async fn over_https_cookies_are_secure_and_host_prefixed() {
     let app = TestApp::spawn_with(&[("KEYWARD_ISSUER", "https://id.example.com")]).await;
-    let resp = app.browser.get("/signin").await;
-    let cookie = resp.headers()["set-cookie"].to_str().unwrap();
-    assert!(cookie.starts_with("__Host-keyward_session="), "{cookie}");
-    assert!(cookie.contains("Secure"));
-    assert!(!cookie.contains("Domain="));
+    let client = app.register_client("web", ClientSpec::default()).await;
+    let pending = app
+        .browser
+        .get(&app.authorize_url(&client, &Pkce::new(), &[]))
+        .await;
+    let form = app.new_browser().get("/signin").await;
+    for (resp, name) in [
+        (pending, "__Host-keyward_session="),
+        (form, "__Host-keyward_csrf="),
+    ] {
+        let cookie = resp.headers()["set-cookie"].to_str().unwrap();
+        assert!(cookie.starts_with(name), "{cookie}");
+        assert!(cookie.contains("Secure"));
+        assert!(!cookie.contains("Domain="));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -55,7 +55,11 @@ pub async fn get_account(
     session: Session,
 ) -> Result<Response, PageError> {
     let Some(current) = sessions::signed_in(&session).await? else {
-        sessions::set_return_to(&session, "/account").await?;
+        // A session may still name an abandoned app request to return to: replace it. Without
+        // a session there is nothing to keep (the sign-in page goes to /account by default).
+        if session.id().is_some() {
+            sessions::set_return_to(&session, "/account").await?;
+        }
         return Ok(see_other("/signin"));
     };
     let mut conn = db::connect(&state.db).await?;

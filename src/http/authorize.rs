@@ -1,10 +1,10 @@
 //! `/authorize` (RFC 6749 §4.1, OIDC Core §3.1.2) and the consent page.
 
-use std::net::SocketAddr;
+use std::net::IpAddr;
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{ConnectInfo, Query, RawQuery, State};
+use axum::extract::{Query, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -15,10 +15,12 @@ use crate::audit::{self, NewAuditEvent};
 use crate::clients::{self, Client};
 use crate::crypto::random_bytes;
 use crate::db;
+use crate::http::client_ip::ClientIp;
 use crate::http::page::{PageError, PageForm, csrf_for_form, require_csrf, see_other};
 use crate::oauth::authorize::{self, AuthorizationRequest, Next, redirect_with};
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::params::Params;
+use crate::rate_limits::{Key, Limit};
 use crate::scope;
 use crate::sessions::{self, SignedInSession};
 use crate::tokens::codes;
@@ -41,14 +43,15 @@ pub struct ConsentPage {
 pub async fn get_authorize(
     State(state): State<AppState>,
     session: Session,
+    ClientIp(ip): ClientIp,
     RawQuery(query): RawQuery,
 ) -> Result<Response, PageError> {
-    start(
-        &state,
-        &session,
-        &Params::parse(query.unwrap_or_default().as_bytes()),
-    )
-    .await
+    let visitor = Visitor {
+        session: &session,
+        ip,
+    };
+    let params = Params::parse(query.unwrap_or_default().as_bytes());
+    start(&state, visitor, &params).await
 }
 
 /// `POST /authorize` (form-encoded, OIDC Core §3.1.2.1).
@@ -56,9 +59,14 @@ pub async fn get_authorize(
 pub async fn post_authorize(
     State(state): State<AppState>,
     session: Session,
+    ClientIp(ip): ClientIp,
     PageForm(pairs): PageForm<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
-    start(&state, &session, &Params::from_pairs(pairs)).await
+    let visitor = Visitor {
+        session: &session,
+        ip,
+    };
+    start(&state, visitor, &Params::from_pairs(pairs)).await
 }
 
 fn error_redirect(
@@ -79,9 +87,16 @@ fn error_redirect(
     see_other(&redirect_with(redirect_uri, &params))
 }
 
+/// The browser asking: its session, and its address (new sessions are counted per address).
+#[derive(Clone, Copy)]
+struct Visitor<'a> {
+    session: &'a Session,
+    ip: IpAddr,
+}
+
 async fn start(
     state: &AppState,
-    session: &Session,
+    visitor: Visitor<'_>,
     params: &Params,
 ) -> Result<Response, PageError> {
     let (client_id, redirect_uri) = authorize::client_and_redirect(params)?;
@@ -99,7 +114,7 @@ async fn start(
         random_bytes::<16>(),
     );
     match authorize::validate(params, &client, redirect_uri, id) {
-        Ok(request) => proceed(state, session, &client, request).await,
+        Ok(request) => proceed(state, visitor, &client, request).await,
         Err(error) => {
             let client_state = authorize::echoable_state(params);
             Ok(error_redirect(state, redirect_uri, error, client_state))
@@ -111,10 +126,11 @@ async fn start(
 #[tracing::instrument(skip_all, fields(client_id = %client.id))]
 async fn proceed(
     state: &AppState,
-    session: &Session,
+    visitor: Visitor<'_>,
     client: &Client,
     request: AuthorizationRequest,
 ) -> Result<Response, PageError> {
+    let session = visitor.session;
     let now = state.clock.now();
     let redirect_error = |code, description| {
         Ok(error_redirect(
@@ -161,7 +177,7 @@ async fn proceed(
         }
         (Next::SignIn | Next::IssueCode, _) => {
             drop(conn);
-            send_to_sign_in(session, &request).await
+            send_to_sign_in(state, visitor, &request).await
         }
     }
 }
@@ -181,10 +197,29 @@ async fn signed_in_active(
 }
 
 /// Keeps the request and sends the person to the sign-in page, which comes back to resume it.
+///
+/// A browser without a session gets one here, its first state worth keeping: such new sessions
+/// are counted per address (`KEYWARD_LIMIT_PENDING_PER_IP`), so one client cannot fill the table.
 async fn send_to_sign_in(
-    session: &Session,
+    state: &AppState,
+    visitor: Visitor<'_>,
     request: &AuthorizationRequest,
 ) -> Result<Response, PageError> {
+    let session = visitor.session;
+    if session.id().is_none() {
+        let now = state.clock.now();
+        let mut conn = db::connect(&state.db).await?;
+        let key = Key::ip(visitor.ip);
+        if let Err(blocked) = state
+            .limits
+            .take(&mut conn, Limit::PendingPerIp, &key, now)
+            .await?
+        {
+            return Err(PageError::TooManyPending {
+                retry_after: blocked.retry_after,
+            });
+        }
+    }
     sessions::put_pending(session, request).await?;
     let reauth = request.prompt.login || request.max_age.is_some();
     sessions::require_sign_in(session, request.login_hint.as_deref(), reauth).await?;
@@ -233,6 +268,7 @@ async fn pending(
 pub async fn resume_authorize(
     State(state): State<AppState>,
     session: Session,
+    ClientIp(ip): ClientIp,
     Query(q): Query<RequestQuery>,
 ) -> Result<Response, PageError> {
     let (request, client) = pending(&state, &session, &q.request).await?;
@@ -244,7 +280,11 @@ pub async fn resume_authorize(
         },
         ..request
     };
-    proceed(&state, &session, &client, request).await
+    let visitor = Visitor {
+        session: &session,
+        ip,
+    };
+    proceed(&state, visitor, &client, request).await
 }
 
 /// `GET /consent`.
@@ -289,7 +329,7 @@ pub struct ConsentForm {
 pub async fn submit_consent(
     State(state): State<AppState>,
     session: Session,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     PageForm(form): PageForm<ConsentForm>,
 ) -> Result<Response, PageError> {
     require_csrf(&session, &form.csrf).await?;
@@ -321,7 +361,7 @@ pub async fn submit_consent(
         &NewAuditEvent::new("consent.granted", &format!("user:{}", signed.user_id), now)
             .user(signed.user_id)
             .client(&client.id)
-            .ip(Some(peer.ip().into()))
+            .ip(Some(ip.into()))
             .details(json!({ "scope": request.scope })),
     )
     .await?;
@@ -334,5 +374,9 @@ pub async fn submit_consent(
         },
         ..request
     };
-    proceed(&state, &session, &client, request).await
+    let visitor = Visitor {
+        session: &session,
+        ip,
+    };
+    proceed(&state, visitor, &client, request).await
 }

@@ -13,10 +13,8 @@ use serde_json::json;
 use crate::app::AppState;
 use crate::audit::{self, NewAuditEvent};
 use crate::http::client_ip::ClientIp;
-use crate::http::page::{
-    PageError, PageForm, cookie_value, csrf_for_form, require_csrf, see_other, set_cookie,
-    wait_in_words,
-};
+use crate::http::csrf;
+use crate::http::page::{PageError, PageForm, cookie_value, see_other, set_cookie, wait_in_words};
 use crate::sessions;
 use crate::tokens::opaque::TokenHash;
 use crate::users::devices::DEVICE_TRUST_TTL;
@@ -56,6 +54,7 @@ pub struct SignInForm {
 pub async fn get_signin(
     State(state): State<AppState>,
     session: Session,
+    headers: HeaderMap,
     Query(query): Query<SignInQuery>,
 ) -> Result<Response, PageError> {
     let (reauth, login_hint) = sessions::sign_in_requirements(&session).await?;
@@ -65,14 +64,15 @@ pub async fn get_signin(
         return Ok(see_other(to.as_deref().unwrap_or("/account")));
     }
     let notice = query.signed_out.is_some().then_some("You have signed out.");
-    Ok(SignInPage {
-        csrf: csrf_for_form(&session).await?,
+    let csrf = csrf::for_visitor(&state, &session, &headers).await?;
+    let page = SignInPage {
+        csrf: csrf.token.clone(),
         username: login_hint.unwrap_or_default(),
         error: None,
         notice,
         signup_enabled: state.config.server.signup_enabled,
-    }
-    .into_response())
+    };
+    Ok(csrf.attach(page.into_response()))
 }
 
 /// `POST /signin`: checks the credentials and signs the browser in.
@@ -84,7 +84,7 @@ pub async fn submit_signin(
     headers: HeaderMap,
     PageForm(form): PageForm<SignInForm>,
 ) -> Result<Response, PageError> {
-    require_csrf(&session, &form.csrf).await?;
+    csrf::require_for_visitor(&state, &session, &headers, &form.csrf).await?;
     let device_cookie = state.cookies.device;
     let device = cookie_value(&headers, device_cookie).map(TokenHash::of);
     let now = state.clock.now();
@@ -108,7 +108,7 @@ pub async fn submit_signin(
         Ok(s) => s,
         Err(e) => {
             record_failure(&state, &form.username, &e, ip).await;
-            return signin_failed(&state, &session, form.username, e).await;
+            return signin_failed(&state, &session, &headers, form.username, e).await;
         }
     };
     record(
@@ -174,6 +174,7 @@ async fn record_failure(
 async fn signin_failed(
     state: &AppState,
     session: &Session,
+    headers: &HeaderMap,
     username: String,
     error: SignInError,
 ) -> Result<Response, PageError> {
@@ -208,17 +209,15 @@ async fn signin_failed(
     tracing::info!(reason = ?status, "sign-in refused");
     // The username is shown again (escaped by the template), the password never is.
     let username: String = username.chars().take(64).collect();
-    let mut response = (
-        status,
-        SignInPage {
-            csrf: csrf_for_form(session).await?,
-            username,
-            error: Some(message),
-            notice: None,
-            signup_enabled: state.config.server.signup_enabled,
-        },
-    )
-        .into_response();
+    let csrf = csrf::for_visitor(state, session, headers).await?;
+    let page = SignInPage {
+        csrf: csrf.token.clone(),
+        username,
+        error: Some(message),
+        notice: None,
+        signup_enabled: state.config.server.signup_enabled,
+    };
+    let mut response = csrf.attach((status, page).into_response());
     if let Some(secs) = retry_after
         && let Ok(v) = HeaderValue::from_str(&secs.to_string())
     {

@@ -3,7 +3,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
@@ -11,9 +11,8 @@ use tower_sessions::Session;
 use crate::app::AppState;
 use crate::db;
 use crate::http::client_ip::ClientIp;
-use crate::http::page::{
-    PageError, PageForm, csrf_for_form, require_csrf, see_other, wait_in_words,
-};
+use crate::http::csrf;
+use crate::http::page::{PageError, PageForm, see_other, wait_in_words};
 use crate::rate_limits::{Key, Limit};
 use crate::sessions;
 use crate::users::name::{Email, Username};
@@ -50,6 +49,7 @@ pub struct SignUpForm {
 pub async fn get_signup(
     State(state): State<AppState>,
     session: Session,
+    headers: HeaderMap,
 ) -> Result<Response, PageError> {
     if !state.config.server.signup_enabled {
         return Err(PageError::SignupDisabled);
@@ -57,13 +57,14 @@ pub async fn get_signup(
     if sessions::signed_in(&session).await?.is_some() {
         return Ok(see_other("/account"));
     }
-    Ok(SignUpPage {
-        csrf: csrf_for_form(&session).await?,
+    let csrf = csrf::for_visitor(&state, &session, &headers).await?;
+    let page = SignUpPage {
+        csrf: csrf.token.clone(),
         username: String::new(),
         email: String::new(),
         error: None,
-    }
-    .into_response())
+    };
+    Ok(csrf.attach(page.into_response()))
 }
 
 /// The form's name, address and password, each checked; the first problem in words for the person.
@@ -83,24 +84,23 @@ pub async fn submit_signup(
     State(state): State<AppState>,
     session: Session,
     ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     PageForm(form): PageForm<SignUpForm>,
 ) -> Result<Response, PageError> {
     if !state.config.server.signup_enabled {
         return Err(PageError::SignupDisabled);
     }
-    require_csrf(&session, &form.csrf).await?;
+    csrf::require_for_visitor(&state, &session, &headers, &form.csrf).await?;
 
     let refuse = async |status: StatusCode, message: String| -> Result<Response, PageError> {
-        Ok((
-            status,
-            SignUpPage {
-                csrf: csrf_for_form(&session).await?,
-                username: form.username.chars().take(64).collect(),
-                email: form.email.chars().take(254).collect(),
-                error: Some(message),
-            },
-        )
-            .into_response())
+        let csrf = csrf::for_visitor(&state, &session, &headers).await?;
+        let page = SignUpPage {
+            csrf: csrf.token.clone(),
+            username: form.username.chars().take(64).collect(),
+            email: form.email.chars().take(254).collect(),
+            error: Some(message),
+        };
+        Ok(csrf.attach((status, page).into_response()))
     };
 
     let (username, email) = match check_form(&form) {

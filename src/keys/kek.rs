@@ -62,6 +62,7 @@ pub struct Kek {
     key: LessSafeKey,
     id: String,
     refresh_secret: [u8; 32],
+    csrf_secret: [u8; 32],
 }
 
 impl fmt::Debug for Kek {
@@ -101,10 +102,18 @@ impl Kek {
         );
         let mut refresh_secret = [0u8; 32];
         refresh_secret.copy_from_slice(tag.as_ref());
+        // And one for the CSRF tokens of visitors without a session (signed double-submit).
+        let tag = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes),
+            b"keyward anonymous csrf v1",
+        );
+        let mut csrf_secret = [0u8; 32];
+        csrf_secret.copy_from_slice(tag.as_ref());
         Self {
             key,
             id,
             refresh_secret,
+            csrf_secret,
         }
     }
 
@@ -112,6 +121,12 @@ impl Kek {
     #[must_use]
     pub fn refresh_secret(&self) -> &[u8; 32] {
         &self.refresh_secret
+    }
+
+    /// The key the CSRF tokens of visitors without a session are signed with.
+    #[must_use]
+    pub fn csrf_secret(&self) -> &[u8; 32] {
+        &self.csrf_secret
     }
 
     /// Loads the KEK from its source; a missing file is created with a new random key, mode 0600.

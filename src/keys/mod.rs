@@ -80,6 +80,12 @@ impl KeyManager {
         })
     }
 
+    /// The key anonymous CSRF tokens are signed with.
+    #[must_use]
+    pub fn csrf_secret(&self) -> &[u8; 32] {
+        self.kek.csrf_secret()
+    }
+
     /// The key refresh-token successors are derived with.
     #[must_use]
     pub fn refresh_secret(&self) -> &[u8; 32] {

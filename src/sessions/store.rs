@@ -3,7 +3,8 @@
 //! Records are MessagePack. The session id is a bearer secret, so rows are keyed by its SHA-256.
 //! Expiry is ours, on the injected clock (tower-sessions would date records by the system clock):
 //! a session ends after `idle` without a request, and `absolute` after it began (a sign-in
-//! cycles the id, so: after the sign-in), whatever it does. Reading a session pushes its idle
+//! cycles the id, so: after the sign-in), whatever it does; a session nobody signed in to ends
+//! `pre_sign_in` after it began. Reading a session pushes its idle
 //! expiry on at most once a minute, so a page view is not a write. Expired rows are deleted by
 //! `housekeeping`.
 
@@ -28,6 +29,9 @@ pub struct SessionLifetimes {
     pub idle: Duration,
     /// A session ends this long after it began, however busy.
     pub absolute: Duration,
+    /// A session that nobody signed in to (a pending authorization request, a return path) ends
+    /// this long after it began: anonymous visitors leave only short-lived rows.
+    pub pre_sign_in: Duration,
 }
 
 /// A read pushes the idle expiry on only when it moved by more than this.
@@ -124,7 +128,12 @@ impl SessionStore for PgSessionStore {
         let mut conn = self.conn().await?;
         // A 128-bit id practically never collides, but if it does we must not overwrite the
         // other session: pick a new id until the insert goes in.
-        let absolute = self.clock.now() + self.lifetimes.absolute;
+        let lifetime = if user_of(record).is_some() {
+            self.lifetimes.absolute
+        } else {
+            self.lifetimes.pre_sign_in
+        };
+        let absolute = self.clock.now() + lifetime;
         loop {
             let inserted = diesel::insert_into(sessions::table)
                 .values((
