@@ -88,6 +88,8 @@ pub struct AppState {
     pub limits: crate::rate_limits::Limits,
     /// Signs the CSRF tokens of visitors without a session.
     pub csrf: crate::http::csrf::VisitorCsrf,
+    /// Bounds on classes of database work, for shedding under overload.
+    pub work: crate::http::shed::WorkClasses,
 }
 
 /// A built application, ready to serve.
@@ -99,7 +101,8 @@ pub struct App {
 impl App {
     /// Builds the state and router. The database may be down: connections are made on demand.
     pub async fn build(config: Config, clock: Clock) -> anyhow::Result<Self> {
-        let pool = db::build_pool(&config.database.url, config.database.pool_size)?;
+        let database = &config.database;
+        let pool = db::build_pool(&database.url, database.pool_size, database.pool_wait)?;
         // Before anything is dated: keys, codes and sessions written by a skewed instance would
         // be judged by the others against another time.
         check_clock(&clock, &pool, config.server.max_clock_skew).await?;
@@ -138,7 +141,12 @@ impl App {
         };
         let limits = crate::rate_limits::Limits::new(config.limits);
         let csrf = crate::http::csrf::VisitorCsrf::new(keys.csrf_secret());
+        let work = crate::http::shed::WorkClasses::new(
+            config.database.pool_size,
+            config.database.pool_wait,
+        );
         let state = AppState {
+            work,
             limits,
             csrf,
             db: pool,

@@ -85,6 +85,8 @@ pub struct DatabaseSettings {
     pub url: String,
     /// `KEYWARD_DB_POOL_SIZE`: how many database connections this process keeps at most.
     pub pool_size: usize,
+    /// `KEYWARD_DB_POOL_WAIT`: how long a request waits for a free connection before its 503.
+    pub pool_wait: std::time::Duration,
 }
 
 impl fmt::Debug for DatabaseSettings {
@@ -93,6 +95,7 @@ impl fmt::Debug for DatabaseSettings {
         f.debug_struct("DatabaseSettings")
             .field("url", &"<set>")
             .field("pool_size", &self.pool_size)
+            .field("pool_wait", &self.pool_wait)
             .finish()
     }
 }
@@ -412,9 +415,16 @@ fn database(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<DatabaseSettin
         ));
     }
     let pool_size = env.number("KEYWARD_DB_POOL_SIZE", 16, 1..=1000)?;
+    let pool_wait = env.duration(
+        "KEYWARD_DB_POOL_WAIT",
+        Duration::milliseconds(250),
+        Duration::milliseconds(1)..=30 * Duration::SECOND,
+        "must be between 1ms and 30s",
+    )?;
     Ok(DatabaseSettings {
         url,
         pool_size: pool_size as usize,
+        pool_wait: to_std(pool_wait),
     })
 }
 
@@ -584,12 +594,19 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let n: i64 = digits
         .parse()
         .map_err(|_| format!("'{raw}' is not a duration like 30s, 15m, 12h or 14d"))?;
+    if unit == "ms" {
+        return Ok(Duration::milliseconds(n));
+    }
     let unit_secs = match unit {
         "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        _ => return Err(format!("'{raw}' has an unknown unit (use s, m, h or d)")),
+        _ => {
+            return Err(format!(
+                "'{raw}' has an unknown unit (use ms, s, m, h or d)"
+            ));
+        }
     };
     n.checked_mul(unit_secs)
         .filter(|s| *s <= 3650 * 86_400)
@@ -680,6 +697,7 @@ mod tests {
     #[test]
     fn durations_accept_units_and_reject_garbage() {
         assert_eq!(parse_duration("90"), Ok(Duration::seconds(90)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::milliseconds(250)));
         assert_eq!(parse_duration("15m"), Ok(15 * MINUTE));
         assert_eq!(parse_duration("2d"), Ok(2 * DAY));
         assert!(parse_duration("").is_err());

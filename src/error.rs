@@ -17,11 +17,14 @@ use crate::users::sign_in::SignInError;
 const RETRY_AFTER_UNAVAILABLE: &str = "5";
 /// Seconds a client should wait after a 503 for a full hashing queue: it drains in moments.
 const RETRY_AFTER_BUSY: &str = "2";
+/// Seconds a client should wait after a request was shed for want of a free connection.
+const RETRY_AFTER_SHED: &str = "1";
 
 /// A burst of the same refusal is logged once per this.
 const BURST_QUIET: std::time::Duration = std::time::Duration::from_secs(10);
 
 static BUSY: Burst = Burst::new();
+static SHED: Burst = Burst::new();
 static UNAVAILABLE: Burst = Burst::new();
 
 /// Counts repeats of one kind of log line so a burst is logged once, with how many it stood for.
@@ -77,6 +80,10 @@ pub enum AppError {
     /// Password hashing is saturated; the request may be retried shortly.
     #[error("password hashing is saturated")]
     Busy,
+    /// Shed: every database connection (or every slot of its class of work) stayed busy for the
+    /// whole short wait; the request may be retried shortly.
+    #[error("overloaded: request shed")]
+    Shed,
     /// Anything else: a bug or a broken invariant.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
@@ -87,7 +94,7 @@ pub enum AppError {
 pub enum Failure {
     /// Retry later (503): the database is unreachable.
     Unavailable,
-    /// Retry shortly (503): too many password checks at once.
+    /// Retry shortly (503): too many password checks, or too much database work, at once.
     Busy,
     /// Our fault (500).
     Internal,
@@ -95,7 +102,9 @@ pub enum Failure {
 
 impl From<DbError> for AppError {
     fn from(e: DbError) -> Self {
-        if e.is_unavailable() {
+        if matches!(e, DbError::Exhausted) {
+            Self::Shed
+        } else if e.is_unavailable() {
             Self::Unavailable(anyhow::Error::new(e))
         } else {
             Self::Internal(anyhow::Error::new(e))
@@ -151,7 +160,7 @@ impl AppError {
     pub fn failure(&self) -> Failure {
         match self {
             Self::Unavailable(_) => Failure::Unavailable,
-            Self::Busy => Failure::Busy,
+            Self::Busy | Self::Shed => Failure::Busy,
             Self::Internal(_) => Failure::Internal,
         }
     }
@@ -183,6 +192,11 @@ impl AppError {
                     );
                 }
             }
+            Self::Shed => {
+                if let Some(more) = SHED.note(std::time::Instant::now()) {
+                    tracing::warn!(shed_since_last = more, "overloaded: shedding requests");
+                }
+            }
             Self::Internal(e) => tracing::error!(error = %format!("{e:#}"), "internal error"),
         }
     }
@@ -192,10 +206,11 @@ impl AppError {
     pub fn respond(self, body: impl IntoResponse) -> Response {
         self.log();
         let mut response = (self.status(), body).into_response();
-        let retry_after = match self.failure() {
-            Failure::Unavailable => Some(RETRY_AFTER_UNAVAILABLE),
-            Failure::Busy => Some(RETRY_AFTER_BUSY),
-            Failure::Internal => None,
+        let retry_after = match (&self, self.failure()) {
+            (Self::Shed, _) => Some(RETRY_AFTER_SHED),
+            (_, Failure::Unavailable) => Some(RETRY_AFTER_UNAVAILABLE),
+            (_, Failure::Busy) => Some(RETRY_AFTER_BUSY),
+            (_, Failure::Internal) => None,
         };
         if let Some(seconds) = retry_after {
             response

@@ -572,3 +572,68 @@ async fn a_visitor_form_token_works_only_with_its_own_cookie() {
         303
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_every_connection_busy_requests_are_shed_at_once_and_public_documents_still_served() {
+    let app = TestApp::spawn_with(&[
+        ("KEYWARD_DB_POOL_SIZE", "2"),
+        ("KEYWARD_DB_POOL_WAIT", "50ms"),
+    ])
+    .await;
+    let spec = ClientSpec {
+        grants: vec!["authorization_code", "refresh_token", "client_credentials"],
+        ..ClientSpec::default()
+    };
+    let client = app.register_client("backend", spec).await;
+    // Everything the pool has, held as a long query would hold it (the app's own background
+    // work may hold one for a moment: wait for it, never for a duration).
+    let take = || async {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            if let Ok(conn) = keyward::db::connect(&app.state.db).await {
+                return conn;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no connection came free"
+            );
+        }
+    };
+    let held = [take().await, take().await];
+    let refresh = [("grant_type", "refresh_token"), ("refresh_token", "kwr_x")];
+    for form in [&refresh[..], &[("grant_type", "client_credentials")][..]] {
+        let resp = post_as(&app, "/token", &client, form, None).await;
+        assert_eq!(resp.status().as_u16(), 503);
+        // Shed, not "the database is down": retry in a second, not five.
+        assert_eq!(resp.headers()["retry-after"], "1");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "temporarily_unavailable");
+    }
+    let page = app
+        .new_browser()
+        .get_with_cookie("/account", "keyward_session=AAAAAAAAAAAAAAAAAAAAAA")
+        .await;
+    assert_eq!(page.status().as_u16(), 503);
+    for path in [
+        "/jwks.json",
+        "/.well-known/openid-configuration",
+        "/signin",
+        "/healthz",
+    ] {
+        assert_eq!(
+            app.new_browser().get(path).await.status().as_u16(),
+            200,
+            "{path}"
+        );
+    }
+    drop(held);
+    let resp = post_as(
+        &app,
+        "/token",
+        &client,
+        &[("grant_type", "client_credentials")],
+        None,
+    )
+    .await;
+    assert_eq!(resp.status().as_u16(), 200);
+}

@@ -13,8 +13,8 @@ use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 /// Every migration in `migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
-/// How long a request waits for a pooled connection before it gives up with 503.
-const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long opening (or checking) a connection may take before the database counts as down.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The shared connection pool.
 pub type DbPool = Pool<AsyncPgConnection>;
@@ -27,9 +27,12 @@ pub enum DbError {
     /// No connection could be had from the pool (server down, refused, or pool exhausted).
     #[error("no database connection available")]
     Pool(#[source] PoolError),
-    /// Waiting for a pooled connection took longer than [`CHECKOUT_TIMEOUT`].
-    #[error("timed out waiting for a database connection")]
+    /// Opening a connection took longer than [`CONNECT_TIMEOUT`].
+    #[error("timed out connecting to the database")]
     Timeout,
+    /// Every pooled connection stayed busy for the whole pool wait: shed this request.
+    #[error("every database connection is busy")]
+    Exhausted,
     /// A query failed.
     #[error(transparent)]
     Query(#[from] diesel::result::Error),
@@ -40,7 +43,7 @@ impl DbError {
     #[must_use]
     pub fn is_unavailable(&self) -> bool {
         match self {
-            Self::Pool(_) | Self::Timeout => true,
+            Self::Pool(_) | Self::Timeout | Self::Exhausted => true,
             Self::Query(diesel::result::Error::DatabaseError(kind, info)) => {
                 matches!(
                     kind,
@@ -57,18 +60,28 @@ impl DbError {
 }
 
 /// Builds the pool; connections are opened lazily, so this succeeds with the database down.
-pub fn build_pool(database_url: &str, max_size: usize) -> anyhow::Result<DbPool> {
+///
+/// A request waits at most `wait` for a connection to come free: under overload it is shed
+/// (503 with `Retry-After`) instead of queueing behind everyone else until its client gives up.
+pub fn build_pool(database_url: &str, max_size: usize, wait: Duration) -> anyhow::Result<DbPool> {
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
-    Ok(Pool::builder(manager).max_size(max_size).build()?)
+    Ok(Pool::builder(manager)
+        .max_size(max_size)
+        .runtime(deadpool::Runtime::Tokio1)
+        .wait_timeout(Some(wait))
+        .create_timeout(Some(CONNECT_TIMEOUT))
+        .recycle_timeout(Some(CONNECT_TIMEOUT))
+        .build()?)
 }
 
-/// Checks a connection out of the pool, giving up after [`CHECKOUT_TIMEOUT`].
+/// Checks a connection out of the pool.
 pub async fn connect(pool: &DbPool) -> Result<PooledConn, DbError> {
-    match tokio::time::timeout(CHECKOUT_TIMEOUT, pool.get()).await {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(DbError::Pool(e)),
-        Err(_) => Err(DbError::Timeout),
-    }
+    use deadpool::managed::TimeoutType;
+    pool.get().await.map_err(|e| match e {
+        PoolError::Timeout(TimeoutType::Wait) => DbError::Exhausted,
+        PoolError::Timeout(_) => DbError::Timeout,
+        other => DbError::Pool(other),
+    })
 }
 
 /// Any fixed number: the advisory lock instances take around migrating.

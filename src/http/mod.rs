@@ -14,6 +14,7 @@ pub mod oauth_error;
 pub mod page;
 pub mod revoke;
 pub mod rp_logout;
+pub mod shed;
 pub mod signin;
 pub mod signout;
 pub mod signup;

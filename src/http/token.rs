@@ -137,6 +137,12 @@ async fn exchange(
     params: &Params,
 ) -> Result<Response, TokenError> {
     let grant_type = params.require("grant_type", "grant_type is required")?;
+    // Rotations (codes, refresh tokens) are the heavy database work: bounded so that under
+    // overload they shed fast and leave connections to client_credentials and introspection.
+    let _slot = match grant_type {
+        "authorization_code" | "refresh_token" => Some(state.work.rotation().await?),
+        _ => None,
+    };
     let (client, mut conn) = authenticate_client(state, headers, params).await?;
     let span = tracing::Span::current();
     span.record("client_id", client.id.as_str());

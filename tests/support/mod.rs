@@ -74,6 +74,9 @@ fn test_env(database_url: &str, issuer: &str) -> HashMap<&'static str, String> {
         // The manual clock stands still while the database's runs on: a slow test must not make
         // a later instance or /readyz refuse. The clock tests set their own bound.
         ("KEYWARD_MAX_CLOCK_SKEW", "1h".to_owned()),
+        // Race tests release many requests at once on a small pool: on a busy machine they must
+        // queue, not be shed. The shedding test sets its own short wait.
+        ("KEYWARD_DB_POOL_WAIT", "30s".to_owned()),
     ])
 }
 
