@@ -7,7 +7,7 @@ PG := .ci/pg
 # Use nextest when it is installed (one process per test, clear summary), else cargo test.
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help run test lint fmt db db-stop db-reset migrate schema build bench bench-http browser
+.PHONY: help run test lint fmt db db-stop db-reset migrate schema build bench bench-http bench-overload browser
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,6 +41,9 @@ bench: ## Signing throughput: Keyward's signer vs raw OpenSSL, measured in one r
 
 bench-http: ## Token endpoint over HTTP (wrk) next to raw OpenSSL signing, same run
 	benches/token_endpoint.sh 10
+
+bench-overload: ## Refresh at 1x and 3x capacity (open loop) while JWKS, discovery, client_credentials are probed
+	benches/overload.sh 8
 
 fmt: ## Format the code
 	$(CARGO) fmt --all
