@@ -263,3 +263,93 @@ async fn a_deleted_client_is_gone_and_both_changes_are_audited() {
         assert_eq!(events.len(), 1, "{kind}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_machine_client_needs_no_redirect_uri_and_origins_are_exact() {
+    let app = TestApp::spawn().await;
+    let machine = keyward(
+        &app,
+        &[
+            "clients",
+            "create",
+            "--name",
+            "Billing",
+            "--id",
+            "billing-svc",
+            "--grant",
+            "client_credentials",
+            "--json",
+        ],
+        "",
+    );
+    assert!(machine.status.success(), "{}", stderr(&machine));
+    let created: serde_json::Value = serde_json::from_str(&stdout(&machine)).unwrap();
+    assert_eq!(created["redirect_uris"], serde_json::json!([]));
+    // It works at once.
+    let secret = created["client_secret"].as_str().unwrap();
+    let resp = app
+        .browser
+        .client
+        .post(format!("{}/token", app.base))
+        .basic_auth("billing-svc", Some(secret))
+        .form(&[("grant_type", "client_credentials")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+
+    // A client that redirects (authorization_code, the default) still needs one.
+    let no_redirect = keyward(&app, &["clients", "create", "--name", "Web"], "");
+    assert!(!no_redirect.status.success());
+    assert!(
+        stderr(&no_redirect).contains("--redirect-uri is required"),
+        "{}",
+        stderr(&no_redirect)
+    );
+
+    let with_origins = keyward(
+        &app,
+        &[
+            "clients",
+            "create",
+            "--name",
+            "SPA",
+            "--public",
+            "--json",
+            "--redirect-uri",
+            "https://app.example.com/callback",
+            "--allowed-origin",
+            "https://admin.example.com",
+        ],
+        "",
+    );
+    assert!(with_origins.status.success(), "{}", stderr(&with_origins));
+    let spa: serde_json::Value = serde_json::from_str(&stdout(&with_origins)).unwrap();
+    assert_eq!(
+        spa["allowed_origins"],
+        serde_json::json!(["https://app.example.com", "https://admin.example.com"])
+    );
+    for bad in [
+        "*",
+        "https://*.example.com",
+        "https://admin.example.com/",
+        "http://admin.example.com",
+    ] {
+        let out = keyward(
+            &app,
+            &[
+                "clients",
+                "create",
+                "--name",
+                "X",
+                "--redirect-uri",
+                "https://x.example/cb",
+                "--allowed-origin",
+                bad,
+            ],
+            "",
+        );
+        assert!(!out.status.success(), "{bad}");
+        assert!(stderr(&out).contains("origin"), "{}", stderr(&out));
+    }
+}

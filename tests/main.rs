@@ -6,6 +6,7 @@ mod support;
 mod abuse;
 mod browser;
 mod cli;
+mod cors;
 mod cutoff;
 mod hostile;
 mod keys;

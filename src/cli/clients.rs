@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::audit::{self, NewAuditEvent};
-use crate::clients::{self, Client, CreateClientError, GrantType, NewClient, RedirectUri};
+use crate::clients::{self, Client, CreateClientError, GrantType, NewClient, Origin, RedirectUri};
 use crate::config::Config;
 use crate::crypto::random_bytes;
 use crate::scope::Scopes;
@@ -64,9 +64,16 @@ pub struct CreateArgs {
     /// The client_id (default: generated).
     #[arg(long)]
     id: Option<String>,
-    /// Exact redirect URI (https, or http on loopback); repeat for several.
-    #[arg(long = "redirect-uri", required = true)]
+    /// Exact redirect URI (https, or http on loopback); repeat for several. Required with the
+    /// authorization code grant; a machine client (client credentials only) needs none.
+    #[arg(long = "redirect-uri")]
     redirect_uris: Vec<String>,
+    /// A browser origin, exactly scheme, host and port as in https://app.example.com, whose
+    /// pages may call /token, /revoke and /userinfo besides the redirect URIs' origins; repeat
+    /// for several. No wildcards.
+    #[expect(clippy::doc_markdown, reason = "clap help text, shown as written")]
+    #[arg(long = "allowed-origin")]
+    allowed_origins: Vec<String>,
     /// Grant type; repeat for several (default: authorization_code).
     #[arg(long = "grant")]
     grants: Vec<String>,
@@ -104,6 +111,7 @@ fn client_json(c: &Client) -> serde_json::Value {
         "grant_types": c.grant_types,
         "scope": c.scopes.join(" "),
         "audiences": c.audiences,
+        "allowed_origins": c.allowed_origins,
         "created_at": c.created_at.format(&Rfc3339).unwrap_or_default(),
     })
 }
@@ -135,14 +143,14 @@ pub async fn run(cmd: ClientsCommand, config: &Config, now: OffsetDateTime) -> a
 }
 
 /// Exact URIs, each checked as a redirect URI must be (https, or http on loopback).
-fn parse_uris(uris: &[String]) -> anyhow::Result<Vec<String>> {
+fn parse_uris(uris: &[String]) -> anyhow::Result<Vec<RedirectUri>> {
     uris.iter()
-        .map(|u| {
-            RedirectUri::parse(u)
-                .map(|r| r.as_str().to_owned())
-                .map_err(Into::into)
-        })
+        .map(|u| RedirectUri::parse(u).map_err(Into::into))
         .collect()
+}
+
+fn as_strings(uris: &[RedirectUri]) -> Vec<String> {
+    uris.iter().map(|u| u.as_str().to_owned()).collect()
 }
 
 /// The grants asked for, each one we support; `authorization_code` when none is.
@@ -185,6 +193,20 @@ fn new_client(
         (false, true) => Some(read_secret()?),
         (false, false) => Some(clients::generate_secret().expose().to_owned()),
     };
+    let grant_types = parse_grants(args.grants)?;
+    let redirect_uris = parse_uris(&args.redirect_uris)?;
+    if redirect_uris.is_empty()
+        && grant_types
+            .iter()
+            .any(|g| g == GrantType::AuthorizationCode.as_str())
+    {
+        bail!("--redirect-uri is required for the authorization_code grant (the default)");
+    }
+    let explicit: Vec<Origin> = args
+        .allowed_origins
+        .iter()
+        .map(|o| Origin::parse(o))
+        .collect::<Result<_, _>>()?;
     let new = NewClient {
         id,
         name: args.name,
@@ -193,9 +215,10 @@ fn new_client(
             .map(|s| TokenHash::of(s).as_bytes().to_vec()),
         is_public: args.public,
         is_first_party: args.first_party,
-        redirect_uris: parse_uris(&args.redirect_uris)?,
-        post_logout_redirect_uris: parse_uris(&args.post_logout_redirect_uris)?,
-        grant_types: parse_grants(args.grants)?,
+        allowed_origins: clients::cors_origins(&redirect_uris, &explicit),
+        redirect_uris: as_strings(&redirect_uris),
+        post_logout_redirect_uris: as_strings(&parse_uris(&args.post_logout_redirect_uris)?),
+        grant_types,
         scopes: scopes.to_vec(),
         audiences: args.audiences,
         created_at: now,

@@ -82,12 +82,7 @@ impl RedirectUri {
         if !url.username().is_empty() || url.password().is_some() {
             return Err(fail("must not contain credentials"));
         }
-        let loopback = match url.host() {
-            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-            Some(url::Host::Domain(d)) => d == "localhost",
-            None => false,
-        };
+        let loopback = is_loopback(&url);
         match url.scheme() {
             "https" => Ok(Self(raw.to_owned())),
             "http" if loopback => Ok(Self(raw.to_owned())),
@@ -101,6 +96,93 @@ impl RedirectUri {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// A browser origin a client's pages may call from: exactly `scheme://host[:port]` (the form a
+/// browser sends in `Origin`), https or http on loopback, never a wildcard.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin(String);
+
+/// Why an origin cannot be registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("origin '{origin}': {reason}")]
+pub struct OriginError {
+    origin: String,
+    reason: &'static str,
+}
+
+impl Origin {
+    /// Validates an origin given by an operator.
+    pub fn parse(raw: &str) -> Result<Self, OriginError> {
+        let fail = |reason| OriginError {
+            origin: raw.to_owned(),
+            reason,
+        };
+        if raw.contains('*') {
+            return Err(fail("wildcards are not allowed: list each origin"));
+        }
+        let url = Url::parse(raw).map_err(|_| fail("not scheme://host[:port]"))?;
+        let origin =
+            Self::of(&url).ok_or_else(|| fail("must be https (or http on a loopback host)"))?;
+        if origin.0 != raw {
+            return Err(fail(
+                "must be exactly scheme://host[:port], lower case, no path",
+            ));
+        }
+        Ok(origin)
+    }
+
+    /// The origin of a registered redirect URI.
+    #[must_use]
+    pub fn of_redirect_uri(uri: &RedirectUri) -> Option<Self> {
+        Url::parse(uri.as_str()).ok().as_ref().and_then(Self::of)
+    }
+
+    fn of(url: &Url) -> Option<Self> {
+        let secure = url.scheme() == "https" || (url.scheme() == "http" && is_loopback(url));
+        let origin = url.origin();
+        (secure && origin.is_tuple()).then(|| Self(origin.ascii_serialization()))
+    }
+
+    /// The origin as a browser writes it.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Every CORS origin of a client: its redirect URIs' origins, then the explicit ones, once each.
+#[must_use]
+pub fn cors_origins(redirect_uris: &[RedirectUri], explicit: &[Origin]) -> Vec<String> {
+    let mut all: Vec<String> = Vec::new();
+    let derived = redirect_uris.iter().filter_map(Origin::of_redirect_uri);
+    for o in derived.chain(explicit.iter().cloned()) {
+        if !all.contains(&o.0) {
+            all.push(o.0);
+        }
+    }
+    all
+}
+
+fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
+}
+
+/// Whether any client allows `origin` (a CORS preflight names no client).
+pub async fn any_allows_origin(conn: &mut AsyncPgConnection, origin: &str) -> QueryResult<bool> {
+    if origin.contains('\0') {
+        return Ok(false);
+    }
+    diesel::select(diesel::dsl::exists(
+        clients::table.filter(clients::allowed_origins.contains(vec![origin.to_owned()])),
+    ))
+    .get_result(conn)
+    .await
 }
 
 /// A stored client.
@@ -131,6 +213,8 @@ pub struct Client {
     pub created_at: OffsetDateTime,
     /// Last change.
     pub updated_at: OffsetDateTime,
+    /// Browser origins its pages may call the token endpoints from (CORS).
+    pub allowed_origins: Vec<String>,
 }
 
 impl fmt::Debug for Client {
@@ -153,6 +237,13 @@ impl Client {
     #[must_use]
     pub fn has_post_logout_redirect_uri(&self, uri: &str) -> bool {
         self.post_logout_redirect_uris.iter().any(|r| r == uri)
+    }
+
+    /// Whether a page on `origin` (the request's `Origin` header) may read this client's answers
+    /// (exact match; never a wildcard).
+    #[must_use]
+    pub fn allows_origin(&self, origin: &str) -> bool {
+        self.allowed_origins.iter().any(|o| o == origin)
     }
 
     /// Whether the client is registered for `grant`.
@@ -214,6 +305,8 @@ pub struct NewClient {
     pub created_at: OffsetDateTime,
     /// Now.
     pub updated_at: OffsetDateTime,
+    /// CORS origins: those of the redirect URIs and any given explicitly ([`cors_origins`]).
+    pub allowed_origins: Vec<String>,
 }
 
 /// Generates a client secret: 256 bits behind a recognisable prefix.
@@ -314,6 +407,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn origins_are_exact_and_never_wildcards() {
+        for ok in [
+            "https://app.example.com",
+            "https://app.example.com:8443",
+            "http://127.0.0.1:5173",
+            "http://localhost:3000",
+        ] {
+            assert_eq!(Origin::parse(ok).map(|o| o.0), Ok(ok.to_owned()), "{ok}");
+        }
+        for bad in [
+            "*",
+            "https://*.example.com",
+            "https://app.example.com/",
+            "https://app.example.com/path",
+            "https://App.Example.com",
+            "https://app.example.com:443",
+            "http://app.example.com",
+            "null",
+            "file:///etc",
+        ] {
+            assert!(Origin::parse(bad).is_err(), "{bad}");
+        }
+        let uris = [
+            RedirectUri::parse("https://app.example.com/cb").expect("uri"),
+            RedirectUri::parse("https://app.example.com:443/other").expect("uri"),
+            RedirectUri::parse("http://127.0.0.1:5173/cb").expect("uri"),
+        ];
+        let extra = [Origin::parse("https://admin.example.com").expect("origin")];
+        assert_eq!(
+            cors_origins(&uris, &extra),
+            [
+                "https://app.example.com",
+                "http://127.0.0.1:5173",
+                "https://admin.example.com"
+            ]
+        );
+    }
+
+    #[test]
     fn redirect_uris_are_https_or_loopback_http_without_fragments() {
         for ok in [
             "https://app.example.com/callback",
@@ -352,6 +484,7 @@ mod tests {
             audiences: vec![],
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,
+            allowed_origins: vec![],
         };
         assert!(client.verify_secret(secret.expose()));
         assert!(!client.verify_secret("kwcs_wrong"));

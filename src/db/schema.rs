@@ -49,6 +49,7 @@ diesel::table! {
         audiences -> Array<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        allowed_origins -> Array<Text>,
     }
 }
 

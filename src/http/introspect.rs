@@ -24,9 +24,10 @@ pub async fn introspect_token(
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Result<Response, TokenError> {
+    // A server-side call: never answered to browsers (no CORS).
     let guard = Guard::new(&state, ip)?;
     let result = introspect(&state, &headers, &params).await;
-    guard.finish(result).await
+    Ok(guard.finish(result).await)
 }
 
 async fn introspect(

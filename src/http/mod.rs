@@ -4,6 +4,7 @@ pub mod account;
 pub mod assets;
 pub mod authorize;
 pub mod client_ip;
+pub mod cors;
 pub mod csrf;
 pub mod discovery;
 pub mod form;
@@ -24,7 +25,7 @@ pub mod userinfo;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -61,12 +62,20 @@ fn routes() -> Router<AppState> {
             "/consent",
             get(authorize::get_consent).post(authorize::submit_consent),
         )
-        .route("/token", post(token::exchange_token))
+        .route(
+            "/token",
+            post(token::exchange_token).options(cors::preflight_post),
+        )
         .route("/introspect", post(introspect::introspect_token))
-        .route("/revoke", post(revoke::revoke_token))
+        .route(
+            "/revoke",
+            post(revoke::revoke_token).options(cors::preflight_post),
+        )
         .route(
             "/userinfo",
-            get(userinfo::get_userinfo).post(userinfo::post_userinfo),
+            get(userinfo::get_userinfo)
+                .post(userinfo::post_userinfo)
+                .options(cors::preflight_userinfo),
         )
         .route(
             "/logout",
@@ -86,18 +95,28 @@ fn routes() -> Router<AppState> {
             get(signout::get_signout).post(signout::submit_signout),
         )
         .route("/assets/style.css", get(assets::get_style))
-        .route("/jwks.json", get(discovery::get_jwks))
+        .route("/jwks.json", public(get(discovery::get_jwks)))
         .route(
             "/.well-known/openid-configuration",
-            get(discovery::get_openid_configuration),
+            public(get(discovery::get_openid_configuration)),
         )
         .route(
             "/.well-known/oauth-authorization-server",
-            get(discovery::get_oauth_metadata),
+            public(get(discovery::get_oauth_metadata)),
         )
         .route("/healthz", get(health::get_healthz))
         .route("/readyz", get(health::get_readyz))
         .fallback(page::not_found)
+}
+
+/// A public document: readable by a page on any origin, without credentials (CORS `*`).
+fn public(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+    route
+        .options(cors::preflight_public)
+        .layer(SetResponseHeaderLayer::overriding(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            HeaderValue::from_static("*"),
+        ))
 }
 
 /// Builds the router with its state and the layers every response passes through.

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::http::client_ip::ClientIp;
+use crate::http::cors;
 use crate::http::form::OAuthForm;
 use crate::http::oauth_error::{TokenError, no_store};
 use crate::http::token::{Guard, authenticate_client};
@@ -22,19 +23,31 @@ pub async fn revoke_token(
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
-) -> Result<Response, TokenError> {
-    let guard = Guard::new(&state, ip)?;
-    let result = revoke(&state, ip, &headers, &params).await;
+) -> Response {
+    let mut guard = match Guard::new(&state, ip) {
+        Ok(g) => g.for_browsers(&headers),
+        Err(e) => {
+            return cors::for_any_client(
+                &state,
+                e.into_response(),
+                cors::request_origin(&headers).as_ref(),
+            )
+            .await;
+        }
+    };
+    let result = revoke(&state, &mut guard, ip, &headers, &params).await;
     guard.finish(result).await
 }
 
 async fn revoke(
     state: &AppState,
+    guard: &mut Guard<'_>,
     ip: IpAddr,
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<Response, TokenError> {
     let (client, mut conn) = authenticate_client(state, headers, params).await?;
+    guard.authenticated(&client);
     tracing::Span::current().record("client_id", client.id.as_str());
     let token = params
         .get_even_empty("token")

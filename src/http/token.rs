@@ -4,13 +4,14 @@ use std::net::IpAddr;
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::clients::Client;
 use crate::db::{self, PooledConn};
 use crate::http::client_ip::ClientIp;
+use crate::http::cors;
 use crate::http::form::OAuthForm;
 use crate::http::oauth_error::{TokenError, no_store};
 use crate::oauth::client_auth;
@@ -47,6 +48,10 @@ pub struct Guard<'a> {
     client: Option<Key>,
     /// A password grant: its `invalid_grant` is a failed sign-in, counted by the sign-in limits.
     sign_in: bool,
+    /// The request's `Origin` (CORS), when the endpoint answers browsers at all.
+    origin: Option<HeaderValue>,
+    /// Whether the authenticated client allows that origin; `None` before authentication.
+    cors: Option<bool>,
 }
 
 impl<'a> Guard<'a> {
@@ -64,7 +69,23 @@ impl<'a> Guard<'a> {
             now,
             client: None,
             sign_in: false,
+            origin: None,
+            cors: None,
         })
+    }
+
+    /// Answers browsers (CORS) on the origins the authenticated client allows.
+    #[must_use]
+    pub fn for_browsers(mut self, headers: &HeaderMap) -> Self {
+        self.origin = cors::request_origin(headers);
+        self
+    }
+
+    /// Notes the authenticated client, for the CORS decision.
+    pub fn authenticated(&mut self, client: &Client) {
+        if let Some(origin) = self.origin.as_ref().and_then(|o| o.to_str().ok()) {
+            self.cors = Some(client.allows_origin(origin));
+        }
     }
 
     /// Refuses (429) a confidential client whose redemptions failed too often; from now on this
@@ -86,19 +107,26 @@ impl<'a> Guard<'a> {
     /// Counts a failed client authentication or redemption (never a refusal for other reasons:
     /// a malformed request or an unsupported grant is a bug, not a guess); a failure to count is
     /// logged, and the answer stays the request's own.
-    pub async fn finish<T>(self, result: Result<T, TokenError>) -> Result<T, TokenError> {
-        let Err(e) = &result else {
-            return result;
+    pub async fn finish(self, result: Result<Response, TokenError>) -> Response {
+        let response = match result {
+            Ok(response) => response,
+            Err(e) => {
+                let guess = match &e {
+                    TokenError::Client(c) => c.error.code == ErrorCode::InvalidClient,
+                    TokenError::OAuth(o) => o.code == ErrorCode::InvalidGrant && !self.sign_in,
+                    _ => false,
+                };
+                if guess && let Err(e) = self.count(matches!(e, TokenError::OAuth(_))).await {
+                    tracing::warn!(error = %e, "could not count a failed token request");
+                }
+                e.into_response()
+            }
         };
-        let guess = match e {
-            TokenError::Client(c) => c.error.code == ErrorCode::InvalidClient,
-            TokenError::OAuth(o) => o.code == ErrorCode::InvalidGrant && !self.sign_in,
-            _ => false,
-        };
-        if guess && let Err(e) = self.count(matches!(e, TokenError::OAuth(_))).await {
-            tracing::warn!(error = %e, "could not count a failed token request");
+        match (&self.origin, self.cors) {
+            (None, _) => response,
+            (Some(origin), Some(allowed)) => cors::with_origin(response, origin, allowed),
+            (Some(origin), None) => cors::for_any_client(self.state, response, Some(origin)).await,
         }
-        result
     }
 
     async fn count(&self, redemption: bool) -> Result<(), crate::db::DbError> {
@@ -123,8 +151,18 @@ pub async fn exchange_token(
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
-) -> Result<Response, TokenError> {
-    let mut guard = Guard::new(&state, ip)?;
+) -> Response {
+    let mut guard = match Guard::new(&state, ip) {
+        Ok(g) => g.for_browsers(&headers),
+        Err(e) => {
+            return cors::for_any_client(
+                &state,
+                e.into_response(),
+                cors::request_origin(&headers).as_ref(),
+            )
+            .await;
+        }
+    };
     let result = exchange(&state, &mut guard, ip, &headers, &params).await;
     guard.finish(result).await
 }
@@ -144,6 +182,7 @@ async fn exchange(
         _ => None,
     };
     let (client, mut conn) = authenticate_client(state, headers, params).await?;
+    guard.authenticated(&client);
     let span = tracing::Span::current();
     span.record("client_id", client.id.as_str());
     let request = TokenRequest::parse(grant_type, &client, params)?;

@@ -8,7 +8,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::app::AppState;
+use crate::clients;
 use crate::db;
+use crate::http::cors;
 use crate::http::form::is_form_urlencoded;
 use crate::http::oauth_error::{BearerError, no_store};
 use crate::scope;
@@ -50,7 +52,8 @@ struct UserInfo {
     profile: ProfileClaims,
 }
 
-async fn userinfo(state: &AppState, token: &str) -> Result<Response, BearerError> {
+/// The answer, and the client the token was issued to (whose origins may read it).
+async fn userinfo(state: &AppState, token: &str) -> Result<(Response, String), BearerError> {
     let now = state.clock.now();
     // RFC 9068 §4: only access tokens; an ID token (typ JWT) is not a credential here.
     let claims = jwt::verify_access_token(
@@ -83,17 +86,38 @@ async fn userinfo(state: &AppState, token: &str) -> Result<Response, BearerError
         sub: user.id.to_string(),
         profile: ProfileClaims::for_scopes(&scopes, &user.username, user.email.as_deref()),
     };
-    Ok(no_store(Json(info).into_response()))
+    Ok((no_store(Json(info).into_response()), claims.client_id))
+}
+
+/// The response with its CORS headers: the token's client decides for an answer; for an error
+/// (no valid token, so no client), any client's origin may read it.
+async fn respond(
+    state: &AppState,
+    headers: &HeaderMap,
+    result: Result<(Response, String), BearerError>,
+) -> Response {
+    let origin = cors::request_origin(headers);
+    match result {
+        Ok((response, _)) if origin.is_none() => response,
+        Ok((response, client_id)) => {
+            let client = match db::connect(&state.db).await {
+                Ok(mut conn) => clients::find(&mut conn, &client_id).await.ok().flatten(),
+                Err(_) => None,
+            };
+            cors::for_client(response, origin.as_ref(), client.as_ref())
+        }
+        Err(e) => cors::for_any_client(state, e.into_response(), origin.as_ref()).await,
+    }
 }
 
 /// `GET /userinfo`.
 #[tracing::instrument(skip_all)]
-pub async fn get_userinfo(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, BearerError> {
-    let token = bearer_token(&headers, None)?;
-    userinfo(&state, &token).await
+pub async fn get_userinfo(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let result = match bearer_token(&headers, None) {
+        Ok(token) => userinfo(&state, &token).await,
+        Err(e) => Err(e),
+    };
+    respond(&state, &headers, result).await
 }
 
 /// `POST /userinfo`.
@@ -102,8 +126,11 @@ pub async fn post_userinfo(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Response, BearerError> {
+) -> Response {
     let is_form = is_form_urlencoded(&headers);
-    let token = bearer_token(&headers, is_form.then_some(&body[..]))?;
-    userinfo(&state, &token).await
+    let result = match bearer_token(&headers, is_form.then_some(&body[..])) {
+        Ok(token) => userinfo(&state, &token).await,
+        Err(e) => Err(e),
+    };
+    respond(&state, &headers, result).await
 }

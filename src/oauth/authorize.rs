@@ -368,6 +368,7 @@ mod tests {
             audiences: vec!["https://api.example".into()],
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,
+            allowed_origins: vec![],
         }
     }
 

@@ -128,6 +128,7 @@ mod tests {
             audiences: vec![],
             created_at: time::OffsetDateTime::UNIX_EPOCH,
             updated_at: time::OffsetDateTime::UNIX_EPOCH,
+            allowed_origins: vec![],
         }
     }
 

@@ -40,6 +40,8 @@ pub struct ClientSpec {
     pub redirect_uri: Option<String>,
     /// Grant types.
     pub grants: Vec<&'static str>,
+    /// CORS origins besides the redirect URI's.
+    pub origins: Vec<&'static str>,
 }
 
 impl Default for ClientSpec {
@@ -52,6 +54,7 @@ impl Default for ClientSpec {
             post_logout: vec![],
             redirect_uri: None,
             grants: vec!["authorization_code"],
+            origins: vec![],
         }
     }
 }
@@ -81,6 +84,13 @@ impl TestApp {
     pub async fn register_client(&self, id: &str, spec: ClientSpec) -> TestClient {
         let secret = (!spec.public).then(|| clients::generate_secret().expose().to_owned());
         let now = self.clock().now();
+        let redirect = spec.redirect_uri.unwrap_or_else(|| REDIRECT_URI.to_owned());
+        let parsed = [clients::RedirectUri::parse(&redirect).expect("a valid redirect URI")];
+        let explicit: Vec<clients::Origin> = spec
+            .origins
+            .iter()
+            .map(|o| clients::Origin::parse(o).expect("a valid origin"))
+            .collect();
         let new = NewClient {
             id: id.to_owned(),
             name: format!("{id} app"),
@@ -89,7 +99,8 @@ impl TestApp {
                 .map(|s| TokenHash::of(s).as_bytes().to_vec()),
             is_public: spec.public,
             is_first_party: spec.first_party,
-            redirect_uris: vec![spec.redirect_uri.unwrap_or_else(|| REDIRECT_URI.to_owned())],
+            allowed_origins: clients::cors_origins(&parsed, &explicit),
+            redirect_uris: vec![redirect],
             post_logout_redirect_uris: spec.post_logout,
             grant_types: spec.grants.iter().map(|g| (*g).to_owned()).collect(),
             scopes: spec.scopes.split(' ').map(str::to_owned).collect(),
