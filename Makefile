@@ -7,7 +7,7 @@ PG := .ci/pg
 # Use nextest when it is installed (one process per test, clear summary), else cargo test.
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help run test lint fmt db db-stop db-reset migrate schema build bench bench-http bench-overload browser
+.PHONY: help run test lint fmt db db-stop db-reset migrate schema build bench bench-http bench-overload browser node-deps
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ run: ## Build (release), provision PostgreSQL, migrate and serve on http://127.0
 	$(CARGO) build --release --locked
 	url=$$($(PG) url); DATABASE_URL="$$url" exec ./target/release/keyward serve
 
-test: browser ## Run every test (unit and integration) against a real PostgreSQL and Chromium
+test: browser node-deps ## Run every test (unit and integration) against a real PostgreSQL and Chromium
 	url=$$($(PG) url); \
 	if [ -n "$(NEXTEST)" ]; then \
 	  DATABASE_URL="$$url" $(CARGO) nextest run --locked --no-fail-fast; \
@@ -31,6 +31,13 @@ browser: ## Install Debian's chromium and chromium-driver for the browser test (
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	else echo "the browser test needs Chromium: sudo apt-get install chromium chromium-driver"; fi
+
+node-deps: ## Install the examples' Node dependencies from their lockfiles (npm ci)
+	@for d in examples/notes-api; do \
+	  if [ ! -d "$$d/node_modules" ] || [ "$$d/package-lock.json" -nt "$$d/node_modules/.package-lock.json" ]; then \
+	    (cd "$$d" && npm ci --no-audit --no-fund --loglevel=error); \
+	  fi; \
+	done
 
 lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check

@@ -8,6 +8,7 @@ mod browser;
 mod cli;
 mod cors;
 mod cutoff;
+mod examples;
 mod hostile;
 mod keys;
 mod limits;
