@@ -176,3 +176,48 @@ async fn notes_api_refuses_id_tokens_other_apis_tokens_and_forgeries() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rust_resource_server_example_verifies_keyward_tokens() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", GOOD_PASSWORD).await;
+    let client = notes_client(&app).await;
+    // Built by `cargo test` with the tests, next to them: target/<profile>/examples/.
+    let exe = std::env::current_exe().unwrap();
+    let examples = exe.parent().unwrap().parent().unwrap().join("examples");
+    let mut child = tokio::process::Command::new(examples.join("resource_server"))
+        .env("KEYWARD_ISSUER", &app.base)
+        .env("API_AUDIENCE", AUDIENCE)
+        .env("PORT", "0")
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("the example is built with the tests");
+    let line = BufReader::new(child.stdout.take().unwrap())
+        .lines()
+        .next_line()
+        .await
+        .unwrap()
+        .expect("it prints where it listens");
+    let api = NotesApi {
+        base: line.rsplit(' ').next().unwrap().to_owned(),
+        _child: child,
+    };
+    assert_eq!(api.get("/hello", None).await.status().as_u16(), 401);
+    let token = user_token(&app, &client, "openid notes:read").await;
+    let ok = api.get("/hello", Some(&token)).await;
+    assert_eq!(ok.status().as_u16(), 200);
+    let body: Value = ok.json().await.unwrap();
+    assert!(body["hello"].is_string());
+    let narrow = user_token(&app, &client, "openid notes:write").await;
+    let refused = api.get("/hello", Some(&narrow)).await;
+    assert_eq!(refused.status().as_u16(), 403);
+    let id_token = app.tokens_for(&client, "openid notes:read").await["id_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        api.get("/hello", Some(&id_token)).await.status().as_u16(),
+        401
+    );
+}
