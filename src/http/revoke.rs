@@ -8,7 +8,6 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::http::client_ip::ClientIp;
-use crate::http::cors;
 use crate::http::form::OAuthForm;
 use crate::http::oauth_error::{TokenError, no_store};
 use crate::http::token::{Guard, authenticate_client};
@@ -24,16 +23,9 @@ pub async fn revoke_token(
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Response {
-    let mut guard = match Guard::new(&state, ip) {
-        Ok(g) => g.for_browsers(&headers),
-        Err(e) => {
-            return cors::for_any_client(
-                &state,
-                e.into_response(),
-                cors::request_origin(&headers).as_ref(),
-            )
-            .await;
-        }
+    let mut guard = match Guard::for_browser_request(&state, ip, &headers).await {
+        Ok(g) => g,
+        Err(refused) => return refused,
     };
     let result = revoke(&state, &mut guard, ip, &headers, &params).await;
     guard.finish(result).await

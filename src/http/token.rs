@@ -74,6 +74,22 @@ impl<'a> Guard<'a> {
         })
     }
 
+    /// [`Guard::new`] for an endpoint browsers may call: a refusal (429) is readable by origins
+    /// some client allows, and the request answers browsers as [`Guard::for_browsers`] says.
+    pub async fn for_browser_request(
+        state: &'a AppState,
+        ip: IpAddr,
+        headers: &HeaderMap,
+    ) -> Result<Self, Response> {
+        match Self::new(state, ip) {
+            Ok(g) => Ok(g.for_browsers(headers)),
+            Err(e) => {
+                let origin = cors::request_origin(headers);
+                Err(cors::for_any_client(state, e.into_response(), origin.as_ref()).await)
+            }
+        }
+    }
+
     /// Answers browsers (CORS) on the origins the authenticated client allows.
     #[must_use]
     pub fn for_browsers(mut self, headers: &HeaderMap) -> Self {
@@ -152,16 +168,9 @@ pub async fn exchange_token(
     headers: HeaderMap,
     OAuthForm(params): OAuthForm,
 ) -> Response {
-    let mut guard = match Guard::new(&state, ip) {
-        Ok(g) => g.for_browsers(&headers),
-        Err(e) => {
-            return cors::for_any_client(
-                &state,
-                e.into_response(),
-                cors::request_origin(&headers).as_ref(),
-            )
-            .await;
-        }
+    let mut guard = match Guard::for_browser_request(&state, ip, &headers).await {
+        Ok(g) => g,
+        Err(refused) => return refused,
     };
     let result = exchange(&state, &mut guard, ip, &headers, &params).await;
     guard.finish(result).await
