@@ -344,15 +344,7 @@ async fn a_confidential_client_failing_redemptions_is_limited_but_not_a_public_o
         ..ClientSpec::default()
     };
     let confidential = app.register_client("backend", spec).await;
-    let public = app
-        .register_client(
-            "spa",
-            ClientSpec {
-                public: true,
-                ..ClientSpec::default()
-            },
-        )
-        .await;
+    let public = app.register_spa().await;
     let bad_refresh = [
         ("grant_type", "refresh_token"),
         ("refresh_token", "kwr_guess"),

@@ -254,15 +254,7 @@ async fn bad_requests_go_back_to_the_client_with_the_rfc_error() {
         assert!(param(&params, "code").is_none());
     }
     // A public client without PKCE has nothing binding its code: refused the same way.
-    let spa = app
-        .register_client(
-            "spa",
-            ClientSpec {
-                public: true,
-                ..ClientSpec::default()
-            },
-        )
-        .await;
+    let spa = app.register_spa().await;
     let resp = app
         .browser
         .get(&app.authorize_url(&spa, &pkce, &[("code_challenge", "")]))

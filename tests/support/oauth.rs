@@ -120,6 +120,15 @@ impl TestApp {
         }
     }
 
+    /// A public client "spa" (no secret, PKCE only) with the default registration.
+    pub async fn register_spa(&self) -> TestClient {
+        let spec = ClientSpec {
+            public: true,
+            ..ClientSpec::default()
+        };
+        self.register_client("spa", spec).await
+    }
+
     /// A standard authorization URL for `client`, with `extra` parameters replacing defaults.
     #[expect(
         clippy::unused_self,
