@@ -4,11 +4,11 @@
 //! Each limit is a generic cell rate algorithm (GCRA): one timestamp per key, the "theoretical
 //! arrival time", moved on by `window / count` at each event, never more than a window ahead of
 //! now. A burst of `count` events is allowed, then one per interval. Two ways to count:
-//! - [`Limits::take`] before the work (sign-in, sign-up): one conditional upsert that counts the
-//!   attempt only if it is within the limit, so parallel attempts cannot slip past it; a sign-in
-//!   that succeeds [gives it back](Limits::give_back), so only failures add up.
-//! - [`Limits::record`] after a failure (client authentication, redemptions): the hot path of
-//!   `/token` never waits for the database. The check before such a request is a lookup in this
+//! - [`Limits::take`] before the work (sign-ups, new pre-sign-in sessions): one conditional upsert
+//!   that counts the attempt only if it is within the limit, so parallel attempts cannot slip
+//!   past it.
+//! - [`Limits::record`] after a failure (sign-ins, client authentication, redemptions): a
+//!   success costs nothing, and the hot path of `/token` never waits for the database. The check before such a request is a lookup in this
 //!   instance's map of blocked keys; requests already in flight when a key becomes blocked are
 //!   still judged (at most the connection pool's worth), and another instance learns of a block
 //!   at its first failure for that key (at most `n - 1` more per interval across `n` instances).
@@ -242,27 +242,6 @@ impl Limits {
             limit,
             retry_after: (until - now).max(Duration::SECOND),
         }))
-    }
-
-    /// Undoes one [`take`](Self::take): the attempt turned out not to be what the limit counts
-    /// (a sign-in that succeeded, or one never judged).
-    pub async fn give_back(
-        &self,
-        conn: &mut AsyncPgConnection,
-        limit: Limit,
-        key: &Key,
-    ) -> diesel::QueryResult<()> {
-        let Some(rate) = self.rates.of(limit) else {
-            return Ok(());
-        };
-        diesel::sql_query(
-            "UPDATE rate_limits SET tat = tat - $2 * interval '1 microsecond' WHERE key = $1",
-        )
-        .bind::<Text, _>(storage_key(limit, key))
-        .bind::<BigInt, _>(micros(rate.interval()))
-        .execute(conn)
-        .await
-        .map(drop)
     }
 
     /// Counts one failure of `key` under `limit` after the fact; audits the moment a key becomes
