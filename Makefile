@@ -24,16 +24,16 @@ test: browser node-deps ## Run every test (unit and integration) against a real 
 	  DATABASE_URL="$$url" $(CARGO) test --locked --no-fail-fast; \
 	fi
 
-browser: ## Install Debian's chromium and chromium-driver for the browser test (root only)
-	@if command -v chromedriver >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1; then :; \
+browser: ## Install Debian's chromium for the end-to-end test (root only); Playwright drives it
+	@if command -v chromium >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing chromium and chromium-driver for the browser test"; \
+	  echo "installing chromium for the end-to-end test"; \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
-	else echo "the browser test needs Chromium: sudo apt-get install chromium chromium-driver"; fi
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "the end-to-end test needs Chromium: sudo apt-get install chromium"; fi
 
 node-deps: ## Install the examples' Node dependencies from their lockfiles (npm ci)
-	@for d in examples/notes-api; do \
+	@for d in examples/notes-api examples/spa tests/e2e; do \
 	  if [ ! -d "$$d/node_modules" ] || [ "$$d/package-lock.json" -nt "$$d/node_modules/.package-lock.json" ]; then \
 	    (cd "$$d" && npm ci --no-audit --no-fund --loglevel=error); \
 	  fi; \

@@ -4,10 +4,10 @@
 mod support;
 
 mod abuse;
-mod browser;
 mod cli;
 mod cors;
 mod cutoff;
+mod e2e;
 mod examples;
 mod hostile;
 mod keys;

@@ -235,3 +235,127 @@ async fn a_sign_in_rehashes_a_password_stored_with_old_parameters() {
     );
     assert_ne!(stored, old_hash);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_pages_name_the_app_that_asks_and_the_origin_it_returns_to() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", GOOD_PASSWORD).await;
+    let client = app
+        .register_client("webapp", crate::support::oauth::ClientSpec::default())
+        .await;
+    let b = &app.browser;
+    let naming = "to continue to <strong>webapp app</strong> at https://app.example.com</p>";
+
+    // Without an app asking, the pages name none.
+    for path in ["/signin", "/signup"] {
+        let page = b.get(path).await.text().await.unwrap();
+        assert!(!page.contains("to continue to"), "{path}");
+    }
+    let pkce = crate::support::oauth::Pkce::new();
+    let sent = b.get(&app.authorize_url(&client, &pkce, &[])).await;
+    assert_see_other(&sent, "/signin");
+    for path in ["/signin", "/signup"] {
+        let page = b.get(path).await.text().await.unwrap();
+        assert!(page.contains(naming), "{path}: {page}");
+    }
+    // A failed attempt keeps naming it.
+    let wrong = b.sign_in("alice", "not the password").await;
+    assert!(wrong.text().await.unwrap().contains(naming));
+    let signed = b.sign_in("alice", GOOD_PASSWORD).await;
+    let resume = crate::support::location(&signed).to_owned();
+    let consent = b.get(&resume).await;
+    let consent = b
+        .get(crate::support::location(&consent))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        consent.contains("(which will take you back to https://app.example.com)"),
+        "{consent}"
+    );
+    // Signed in, the app is forgotten: the next sign-in page (after signing out) names none.
+    b.sign_out().await;
+    let page = b.get("/signin").await.text().await.unwrap();
+    assert!(!page.contains("to continue to"), "{page}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_form_error_is_tied_to_its_field() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", GOOD_PASSWORD).await;
+    let b = &app.browser;
+
+    let wrong = b.sign_in("alice", "not the password").await;
+    let page = wrong.text().await.unwrap();
+    assert!(page.contains(r#"id="form-error""#), "{page}");
+    assert_eq!(
+        page.matches(r#"aria-invalid="true" aria-describedby="form-error""#)
+            .count(),
+        2,
+        "both fields point at the message: {page}"
+    );
+
+    let sign_up = async |password: &str, confirm: &str| {
+        let csrf = b.csrf("/signup").await;
+        let form = [
+            ("csrf", csrf.as_str()),
+            ("username", "grace"),
+            ("email", ""),
+            ("password", password),
+            ("password_confirm", confirm),
+        ];
+        b.post_form("/signup", &form).await.text().await.unwrap()
+    };
+    let short = sign_up("short", "short").await;
+    assert!(
+        short.contains(r#"aria-describedby="password-error password-hint" aria-invalid="true""#),
+        "{short}"
+    );
+    assert!(short.contains(r#"<p class="field-error" role="alert" id="password-error">"#));
+    assert!(
+        short.contains(r#"aria-describedby="username-hint">"#),
+        "the username is fine: {short}"
+    );
+    assert_eq!(short.matches("aria-invalid").count(), 1, "{short}");
+    let mismatch = sign_up(GOOD_PASSWORD, "correct horse battery!").await;
+    assert!(
+        mismatch.contains(r#"aria-invalid="true" aria-describedby="password_confirm-error""#),
+        "{mismatch}"
+    );
+    assert_eq!(mismatch.matches("aria-invalid").count(), 1, "{mismatch}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_logout_page_names_the_app_only_with_its_registered_return_address() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", GOOD_PASSWORD).await;
+    let spec = crate::support::oauth::ClientSpec {
+        post_logout: vec!["https://app.example.com/bye".to_owned()],
+        ..Default::default()
+    };
+    app.register_client("webapp", spec).await;
+    let b = &app.browser;
+    b.sign_in("alice", GOOD_PASSWORD).await;
+    let page = b
+        .get(
+            "/logout?client_id=webapp&post_logout_redirect_uri=https%3A%2F%2Fapp.example.com%2Fbye",
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("<strong>webapp app</strong> (https://app.example.com)"),
+        "{page}"
+    );
+    // Naming a client proves nothing: without its return address, no name is shown.
+    let page = b
+        .get("/logout?client_id=webapp")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("An application"), "{page}");
+    assert!(!page.contains("webapp app"), "{page}");
+}

@@ -104,6 +104,6 @@ app.get('/admin/notes', requireToken('notes:read'), requireRole('admin'), (req, 
   res.json(Object.fromEntries(notes));
 });
 
-const server = app.listen(PORT, '127.0.0.1', () => {
+export const server = app.listen(PORT, '127.0.0.1', () => {
   console.log(`notes-api listening on http://127.0.0.1:${server.address().port}`);
 });

@@ -22,7 +22,7 @@ use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::params::Params;
 use crate::rate_limits::{Key, Limit};
 use crate::scope;
-use crate::sessions::{self, SignedInSession};
+use crate::sessions::{self, AskingApp, SignedInSession};
 use crate::tokens::codes;
 use crate::users;
 use crate::users::consents;
@@ -34,6 +34,8 @@ pub struct ConsentPage {
     csrf: String,
     request_id: String,
     client_name: String,
+    /// Where the person goes back to.
+    client_origin: String,
     username: String,
     scopes: Vec<String>,
 }
@@ -177,7 +179,7 @@ async fn proceed(
         }
         (Next::SignIn | Next::IssueCode, _) => {
             drop(conn);
-            send_to_sign_in(state, visitor, &request).await
+            send_to_sign_in(state, visitor, client, &request).await
         }
     }
 }
@@ -196,6 +198,16 @@ async fn signed_in_active(
     Ok(active.then_some(signed))
 }
 
+/// The app and where it returns the person, as the hosted pages name it.
+fn asking_app(client_name: &str, redirect_uri: &str) -> AskingApp {
+    AskingApp {
+        name: client_name.to_owned(),
+        origin: url::Url::parse(redirect_uri)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default(),
+    }
+}
+
 /// Keeps the request and sends the person to the sign-in page, which comes back to resume it.
 ///
 /// A browser without a session gets one here, its first state worth keeping: such new sessions
@@ -203,6 +215,7 @@ async fn signed_in_active(
 async fn send_to_sign_in(
     state: &AppState,
     visitor: Visitor<'_>,
+    client: &Client,
     request: &AuthorizationRequest,
 ) -> Result<Response, PageError> {
     let session = visitor.session;
@@ -221,6 +234,7 @@ async fn send_to_sign_in(
         }
     }
     sessions::put_pending(session, request).await?;
+    sessions::set_asking_app(session, &asking_app(&client.name, &request.redirect_uri)).await?;
     let reauth = request.prompt.login || request.max_age.is_some();
     sessions::require_sign_in(session, request.login_hint.as_deref(), reauth).await?;
     sessions::set_return_to(
@@ -306,6 +320,7 @@ pub async fn get_consent(
     Ok(ConsentPage {
         csrf: csrf_for_form(&session).await?,
         request_id: request.id.clone(),
+        client_origin: asking_app(&client.name, &request.redirect_uri).origin,
         client_name: client.name,
         username: user.username,
         scopes: request.scopes().iter().map(scope::describe).collect(),

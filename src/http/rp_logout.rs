@@ -13,7 +13,7 @@ use crate::db;
 use crate::http::page::{CsrfForm, PageError, PageForm, csrf_for_form, require_csrf, see_other};
 use crate::oauth::logout::{self, BadLogoutRedirect, LogoutRequest};
 use crate::oauth::params::Params;
-use crate::sessions::{self, PendingLogout};
+use crate::sessions::{self, AskingApp, PendingLogout};
 use crate::tokens::jwt;
 use crate::users;
 
@@ -23,6 +23,8 @@ use crate::users;
 pub struct LogoutPage {
     csrf: String,
     username: String,
+    /// The app that asked, when the request names a registered client.
+    app: Option<AskingApp>,
 }
 
 impl From<BadLogoutRedirect> for PageError {
@@ -45,12 +47,12 @@ async fn rp_logout(
         jwt::verify_id_token_hint(&state.keys.ring, t, issuer, state.clock.now()).ok()
     });
     let request = LogoutRequest::parse(params, hint)?;
-    let client = match (request.unverified_redirect_uri, request.client_to_check()) {
-        (Some(_), Some(id)) => {
+    let client = match request.client_to_check() {
+        Some(id) => {
             let mut conn = db::connect(&state.db).await?;
             clients::find(&mut conn, id).await?
         }
-        _ => None,
+        None => None,
     };
     let pending = PendingLogout {
         redirect_uri: request.redirect_uri(client.as_ref())?,
@@ -71,9 +73,20 @@ async fn rp_logout(
         .map(|u| u.username)
         .unwrap_or_default();
     drop(conn);
+    // Named only with a return address registered for it: anyone can write a link naming a
+    // client, but this one sends the person back to that client's own page.
+    let app = client
+        .zip(pending.redirect_uri.as_deref())
+        .map(|(c, uri)| AskingApp {
+            origin: url::Url::parse(uri)
+                .map(|u| u.origin().ascii_serialization())
+                .unwrap_or_default(),
+            name: c.name,
+        });
     Ok(LogoutPage {
         csrf: csrf_for_form(session).await?,
         username,
+        app,
     }
     .into_response())
 }

@@ -15,7 +15,7 @@ use crate::audit::{self, NewAuditEvent};
 use crate::http::client_ip::ClientIp;
 use crate::http::csrf;
 use crate::http::page::{PageError, PageForm, cookie_value, see_other, set_cookie, wait_in_words};
-use crate::sessions;
+use crate::sessions::{self, AskingApp};
 use crate::tokens::opaque::TokenHash;
 use crate::users::devices::DEVICE_TRUST_TTL;
 use crate::users::name::Username;
@@ -30,6 +30,8 @@ pub struct SignInPage {
     error: Option<String>,
     notice: Option<&'static str>,
     signup_enabled: bool,
+    /// The app this sign-in is for, if one sent the person here.
+    app: Option<AskingApp>,
 }
 
 /// Query of `GET /signin`: only flags that choose a notice; nothing here is ever a destination.
@@ -71,6 +73,7 @@ pub async fn get_signin(
         error: None,
         notice,
         signup_enabled: state.config.server.signup_enabled,
+        app: sessions::asking_app(&session).await?,
     };
     Ok(csrf.attach(page.into_response()))
 }
@@ -216,6 +219,7 @@ async fn signin_failed(
         error: Some(message),
         notice: None,
         signup_enabled: state.config.server.signup_enabled,
+        app: sessions::asking_app(session).await?,
     };
     let mut response = csrf.attach((status, page).into_response());
     if let Some(secs) = retry_after

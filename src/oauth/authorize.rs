@@ -336,6 +336,8 @@ fn parse_prompt(raw: Option<&str>) -> Result<Prompt, OAuthError> {
 #[must_use]
 pub fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> String {
     match Url::parse(redirect_uri) {
+        // Exactly as registered when there is nothing to add (no stray `?`).
+        Ok(_) if params.is_empty() => redirect_uri.to_owned(),
         Ok(mut url) => {
             {
                 let mut q = url.query_pairs_mut();
@@ -353,6 +355,18 @@ pub fn redirect_with(redirect_uri: &str, params: &[(&str, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_redirect_with_nothing_to_add_is_the_registered_uri_exactly() {
+        assert_eq!(
+            redirect_with("http://localhost:3000/", &[]),
+            "http://localhost:3000/"
+        );
+        assert_eq!(
+            redirect_with("https://app.example/cb?x=1", &[("state", "a b")]),
+            "https://app.example/cb?x=1&state=a+b"
+        );
+    }
 
     fn client() -> Client {
         Client {

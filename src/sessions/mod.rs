@@ -26,6 +26,7 @@ const PENDING_KEY: &str = "pending_authz";
 const REAUTH_KEY: &str = "reauth";
 const LOGIN_HINT_KEY: &str = "login_hint";
 const PENDING_LOGOUT_KEY: &str = "pending_logout";
+const ASKING_APP_KEY: &str = "asking_app";
 /// Authorization requests one browser may have open at once (tabs); the oldest is dropped.
 const MAX_PENDING: usize = 4;
 
@@ -121,8 +122,30 @@ pub async fn set_return_to(session: &Session, path: &str) -> Result<(), SessionE
     Ok(())
 }
 
-/// Takes the remembered destination, if any.
+/// The app a sign-in is for, named on the sign-in and sign-up pages so that people know who
+/// is asking and where they will be sent (a phishing page cannot borrow a real app's name
+/// without also sending people to that app's registered origin).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AskingApp {
+    /// The client's registered name.
+    pub name: String,
+    /// The origin of the redirect URI the person returns to.
+    pub origin: String,
+}
+
+/// Remembers which app the coming sign-in is for.
+pub async fn set_asking_app(session: &Session, app: &AskingApp) -> Result<(), SessionError> {
+    session.insert(ASKING_APP_KEY, app).await
+}
+
+/// The app the coming sign-in is for, if an authorization request sent the person here.
+pub async fn asking_app(session: &Session) -> Result<Option<AskingApp>, SessionError> {
+    session.get(ASKING_APP_KEY).await
+}
+
+/// Takes the remembered destination, if any (and forgets the app that asked).
 pub async fn take_return_to(session: &Session) -> Result<Option<String>, SessionError> {
+    session.remove::<AskingApp>(ASKING_APP_KEY).await?;
     Ok(session
         .remove::<String>(RETURN_TO_KEY)
         .await?

@@ -5,7 +5,6 @@ pub mod db;
 pub mod jwt;
 pub mod oauth;
 pub mod proxy;
-pub mod webdriver;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

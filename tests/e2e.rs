@@ -1,0 +1,164 @@
+//! The example SPA (`examples/spa`) and notes-api against a real Keyward, in Debian's Chromium
+//! driven by Playwright (`tests/e2e/spa.mjs`): sign-up, code + PKCE, one refresh for many 401s
+//! and for two tabs, sign-out, and axe-core on every page. This test owns the clock: the
+//! script asks it to move time, and notes-api and the browser read the same time.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use diesel::{ExpressionMethods, QueryDsl};
+use diesel_async::RunQueryDsl;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::support::TestApp;
+use crate::support::oauth::ClientSpec;
+
+const AUDIENCE: &str = "https://notes.example";
+
+fn e2e_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e")
+}
+
+/// Where screenshots go: `docs/screenshots` when refreshing the README's pictures
+/// (`KEYWARD_SCREENSHOTS=docs/screenshots make test`), else `target/screenshots`.
+fn screenshot_dir() -> PathBuf {
+    let dir = std::env::var("KEYWARD_SCREENSHOTS").unwrap_or_else(|_| "target/screenshots".into());
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(dir)
+}
+
+/// The test clock as notes-api reads it (`tests/e2e/virtual-clock.mjs`): Unix milliseconds.
+fn publish_time(app: &TestApp, file: &Path) -> i64 {
+    let ms = i64::try_from(app.clock().now().unix_timestamp_nanos() / 1_000_000).unwrap();
+    // Written whole, then renamed: a reader never sees half a number.
+    let tmp = file.with_extension("tmp");
+    std::fs::write(&tmp, ms.to_string()).unwrap();
+    std::fs::rename(&tmp, file).unwrap();
+    ms
+}
+
+/// The SPA and notes-api in one Node process on the test clock; their addresses.
+async fn start_examples(app: &TestApp, clock_file: &Path) -> (Child, String, String) {
+    let mut child = Command::new("node")
+        .arg("--import")
+        .arg(e2e_dir().join("virtual-clock.mjs"))
+        .arg(e2e_dir().join("serve.mjs"))
+        .env("KEYWARD_ISSUER", &app.base)
+        .env("NOTES_AUDIENCE", AUDIENCE)
+        .env("E2E_CLOCK_FILE", clock_file)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs (make test installs the examples' dependencies)");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the examples print their addresses");
+        if let Ok(addresses) = serde_json::from_str::<Value>(&line) {
+            let spa = addresses["spa"].as_str().unwrap().to_owned();
+            let api = addresses["api"].as_str().unwrap().to_owned();
+            // Keep draining, or a full pipe would stall the servers' logging.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return (child, spa, api);
+        }
+    }
+}
+
+/// Rows of `refresh_tokens`: one per token ever issued, so one more per rotation.
+async fn rotations(app: &TestApp) -> i64 {
+    use keyward::db::schema::refresh_tokens;
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    refresh_tokens::table
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap()
+}
+
+/// Refresh families, live and revoked.
+async fn families(app: &TestApp) -> Value {
+    use keyward::db::schema::refresh_families;
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    let revoked: i64 = refresh_families::table
+        .filter(refresh_families::revoked_at.is_not_null())
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    let all: i64 = refresh_families::table
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    json!({ "live": all - revoked, "revoked": revoked })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_spa_signs_in_refreshes_once_across_tabs_and_signs_out_in_chromium() {
+    let app = TestApp::spawn_with(&[("KEYWARD_ACCESS_TOKEN_TTL", "1m")]).await;
+    let scratch = std::env::temp_dir().join(format!("keyward-e2e-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let clock_file = scratch.join("now");
+    let start_ms = publish_time(&app, &clock_file);
+    let (_examples, spa, _api) = start_examples(&app, &clock_file).await;
+    let spec = ClientSpec {
+        public: true,
+        scopes: "openid profile offline_access notes:read notes:write",
+        audiences: vec![AUDIENCE.to_owned()],
+        redirect_uri: Some(format!("{spa}/callback")),
+        post_logout: vec![format!("{spa}/")],
+        grants: vec!["authorization_code", "refresh_token"],
+        ..ClientSpec::default()
+    };
+    app.register_client("notes-spa", spec).await;
+
+    // The same server on 127.0.0.1 is another origin, one no client registered.
+    let unregistered = spa.replace("localhost", "127.0.0.1");
+    let mut script = Command::new("node")
+        .arg(e2e_dir().join("spa.mjs"))
+        .current_dir(e2e_dir())
+        .env("KEYWARD", &app.base)
+        .env("SPA", &spa)
+        .env("UNREGISTERED", &unregistered)
+        .env("START_MS", start_ms.to_string())
+        .env("SCREENSHOTS", screenshot_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs the Playwright script");
+    let mut answers = script.stdin.take().unwrap();
+    let mut asks = BufReader::new(script.stdout.take().unwrap()).lines();
+    let mut finished = false;
+    while let Some(line) = asks.next_line().await.unwrap() {
+        let ask: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line}"));
+        let answer = match ask["op"].as_str().unwrap() {
+            "advance" => {
+                let seconds = ask["seconds"].as_i64().unwrap();
+                app.clock().advance(time::Duration::seconds(seconds));
+                json!({ "now_ms": publish_time(&app, &clock_file) })
+            }
+            "rotations" => json!({ "count": rotations(&app).await }),
+            "families" => families(&app).await,
+            "done" => {
+                finished = true;
+                json!({})
+            }
+            other => panic!("unknown request {other}"),
+        };
+        answers
+            .write_all(format!("{answer}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+    let status = script.wait().await.unwrap();
+    let _ = std::fs::remove_dir_all(&scratch);
+    assert!(
+        status.success() && finished,
+        "the browser script failed (its output is above)"
+    );
+}
