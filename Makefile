@@ -7,7 +7,7 @@ PG := .ci/pg
 # Use nextest when it is installed (one process per test, clear summary), else cargo test.
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help run test lint fmt db db-stop db-reset migrate schema build bench bench-http bench-overload browser node-deps
+.PHONY: help run test lint fmt db db-stop db-reset migrate schema build bench bench-http bench-overload test-deps node-deps demo
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ run: ## Build (release), provision PostgreSQL, migrate and serve on http://127.0
 	$(CARGO) build --release --locked
 	url=$$($(PG) url); DATABASE_URL="$$url" exec ./target/release/keyward serve
 
-test: browser node-deps ## Run every test (unit and integration) against a real PostgreSQL and Chromium
+test: test-deps node-deps ## Run every test (unit and integration) against a real PostgreSQL and Chromium
 	url=$$($(PG) url); \
 	if [ -n "$(NEXTEST)" ]; then \
 	  DATABASE_URL="$$url" $(CARGO) nextest run --locked --no-fail-fast; \
@@ -24,13 +24,16 @@ test: browser node-deps ## Run every test (unit and integration) against a real 
 	  DATABASE_URL="$$url" $(CARGO) test --locked --no-fail-fast; \
 	fi
 
-browser: ## Install Debian's chromium for the end-to-end test (root only); Playwright drives it
-	@if command -v chromium >/dev/null 2>&1; then :; \
+test-deps: ## Install what the tests run besides cargo (Debian's chromium, jq, curl, openssl; root only)
+	@missing=""; for p in chromium:chromium jq:jq curl:curl openssl:openssl; do \
+	  command -v "$${p%%:*}" >/dev/null 2>&1 || missing="$$missing $${p#*:}"; \
+	done; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	  echo "installing chromium for the end-to-end test"; \
+	  echo "installing$$missing for the tests"; \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	else echo "the end-to-end test needs Chromium: sudo apt-get install chromium"; fi
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else echo "the tests need:$$missing (sudo apt-get install$$missing)"; exit 1; fi
 
 node-deps: ## Install the examples' Node dependencies from their lockfiles (npm ci)
 	@for d in examples/notes-api examples/spa tests/e2e; do \
@@ -38,6 +41,9 @@ node-deps: ## Install the examples' Node dependencies from their lockfiles (npm 
 	    (cd "$$d" && npm ci --no-audit --no-fund --loglevel=error); \
 	  fi; \
 	done
+
+demo: build node-deps ## Keyward, notes-api and the example SPA together; prints the URL to open
+	examples/demo.sh
 
 lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check

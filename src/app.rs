@@ -90,6 +90,8 @@ pub struct AppState {
     pub csrf: crate::http::csrf::VisitorCsrf,
     /// Bounds on classes of database work, for shedding under overload.
     pub work: crate::http::shed::WorkClasses,
+    /// The product name and logo of the hosted pages.
+    pub brand: Arc<crate::http::brand::Brand>,
 }
 
 /// A built application, ready to serve.
@@ -145,7 +147,12 @@ impl App {
             config.database.pool_size,
             config.database.pool_wait,
         );
+        let brand = Arc::new(crate::http::brand::Brand::load(
+            &config.server.product_name,
+            config.server.logo_file.as_deref(),
+        )?);
         let state = AppState {
+            brand,
             work,
             limits,
             csrf,

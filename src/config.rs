@@ -70,6 +70,10 @@ pub struct ServerSettings {
     pub header_timeout: std::time::Duration,
     /// `KEYWARD_SIGNUP_ENABLED`: whether the public sign-up page exists.
     pub signup_enabled: bool,
+    /// `KEYWARD_PRODUCT_NAME`: what the hosted pages call the service.
+    pub product_name: String,
+    /// `KEYWARD_LOGO_FILE`: an image shown beside the name on the hosted pages.
+    pub logo_file: Option<std::path::PathBuf>,
     /// `KEYWARD_LOG`: a tracing filter such as `info` or `keyward=debug,info`.
     pub log_filter: String,
     /// `KEYWARD_MAX_CLOCK_SKEW`: how far this instance's clock may be from the database's.
@@ -351,6 +355,8 @@ fn server(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<ServerSettings, 
             timeouts,
         )?),
         signup_enabled: env.flag("KEYWARD_SIGNUP_ENABLED", true)?,
+        product_name: product_name(env)?,
+        logo_file: env.get("KEYWARD_LOGO_FILE").map(std::path::PathBuf::from),
         log_filter: env.get("KEYWARD_LOG").unwrap_or_else(|| "info".into()),
         trusted_proxies: trusted_proxies(env)?,
         max_clock_skew: env.duration(
@@ -360,6 +366,20 @@ fn server(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<ServerSettings, 
             "must be between 1s and 1d",
         )?,
     })
+}
+
+/// A name people read at the top of every page: 1 to 64 characters, none of them control.
+fn product_name(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<String, ConfigError> {
+    const NAME: &str = "KEYWARD_PRODUCT_NAME";
+    let name = env.get(NAME).unwrap_or_else(|| "Keyward".into());
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
+        return Err(ConfigError::new(
+            NAME,
+            "must be 1 to 64 characters, without control characters",
+        ));
+    }
+    Ok(name.to_owned())
 }
 
 /// CIDRs (or bare addresses) separated by commas or spaces.

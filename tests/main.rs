@@ -17,3 +17,4 @@ mod pages;
 mod refresh;
 mod robustness;
 mod security;
+mod walkthrough;

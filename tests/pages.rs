@@ -359,3 +359,51 @@ async fn the_logout_page_names_the_app_only_with_its_registered_return_address()
     assert!(page.contains("An application"), "{page}");
     assert!(!page.contains("webapp app"), "{page}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_product_name_and_logo_are_settings_on_every_page() {
+    let dir = std::env::temp_dir().join(format!("keyward-logo-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let logo = dir.join("acme.svg");
+    let svg = r#"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 8 8"><rect width="8" height="8"/></svg>"#;
+    std::fs::write(&logo, svg).unwrap();
+    let app = TestApp::spawn_with(&[
+        ("KEYWARD_PRODUCT_NAME", "Acme ID"),
+        ("KEYWARD_LOGO_FILE", logo.to_str().unwrap()),
+    ])
+    .await;
+    let b = &app.browser;
+    // A page, and an error page (rendered from the error, without the app's state).
+    for (path, title) in [("/signin", "Sign in"), ("/no-such-page", "Page not found")] {
+        let page = b.get(path).await.text().await.unwrap();
+        assert!(
+            page.contains(&format!("<title>{title} · Acme ID</title>")),
+            "{path}: {page}"
+        );
+        assert!(page.contains(r#"<span class="brand-name">Acme ID</span>"#));
+        assert!(page.contains(r#"<img class="app-logo" src="/assets/logo?v="#));
+    }
+    let served = b.get("/assets/logo").await;
+    assert_eq!(served.headers()["content-type"], "image/svg+xml");
+    assert_eq!(served.text().await.unwrap(), svg);
+
+    // Refused at start: a file that is not an image, a name with a control character or too long.
+    let gif = dir.join("acme.gif");
+    std::fs::write(&gif, "GIF89a").unwrap();
+    let refused = app
+        .build_another(&[("KEYWARD_LOGO_FILE", gif.to_str().unwrap())])
+        .await;
+    assert!(refused.is_err_and(|e| e.to_string().contains("KEYWARD_LOGO_FILE")));
+    for name in ["x\u{7}", &"n".repeat(65)] {
+        let refused = app.build_another(&[("KEYWARD_PRODUCT_NAME", name)]).await;
+        assert!(refused.is_err_and(|e| e.to_string().contains("KEYWARD_PRODUCT_NAME")));
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+
+    // By default: Keyward, and no logo.
+    let plain = TestApp::spawn().await;
+    let page = plain.browser.get("/signin").await.text().await.unwrap();
+    assert!(page.contains("<title>Sign in · Keyward</title>"), "{page}");
+    assert!(!page.contains("app-logo"));
+    assert_eq!(plain.browser.get("/assets/logo").await.status(), 404);
+}

@@ -3,6 +3,7 @@
 pub mod account;
 pub mod assets;
 pub mod authorize;
+pub mod brand;
 pub mod client_ip;
 pub mod cors;
 pub mod csrf;
@@ -95,6 +96,7 @@ fn routes() -> Router<AppState> {
             get(signout::get_signout).post(signout::submit_signout),
         )
         .route("/assets/style.css", get(assets::get_style))
+        .route("/assets/logo", get(brand::get_logo))
         .route("/jwks.json", public(get(discovery::get_jwks)))
         .route(
             "/.well-known/openid-configuration",
@@ -135,6 +137,10 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<PgSessionStore>) ->
                     },
                 ))
                 .layer(CatchPanicLayer::new())
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    brand::provide,
+                ))
                 .layer(header_layer(
                     header::CONTENT_SECURITY_POLICY,
                     HeaderValue::from_static(CSP),

@@ -280,7 +280,7 @@ impl Browser {
                 return resp;
             }
             let to = location(&resp).to_owned();
-            if to.starts_with("https://") {
+            if to.starts_with("https://") || to.starts_with("http://") {
                 return resp;
             }
             resp = if to == "/signin" {
