@@ -353,3 +353,92 @@ async fn a_machine_client_needs_no_redirect_uri_and_origins_are_exact() {
         assert!(stderr(&out).contains("origin"), "{}", stderr(&out));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn clients_update_refuses_bad_changes_in_one_line_and_writes_nothing() {
+    let app = TestApp::spawn().await;
+    let created = keyward(
+        &app,
+        &[
+            "clients",
+            "create",
+            "--name",
+            "Spa",
+            "--id",
+            "spa",
+            "--public",
+            "--redirect-uri",
+            "https://app.example.com/cb",
+        ],
+        "",
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    let show = || stdout(&keyward(&app, &["clients", "show", "spa", "--json"], ""));
+    let before = show();
+    for (args, says) in [
+        (
+            &["clients", "update", "nobody", "--name", "x"][..],
+            "no client 'nobody'",
+        ),
+        (
+            &[
+                "clients",
+                "update",
+                "spa",
+                "--allowed-origin",
+                "https://*.example.com",
+            ][..],
+            "origin",
+        ),
+        (
+            &["clients", "update", "spa", "--grant", "implicit"][..],
+            "not supported",
+        ),
+        (
+            &["clients", "update", "spa", "--audience", "not a uri"][..],
+            "audience",
+        ),
+        (
+            &[
+                "clients",
+                "update",
+                "spa",
+                "--redirect-uri",
+                "http://example.com/cb",
+            ][..],
+            "loopback",
+        ),
+    ] {
+        let out = keyward(&app, args, "");
+        assert!(!out.status.success(), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+    }
+    assert_eq!(show(), before, "a refused update changes nothing");
+
+    let ok = keyward(
+        &app,
+        &["clients", "update", "spa", "--first-party", "true"],
+        "",
+    );
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    assert!(show().contains(r#""first_party": true"#));
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    let kinds: Vec<String> = {
+        use diesel::{ExpressionMethods, QueryDsl};
+        use diesel_async::RunQueryDsl;
+        use keyward::db::schema::audit_events;
+        audit_events::table
+            .filter(audit_events::client_id.eq("spa"))
+            .select(audit_events::kind)
+            .load(&mut conn)
+            .await
+            .unwrap()
+    };
+    assert_eq!(
+        kinds,
+        ["client.created", "client.updated"],
+        "only the change is recorded"
+    );
+}

@@ -236,3 +236,101 @@ async fn the_authorization_endpoint_pages_and_introspection_never_answer_cors() 
     assert_eq!(acao(&introspect), None);
     assert_eq!(acao(&preflight(&app, "/introspect", ADMIN).await), None);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn origins_follow_clients_update_and_only_what_it_names_changes() {
+    use crate::support::cli::{keyward, stderr, stdout};
+    let app = TestApp::spawn().await;
+    let json = |out: &std::process::Output| -> serde_json::Value {
+        assert!(out.status.success(), "{}", stderr(out));
+        serde_json::from_str(&stdout(out)).unwrap()
+    };
+    let created = keyward(
+        &app,
+        &[
+            "clients",
+            "create",
+            "--name",
+            "Spa",
+            "--id",
+            "spa",
+            "--public",
+            "--redirect-uri",
+            "https://app.example.com/cb",
+            "--grant",
+            "authorization_code",
+            "--grant",
+            "refresh_token",
+            "--json",
+        ],
+        "",
+    );
+    json(&created);
+    assert_eq!(acao(&preflight(&app, "/token", ADMIN).await), None);
+
+    // An origin added: allowed at once (no cache to wait for); the rest of the client unchanged.
+    let updated = json(&keyward(
+        &app,
+        &[
+            "clients",
+            "update",
+            "spa",
+            "--allowed-origin",
+            ADMIN,
+            "--name",
+            "Spa 2",
+            "--json",
+        ],
+        "",
+    ));
+    assert_eq!(updated["name"], "Spa 2");
+    assert_eq!(
+        updated["redirect_uris"],
+        serde_json::json!(["https://app.example.com/cb"])
+    );
+    assert_eq!(
+        updated["grant_types"],
+        serde_json::json!(["authorization_code", "refresh_token"])
+    );
+    assert_eq!(updated["allowed_origins"], serde_json::json!([APP, ADMIN]));
+    assert_eq!(acao(&preflight(&app, "/token", ADMIN).await), Some(ADMIN));
+
+    // New redirect URIs keep the explicit origin; clearing it leaves only the redirect's.
+    let moved = json(&keyward(
+        &app,
+        &[
+            "clients",
+            "update",
+            "spa",
+            "--redirect-uri",
+            "https://new.example.com/cb",
+            "--json",
+        ],
+        "",
+    ));
+    assert_eq!(
+        moved["allowed_origins"],
+        serde_json::json!(["https://new.example.com", ADMIN])
+    );
+    assert_eq!(
+        acao(&preflight(&app, "/token", APP).await),
+        None,
+        "the old redirect's origin"
+    );
+    let cleared = json(&keyward(
+        &app,
+        &[
+            "clients",
+            "update",
+            "spa",
+            "--clear-allowed-origins",
+            "--json",
+        ],
+        "",
+    ));
+    assert_eq!(
+        cleared["allowed_origins"],
+        serde_json::json!(["https://new.example.com"])
+    );
+    assert_eq!(acao(&preflight(&app, "/token", ADMIN).await), None);
+}

@@ -8,7 +8,7 @@ use std::io::BufRead as _;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use diesel_async::AsyncPgConnection;
+use diesel_async::{AsyncConnection as _, AsyncPgConnection};
 use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -44,6 +44,9 @@ pub enum ClientsCommand {
         /// The client_id.
         id: String,
     },
+    /// Change a client: each option given replaces that setting (a repeatable option replaces
+    /// the whole list); settings not named are kept.
+    Update(UpdateArgs),
     /// Replace a confidential client's secret; prints the new one, once.
     RotateSecret {
         /// The client_id.
@@ -100,6 +103,57 @@ pub struct CreateArgs {
     json: bool,
 }
 
+/// What `clients update` is told.
+#[derive(Debug, Args)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "each is a command-line switch the operator sets"
+)]
+pub struct UpdateArgs {
+    /// The client_id.
+    id: String,
+    /// Shown to people on the sign-in and consent pages.
+    #[arg(long)]
+    name: Option<String>,
+    /// Exact redirect URIs, replacing the registered ones; repeat for several.
+    #[arg(long = "redirect-uri")]
+    redirect_uris: Vec<String>,
+    /// Browser origins besides the redirect URIs' (exact, no wildcards), replacing those given
+    /// before; repeat for several.
+    #[arg(long = "allowed-origin", conflicts_with = "clear_allowed_origins")]
+    allowed_origins: Vec<String>,
+    /// Allow no origins besides the redirect URIs'.
+    #[arg(long)]
+    clear_allowed_origins: bool,
+    /// Exact post-logout redirect URIs, replacing the registered ones; repeat for several.
+    #[arg(
+        long = "post-logout-redirect-uri",
+        conflicts_with = "clear_post_logout_redirect_uris"
+    )]
+    post_logout_redirect_uris: Vec<String>,
+    /// Register no post-logout redirect URI.
+    #[arg(long)]
+    clear_post_logout_redirect_uris: bool,
+    /// Grant types, replacing the registered ones; repeat for several.
+    #[arg(long = "grant")]
+    grants: Vec<String>,
+    /// Scopes it may request, space-separated, replacing the registered ones.
+    #[arg(long)]
+    scope: Option<String>,
+    /// Resource servers its tokens may name in `aud`, replacing the registered ones.
+    #[arg(long = "audience", conflicts_with = "clear_audiences")]
+    audiences: Vec<String>,
+    /// Name no resource server (tokens are for Keyward's own endpoints only).
+    #[arg(long)]
+    clear_audiences: bool,
+    /// Whether it is operated by you (people are not asked for consent).
+    #[arg(long, value_name = "true|false")]
+    first_party: Option<bool>,
+    /// Print the client as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
 fn client_json(c: &Client) -> serde_json::Value {
     json!({
         "client_id": c.id,
@@ -138,6 +192,7 @@ pub async fn run(cmd: ClientsCommand, config: &Config, now: OffsetDateTime) -> a
         ClientsCommand::List { json } => list(&mut conn, json).await,
         ClientsCommand::Show { id, json } => show(&mut conn, &id, json).await,
         ClientsCommand::Delete { id } => delete(&mut conn, &id, now).await,
+        ClientsCommand::Update(args) => update(&mut conn, args, now).await,
         ClientsCommand::RotateSecret { id } => rotate_secret(&mut conn, &id, now).await,
     }
 }
@@ -168,6 +223,38 @@ fn parse_grants(grants: Vec<String>) -> anyhow::Result<Vec<String>> {
     Ok(grants)
 }
 
+/// Resource indicators (RFC 8707 §2): absolute URIs without a fragment.
+fn check_audiences(audiences: &[String]) -> anyhow::Result<()> {
+    for a in audiences {
+        if url::Url::parse(a).map_or(true, |u| u.fragment().is_some()) {
+            bail!("audience '{a}' must be an absolute URI without a fragment");
+        }
+    }
+    Ok(())
+}
+
+/// RFC 6749 §3.1.2.2: a client of the code flow registers where codes go.
+fn require_redirect_for_code(
+    redirect_uris: &[RedirectUri],
+    grants: &[String],
+) -> anyhow::Result<()> {
+    if redirect_uris.is_empty()
+        && grants
+            .iter()
+            .any(|g| g == GrantType::AuthorizationCode.as_str())
+    {
+        bail!("--redirect-uri is required for the authorization_code grant (the default)");
+    }
+    Ok(())
+}
+
+fn parse_origins(origins: &[String]) -> anyhow::Result<Vec<Origin>> {
+    origins
+        .iter()
+        .map(|o| Origin::parse(o).map_err(Into::into))
+        .collect()
+}
+
 /// Checks what `create` was told and builds the row; returns the secret to show, if any.
 fn new_client(
     args: CreateArgs,
@@ -176,11 +263,7 @@ fn new_client(
     if args.public && args.secret_stdin {
         bail!("a public client has no secret");
     }
-    for a in &args.audiences {
-        if url::Url::parse(a).map_or(true, |u| u.fragment().is_some()) {
-            bail!("audience '{a}' must be an absolute URI without a fragment");
-        }
-    }
+    check_audiences(&args.audiences)?;
     let scopes = Scopes::parse(&args.scope).map_err(|_| anyhow::anyhow!("--scope is malformed"))?;
     let id = args.id.unwrap_or_else(|| {
         base64::Engine::encode(
@@ -195,18 +278,8 @@ fn new_client(
     };
     let grant_types = parse_grants(args.grants)?;
     let redirect_uris = parse_uris(&args.redirect_uris)?;
-    if redirect_uris.is_empty()
-        && grant_types
-            .iter()
-            .any(|g| g == GrantType::AuthorizationCode.as_str())
-    {
-        bail!("--redirect-uri is required for the authorization_code grant (the default)");
-    }
-    let explicit: Vec<Origin> = args
-        .allowed_origins
-        .iter()
-        .map(|o| Origin::parse(o))
-        .collect::<Result<_, _>>()?;
+    require_redirect_for_code(&redirect_uris, &grant_types)?;
+    let explicit = parse_origins(&args.allowed_origins)?;
     let new = NewClient {
         id,
         name: args.name,
@@ -254,6 +327,92 @@ async fn create(
             println!("client_secret\t{s}");
             eprintln!("store the secret now: it is shown once and only its hash is kept");
         }
+    }
+    Ok(())
+}
+
+/// Applies what `update` was told to the stored client, checking it as `create` would.
+fn changed(
+    client: &Client,
+    args: UpdateArgs,
+    now: OffsetDateTime,
+) -> anyhow::Result<clients::ClientChanges> {
+    let mut changes = client.changes(now);
+    if let Some(name) = args.name {
+        changes.name = name;
+    }
+    if let Some(first_party) = args.first_party {
+        changes.is_first_party = first_party;
+    }
+    if !args.grants.is_empty() {
+        changes.grant_types = parse_grants(args.grants)?;
+    }
+    if let Some(scope) = args.scope {
+        let scopes = Scopes::parse(&scope).map_err(|_| anyhow::anyhow!("--scope is malformed"))?;
+        changes.scopes = scopes.to_vec();
+    }
+    if args.clear_audiences {
+        changes.audiences.clear();
+    } else if !args.audiences.is_empty() {
+        check_audiences(&args.audiences)?;
+        changes.audiences = args.audiences;
+    }
+    if args.clear_post_logout_redirect_uris {
+        changes.post_logout_redirect_uris.clear();
+    } else if !args.post_logout_redirect_uris.is_empty() {
+        changes.post_logout_redirect_uris =
+            as_strings(&parse_uris(&args.post_logout_redirect_uris)?);
+    }
+    let redirect_uris = if args.redirect_uris.is_empty() {
+        parse_uris(&client.redirect_uris)?
+    } else {
+        parse_uris(&args.redirect_uris)?
+    };
+    require_redirect_for_code(&redirect_uris, &changes.grant_types)?;
+    let explicit = if args.clear_allowed_origins {
+        vec![]
+    } else if args.allowed_origins.is_empty() {
+        parse_origins(&client.explicit_origins())?
+    } else {
+        parse_origins(&args.allowed_origins)?
+    };
+    changes.allowed_origins = clients::cors_origins(&redirect_uris, &explicit);
+    changes.redirect_uris = as_strings(&redirect_uris);
+    Ok(changes)
+}
+
+async fn locked_update(
+    conn: &mut AsyncPgConnection,
+    args: UpdateArgs,
+    now: OffsetDateTime,
+) -> anyhow::Result<Client> {
+    let Some(client) = clients::find_for_update(conn, &args.id).await? else {
+        bail!("no client '{}'", args.id);
+    };
+    let id = args.id.clone();
+    let changes = changed(&client, args, now)?;
+    let updated = clients::update(conn, &id, &changes)
+        .await?
+        .context("the client vanished while locked")?;
+    audit_event(conn, "client.updated", &id, now).await?;
+    Ok(updated)
+}
+
+async fn update(
+    conn: &mut AsyncPgConnection,
+    args: UpdateArgs,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    let id = args.id.clone();
+    let json = args.json;
+    // Under the row lock: two operators changing one client at once do not undo each other.
+    let updated = conn
+        .transaction(async |conn| locked_update(conn, args, now).await)
+        .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&client_json(&updated))?);
+    } else {
+        println!("client_id\t{id}");
     }
     Ok(())
 }

@@ -368,6 +368,23 @@ pub async fn find(conn: &mut AsyncPgConnection, id: &str) -> QueryResult<Option<
         .optional()
 }
 
+/// Finds a client and locks its row until the transaction ends (for a read-modify-write).
+pub async fn find_for_update(
+    conn: &mut AsyncPgConnection,
+    id: &str,
+) -> QueryResult<Option<Client>> {
+    if id.contains('\0') {
+        return Ok(None);
+    }
+    clients::table
+        .find(id)
+        .select(Client::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// Every client, by id.
 pub async fn list(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Client>> {
     clients::table
@@ -383,6 +400,80 @@ pub async fn delete(conn: &mut AsyncPgConnection, id: &str) -> QueryResult<bool>
         .execute(conn)
         .await
         .map(|n| n == 1)
+}
+
+/// What `clients update` may change: everything but the id, the type and the secret.
+#[derive(Debug, AsChangeset)]
+#[diesel(table_name = clients, treat_none_as_null = false)]
+pub struct ClientChanges {
+    /// Display name.
+    pub name: String,
+    /// Whether it skips consent.
+    pub is_first_party: bool,
+    /// Exact redirect URIs.
+    pub redirect_uris: Vec<String>,
+    /// Exact post-logout redirect URIs.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Grant names.
+    pub grant_types: Vec<String>,
+    /// Allowed scopes.
+    pub scopes: Vec<String>,
+    /// Allowed audiences.
+    pub audiences: Vec<String>,
+    /// CORS origins ([`cors_origins`]).
+    pub allowed_origins: Vec<String>,
+    /// Now.
+    pub updated_at: OffsetDateTime,
+}
+
+impl Client {
+    /// Its current values, to change some of them.
+    #[must_use]
+    pub fn changes(&self, now: OffsetDateTime) -> ClientChanges {
+        ClientChanges {
+            name: self.name.clone(),
+            is_first_party: self.is_first_party,
+            redirect_uris: self.redirect_uris.clone(),
+            post_logout_redirect_uris: self.post_logout_redirect_uris.clone(),
+            grant_types: self.grant_types.clone(),
+            scopes: self.scopes.clone(),
+            audiences: self.audiences.clone(),
+            allowed_origins: self.allowed_origins.clone(),
+            updated_at: now,
+        }
+    }
+
+    /// The origins allowed besides those of its redirect URIs (given with `--allowed-origin`).
+    /// Stored merged, so an explicit origin that is also a redirect URI's reads as the latter.
+    #[must_use]
+    pub fn explicit_origins(&self) -> Vec<String> {
+        let derived: Vec<String> = self
+            .redirect_uris
+            .iter()
+            .filter_map(|u| RedirectUri::parse(u).ok())
+            .filter_map(|u| Origin::of_redirect_uri(&u))
+            .map(|o| o.as_str().to_owned())
+            .collect();
+        self.allowed_origins
+            .iter()
+            .filter(|o| !derived.contains(o))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Writes `changes` to client `id`; `None` when there is no such client.
+pub async fn update(
+    conn: &mut AsyncPgConnection,
+    id: &str,
+    changes: &ClientChanges,
+) -> QueryResult<Option<Client>> {
+    diesel::update(clients::table.find(id))
+        .set(changes)
+        .returning(Client::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
 }
 
 /// Replaces a confidential client's secret hash; returns whether such a client exists.

@@ -156,6 +156,9 @@ try {
   await pages.goto(`${KEYWARD}/logout`);
   await pages.getByRole('button', { name: 'Sign out' }).waitFor();
   await checkA11y(pages, 'logout confirmation');
+  await pages.goto(`${KEYWARD}/signout`);
+  await pages.getByRole('button', { name: 'Sign out' }).waitFor();
+  await checkA11y(pages, 'sign-out confirmation');
   await pages.goto(`${KEYWARD}/authorize?client_id=nobody`);
   await checkA11y(pages, 'error page');
   await pages.close();
