@@ -92,6 +92,8 @@ pub struct AppState {
     pub work: crate::http::shed::WorkClasses,
     /// The product name and logo of the hosted pages.
     pub brand: Arc<crate::http::brand::Brand>,
+    /// This instance's Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A built application, ready to serve.
@@ -141,7 +143,8 @@ impl App {
             grace: config.tokens.refresh_reuse_grace,
             secret: *keys.refresh_secret(),
         };
-        let limits = crate::rate_limits::Limits::new(config.limits);
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let limits = crate::rate_limits::Limits::new(config.limits, metrics.clone());
         let csrf = crate::http::csrf::VisitorCsrf::new(keys.csrf_secret());
         let work = crate::http::shed::WorkClasses::new(
             config.database.pool_size,
@@ -152,6 +155,7 @@ impl App {
             config.server.logo_file.as_deref(),
         )?);
         let state = AppState {
+            metrics,
             brand,
             work,
             limits,
@@ -275,8 +279,19 @@ async fn maintain_keys(state: AppState) {
     tick.tick().await; // the first tick is immediate, and start() just did the work
     loop {
         tick.tick().await;
-        if let Err(e) = state.keys.maintain().await {
-            tracing::warn!(error = %e, "signing key maintenance failed");
+        match state.keys.maintain().await {
+            Ok(done) => {
+                if done.reloaded {
+                    state.metrics.key_event("reloaded");
+                }
+                if done.scheduled {
+                    state.metrics.key_event("scheduled");
+                }
+            }
+            Err(e) => {
+                state.metrics.key_event("maintenance_failed");
+                tracing::warn!(error = %e, "signing key maintenance failed");
+            }
         }
     }
 }

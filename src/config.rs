@@ -64,6 +64,9 @@ pub struct ServerSettings {
     pub issuer: Issuer,
     /// `KEYWARD_BIND`: the socket address to listen on.
     pub bind: SocketAddr,
+    /// `KEYWARD_METRICS_BIND`: where `/metrics` listens, apart from the public port; `None`
+    /// when set to the empty string.
+    pub metrics_bind: Option<SocketAddr>,
     /// `KEYWARD_REQUEST_TIMEOUT`: a request still running after this gets 408.
     pub request_timeout: std::time::Duration,
     /// `KEYWARD_HEADER_TIMEOUT`: a client must send its request headers within this.
@@ -342,6 +345,7 @@ fn server(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<ServerSettings, 
     Ok(ServerSettings {
         issuer: Issuer::parse(&issuer).map_err(|m| ConfigError::new("KEYWARD_ISSUER", m))?,
         bind: env.parse("KEYWARD_BIND", SocketAddr::from(([127, 0, 0, 1], 8080)))?,
+        metrics_bind: metrics_bind(env)?,
         request_timeout: to_std(env.duration(
             "KEYWARD_REQUEST_TIMEOUT",
             30 * Duration::SECOND,
@@ -366,6 +370,19 @@ fn server(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<ServerSettings, 
             "must be between 1s and 1d",
         )?,
     })
+}
+
+/// Loopback by default: the counters say how an instance is attacked, not for the public.
+fn metrics_bind(
+    env: &Env<impl Fn(&str) -> Option<String>>,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    const NAME: &str = "KEYWARD_METRICS_BIND";
+    match (env.lookup)(NAME) {
+        Some(raw) if raw.trim().is_empty() => Ok(None),
+        _ => env
+            .parse(NAME, SocketAddr::from(([127, 0, 0, 1], 9464)))
+            .map(Some),
+    }
 }
 
 /// A name people read at the top of every page: 1 to 64 characters, none of them control.

@@ -83,10 +83,33 @@ pub enum AppError {
     /// Shed: every database connection (or every slot of its class of work) stayed busy for the
     /// whole short wait; the request may be retried shortly.
     #[error("overloaded: request shed")]
-    Shed,
+    Shed(Shed),
     /// Anything else: a bug or a broken invariant.
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
+}
+
+/// Which bound shed a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Shed {
+    /// The slots for code redemptions and refresh rotations.
+    Rotation,
+    /// The database pool itself.
+    Pool,
+}
+
+/// On a refused response, what refused it: the metrics layer counts it (the response is all it
+/// sees, and the error has no handle on the metrics).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureMark {
+    /// Shed for lack of a rotation slot.
+    ShedRotation,
+    /// Shed for lack of a database connection.
+    ShedPool,
+    /// The database could not be reached.
+    DbUnavailable,
+    /// The hashing queue was full.
+    HashBusy,
 }
 
 /// What kind of failure a response shape has to put into words.
@@ -103,7 +126,7 @@ pub enum Failure {
 impl From<DbError> for AppError {
     fn from(e: DbError) -> Self {
         if matches!(e, DbError::Exhausted) {
-            Self::Shed
+            Self::Shed(Shed::Pool)
         } else if e.is_unavailable() {
             Self::Unavailable(anyhow::Error::new(e))
         } else {
@@ -160,7 +183,7 @@ impl AppError {
     pub fn failure(&self) -> Failure {
         match self {
             Self::Unavailable(_) => Failure::Unavailable,
-            Self::Busy | Self::Shed => Failure::Busy,
+            Self::Busy | Self::Shed(_) => Failure::Busy,
             Self::Internal(_) => Failure::Internal,
         }
     }
@@ -192,7 +215,7 @@ impl AppError {
                     );
                 }
             }
-            Self::Shed => {
+            Self::Shed(_) => {
                 if let Some(more) = SHED.note(std::time::Instant::now()) {
                     tracing::warn!(shed_since_last = more, "overloaded: shedding requests");
                 }
@@ -207,7 +230,7 @@ impl AppError {
         self.log();
         let mut response = (self.status(), body).into_response();
         let retry_after = match (&self, self.failure()) {
-            (Self::Shed, _) => Some(RETRY_AFTER_SHED),
+            (Self::Shed(_), _) => Some(RETRY_AFTER_SHED),
             (_, Failure::Unavailable) => Some(RETRY_AFTER_UNAVAILABLE),
             (_, Failure::Busy) => Some(RETRY_AFTER_BUSY),
             (_, Failure::Internal) => None,
@@ -216,6 +239,16 @@ impl AppError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static(seconds));
+        }
+        let mark = match &self {
+            Self::Shed(Shed::Rotation) => Some(FailureMark::ShedRotation),
+            Self::Shed(Shed::Pool) => Some(FailureMark::ShedPool),
+            Self::Unavailable(_) => Some(FailureMark::DbUnavailable),
+            Self::Busy => Some(FailureMark::HashBusy),
+            Self::Internal(_) => None,
+        };
+        if let Some(mark) = mark {
+            response.extensions_mut().insert(mark);
         }
         response
     }

@@ -33,6 +33,7 @@ pub mod error;
 pub mod housekeeping;
 pub mod http;
 pub mod keys;
+pub mod metrics;
 pub mod oauth;
 pub mod rate_limits;
 pub mod scope;

@@ -590,6 +590,12 @@ async fn with_every_connection_busy_requests_are_shed_at_once_and_public_documen
         .get_with_cookie("/account", "keyward_session=AAAAAAAAAAAAAAAAAAAAAA")
         .await;
     assert_eq!(page.status().as_u16(), 503);
+    // The grants count as shed for want of a connection. The page's session load reaches the
+    // pool through tower-sessions, whose error keeps only a message: it counts as unavailable.
+    let scraped = crate::metrics::scrape(&app).await;
+    assert_eq!(scraped[r#"keyward_load_shed_total{class="db_pool"}"#], 2);
+    assert_eq!(scraped[r#"keyward_db_errors_total{kind="exhausted"}"#], 2);
+    assert_eq!(scraped[r#"keyward_db_errors_total{kind="unavailable"}"#], 1);
     for path in [
         "/jwks.json",
         "/.well-known/openid-configuration",

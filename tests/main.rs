@@ -12,6 +12,7 @@ mod examples;
 mod hostile;
 mod keys;
 mod limits;
+mod metrics;
 mod oauth;
 mod pages;
 mod refresh;

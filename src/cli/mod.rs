@@ -94,7 +94,25 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(bind)
         .await
         .with_context(|| format!("KEYWARD_BIND: cannot listen on {bind}"))?;
+    let metrics = match config.server.metrics_bind {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .with_context(|| format!("KEYWARD_METRICS_BIND: cannot listen on {at}"))?,
+        ),
+        None => None,
+    };
     let app = App::build(config, Clock::system()).await?;
+    if let Some(listener) = metrics {
+        let at = listener.local_addr()?;
+        let router = crate::http::observe::metrics_router(app.state().clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, router).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+        tracing::info!(%at, "metrics at /metrics");
+    }
     tracing::info!(%bind, "listening");
     println!("Keyward is serving {issuer} (listening on {bind}). Sign in at {issuer}/signin");
     app.serve(listener, shutdown_signal()).await

@@ -136,12 +136,14 @@ pub async fn get_jwks(State(state): State<AppState>, headers: HeaderMap) -> Resp
         .unwrap_or(HeaderValue::from_static("no-cache"));
     let etag = HeaderValue::from_str(&doc.etag).unwrap_or(HeaderValue::from_static("\"\""));
     if none_match(&headers, &doc.etag) {
+        state.metrics.jwks("304");
         return (
             StatusCode::NOT_MODIFIED,
             [(header::ETAG, etag), (header::CACHE_CONTROL, cache)],
         )
             .into_response();
     }
+    state.metrics.jwks("200");
     (
         [
             (

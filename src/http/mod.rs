@@ -13,6 +13,7 @@ pub mod health;
 pub mod introspect;
 pub mod limits;
 pub mod oauth_error;
+pub mod observe;
 pub mod page;
 pub mod revoke;
 pub mod rp_logout;
@@ -126,6 +127,7 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<PgSessionStore>) ->
     let request_timeout = state.config.server.request_timeout;
     let https = state.config.server.issuer.is_https();
     routes()
+        .route_layer(axum::middleware::from_fn(observe::mark_route))
         .layer(
             // Outermost first: trace everything, turn panics into 500s, stamp security headers on
             // every response (error pages and timeouts included), then bound time and size.
@@ -135,6 +137,11 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<PgSessionStore>) ->
                         // The path only: query strings will carry codes and tokens.
                         tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
                     },
+                ))
+                // Outside the panic catcher, so that a panic's 500 is counted too.
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    observe::track,
                 ))
                 .layer(CatchPanicLayer::new())
                 .layer(axum::middleware::from_fn_with_state(

@@ -32,7 +32,7 @@ impl WorkClasses {
     pub async fn rotation(&self) -> Result<OwnedSemaphorePermit, AppError> {
         match tokio::time::timeout(self.wait, self.rotation.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
-            Ok(Err(_)) | Err(_) => Err(AppError::Shed),
+            Ok(Err(_)) | Err(_) => Err(AppError::Shed(crate::error::Shed::Rotation)),
         }
     }
 }
@@ -50,7 +50,7 @@ mod tests {
             classes.rotation().await.expect("3"),
         ]
         .into();
-        assert!(matches!(classes.rotation().await, Err(AppError::Shed)));
+        assert!(matches!(classes.rotation().await, Err(AppError::Shed(_))));
         drop(held);
         assert!(classes.rotation().await.is_ok());
     }

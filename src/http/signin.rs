@@ -97,6 +97,7 @@ pub async fn submit_signin(
         throttle: state.config.passwords.throttle,
         limits: &state.limits,
         ip: client_ip,
+        metrics: &state.metrics,
     };
     let result = sign_in(
         &checks,

@@ -209,6 +209,7 @@ async fn exchange(
         },
         refresh: &state.refresh,
         ip: Some(ip.into()),
+        metrics: &state.metrics,
         now: guard.now,
     };
     let response = match &request {
@@ -230,10 +231,12 @@ async fn exchange(
                 throttle: config.passwords.throttle,
                 limits: &state.limits,
                 ip,
+                metrics: &state.metrics,
             };
             guard.sign_in = true;
             password::password(&checks, &ctx, &client, r).await?
         }
     };
+    state.metrics.token_issued(request.grant_type().as_str());
     Ok(no_store(Json(response).into_response()))
 }

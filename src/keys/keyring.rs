@@ -14,6 +14,7 @@ use serde_json::{Map, Value};
 use time::{Duration, OffsetDateTime};
 
 use crate::keys::kek::Kek;
+use crate::keys::schedule::KeyState;
 use crate::keys::schedule::{self, CLOCK_LEEWAY, KeyTimes};
 use crate::keys::store::SigningKeyRow;
 
@@ -339,6 +340,21 @@ impl KeyRing {
         policy: &schedule::SchedulePolicy,
     ) -> bool {
         !schedule::plan(&self.snapshot().times, now, policy).is_empty()
+    }
+
+    /// How many loaded keys are `next`, `active` and `retired` at `now` (the metrics' gauge).
+    #[must_use]
+    pub fn count_by_state(&self, now: OffsetDateTime) -> Vec<(&'static str, i64)> {
+        let times = &self.snapshot().times;
+        [KeyState::Next, KeyState::Active, KeyState::Retired]
+            .into_iter()
+            .map(|wanted| {
+                let n = (0..times.len())
+                    .filter(|&i| schedule::state(times, i, now) == wanted)
+                    .count();
+                (wanted.as_str(), i64::try_from(n).unwrap_or(i64::MAX))
+            })
+            .collect()
     }
 
     /// The kid that signs at `now`.

@@ -17,6 +17,15 @@ use kek::Kek;
 use keyring::KeyRing;
 use store::{KeyError, KeyPolicy};
 
+/// What one maintenance step did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Maintenance {
+    /// The ring was reloaded (another instance or the CLI changed the keys).
+    pub reloaded: bool,
+    /// This instance completed the schedule (created or extended keys).
+    pub scheduled: bool,
+}
+
 /// Keeps this instance's key ring in step with the database schedule.
 #[derive(Clone)]
 pub struct KeyManager {
@@ -103,29 +112,34 @@ impl KeyManager {
     ///
     /// Usually this is one cheap read of the version: the locked schedule transaction runs only
     /// when the keys this instance holds say something is due (a key to create or to extend).
-    pub async fn maintain(&self) -> Result<(), KeyStartError> {
+    pub async fn maintain(&self) -> Result<Maintenance, KeyStartError> {
         let now = self.clock.now();
         let mut conn = db::connect(&self.pool).await?;
-        self.reload_if_changed(&mut conn, now).await?;
+        let mut done = Maintenance {
+            reloaded: self.reload_if_changed(&mut conn, now).await?,
+            scheduled: false,
+        };
         if self.ring.has_schedule_work(now, &self.policy.schedule)
             && store::ensure_schedule(&mut conn, &self.kek, &self.policy, now).await?
         {
-            self.reload_if_changed(&mut conn, now).await?;
+            done.scheduled = true;
+            done.reloaded |= self.reload_if_changed(&mut conn, now).await?;
         }
-        Ok(())
+        Ok(done)
     }
 
     async fn reload_if_changed(
         &self,
         conn: &mut db::PooledConn,
         now: time::OffsetDateTime,
-    ) -> Result<(), KeyStartError> {
+    ) -> Result<bool, KeyStartError> {
         let version = store::current_version(conn).await?;
-        if version != self.ring.version() {
-            let rows = store::list(conn).await?;
-            self.ring.replace(version, &rows, &self.kek, now)?;
-            tracing::info!(version, "signing keys reloaded");
+        if version == self.ring.version() {
+            return Ok(false);
         }
-        Ok(())
+        let rows = store::list(conn).await?;
+        self.ring.replace(version, &rows, &self.kek, now)?;
+        tracing::info!(version, "signing keys reloaded");
+        Ok(true)
     }
 }

@@ -25,6 +25,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use time::{Duration, OffsetDateTime};
 
 use crate::audit::{self, NewAuditEvent};
+use crate::metrics::Metrics;
 
 /// The limits, each with its own key space.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -183,15 +184,18 @@ impl Key {
 pub struct Limits {
     rates: Rates,
     blocked: Arc<Mutex<HashMap<(Limit, Key), OffsetDateTime>>>,
+    /// Counts every refusal (`keyward_rate_limited_total{limit}`).
+    metrics: Arc<Metrics>,
 }
 
 impl Limits {
     /// Limits with these rates and no block known yet.
     #[must_use]
-    pub fn new(rates: Rates) -> Self {
+    pub fn new(rates: Rates, metrics: Arc<Metrics>) -> Self {
         Self {
             rates,
             blocked: Arc::new(Mutex::new(HashMap::new())),
+            metrics,
         }
     }
 
@@ -203,10 +207,13 @@ impl Limits {
         let mut blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
         let map_key = (limit, key.clone());
         match blocked.get(&map_key) {
-            Some(until) if *until > now => Err(Blocked {
-                limit,
-                retry_after: (*until - now).max(Duration::SECOND),
-            }),
+            Some(until) if *until > now => {
+                self.metrics.rate_limited(limit.as_str());
+                Err(Blocked {
+                    limit,
+                    retry_after: (*until - now).max(Duration::SECOND),
+                })
+            }
             Some(_) => {
                 blocked.remove(&map_key);
                 Ok(())
@@ -238,6 +245,7 @@ impl Limits {
             .blocked_until(tat, now)
             .unwrap_or(now + rate.interval());
         self.remember(conn, limit, key, until, now).await?;
+        self.metrics.rate_limited(limit.as_str());
         Ok(Err(Blocked {
             limit,
             retry_after: (until - now).max(Duration::SECOND),
@@ -458,7 +466,7 @@ mod tests {
             sign_up_per_ip: None,
             pending_per_ip: None,
         };
-        let limits = Limits::new(rates);
+        let limits = Limits::new(rates, Arc::new(Metrics::new()));
         let key = Key::global();
         limits.blocked.lock().expect("lock").insert(
             (Limit::SignInPerIp, key.clone()),

@@ -168,6 +168,8 @@ pub struct PasswordHasher {
     workers: Arc<Semaphore>,
     /// Permits for requests waiting or working; when none is left we refuse at once.
     queue: Arc<Semaphore>,
+    /// The queue's permits in all.
+    queue_size: usize,
     /// A real hash of a random password, verified against when the user does not exist.
     dummy_hash: Arc<str>,
 }
@@ -247,8 +249,15 @@ impl PasswordHasher {
             settings,
             workers: Arc::new(Semaphore::new(concurrency.max(1))),
             queue: Arc::new(Semaphore::new(queue.max(concurrency).max(1))),
+            queue_size: queue.max(concurrency).max(1),
             dummy_hash: dummy_hash.into(),
         })
+    }
+
+    /// Hashes computing or waiting for a worker now.
+    #[must_use]
+    pub fn in_flight(&self) -> usize {
+        self.queue_size - self.queue.available_permits()
     }
 
     /// The parameters new hashes are made with.

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 use time::{Duration, OffsetDateTime};
 
+use crate::metrics::{Metrics, SignInOutcome};
 use crate::rate_limits::{Key, Limit, Limits};
 
 use crate::db::{self, DbError, DbPool};
@@ -96,12 +97,36 @@ pub struct Checks<'a> {
     pub limits: &'a Limits,
     /// The client's address.
     pub ip: IpAddr,
+    /// Where each outcome is counted.
+    pub metrics: &'a Metrics,
 }
 
 /// Checks credentials typed on the sign-in page or sent with the password grant.
 ///
 /// Takes the pool, not a connection: no connection is held while waiting for a hashing slot.
 pub async fn sign_in(
+    checks: &Checks<'_>,
+    unverified_username: &str,
+    password: &str,
+    from: Device<'_>,
+    now: OffsetDateTime,
+) -> Result<SignedIn, SignInError> {
+    let result = judge(checks, unverified_username, password, from, now).await;
+    let outcome = match &result {
+        Ok(_) => Some(SignInOutcome::Ok),
+        Err(SignInError::WrongCredentials) => Some(SignInOutcome::BadCredentials),
+        Err(SignInError::Locked { .. }) => Some(SignInOutcome::Locked),
+        Err(SignInError::RateLimited { .. } | SignInError::Busy) => Some(SignInOutcome::Throttled),
+        Err(SignInError::Disabled) => Some(SignInOutcome::Disabled),
+        Err(SignInError::Db(_) | SignInError::Internal(_)) => None,
+    };
+    if let Some(outcome) = outcome {
+        checks.metrics.sign_in(outcome);
+    }
+    result
+}
+
+async fn judge(
     checks: &Checks<'_>,
     unverified_username: &str,
     password: &str,

@@ -36,6 +36,8 @@ pub struct TestApp {
     pub browser: Browser,
     /// The settings the app was started with (the CLI tests reuse them).
     pub env: HashMap<&'static str, String>,
+    /// `http://127.0.0.1:PORT` of its metrics listener (`GET /metrics`).
+    pub metrics_base: String,
     db_name: String,
     /// Only the first instance on a database drops it.
     owns_db: bool,
@@ -130,6 +132,14 @@ impl TestApp {
         let clock = clock.unwrap_or_else(|| Clock::manual(start));
         let app = App::build(config, clock).await.expect("build app");
         let state = app.state().clone();
+        let metrics_listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a random port");
+        let metrics_base = format!("http://{}", metrics_listener.local_addr().unwrap());
+        let metrics = keyward::http::observe::metrics_router(state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(metrics_listener, metrics).await;
+        });
         let (tx, rx) = oneshot::channel();
         let server = tokio::spawn(async move {
             app.serve(listener, async {
@@ -145,6 +155,7 @@ impl TestApp {
             state,
             browser,
             env,
+            metrics_base,
             db_name,
             owns_db: true,
             shutdown: Some(tx),

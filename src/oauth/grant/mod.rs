@@ -195,6 +195,8 @@ pub struct GrantContext<'a> {
     pub refresh: &'a RefreshPolicy,
     /// The caller's address, for the audit trail.
     pub ip: Option<ipnet::IpNet>,
+    /// Where outcomes are counted.
+    pub metrics: &'a crate::metrics::Metrics,
     /// Now.
     pub now: OffsetDateTime,
 }

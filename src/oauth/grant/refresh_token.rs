@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use crate::audit::{self, NewAuditEvent};
 use crate::clients::Client;
+use crate::metrics::RefreshOutcome;
 use crate::oauth::error::OAuthError;
 use crate::oauth::grant::{
     GrantContext, GrantError, TokenResponse, invalid_grant, requested_scope,
@@ -45,10 +46,16 @@ impl RefreshRequest {
 
 /// How a refresh ended, decided under the family lock and committed either way.
 enum Outcome {
-    Issued(TokenResponse),
+    Issued {
+        response: TokenResponse,
+        /// The predecessor came back within the grace window.
+        grace: bool,
+    },
     Refused(&'static str),
     Reused,
 }
+
+const EXPIRED: &str = "the refresh token has expired";
 
 /// The successor to hand out and what it carries.
 struct Rotation {
@@ -71,8 +78,15 @@ pub async fn refresh(
     let outcome = conn
         .transaction(async |conn| rotate(conn, ctx, client, request, &hash).await)
         .await?;
+    ctx.metrics.refresh(match &outcome {
+        Outcome::Issued { grace: false, .. } => RefreshOutcome::Rotated,
+        Outcome::Issued { grace: true, .. } => RefreshOutcome::Grace,
+        Outcome::Refused(EXPIRED) => RefreshOutcome::Expired,
+        Outcome::Refused(_) => RefreshOutcome::Invalid,
+        Outcome::Reused => RefreshOutcome::ReuseRevoked,
+    });
     match outcome {
-        Outcome::Issued(r) => Ok(r),
+        Outcome::Issued { response, .. } => Ok(response),
         Outcome::Refused(d) => Err(invalid_grant(d)),
         Outcome::Reused => {
             tracing::warn!("refresh token reuse: family revoked");
@@ -158,7 +172,7 @@ async fn lock_live_family(
     } else if family.revoked_at.is_some() {
         Err("the refresh token was revoked")
     } else if family.absolute_expires_at <= now {
-        Err("the refresh token has expired")
+        Err(EXPIRED)
     } else {
         Ok(family)
     })
@@ -172,7 +186,7 @@ fn next_rotation(
     request: &RefreshRequest,
 ) -> Result<Result<Rotation, &'static str>, GrantError> {
     if row.expires_at <= ctx.now {
-        return Ok(Err("the refresh token has expired"));
+        return Ok(Err(EXPIRED));
     }
     // Narrowing is allowed, widening never: the family's grant is the ceiling.
     let scopes = match &request.scope {
@@ -269,8 +283,11 @@ async fn respond(
         Some((user, family.auth_time)),
     )?;
     refresh::insert_access_token(conn, family.id, access.jti, access.expires_at).await?;
-    Ok(Outcome::Issued(TokenResponse {
-        refresh_token: Some(rotation.successor.expose().to_owned()),
-        ..TokenResponse::bearer(access, ctx.settings.access_ttl, &rotation.scopes)
-    }))
+    Ok(Outcome::Issued {
+        response: TokenResponse {
+            refresh_token: Some(rotation.successor.expose().to_owned()),
+            ..TokenResponse::bearer(access, ctx.settings.access_ttl, &rotation.scopes)
+        },
+        grace: rotation.is_retry,
+    })
 }
