@@ -79,6 +79,8 @@ pub struct ServerSettings {
     pub logo_file: Option<std::path::PathBuf>,
     /// `KEYWARD_LOG`: a tracing filter such as `info` or `keyward=debug,info`.
     pub log_filter: String,
+    /// `KEYWARD_LOG_FORMAT`: `json` or `text` (default: text on a terminal, JSON otherwise).
+    pub log_format: crate::telemetry::LogFormat,
     /// `KEYWARD_MAX_CLOCK_SKEW`: how far this instance's clock may be from the database's.
     pub max_clock_skew: Duration,
     /// `KEYWARD_TRUSTED_PROXIES`: peers whose `Forwarded` / `X-Forwarded-For` we believe.
@@ -362,6 +364,8 @@ fn server(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<ServerSettings, 
         product_name: product_name(env)?,
         logo_file: env.get("KEYWARD_LOGO_FILE").map(std::path::PathBuf::from),
         log_filter: env.get("KEYWARD_LOG").unwrap_or_else(|| "info".into()),
+        log_format: crate::telemetry::LogFormat::parse(env.get("KEYWARD_LOG_FORMAT").as_deref())
+            .ok_or_else(|| ConfigError::new("KEYWARD_LOG_FORMAT", "must be json or text"))?,
         trusted_proxies: trusted_proxies(env)?,
         max_clock_skew: env.duration(
             "KEYWARD_MAX_CLOCK_SKEW",

@@ -16,7 +16,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    keyward::telemetry::init(&config.server.log_filter);
+    keyward::telemetry::init(&config.server.log_filter, config.server.log_format);
     match cli::run(cli, config).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -12,6 +12,7 @@ mod examples;
 mod hostile;
 mod keys;
 mod limits;
+mod logs;
 mod metrics;
 mod oauth;
 mod pages;

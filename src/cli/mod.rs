@@ -113,6 +113,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         });
         tracing::info!(%at, "metrics at /metrics");
     }
+    // The address bound, not the one asked for: port 0 picks one.
+    let bind = listener.local_addr()?;
     tracing::info!(%bind, "listening");
     println!("Keyward is serving {issuer} (listening on {bind}). Sign in at {issuer}/signin");
     app.serve(listener, shutdown_signal()).await

@@ -25,17 +25,19 @@ pub async fn introspect_token(
     OAuthForm(params): OAuthForm,
 ) -> Result<Response, TokenError> {
     // A server-side call: never answered to browsers (no CORS).
-    let guard = Guard::new(&state, ip)?;
-    let result = introspect(&state, &headers, &params).await;
+    let mut guard = Guard::new(&state, ip)?;
+    let result = introspect(&state, &mut guard, &headers, &params).await;
     Ok(guard.finish(result).await)
 }
 
 async fn introspect(
     state: &AppState,
+    guard: &mut Guard<'_>,
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<Response, TokenError> {
     let (client, mut conn) = authenticate_client(state, headers, params).await?;
+    guard.authenticated(&client);
     tracing::Span::current().record("client_id", client.id.as_str());
     if client.is_public {
         return Err(ClientAuthError::refused("public clients cannot introspect").into());

@@ -15,6 +15,7 @@ pub mod limits;
 pub mod oauth_error;
 pub mod observe;
 pub mod page;
+pub mod request_id;
 pub mod revoke;
 pub mod rp_logout;
 pub mod shed;
@@ -132,10 +133,16 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<PgSessionStore>) ->
             // Outermost first: trace everything, turn panics into 500s, stamp security headers on
             // every response (error pages and timeouts included), then bound time and size.
             ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(request_id::assign))
                 .layer(TraceLayer::new_for_http().make_span_with(
                     |req: &axum::http::Request<axum::body::Body>| {
-                        // The path only: query strings will carry codes and tokens.
-                        tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+                        // No path: query strings carry codes and tokens, and raw paths are
+                        // the caller's words; the access line names the route template.
+                        let id = req
+                            .extensions()
+                            .get::<request_id::RequestId>()
+                            .map_or("", |r| r.0.as_str());
+                        tracing::info_span!("http", method = %req.method(), request_id = %id)
                     },
                 ))
                 // Outside the panic catcher, so that a panic's 500 is counted too.
@@ -152,7 +159,10 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<PgSessionStore>) ->
                     header::CONTENT_SECURITY_POLICY,
                     HeaderValue::from_static(CSP),
                 ))
-                .layer(header_layer(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+                .layer(header_layer(
+                    header::X_FRAME_OPTIONS,
+                    HeaderValue::from_static("DENY"),
+                ))
                 .layer(header_layer(
                     header::X_CONTENT_TYPE_OPTIONS,
                     HeaderValue::from_static("nosniff"),
@@ -162,7 +172,10 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<PgSessionStore>) ->
                     HeaderValue::from_static("no-referrer"),
                 ))
                 // Pages carry CSRF tokens and personal data: never store them. Assets override this.
-                .layer(header_layer(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+                .layer(header_layer(
+                    header::CACHE_CONTROL,
+                    HeaderValue::from_static("no-store"),
+                ))
                 .option_layer(https.then(|| {
                     // RFC 6797: once seen over https, browsers refuse plain http to us for a year.
                     SetResponseHeaderLayer::overriding(

@@ -12,6 +12,7 @@ use axum::{Router, http::header};
 
 use crate::app::AppState;
 use crate::error::FailureMark;
+use crate::http::request_id::RequestId;
 use crate::metrics::Snapshot;
 
 /// The matched route (`/token`, never `/token?code=...` or a raw path), on the response.
@@ -54,17 +55,40 @@ pub fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// Outermost layer: counts and times every request, whatever answered it.
+/// The client a token endpoint authenticated, on its response (for the access log).
+#[derive(Clone, Debug)]
+pub struct AuthenticatedClient(pub String);
+
+/// Outermost layer but the request id and the trace span: counts, times and logs every
+/// request, whatever answered it. One access line each: method, route template, status,
+/// duration, client and request id; never the query, a body, a cookie or a token.
 pub async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = method_label(request.method());
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map(|r| r.0.clone())
+        .unwrap_or_default();
     let response = next.run(request).await;
     let metrics = &state.metrics;
-    metrics.request(
-        route_of(&response),
+    let elapsed = started.elapsed();
+    let route = route_of(&response);
+    let status = response.status().as_u16();
+    metrics.request(route, method, status, elapsed.as_secs_f64());
+    let client = response
+        .extensions()
+        .get::<AuthenticatedClient>()
+        .map_or("-", |c| c.0.as_str());
+    tracing::info!(
+        target: "keyward::access",
         method,
-        response.status().as_u16(),
-        started.elapsed().as_secs_f64(),
+        route,
+        status,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        client_id = client,
+        request_id,
+        "request"
     );
     match response.extensions().get::<FailureMark>() {
         Some(FailureMark::ShedRotation) => metrics.shed("rotation"),

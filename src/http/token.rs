@@ -52,6 +52,8 @@ pub struct Guard<'a> {
     origin: Option<HeaderValue>,
     /// Whether the authenticated client allows that origin; `None` before authentication.
     cors: Option<bool>,
+    /// The authenticated client's id, for the access log.
+    client_id: Option<String>,
 }
 
 impl<'a> Guard<'a> {
@@ -71,6 +73,7 @@ impl<'a> Guard<'a> {
             sign_in: false,
             origin: None,
             cors: None,
+            client_id: None,
         })
     }
 
@@ -97,8 +100,9 @@ impl<'a> Guard<'a> {
         self
     }
 
-    /// Notes the authenticated client, for the CORS decision.
+    /// Notes the authenticated client, for the CORS decision and the access log.
     pub fn authenticated(&mut self, client: &Client) {
+        self.client_id = Some(client.id.clone());
         if let Some(origin) = self.origin.as_ref().and_then(|o| o.to_str().ok()) {
             self.cors = Some(client.allows_origin(origin));
         }
@@ -138,6 +142,12 @@ impl<'a> Guard<'a> {
                 e.into_response()
             }
         };
+        let mut response = response;
+        if let Some(id) = &self.client_id {
+            response
+                .extensions_mut()
+                .insert(crate::http::observe::AuthenticatedClient(id.clone()));
+        }
         match (&self.origin, self.cors) {
             (None, _) => response,
             (Some(origin), Some(allowed)) => cors::with_origin(response, origin, allowed),

@@ -124,7 +124,7 @@ impl TestApp {
         let config = Config::from_env(|name| env.get(name).cloned()).expect("valid test config");
         env.insert("DATABASE_URL", database_url.clone());
         if std::env::var_os("TEST_LOG").is_some() {
-            keyward::telemetry::init("debug");
+            keyward::telemetry::init("debug", keyward::telemetry::LogFormat::Text);
         }
         // Whole seconds: the database keeps microseconds and tests compare times.
         let start = OffsetDateTime::from_unix_timestamp(OffsetDateTime::now_utc().unix_timestamp())
@@ -265,7 +265,7 @@ impl Drop for TestApp {
 }
 
 impl Browser {
-    fn new(base: &str) -> Self {
+    pub fn new(base: &str) -> Self {
         let jar = Arc::new(Jar::default());
         let client = Client::builder()
             .cookie_provider(Arc::clone(&jar))
