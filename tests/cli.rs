@@ -36,8 +36,14 @@ async fn operators_create_list_disable_and_reset_users() {
     );
 
     let out = keyward(&app, &["users", "list"], "");
-    let line = stdout(&out);
-    let fields: Vec<&str> = line.trim().split('\t').collect();
+    let listed = stdout(&out);
+    let mut lines = listed.lines();
+    assert_eq!(
+        lines.next(),
+        Some("id\tusername\temail\tstatus\tcreated_at"),
+        "a header row first"
+    );
+    let fields: Vec<&str> = lines.next().unwrap().split('\t').collect();
     assert_eq!(
         &fields[..4],
         [id.as_str(), "victor", "v@example.com", "active"]
@@ -440,5 +446,127 @@ async fn clients_update_refuses_bad_changes_in_one_line_and_writes_nothing() {
         kinds,
         ["client.created", "client.updated"],
         "only the change is recorded"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reader_that_stops_early_ends_a_command_quietly() {
+    let app = TestApp::spawn().await;
+    app.register_spa().await;
+    // The pipe's reader is gone before the command writes a byte: every write fails.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    for args in [
+        &["clients", "list"][..],
+        &["clients", "list", "--json"],
+        &["keys", "list"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args(args)
+            .envs(app.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(writer.try_clone().unwrap())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consents_and_families_are_listed_and_ended_from_the_cli_in_json() {
+    use crate::support::oauth::ClientSpec;
+    use serde_json::Value;
+    let app = TestApp::spawn().await;
+    app.create_user("alice", GOOD_PASSWORD).await;
+    let spec = ClientSpec {
+        scopes: "openid offline_access",
+        grants: vec!["authorization_code", "refresh_token"],
+        ..ClientSpec::default()
+    };
+    let web = app.register_client("web", spec).await;
+    let json = |args: &[&str]| -> Value {
+        let out = keyward(&app, args, "");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        serde_json::from_str(&stdout(&out)).unwrap()
+    };
+    let refresh_with = async |token: &str| {
+        app.token_request(
+            &web,
+            &[("grant_type", "refresh_token"), ("refresh_token", token)],
+        )
+        .await
+        .status()
+    };
+    let first = app.tokens_for(&web, "openid offline_access").await;
+    let refresh = first["refresh_token"].as_str().unwrap();
+    let access = first["access_token"].as_str().unwrap();
+
+    let listed = json(&["consents", "list", "--json"]);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["username"], "alice");
+    assert_eq!(listed[0]["client_id"], "web");
+    assert_eq!(listed[0]["scope"], "offline_access openid");
+    assert_eq!(
+        json(&["consents", "list", "--user", "alice", "--json"]),
+        listed
+    );
+
+    // A family, explained and ended by an operator: refresh and access tokens die with it.
+    let why = json(&["tokens", "why", refresh, "--json"]);
+    assert_eq!(why["client_id"], "web");
+    assert_eq!(why["revoked_at"], Value::Null);
+    assert_eq!(
+        json(&["tokens", "revoke", refresh, "--json"])["revoked"],
+        true
+    );
+    assert_eq!(
+        json(&["tokens", "revoke", refresh, "--json"])["revoked"],
+        false
+    );
+    assert_eq!(refresh_with(refresh).await, StatusCode::BAD_REQUEST);
+    let introspected: Value = app
+        .browser
+        .client
+        .post(format!("{}/introspect", app.base))
+        .basic_auth(&web.id, web.secret.as_deref())
+        .form(&[("token", access)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(introspected["active"], false);
+    let why = json(&["tokens", "why", refresh, "--json"]);
+    assert_eq!(why["revoked_reason"], "revoked by an operator");
+    let last = why["events"].as_array().unwrap().last().unwrap().clone();
+    assert_eq!(
+        (last["kind"].as_str(), last["actor"].as_str()),
+        (Some("family.revoked"), Some("cli"))
+    );
+
+    // Withdrawing the consent ends what the client holds for her.
+    let second = app.tokens_for(&web, "openid offline_access").await;
+    let withdrawn = json(&[
+        "consents", "revoke", "--user", "alice", "--client", "web", "--json",
+    ]);
+    assert_eq!(withdrawn["revoked"], true);
+    assert_eq!(
+        refresh_with(second["refresh_token"].as_str().unwrap()).await,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(json(&["consents", "list", "--json"]), serde_json::json!([]));
+    let again = keyward(
+        &app,
+        &["consents", "revoke", "--user", "alice", "--client", "web"],
+        "",
+    );
+    assert!(!again.status.success());
+    assert_eq!(
+        stderr(&again).trim().lines().count(),
+        1,
+        "{}",
+        stderr(&again)
     );
 }

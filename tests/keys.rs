@@ -297,6 +297,7 @@ async fn rotate_waits_for_caches_unless_forced_and_running_servers_follow() {
     let listed = stdout(&keyward(&app, &["keys", "list"], ""));
     let states: Vec<(&str, &str)> = listed
         .lines()
+        .skip(1) // the header row
         .map(|l| {
             let f: Vec<&str> = l.split('\t').collect();
             (f[0], f[1])

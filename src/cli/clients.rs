@@ -1,8 +1,4 @@
 //! `keyward clients ...`: register, inspect, delete relying parties and rotate their secrets.
-#![expect(
-    clippy::print_stdout,
-    reason = "printing results is what a CLI command does"
-)]
 
 use std::io::BufRead as _;
 
@@ -320,11 +316,11 @@ async fn create(
     if json {
         let mut out = client_json(&client);
         out["client_secret"] = json!(shown_secret);
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        out!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        println!("client_id\t{}", client.id);
+        out!("client_id\t{}", client.id);
         if let Some(s) = shown_secret {
-            println!("client_secret\t{s}");
+            out!("client_secret\t{s}");
             eprintln!("store the secret now: it is shown once and only its hash is kept");
         }
     }
@@ -410,9 +406,9 @@ async fn update(
         .transaction(async |conn| locked_update(conn, args, now).await)
         .await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&client_json(&updated))?);
+        out!("{}", serde_json::to_string_pretty(&client_json(&updated))?);
     } else {
-        println!("client_id\t{id}");
+        out!("client_id\t{id}");
     }
     Ok(())
 }
@@ -434,9 +430,10 @@ async fn list(conn: &mut AsyncPgConnection, json: bool) -> anyhow::Result<()> {
     let all = clients::list(conn).await?;
     if json {
         let out: Vec<serde_json::Value> = all.iter().map(client_json).collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        out!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
+    out!("client_id\tname\ttype\tparty\tgrants\tredirect_uris");
     for c in &all {
         let kind = if c.is_public {
             "public"
@@ -448,7 +445,7 @@ async fn list(conn: &mut AsyncPgConnection, json: bool) -> anyhow::Result<()> {
         } else {
             "third-party"
         };
-        println!(
+        out!(
             "{}\t{}\t{kind}\t{party}\t{}\t{}",
             c.id,
             c.name,
@@ -465,7 +462,7 @@ async fn show(conn: &mut AsyncPgConnection, id: &str, json: bool) -> anyhow::Res
         .with_context(|| format!("no client '{id}'"))?;
     let out = client_json(&c);
     if json {
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        out!("{}", serde_json::to_string_pretty(&out)?);
     } else if let Some(map) = out.as_object() {
         for (k, v) in map {
             let v = match v {
@@ -477,7 +474,7 @@ async fn show(conn: &mut AsyncPgConnection, id: &str, json: bool) -> anyhow::Res
                     .join(" "),
                 other => other.to_string(),
             };
-            println!("{k}\t{v}");
+            out!("{k}\t{v}");
         }
     }
     Ok(())
@@ -502,7 +499,7 @@ async fn rotate_secret(
         bail!("no confidential client '{id}'");
     }
     audit_event(conn, "client.secret_rotated", id, now).await?;
-    println!("client_secret\t{}", secret.expose());
+    out!("client_secret\t{}", secret.expose());
     eprintln!("the old secret stops working now; store the new one: it is shown once");
     Ok(())
 }

@@ -1,8 +1,4 @@
 //! `keyward keys ...`: list, rotate, revoke, import, rewrap.
-#![expect(
-    clippy::print_stdout,
-    reason = "printing results is what a CLI command does"
-)]
 
 use std::path::PathBuf;
 
@@ -80,11 +76,12 @@ fn print_keys(rows: &[SigningKeyRow], now: OffsetDateTime, json: bool) -> anyhow
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        out!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(());
     }
+    out!("kid\tstate\tpublished\tactivates\tretires\texpires\trevoked");
     for (i, r) in rows.iter().enumerate() {
-        println!(
+        out!(
             "{}\t{}\t{}\t{}\t{}\t{}\t{}",
             r.kid,
             schedule::state(&times, i, now).as_str(),
@@ -114,13 +111,13 @@ pub async fn run(cmd: KeysCommand, config: &Config, now: OffsetDateTime) -> anyh
                 "rotated: {} signs from now on; a new next key is published",
                 promoted.active
             );
-            println!("{}", promoted.active);
+            out!("{}", promoted.active);
         }
         KeysCommand::Revoke { kid, reason } => {
             let kek = Kek::load(&config.keys.kek)?;
             let promoted = store::revoke(&mut conn, &kek, &policy, &kid, &reason, now).await?;
             eprintln!("revoked {kid}; {} is the active key", promoted.active);
-            println!("{}", promoted.active);
+            out!("{}", promoted.active);
         }
         KeysCommand::Import { file } => {
             let kek = Kek::load(&config.keys.kek)?;
@@ -133,7 +130,7 @@ pub async fn run(cmd: KeysCommand, config: &Config, now: OffsetDateTime) -> anyh
                 key.kid,
                 time(times.activates_at)
             );
-            println!("{}", key.kid);
+            out!("{}", key.kid);
         }
         KeysCommand::Rewrap { new_kek_file } => {
             let old = Kek::load(&config.keys.kek)?;
@@ -144,7 +141,7 @@ pub async fn run(cmd: KeysCommand, config: &Config, now: OffsetDateTime) -> anyh
                 new.id(),
                 new_kek_file.display()
             );
-            println!("{}", new.id());
+            out!("{}", new.id());
         }
     }
     Ok(())

@@ -3,12 +3,17 @@
 //!
 //! Results go to stdout in a form scripts can read (one value or one tab-separated record per
 //! line, or JSON with `--json`); messages for people go to stderr.
-#![expect(
-    clippy::print_stdout,
-    reason = "printing results is what a CLI command does"
-)]
+
+/// `println!` for a command's results: a reader that stopped early (`| head`) ends the command
+/// quietly with exit 0, where `println!` would panic on the closed pipe.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::cli::write_line(format_args!($($arg)*))
+    };
+}
 
 mod clients;
+mod consents;
 mod keys;
 mod tokens;
 mod users;
@@ -56,7 +61,10 @@ enum Command {
     /// Manage clients (relying parties).
     #[command(subcommand)]
     Clients(clients::ClientsCommand),
-    /// Purge expired tokens; explain revocations.
+    /// List and withdraw consents.
+    #[command(subcommand)]
+    Consents(consents::ConsentsCommand),
+    /// Purge expired tokens; explain and revoke refresh families.
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
 }
@@ -74,7 +82,27 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Users(cmd) => users::run(cmd, &config, now).await,
         Command::Keys(cmd) => keys::run(cmd, &config, now).await,
         Command::Clients(cmd) => clients::run(cmd, &config, now).await,
+        Command::Consents(cmd) => consents::run(cmd, &config, now).await,
         Command::Tokens(cmd) => tokens::run(cmd, &config, now).await,
+    }
+}
+
+/// Writes one line of results to stdout; see [`out!`].
+pub fn write_line(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    let written = stdout
+        .write_fmt(line)
+        .and_then(|()| stdout.write_all(b"\n"))
+        .and_then(|()| stdout.flush());
+    match written {
+        Ok(()) => {}
+        // Nobody reads any more: what was wanted has been read.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => {
+            eprintln!("keyward: cannot write the results: {e}");
+            std::process::exit(1);
+        }
     }
 }
 
@@ -116,7 +144,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // The address bound, not the one asked for: port 0 picks one.
     let bind = listener.local_addr()?;
     tracing::info!(%bind, "listening");
-    println!("Keyward is serving {issuer} (listening on {bind}). Sign in at {issuer}/signin");
+    // A server whose stdout is closed must still serve: the banner is best effort.
+    {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stdout(),
+            "Keyward is serving {issuer} (listening on {bind}). Sign in at {issuer}/signin"
+        );
+    }
     app.serve(listener, shutdown_signal()).await
 }
 

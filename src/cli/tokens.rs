@@ -1,78 +1,177 @@
-//! `keyward tokens ...`: purge expired rows, and explain why a token family was revoked.
-#![expect(
-    clippy::print_stdout,
-    reason = "printing results is what a CLI command does"
-)]
+//! `keyward tokens ...`: purge expired rows, explain why a token family ended, and end one.
 
 use anyhow::Context as _;
 use clap::Subcommand;
+use diesel_async::{AsyncConnection as _, AsyncPgConnection};
+use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
 
-use crate::audit;
+use crate::audit::{self, NewAuditEvent};
 use crate::config::Config;
 use crate::housekeeping;
 use crate::tokens::opaque::TokenHash;
 use crate::tokens::refresh;
 
+/// Why an operator's revocation says it happened.
+const REVOKED_BY_OPERATOR: &str = "revoked by an operator";
+
 /// Operators' token commands.
 #[derive(Debug, Subcommand)]
 pub enum TokensCommand {
     /// Delete expired codes, refresh families, revocation records, sessions and throttles now.
-    Purge,
+    Purge {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Explain a refresh-token family: its state and every event about it.
     Why {
         /// A family id, or a refresh token (kwrt_...).
         family_or_token: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
     },
+    /// Revoke a refresh-token family: every refresh token and access token it issued.
+    Revoke {
+        /// A family id, or a refresh token (kwrt_...).
+        family_or_token: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn t(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+/// The family a command names: by id, or by one of its refresh tokens.
+async fn family_of(conn: &mut AsyncPgConnection, family_or_token: &str) -> anyhow::Result<Uuid> {
+    if let Ok(id) = Uuid::parse_str(family_or_token) {
+        return Ok(id);
+    }
+    Ok(refresh::find_token(conn, &TokenHash::of(family_or_token))
+        .await?
+        .context("no such family or refresh token")?
+        .family_id)
 }
 
 /// Runs a `tokens` command.
 pub async fn run(cmd: TokensCommand, config: &Config, now: OffsetDateTime) -> anyhow::Result<()> {
     let mut conn = super::connect(config).await?;
     match cmd {
-        TokensCommand::Purge => {
+        TokensCommand::Purge { json } => {
             let longest = config.tokens.access_ttl;
-            let purged = housekeeping::purge(&mut conn, now, longest).await?;
-            println!(
-                "sessions\t{}\ncodes\t{}\nrefresh\t{}\nsign_in\t{}",
-                purged.sessions, purged.codes, purged.refresh, purged.sign_in
-            );
-        }
-        TokensCommand::Why { family_or_token } => {
-            let family_id = match uuid::Uuid::parse_str(&family_or_token) {
-                Ok(id) => id,
-                Err(_) => {
-                    refresh::find_token(&mut conn, &TokenHash::of(&family_or_token))
-                        .await?
-                        .context("no such family or refresh token")?
-                        .family_id
-                }
-            };
-            let family = refresh::find_family(&mut conn, family_id)
-                .await?
-                .context("no such family (it may have expired and been purged)")?;
-            let t = |t: time::OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
-            println!("family\t{}", family.id);
-            println!("client\t{}", family.client_id);
-            println!("user\t{}", family.user_id);
-            println!("scope\t{}", family.scopes.join(" "));
-            println!("started\t{}", t(family.created_at));
-            println!("ends\t{}", t(family.absolute_expires_at));
-            match (&family.revoked_at, &family.revoked_reason) {
-                (Some(at), Some(reason)) => println!("revoked\t{}\t{reason}", t(*at)),
-                _ => println!("revoked\tno"),
-            }
-            for e in audit::find_by_subject(&mut conn, &family.id.to_string()).await? {
-                println!(
-                    "event\t{}\t{}\t{}\t{}",
-                    t(e.occurred_at),
-                    e.kind,
-                    e.actor,
-                    e.details
+            let p = housekeeping::purge(&mut conn, now, longest).await?;
+            if json {
+                let out = json!({ "sessions": p.sessions, "codes": p.codes, "refresh": p.refresh, "sign_in": p.sign_in });
+                out!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                out!(
+                    "sessions\t{}\ncodes\t{}\nrefresh\t{}\nsign_in\t{}",
+                    p.sessions,
+                    p.codes,
+                    p.refresh,
+                    p.sign_in
                 );
             }
         }
+        TokensCommand::Why {
+            family_or_token,
+            json,
+        } => {
+            let id = family_of(&mut conn, &family_or_token).await?;
+            why(&mut conn, id, json).await?;
+        }
+        TokensCommand::Revoke {
+            family_or_token,
+            json,
+        } => {
+            let id = family_of(&mut conn, &family_or_token).await?;
+            let revoked = conn
+                .transaction(async |conn| revoke(conn, id, now).await)
+                .await?;
+            if json {
+                let out = json!({ "family": id, "revoked": revoked });
+                out!("{}", serde_json::to_string_pretty(&out)?);
+            } else if revoked {
+                eprintln!("revoked family {id}: its refresh and access tokens no longer work");
+            } else {
+                eprintln!("family {id} had already ended");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Under the family's lock, as every revocation (a racing refresh commits first or sees it
+/// revoked); audited. False when it had already ended.
+async fn revoke(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    now: OffsetDateTime,
+) -> anyhow::Result<bool> {
+    let family = refresh::lock_family(conn, id)
+        .await?
+        .context("no such family (it may have expired and been purged)")?;
+    if !refresh::revoke_family(conn, family.id, REVOKED_BY_OPERATOR, now).await? {
+        return Ok(false);
+    }
+    let subject = family.id.to_string();
+    let event = NewAuditEvent::new("family.revoked", audit::ACTOR_CLI, now)
+        .subject(&subject)
+        .user(family.user_id)
+        .client(&family.client_id)
+        .details(json!({ "reason": REVOKED_BY_OPERATOR }));
+    audit::insert(conn, &event).await?;
+    Ok(true)
+}
+
+async fn why(conn: &mut AsyncPgConnection, id: Uuid, json: bool) -> anyhow::Result<()> {
+    let family = refresh::find_family(conn, id)
+        .await?
+        .context("no such family (it may have expired and been purged)")?;
+    let events = audit::find_by_subject(conn, &family.id.to_string()).await?;
+    if json {
+        let events: Vec<serde_json::Value> = events
+            .iter()
+            .map(|e| json!({ "at": t(e.occurred_at), "kind": e.kind, "actor": e.actor, "details": e.details }))
+            .collect();
+        let out = json!({
+            "family": family.id,
+            "client_id": family.client_id,
+            "user_id": family.user_id,
+            "scope": family.scopes.join(" "),
+            "started": t(family.created_at),
+            "ends": t(family.absolute_expires_at),
+            "revoked_at": family.revoked_at.map(t),
+            "revoked_reason": family.revoked_reason,
+            "events": events,
+        });
+        out!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    out!("family\t{}", family.id);
+    out!("client\t{}", family.client_id);
+    out!("user\t{}", family.user_id);
+    out!("scope\t{}", family.scopes.join(" "));
+    out!("started\t{}", t(family.created_at));
+    out!("ends\t{}", t(family.absolute_expires_at));
+    match (&family.revoked_at, &family.revoked_reason) {
+        (Some(at), Some(reason)) => out!("revoked\t{}\t{reason}", t(*at)),
+        _ => out!("revoked\tno"),
+    }
+    for e in events {
+        out!(
+            "event\t{}\t{}\t{}\t{}",
+            t(e.occurred_at),
+            e.kind,
+            e.actor,
+            e.details
+        );
     }
     Ok(())
 }

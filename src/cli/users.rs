@@ -1,8 +1,4 @@
 //! `keyward users ...`: create, list, disable, set-password.
-#![expect(
-    clippy::print_stdout,
-    reason = "printing results is what a CLI command does"
-)]
 
 use std::io::BufRead as _;
 
@@ -93,7 +89,7 @@ async fn hasher_for(config: &Config) -> anyhow::Result<PasswordHasher> {
     tokio::task::spawn_blocking(move || PasswordHasher::new(settings, 1, 1)).await?
 }
 
-async fn find_user(conn: &mut AsyncPgConnection, raw: &str) -> anyhow::Result<User> {
+pub(super) async fn find_user(conn: &mut AsyncPgConnection, raw: &str) -> anyhow::Result<User> {
     let username = Username::parse(raw).map_err(|e| anyhow::anyhow!("{e}"))?;
     users::find_by_username(conn, &username)
         .await?
@@ -162,7 +158,7 @@ async fn create(
         Err(e @ (CreateUserError::UsernameTaken | CreateUserError::EmailTaken)) => bail!("{e}"),
         Err(CreateUserError::Db(e)) => return Err(e.into()),
     };
-    println!("{}", user.id);
+    out!("{}", user.id);
     Ok(())
 }
 
@@ -170,11 +166,12 @@ async fn list(conn: &mut AsyncPgConnection, json: bool) -> anyhow::Result<()> {
     let all = users::list(conn).await?;
     if json {
         let rows: Vec<serde_json::Value> = all.iter().map(user_json).collect();
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        out!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(());
     }
+    out!("id\tusername\temail\tstatus\tcreated_at");
     for u in &all {
-        println!(
+        out!(
             "{}\t{}\t{}\t{}\t{}",
             u.id,
             u.username,

@@ -113,6 +113,13 @@ pub async fn revoke_consent(
     let now = state.clock.now();
     let mut conn = db::connect(&state.db).await?;
     let ip = Some(peer.ip().into());
-    consent::withdraw(&mut conn, current.user_id, &form.client_id, ip, now).await?;
+    consent::withdraw(
+        &mut conn,
+        current.user_id,
+        &form.client_id,
+        consent::Withdrawer::User { ip },
+        now,
+    )
+    .await?;
     Ok(see_other("/account"))
 }

@@ -11,6 +11,18 @@ use crate::users::consents;
 /// Why consent was withdrawn, as the revocation records say.
 const REASON: &str = "consent revoked";
 
+/// Who withdraws consent, for the audit trail.
+#[derive(Clone, Copy, Debug)]
+pub enum Withdrawer {
+    /// The person, on their account page, from this address.
+    User {
+        /// Their address.
+        ip: Option<ipnet::IpNet>,
+    },
+    /// An operator, with `keyward consents revoke`.
+    Operator,
+}
+
 /// Withdraws `user_id`'s consent to `client_id`, and with it everything the client holds for
 /// them: unredeemed codes (after redemptions in flight commit), the access tokens its codes
 /// issued, and its refresh families with their access tokens. Returns false if there was no
@@ -19,7 +31,7 @@ pub async fn withdraw(
     conn: &mut AsyncPgConnection,
     user_id: Uuid,
     client_id: &str,
-    ip: Option<ipnet::IpNet>,
+    by: Withdrawer,
     now: OffsetDateTime,
 ) -> diesel::QueryResult<bool> {
     conn.transaction(async |conn| {
@@ -31,7 +43,10 @@ pub async fn withdraw(
         codes::delete_unredeemed(conn, user_id, Some(client_id)).await?;
         revoked::insert_for_codes(conn, user_id, client_id, REASON, now).await?;
         refresh::revoke_families_of_user(conn, user_id, Some(client_id), REASON, now).await?;
-        let actor = format!("user:{user_id}");
+        let (actor, ip) = match by {
+            Withdrawer::User { ip } => (format!("user:{user_id}"), ip),
+            Withdrawer::Operator => (audit::ACTOR_CLI.to_owned(), None),
+        };
         let event = NewAuditEvent::new("consent.revoked", &actor, now)
             .user(user_id)
             .client(client_id)

@@ -86,6 +86,46 @@ pub async fn list_for_user(
         .await
 }
 
+/// A consent as operators list it.
+#[derive(Clone, Debug, Queryable)]
+pub struct ConsentRow {
+    /// The user's id.
+    pub user_id: Uuid,
+    /// The user's name.
+    pub username: String,
+    /// The client's id.
+    pub client_id: String,
+    /// Granted scopes.
+    pub scopes: Vec<String>,
+    /// When last granted.
+    pub granted_at: OffsetDateTime,
+}
+
+/// Every consent, or one user's, by username then client.
+pub async fn list(
+    conn: &mut AsyncPgConnection,
+    user_id: Option<Uuid>,
+) -> QueryResult<Vec<ConsentRow>> {
+    let mut query = consents::table
+        .inner_join(crate::db::schema::users::table)
+        .order((
+            crate::db::schema::users::username.asc(),
+            consents::client_id.asc(),
+        ))
+        .select((
+            consents::user_id,
+            crate::db::schema::users::username,
+            consents::client_id,
+            consents::scopes,
+            consents::granted_at,
+        ))
+        .into_boxed();
+    if let Some(id) = user_id {
+        query = query.filter(consents::user_id.eq(id));
+    }
+    query.load(conn).await
+}
+
 /// Withdraws consent; returns whether there was one.
 pub async fn delete(
     conn: &mut AsyncPgConnection,
