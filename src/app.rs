@@ -122,7 +122,17 @@ impl App {
         let issuer = &config.server.issuer;
         let cookies = CookieSettings::for_https(issuer.is_https());
         // The KEK and keys come first: with a wrong KEK nothing else should start.
-        let kek = Kek::load(&config.keys.kek)?;
+        // A new KEK only for a new key store: one missing beside existing keys is a mistake
+        // (another directory, a lost file), and a fresh one could never open them.
+        let empty = {
+            let mut conn = db::connect(&pool).await?;
+            crate::keys::store::list(&mut conn).await?.is_empty()
+        };
+        let kek = if empty {
+            Kek::load_or_create(&config.keys.kek)?
+        } else {
+            Kek::load(&config.keys.kek)?
+        };
         let keys = KeyManager::start(pool.clone(), kek, config.keys.policy, clock.clone()).await?;
         let discovery = crate::http::discovery::Documents::new(issuer.as_str());
         let lifetimes = config.sessions.lifetimes;

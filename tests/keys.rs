@@ -479,3 +479,56 @@ async fn two_instances_starting_together_create_one_active_and_one_next_key() {
 fn decode(b64: &str) -> [u8; 32] {
     keyward::keys::kek::decode_kek(b64).unwrap()
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn only_a_server_on_an_empty_key_store_creates_a_kek_file() {
+    let app = TestApp::spawn().await;
+    let dir = std::env::temp_dir().join(format!("keyward-kek-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A command run from another directory, with the default relative path: refused in one
+    // line naming where it looked, and nothing created there.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["keys", "rotate"])
+        .current_dir(&dir)
+        .envs(app.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("KEYWARD_KEK", "")
+        .env("KEYWARD_KEK_FILE", "keys/kek")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    let expected = dir.join("keys/kek");
+    assert!(err.contains(expected.to_str().unwrap()), "{err}");
+    assert!(
+        !dir.join("keys").exists(),
+        "no KEK file (nor its folder) was made"
+    );
+
+    // A server on a store that already has keys refuses a missing KEK file too.
+    let missing = dir.join("elsewhere/kek");
+    let refused = app
+        .build_another(&[
+            ("KEYWARD_KEK", ""),
+            ("KEYWARD_KEK_FILE", missing.to_str().unwrap()),
+        ])
+        .await;
+    assert!(refused.is_err_and(|e| e.to_string().contains("does not exist")));
+    assert!(!missing.exists());
+
+    // A server on an empty store makes one, readable by its owner only.
+    let fresh = dir.join("fresh/kek");
+    let first = TestApp::spawn_with(&[
+        ("KEYWARD_KEK", ""),
+        ("KEYWARD_KEK_FILE", fresh.to_str().unwrap()),
+    ])
+    .await;
+    assert!(fresh.exists());
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&fresh).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    drop(first);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

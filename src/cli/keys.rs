@@ -134,7 +134,8 @@ pub async fn run(cmd: KeysCommand, config: &Config, now: OffsetDateTime) -> anyh
         }
         KeysCommand::Rewrap { new_kek_file } => {
             let old = Kek::load(&config.keys.kek)?;
-            let new = Kek::load(&KekSource::File(new_kek_file.clone()))?;
+            // The one other place a KEK file is made: the new KEK this command seals under.
+            let new = Kek::load_or_create(&KekSource::File(new_kek_file.clone()))?;
             let n = store::rewrap(&mut conn, &old, &new, now).await?;
             eprintln!(
                 "re-sealed {n} key(s) under KEK {}; now point KEYWARD_KEK_FILE at {}",

@@ -49,6 +49,7 @@ fn parse_unix_time(raw: &str) -> Result<OffsetDateTime, String> {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Apply migrations and serve HTTP (the default).
+    #[command(after_help = SERVE_ENVIRONMENT)]
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
@@ -68,6 +69,27 @@ enum Command {
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
 }
+
+/// `serve --help`: every setting, by name (the README's settings table says what each means).
+const SERVE_ENVIRONMENT: &str = "\
+Environment (README.md, \"Settings\", has defaults and meanings):
+  Database      DATABASE_URL, KEYWARD_DB_POOL_SIZE, KEYWARD_DB_POOL_WAIT
+  Server        KEYWARD_ISSUER, KEYWARD_BIND, KEYWARD_METRICS_BIND, KEYWARD_REQUEST_TIMEOUT,
+                KEYWARD_HEADER_TIMEOUT, KEYWARD_TRUSTED_PROXIES, KEYWARD_MAX_CLOCK_SKEW,
+                KEYWARD_SIGNUP_ENABLED, KEYWARD_PRODUCT_NAME, KEYWARD_LOGO_FILE
+  Logs          KEYWARD_LOG, KEYWARD_LOG_FORMAT
+  Passwords     KEYWARD_ARGON2_MEMORY_KIB, KEYWARD_ARGON2_ITERATIONS, KEYWARD_ARGON2_PARALLELISM,
+                KEYWARD_HASH_CONCURRENCY, KEYWARD_HASH_QUEUE, KEYWARD_LOCKOUT_THRESHOLD,
+                KEYWARD_LOCKOUT_BASE, KEYWARD_LOCKOUT_MAX
+  Rate limits   KEYWARD_LIMIT_SIGN_IN_PER_IP, KEYWARD_LIMIT_SIGN_IN_GLOBAL,
+                KEYWARD_LIMIT_TOKEN_PER_IP, KEYWARD_LIMIT_TOKEN_PER_CLIENT,
+                KEYWARD_LIMIT_SIGN_UP_PER_IP, KEYWARD_LIMIT_PENDING_PER_IP
+  Sessions      KEYWARD_SESSION_IDLE_TTL, KEYWARD_SESSION_ABSOLUTE_TTL,
+                KEYWARD_SESSION_PRE_SIGN_IN_TTL
+  Keys          KEYWARD_KEK, KEYWARD_KEK_FILE, KEYWARD_KEY_BITS, KEYWARD_KEY_ROTATION,
+                KEYWARD_KEY_PREPUBLISH, KEYWARD_KEY_RELOAD, KEYWARD_JWKS_MAX_AGE
+  Tokens        KEYWARD_ACCESS_TOKEN_TTL, KEYWARD_ID_TOKEN_TTL, KEYWARD_REFRESH_IDLE_TTL,
+                KEYWARD_REFRESH_ABSOLUTE_TTL, KEYWARD_REFRESH_REUSE_GRACE";
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
@@ -185,4 +207,31 @@ async fn connect(config: &Config) -> anyhow::Result<db::PooledConn> {
     db::connect(&pool)
         .await
         .context("DATABASE_URL: cannot connect to the database")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SERVE_ENVIRONMENT;
+
+    #[test]
+    fn serve_help_names_every_setting_the_code_reads() {
+        let sources = [
+            include_str!("../config.rs"),
+            include_str!("../rate_limits/mod.rs"),
+        ];
+        for source in sources {
+            for piece in source.split('"').skip(1).step_by(2) {
+                if piece.starts_with("KEYWARD_")
+                    && piece
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                {
+                    assert!(
+                        SERVE_ENVIRONMENT.contains(piece),
+                        "{piece} is not in serve --help"
+                    );
+                }
+            }
+        }
+    }
 }

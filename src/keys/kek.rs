@@ -129,18 +129,34 @@ impl Kek {
         &self.csrf_secret
     }
 
-    /// Loads the KEK from its source; a missing file is created with a new random key, mode 0600.
+    /// Loads the KEK from its source. A missing file is an error naming its absolute path:
+    /// a command run from another directory must not find (or make) a different KEK.
     pub fn load(source: &KekSource) -> Result<Self, KekError> {
         match source {
             KekSource::Inline(bytes) => Ok(Self::from_bytes(bytes)),
             KekSource::File(path) => {
                 if !path.exists() {
-                    create_kek_file(path)?;
-                    tracing::info!(path = %path.display(), "created a new key-encryption key");
+                    return Err(file_error(
+                        path,
+                        "does not exist (set KEYWARD_KEK_FILE, or run from the directory `serve` \
+                         created it in)",
+                    ));
                 }
                 read_kek_file(path).map(|b| Self::from_bytes(&b))
             }
         }
+    }
+
+    /// [`Kek::load`], creating a missing file with a new random key (mode 0600): only for a
+    /// server starting on an empty key store, where no key was sealed under another KEK.
+    pub fn load_or_create(source: &KekSource) -> Result<Self, KekError> {
+        if let KekSource::File(path) = source
+            && !path.exists()
+        {
+            create_kek_file(path)?;
+            tracing::info!(path = %absolute(path), "created a new key-encryption key");
+        }
+        Self::load(source)
     }
 
     /// The short fingerprint stored beside every key this KEK sealed.
@@ -179,9 +195,17 @@ impl Kek {
     }
 }
 
+/// The path as the operator must look for it: relative paths are the working directory's.
+fn absolute(path: &Path) -> String {
+    std::path::absolute(path)
+        .unwrap_or_else(|_| path.to_owned())
+        .display()
+        .to_string()
+}
+
 fn file_error(path: &Path, message: impl fmt::Display) -> KekError {
     KekError::File {
-        path: path.display().to_string(),
+        path: absolute(path),
         message: message.to_string(),
     }
 }
@@ -278,7 +302,11 @@ mod tests {
     fn a_kek_file_is_created_once_with_owner_only_permissions() {
         let dir = std::env::temp_dir().join(format!("kek-test-{}", uuid::Uuid::new_v4()));
         let path = dir.join("kek");
-        let first = Kek::load(&KekSource::File(path.clone())).expect("created");
+        assert!(
+            Kek::load(&KekSource::File(path.clone())).is_err(),
+            "never created by load"
+        );
+        let first = Kek::load_or_create(&KekSource::File(path.clone())).expect("created");
         let again = Kek::load(&KekSource::File(path.clone())).expect("read back");
         assert_eq!(first.id(), again.id());
         #[cfg(unix)]
