@@ -570,3 +570,58 @@ async fn consents_and_families_are_listed_and_ended_from_the_cli_in_json() {
         stderr(&again)
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_reports_each_part_and_never_prints_a_secret() {
+    use serde_json::Value;
+    let app = TestApp::spawn().await;
+    let out = keyward(&app, &["check", "--json"], "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let printed = stdout(&out);
+    let report: Value = serde_json::from_str(&printed).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["database", "migrations", "keys", "clock"]);
+    assert!(report["settings"].as_str().unwrap().contains("issuer"));
+    let url = url::Url::parse(&app.env["DATABASE_URL"]).unwrap();
+    let mut secrets = vec![app.env["KEYWARD_KEK"].clone()];
+    secrets.extend(url.password().map(str::to_owned));
+    for secret in &secrets {
+        assert!(
+            !printed.contains(secret.as_str()),
+            "a secret is in the output"
+        );
+    }
+
+    // Another KEK cannot open the stored keys: that check fails, the others still run.
+    let wrong = crate::support::random_kek();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .args(["check", "--json"])
+        .envs(app.env.iter().map(|(k, v)| (*k, v.as_str())))
+        .env("KEYWARD_KEK", &wrong)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let verdicts: Vec<(&str, bool)> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["check"].as_str().unwrap(), c["ok"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        verdicts,
+        [
+            ("database", true),
+            ("migrations", true),
+            ("keys", false),
+            ("clock", true)
+        ]
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(wrong.as_str()));
+}

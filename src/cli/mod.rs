@@ -12,6 +12,7 @@ macro_rules! out {
     };
 }
 
+mod check;
 mod clients;
 mod consents;
 mod keys;
@@ -53,6 +54,13 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Check the settings, the database and its migrations, that the KEK opens the stored keys,
+    /// and the clock against the database's; print the effective settings (secrets hidden).
+    Check {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage users.
     #[command(subcommand)]
     Users(users::UsersCommand),
@@ -101,6 +109,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
             eprintln!("applied {n} migration(s)");
             Ok(())
         }
+        Command::Check { json } => check::run(&config, json).await,
         Command::Users(cmd) => users::run(cmd, &config, now).await,
         Command::Keys(cmd) => keys::run(cmd, &config, now).await,
         Command::Clients(cmd) => clients::run(cmd, &config, now).await,

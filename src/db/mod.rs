@@ -107,6 +107,16 @@ pub async fn run_migrations(database_url: &str) -> anyhow::Result<usize> {
     Ok(applied.len())
 }
 
+/// The migrations this binary has that the database has not applied yet, by name.
+pub async fn pending_migrations(database_url: &str) -> anyhow::Result<Vec<String>> {
+    let conn = AsyncPgConnection::establish(database_url).await?;
+    let mut harness = AsyncMigrationHarness::new(conn);
+    let pending = harness
+        .pending_migrations(MIGRATIONS)
+        .map_err(|e| anyhow::anyhow!("cannot read the applied migrations: {e}"))?;
+    Ok(pending.iter().map(|m| m.name().to_string()).collect())
+}
+
 /// The database's clock (`now()`, the start of this statement's transaction).
 pub async fn now(
     conn: &mut diesel_async::AsyncPgConnection,

@@ -1,0 +1,130 @@
+//! `keyward check`: whether this configuration can serve, checked without serving.
+
+use serde_json::json;
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::db;
+use crate::keys::kek::Kek;
+use crate::keys::keyring::KeyRing;
+use crate::keys::store;
+
+/// One check's verdict.
+struct Verdict {
+    name: &'static str,
+    ok: bool,
+    detail: String,
+}
+
+fn verdict(name: &'static str, result: anyhow::Result<String>) -> Verdict {
+    match result {
+        Ok(detail) => Verdict {
+            name,
+            ok: true,
+            detail,
+        },
+        Err(e) => Verdict {
+            name,
+            ok: false,
+            detail: format!("{e:#}"),
+        },
+    }
+}
+
+/// The database URL with its password hidden.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            u.to_string()
+        }
+        Err(_) => "<unparseable>".to_owned(),
+    }
+}
+
+async fn check_keys(config: &Config, clock: &Clock) -> anyhow::Result<String> {
+    let kek = Kek::load(&config.keys.kek)?;
+    let pool = db::build_pool(&config.database.url, 1, std::time::Duration::from_secs(30))?;
+    let mut conn = db::connect(&pool).await?;
+    let rows = store::list(&mut conn).await?;
+    let version = store::current_version(&mut conn).await?;
+    // Loading the ring opens every published key, as a starting server would.
+    KeyRing::load(version, &rows, &kek, clock.now())?;
+    Ok(format!(
+        "{} stored key(s) open with KEK {}",
+        rows.len(),
+        kek.id()
+    ))
+}
+
+async fn check_clock(config: &Config, clock: &Clock) -> anyhow::Result<String> {
+    let pool = db::build_pool(&config.database.url, 1, std::time::Duration::from_secs(30))?;
+    let offset = crate::clock::offset_from_database(clock, &pool).await?;
+    let max = config.server.max_clock_skew;
+    anyhow::ensure!(
+        offset.abs() <= max,
+        "this clock is {offset} from the database's, more than KEYWARD_MAX_CLOCK_SKEW ({max})"
+    );
+    Ok(format!("{offset} from the database's (at most {max})"))
+}
+
+/// Runs every check; fails (exit 1) if any did, after printing them all.
+pub async fn run(config: &Config, json: bool) -> anyhow::Result<()> {
+    let clock = Clock::system();
+    let database = verdict(
+        "database",
+        async {
+            let pool = db::build_pool(&config.database.url, 1, std::time::Duration::from_secs(30))?;
+            let mut conn = db::connect(&pool).await?;
+            let now = db::now(&mut conn).await?;
+            Ok(format!(
+                "{} answers (its time {now})",
+                redacted(&config.database.url)
+            ))
+        }
+        .await,
+    );
+    let migrations = verdict(
+        "migrations",
+        async {
+            let pending = db::pending_migrations(&config.database.url).await?;
+            anyhow::ensure!(
+                pending.is_empty(),
+                "pending: {} (run `keyward migrate`)",
+                pending.join(", ")
+            );
+            Ok("none pending".to_owned())
+        }
+        .await,
+    );
+    let keys = verdict("keys", check_keys(config, &clock).await);
+    let time = verdict("clock", check_clock(config, &clock).await);
+    let verdicts = [database, migrations, keys, time];
+    // Debug output redacts every secret (the database URL, an inline KEK).
+    let settings = format!("{config:#?}");
+    if json {
+        let checks: Vec<serde_json::Value> = verdicts
+            .iter()
+            .map(|v| json!({ "check": v.name, "ok": v.ok, "detail": v.detail }))
+            .collect();
+        let out =
+            json!({ "ok": verdicts.iter().all(|v| v.ok), "checks": checks, "settings": settings });
+        out!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        out!("check\tresult\tdetail");
+        for v in &verdicts {
+            out!(
+                "{}\t{}\t{}",
+                v.name,
+                if v.ok { "ok" } else { "FAILED" },
+                v.detail
+            );
+        }
+        out!("\n{settings}");
+    }
+    let failed: Vec<&str> = verdicts.iter().filter(|v| !v.ok).map(|v| v.name).collect();
+    anyhow::ensure!(failed.is_empty(), "failed: {}", failed.join(", "));
+    Ok(())
+}
