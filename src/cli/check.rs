@@ -5,7 +5,7 @@ use serde_json::json;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db;
-use crate::keys::kek::Kek;
+use crate::keys::kek::{Kek, KekSource};
 use crate::keys::keyring::KeyRing;
 use crate::keys::store;
 
@@ -45,10 +45,19 @@ fn redacted(url: &str) -> String {
 }
 
 async fn check_keys(config: &Config, clock: &Clock) -> anyhow::Result<String> {
-    let kek = Kek::load(&config.keys.kek)?;
     let pool = db::build_pool(&config.database.url, 1, std::time::Duration::from_secs(30))?;
     let mut conn = db::connect(&pool).await?;
     let rows = store::list(&mut conn).await?;
+    if let (true, KekSource::File(path)) = (rows.is_empty(), &config.keys.kek)
+        && !path.exists()
+    {
+        let at = std::path::absolute(path).unwrap_or_else(|_| path.clone());
+        return Ok(format!(
+            "no keys yet: the first `serve` creates the KEK file {} and the keys",
+            at.display()
+        ));
+    }
+    let kek = Kek::load(&config.keys.kek)?;
     let version = store::current_version(&mut conn).await?;
     // Loading the ring opens every published key, as a starting server would.
     KeyRing::load(version, &rows, &kek, clock.now())?;
