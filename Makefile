@@ -7,7 +7,7 @@ PG := .ci/pg
 # Use nextest when it is installed (one process per test, clear summary), else cargo test.
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help run test lint fmt db db-stop db-reset migrate schema build bench bench-http bench-overload test-deps node-deps demo
+.PHONY: help run test lint fmt db db-stop db-reset migrate schema build bench bench-http bench-overload test-deps node-deps api-fuzz-deps demo
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -16,7 +16,7 @@ run: ## Build (release), provision PostgreSQL, migrate and serve on http://127.0
 	$(CARGO) build --release --locked
 	url=$$($(PG) url); DATABASE_URL="$$url" exec ./target/release/keyward serve
 
-test: test-deps node-deps ## Run every test (unit and integration) against a real PostgreSQL and Chromium
+test: test-deps node-deps api-fuzz-deps ## Run every test (unit and integration) against a real PostgreSQL and Chromium
 	url=$$($(PG) url); \
 	if [ -n "$(NEXTEST)" ]; then \
 	  DATABASE_URL="$$url" $(CARGO) nextest run --locked --no-fail-fast; \
@@ -34,6 +34,11 @@ test-deps: ## Install what the tests run besides cargo (Debian's chromium, jq, c
 	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else echo "the tests need:$$missing (sudo apt-get install$$missing)"; exit 1; fi
+
+api-fuzz-deps: ## Install schemathesis (pinned, tests/openapi/requirements.txt) into .venv for the OpenAPI test
+	@if [ ! -x .venv/bin/schemathesis ] || [ tests/openapi/requirements.txt -nt .venv/bin/schemathesis ]; then \
+	  python3 -m venv .venv && .venv/bin/pip install --quiet --disable-pip-version-check -r tests/openapi/requirements.txt; \
+	fi
 
 node-deps: ## Install the examples' Node dependencies from their lockfiles (npm ci)
 	@for d in examples/notes-api examples/spa tests/e2e; do \

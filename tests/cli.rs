@@ -525,18 +525,7 @@ async fn consents_and_families_are_listed_and_ended_from_the_cli_in_json() {
         false
     );
     assert_eq!(refresh_with(refresh).await, StatusCode::BAD_REQUEST);
-    let introspected: Value = app
-        .browser
-        .client
-        .post(format!("{}/introspect", app.base))
-        .basic_auth(&web.id, web.secret.as_deref())
-        .form(&[("token", access)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let introspected = crate::refresh::introspect(&app, &web, access).await;
     assert_eq!(introspected["active"], false);
     let why = json(&["tokens", "why", refresh, "--json"]);
     assert_eq!(why["revoked_reason"], "revoked by an operator");

@@ -15,6 +15,7 @@ mod limits;
 mod logs;
 mod metrics;
 mod oauth;
+mod openapi;
 mod pages;
 mod refresh;
 mod robustness;

@@ -47,7 +47,8 @@ fn rt(v: &Value) -> String {
         .to_owned()
 }
 
-async fn introspect(app: &TestApp, client: &TestClient, token: &str) -> Value {
+/// The introspection answer for `token`, asked as `client` (other modules use it too).
+pub async fn introspect(app: &TestApp, client: &TestClient, token: &str) -> Value {
     let secret = client.secret.as_deref().unwrap();
     let resp = app
         .browser

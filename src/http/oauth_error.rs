@@ -185,10 +185,16 @@ impl IntoResponse for BearerError {
             ),
             Self::App(e) => return TokenError::App(e).into_response(),
         };
-        let mut r = match error {
-            Some(e) => (status, Json(json!({ "error": e }))).into_response(),
-            None => status.into_response(),
+        // §3.1 keeps the error code out of the bare challenge; the body still says, in JSON
+        // like every other answer here, what was missing.
+        let body = match error {
+            Some(e) => json!({ "error": e }),
+            None => json!({
+                "error": "invalid_request",
+                "error_description": "no access token was presented",
+            }),
         };
+        let mut r = (status, Json(body)).into_response();
         if let Ok(v) = HeaderValue::from_str(&challenge) {
             r.headers_mut().insert(header::WWW_AUTHENTICATE, v);
         }
