@@ -546,6 +546,17 @@ async fn consents_and_families_are_listed_and_ended_from_the_cli_in_json() {
         StatusCode::BAD_REQUEST
     );
     assert_eq!(json(&["consents", "list", "--json"]), serde_json::json!([]));
+    // The other commands answer in JSON too.
+    let roles = json(&["users", "set-roles", "alice", "--role", "admin", "--json"]);
+    assert_eq!(roles["roles"], serde_json::json!(["admin"]));
+    let rotated = json(&["clients", "rotate-secret", "web", "--json"]);
+    assert!(
+        rotated["client_secret"]
+            .as_str()
+            .unwrap()
+            .starts_with("kwcs_")
+    );
+    assert_eq!(json(&["migrate", "--json"])["applied"], 0);
     let again = keyward(
         &app,
         &["consents", "revoke", "--user", "alice", "--client", "web"],

@@ -39,6 +39,9 @@ pub enum ClientsCommand {
     Delete {
         /// The client_id.
         id: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Change a client: each option given replaces that setting (a repeatable option replaces
     /// the whole list); settings not named are kept.
@@ -47,6 +50,9 @@ pub enum ClientsCommand {
     RotateSecret {
         /// The client_id.
         id: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -187,9 +193,9 @@ pub async fn run(cmd: ClientsCommand, config: &Config, now: OffsetDateTime) -> a
         ClientsCommand::Create(args) => create(&mut conn, args, now).await,
         ClientsCommand::List { json } => list(&mut conn, json).await,
         ClientsCommand::Show { id, json } => show(&mut conn, &id, json).await,
-        ClientsCommand::Delete { id } => delete(&mut conn, &id, now).await,
+        ClientsCommand::Delete { id, json } => delete(&mut conn, &id, json, now).await,
         ClientsCommand::Update(args) => update(&mut conn, args, now).await,
-        ClientsCommand::RotateSecret { id } => rotate_secret(&mut conn, &id, now).await,
+        ClientsCommand::RotateSecret { id, json } => rotate_secret(&mut conn, &id, json, now).await,
     }
 }
 
@@ -480,18 +486,25 @@ async fn show(conn: &mut AsyncPgConnection, id: &str, json: bool) -> anyhow::Res
     Ok(())
 }
 
-async fn delete(conn: &mut AsyncPgConnection, id: &str, now: OffsetDateTime) -> anyhow::Result<()> {
+async fn delete(
+    conn: &mut AsyncPgConnection,
+    id: &str,
+    json: bool,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
     if !clients::delete(conn, id).await? {
         bail!("no client '{id}'");
     }
     audit_event(conn, "client.deleted", id, now).await?;
-    eprintln!("deleted client '{id}', its codes and its consents");
+    let message = format!("deleted client '{id}', its codes and its consents");
+    super::report(json, &json!({ "client_id": id, "deleted": true }), &message)?;
     Ok(())
 }
 
 async fn rotate_secret(
     conn: &mut AsyncPgConnection,
     id: &str,
+    json: bool,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
     let secret: PlainToken = clients::generate_secret();
@@ -499,7 +512,12 @@ async fn rotate_secret(
         bail!("no confidential client '{id}'");
     }
     audit_event(conn, "client.secret_rotated", id, now).await?;
-    out!("client_secret\t{}", secret.expose());
+    if json {
+        let out = json!({ "client_id": id, "client_secret": secret.expose() });
+        out!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        out!("client_secret\t{}", secret.expose());
+    }
     eprintln!("the old secret stops working now; store the new one: it is shown once");
     Ok(())
 }

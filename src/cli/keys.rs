@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Subcommand;
+use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
@@ -28,6 +29,9 @@ pub enum KeysCommand {
         /// Rotate even if verifiers may not have cached the next key yet.
         #[arg(long)]
         force: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Withdraw a key from the JWKS at once; if it was signing, the next key takes over.
     Revoke {
@@ -36,17 +40,26 @@ pub enum KeysCommand {
         /// Why (kept in the audit trail).
         #[arg(long)]
         reason: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Import an RSA private key (PEM) as the next key, in place of the waiting one.
     Import {
         /// A PEM file: PKCS#8 `PRIVATE KEY` or PKCS#1 `RSA PRIVATE KEY`.
         file: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Re-seal every stored key under a new KEK, in one transaction.
     Rewrap {
         /// The new KEK file (base64, 32 bytes); created with a random key if it does not exist.
         #[arg(long)]
         new_kek_file: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -95,6 +108,16 @@ fn print_keys(rows: &[SigningKeyRow], now: OffsetDateTime, json: bool) -> anyhow
     Ok(())
 }
 
+/// The command's one result: the value alone on stdout (for scripts), or JSON.
+fn print_value(json: bool, value: &serde_json::Value, plain: &str) -> anyhow::Result<()> {
+    if json {
+        out!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        out!("{plain}");
+    }
+    Ok(())
+}
+
 /// Runs a `keys` command.
 pub async fn run(cmd: KeysCommand, config: &Config, now: OffsetDateTime) -> anyhow::Result<()> {
     let mut conn = super::connect(config).await?;
@@ -104,22 +127,27 @@ pub async fn run(cmd: KeysCommand, config: &Config, now: OffsetDateTime) -> anyh
             let rows = store::list(&mut conn).await?;
             print_keys(&rows, now, json)?;
         }
-        KeysCommand::Rotate { force } => {
+        KeysCommand::Rotate { force, json } => {
             let kek = Kek::load(&config.keys.kek)?;
             let promoted = store::rotate(&mut conn, &kek, &policy, now, force).await?;
             eprintln!(
                 "rotated: {} signs from now on; a new next key is published",
                 promoted.active
             );
-            out!("{}", promoted.active);
+            print_value(
+                json,
+                &json!({ "active": promoted.active }),
+                &promoted.active,
+            )?;
         }
-        KeysCommand::Revoke { kid, reason } => {
+        KeysCommand::Revoke { kid, reason, json } => {
             let kek = Kek::load(&config.keys.kek)?;
             let promoted = store::revoke(&mut conn, &kek, &policy, &kid, &reason, now).await?;
             eprintln!("revoked {kid}; {} is the active key", promoted.active);
-            out!("{}", promoted.active);
+            let value = json!({ "revoked": kid, "active": promoted.active });
+            print_value(json, &value, &promoted.active)?;
         }
-        KeysCommand::Import { file } => {
+        KeysCommand::Import { file, json } => {
             let kek = Kek::load(&config.keys.kek)?;
             let pem =
                 std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
@@ -130,9 +158,10 @@ pub async fn run(cmd: KeysCommand, config: &Config, now: OffsetDateTime) -> anyh
                 key.kid,
                 time(times.activates_at)
             );
-            out!("{}", key.kid);
+            let value = json!({ "kid": key.kid, "activates_at": time(times.activates_at) });
+            print_value(json, &value, &key.kid)?;
         }
-        KeysCommand::Rewrap { new_kek_file } => {
+        KeysCommand::Rewrap { new_kek_file, json } => {
             let old = Kek::load(&config.keys.kek)?;
             // The one other place a KEK file is made: the new KEK this command seals under.
             let new = Kek::load_or_create(&KekSource::File(new_kek_file.clone()))?;
@@ -142,7 +171,11 @@ pub async fn run(cmd: KeysCommand, config: &Config, now: OffsetDateTime) -> anyh
                 new.id(),
                 new_kek_file.display()
             );
-            out!("{}", new.id());
+            print_value(
+                json,
+                &json!({ "rewrapped": n, "kek_id": new.id() }),
+                new.id(),
+            )?;
         }
     }
     Ok(())

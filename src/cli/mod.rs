@@ -53,7 +53,11 @@ enum Command {
     #[command(after_help = SERVE_ENVIRONMENT)]
     Serve,
     /// Apply pending database migrations and exit.
-    Migrate,
+    Migrate {
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the settings, the database and its migrations, that the KEK opens the stored keys,
     /// and the clock against the database's; print the effective settings (secrets hidden).
     Check {
@@ -104,10 +108,13 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
     let now = cli.now.unwrap_or_else(|| Clock::system().now());
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
-        Command::Migrate => {
+        Command::Migrate { json } => {
             let n = migrate(&config).await?;
-            eprintln!("applied {n} migration(s)");
-            Ok(())
+            report(
+                json,
+                &serde_json::json!({ "applied": n }),
+                &format!("applied {n} migration(s)"),
+            )
         }
         Command::Check { json } => check::run(&config, json).await,
         Command::Users(cmd) => users::run(cmd, &config, now).await,
@@ -135,6 +142,16 @@ pub fn write_line(line: std::fmt::Arguments<'_>) {
             std::process::exit(1);
         }
     }
+}
+
+/// A command's outcome: JSON on stdout with `--json`, else the sentence for people on stderr.
+fn report(json: bool, value: &serde_json::Value, message: &str) -> anyhow::Result<()> {
+    if json {
+        out!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        eprintln!("{message}");
+    }
+    Ok(())
 }
 
 async fn migrate(config: &Config) -> anyhow::Result<usize> {
@@ -220,7 +237,35 @@ async fn connect(config: &Config) -> anyhow::Result<db::PooledConn> {
 
 #[cfg(test)]
 mod tests {
-    use super::SERVE_ENVIRONMENT;
+    use super::{Cli, SERVE_ENVIRONMENT};
+
+    /// Every command but `serve` can answer in JSON, for scripts.
+    #[test]
+    fn every_command_takes_json() {
+        fn leaves(cmd: &clap::Command, path: &str, out: &mut Vec<(String, bool)>) {
+            let subs: Vec<&clap::Command> = cmd.get_subcommands().collect();
+            if subs.is_empty() {
+                let has = cmd.get_arguments().any(|a| a.get_id() == "json");
+                out.push((path.to_owned(), has));
+            }
+            for sub in subs {
+                leaves(sub, &format!("{path} {}", sub.get_name()), out);
+            }
+        }
+        let mut all = vec![];
+        leaves(
+            &<Cli as clap::CommandFactory>::command(),
+            "keyward",
+            &mut all,
+        );
+        let missing: Vec<&str> = all
+            .iter()
+            .filter(|(path, has)| !has && path != "keyward serve")
+            .map(|(path, _)| path.as_str())
+            .collect();
+        assert!(all.len() > 20, "{all:?}");
+        assert!(missing.is_empty(), "without --json: {missing:?}");
+    }
 
     #[test]
     fn serve_help_names_every_setting_the_code_reads() {

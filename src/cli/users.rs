@@ -27,6 +27,9 @@ pub enum UsersCommand {
         /// Read the password from the first line of standard input (never from arguments).
         #[arg(long, required = true)]
         password_stdin: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// List users: id, username, email, status, created_at (tab-separated), or JSON.
     List {
@@ -38,17 +41,26 @@ pub enum UsersCommand {
     Disable {
         /// The username.
         username: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Let a disabled user sign in again (nothing issued before comes back).
     Enable {
         /// The username.
         username: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Delete a user: the cut-off, then the account and its personal data. The audit trail
     /// keeps the user id only.
     Delete {
         /// The username.
         username: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Set a user's roles (carried in access tokens); no --role clears them.
     SetRoles {
@@ -57,11 +69,17 @@ pub enum UsersCommand {
         /// A role; repeat for several.
         #[arg(long = "role")]
         roles: Vec<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// End every session and refresh token of a user (their access tokens are revoked too).
     SignOutEverywhere {
         /// The username.
         username: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Set a user's password (read from stdin) and end their sessions.
     SetPassword {
@@ -70,6 +88,9 @@ pub enum UsersCommand {
         /// Read the password from the first line of standard input.
         #[arg(long, required = true)]
         password_stdin: bool,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -102,35 +123,54 @@ pub async fn run(cmd: UsersCommand, config: &Config, now: OffsetDateTime) -> any
     let conn = &mut conn;
     match cmd {
         UsersCommand::Create {
-            username, email, ..
-        } => create(conn, config, &username, email.as_deref(), now).await,
+            username,
+            email,
+            json,
+            ..
+        } => create(conn, config, &username, email.as_deref(), json, now).await,
         UsersCommand::List { json } => list(conn, json).await,
-        UsersCommand::Disable { username } => {
+        UsersCommand::Disable { username, json } => {
             let user = find_user(conn, &username).await?;
-            if users::update_disabled(conn, user.id, now).await? {
-                eprintln!("disabled {}; their sessions have ended", user.username);
+            let changed = users::update_disabled(conn, user.id, now).await?;
+            let message = if changed {
+                format!("disabled {}; their sessions have ended", user.username)
             } else {
-                eprintln!("{} was already disabled", user.username);
-            }
-            Ok(())
+                format!("{} was already disabled", user.username)
+            };
+            super::report(
+                json,
+                &serde_json::json!({ "username": user.username, "disabled": true, "changed": changed }),
+                &message,
+            )
         }
-        UsersCommand::Enable { username } => {
+        UsersCommand::Enable { username, json } => {
             let user = find_user(conn, &username).await?;
-            if users::update_enabled(conn, user.id, now).await? {
+            let changed = users::update_enabled(conn, user.id, now).await?;
+            if changed {
                 audit_user(conn, "user.enabled", user.id, serde_json::json!({}), now).await?;
-                eprintln!("enabled {}", user.username);
-            } else {
-                eprintln!("{} was not disabled", user.username);
             }
-            Ok(())
+            let message = if changed {
+                format!("enabled {}", user.username)
+            } else {
+                format!("{} was not disabled", user.username)
+            };
+            super::report(
+                json,
+                &serde_json::json!({ "username": user.username, "disabled": false, "changed": changed }),
+                &message,
+            )
         }
-        UsersCommand::Delete { username } => delete(conn, &username, now).await,
-        UsersCommand::SetRoles { username, roles } => set_roles(conn, &username, &roles, now).await,
-        UsersCommand::SignOutEverywhere { username } => {
-            sign_out_everywhere(conn, &username, now).await
+        UsersCommand::Delete { username, json } => delete(conn, &username, json, now).await,
+        UsersCommand::SetRoles {
+            username,
+            roles,
+            json,
+        } => set_roles(conn, &username, &roles, json, now).await,
+        UsersCommand::SignOutEverywhere { username, json } => {
+            sign_out_everywhere(conn, &username, json, now).await
         }
-        UsersCommand::SetPassword { username, .. } => {
-            set_password(conn, config, &username, now).await
+        UsersCommand::SetPassword { username, json, .. } => {
+            set_password(conn, config, &username, json, now).await
         }
     }
 }
@@ -147,6 +187,7 @@ async fn create(
     config: &Config,
     username: &str,
     email: Option<&str>,
+    json: bool,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
     let username = Username::parse(username).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -158,7 +199,12 @@ async fn create(
         Err(e @ (CreateUserError::UsernameTaken | CreateUserError::EmailTaken)) => bail!("{e}"),
         Err(CreateUserError::Db(e)) => return Err(e.into()),
     };
-    out!("{}", user.id);
+    if json {
+        let out = serde_json::json!({ "id": user.id, "username": user.username });
+        out!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        out!("{}", user.id);
+    }
     Ok(())
 }
 
@@ -186,19 +232,21 @@ async fn list(conn: &mut AsyncPgConnection, json: bool) -> anyhow::Result<()> {
 async fn delete(
     conn: &mut AsyncPgConnection,
     username: &str,
+    json: bool,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
     let user = find_user(conn, username).await?;
     let families = users::delete(conn, user.id, now).await?;
     let details = serde_json::json!({ "families": families });
     audit_user(conn, "user.deleted", user.id, details, now).await?;
-    eprintln!(
+    let message = format!(
         "deleted {} ({} token families revoked); the audit trail keeps the id {}",
         user.username,
         families.len(),
         user.id
     );
-    Ok(())
+    let out = serde_json::json!({ "id": user.id, "username": user.username, "deleted": true, "families_revoked": families.len() });
+    super::report(json, &out, &message)
 }
 
 /// An audit event about a user, by the CLI, naming them by id only.
@@ -220,6 +268,7 @@ async fn set_roles(
     conn: &mut AsyncPgConnection,
     username: &str,
     roles: &[String],
+    json: bool,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
     let user = find_user(conn, username).await?;
@@ -229,13 +278,18 @@ async fn set_roles(
         }
     }
     users::update_roles(conn, user.id, roles, now).await?;
-    eprintln!("{} now has roles: {}", user.username, roles.join(" "));
-    Ok(())
+    let message = format!("{} now has roles: {}", user.username, roles.join(" "));
+    super::report(
+        json,
+        &serde_json::json!({ "username": user.username, "roles": roles }),
+        &message,
+    )
 }
 
 async fn sign_out_everywhere(
     conn: &mut AsyncPgConnection,
     username: &str,
+    json: bool,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
     let user = find_user(conn, username).await?;
@@ -244,29 +298,35 @@ async fn sign_out_everywhere(
         .user(user.id)
         .details(serde_json::json!({ "families": families }));
     audit::insert(conn, &event).await?;
-    eprintln!(
+    let message = format!(
         "{} is signed out everywhere ({} token families revoked)",
         user.username,
         families.len()
     );
-    Ok(())
+    let out = serde_json::json!({ "username": user.username, "families_revoked": families.len() });
+    super::report(json, &out, &message)
 }
 
 async fn set_password(
     conn: &mut AsyncPgConnection,
     config: &Config,
     username: &str,
+    json: bool,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
     let user = find_user(conn, username).await?;
     let username = Username::parse(&user.username).map_err(|e| anyhow::anyhow!("{e}"))?;
     let hash = new_password_hash(config, &username).await?;
     users::update_password(conn, user.id, &hash, now).await?;
-    eprintln!(
+    let message = format!(
         "password set for {}; their sessions have ended",
         user.username
     );
-    Ok(())
+    super::report(
+        json,
+        &serde_json::json!({ "username": user.username, "password_set": true }),
+        &message,
+    )
 }
 
 fn status(u: &User) -> &'static str {
