@@ -475,16 +475,12 @@ async fn a_reader_that_stops_early_ends_a_command_quietly() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn consents_and_families_are_listed_and_ended_from_the_cli_in_json() {
-    use crate::support::oauth::ClientSpec;
     use serde_json::Value;
     let app = TestApp::spawn().await;
     app.create_user("alice", GOOD_PASSWORD).await;
-    let spec = ClientSpec {
-        scopes: "openid offline_access",
-        grants: vec!["authorization_code", "refresh_token"],
-        ..ClientSpec::default()
-    };
-    let web = app.register_client("web", spec).await;
+    let web = app
+        .register_client("web", crate::refresh::refreshing())
+        .await;
     let json = |args: &[&str]| -> Value {
         let out = keyward(&app, args, "");
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));

@@ -6,8 +6,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use diesel::{ExpressionMethods, QueryDsl};
-use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
@@ -68,35 +66,6 @@ async fn start_examples(app: &TestApp, clock_file: &Path) -> (Child, String, Str
     }
 }
 
-/// Rows of `refresh_tokens`: one per token ever issued, so one more per rotation.
-async fn rotations(app: &TestApp) -> i64 {
-    use keyward::db::schema::refresh_tokens;
-    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
-    refresh_tokens::table
-        .count()
-        .get_result(&mut conn)
-        .await
-        .unwrap()
-}
-
-/// Refresh families, live and revoked.
-async fn families(app: &TestApp) -> Value {
-    use keyward::db::schema::refresh_families;
-    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
-    let revoked: i64 = refresh_families::table
-        .filter(refresh_families::revoked_at.is_not_null())
-        .count()
-        .get_result(&mut conn)
-        .await
-        .unwrap();
-    let all: i64 = refresh_families::table
-        .count()
-        .get_result(&mut conn)
-        .await
-        .unwrap();
-    json!({ "live": all - revoked, "revoked": revoked })
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn the_spa_signs_in_refreshes_once_across_tabs_and_signs_out_in_chromium() {
     let app = TestApp::spawn_with(&[("KEYWARD_ACCESS_TOKEN_TTL", "1m")]).await;
@@ -142,8 +111,8 @@ async fn the_spa_signs_in_refreshes_once_across_tabs_and_signs_out_in_chromium()
                 app.clock().advance(time::Duration::seconds(seconds));
                 json!({ "now_ms": publish_time(&app, &clock_file) })
             }
-            "rotations" => json!({ "count": rotations(&app).await }),
-            "families" => families(&app).await,
+            "rotations" => json!({ "count": crate::refresh::family_rows(&app).await.0 }),
+            "families" => json!({ "revoked": crate::refresh::family_rows(&app).await.1 }),
             "done" => {
                 finished = true;
                 json!({})

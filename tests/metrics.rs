@@ -92,12 +92,9 @@ async fn run_flow(app: &TestApp, web: &TestClient, machine: &TestClient) -> i64 
 async fn counters_move_by_exactly_what_a_flow_did() {
     let app = TestApp::spawn_with(&[("KEYWARD_LIMIT_TOKEN_PER_IP", "6/1h")]).await;
     app.create_user("alice", GOOD_PASSWORD).await;
-    let web = ClientSpec {
-        scopes: "openid profile offline_access",
-        grants: vec!["authorization_code", "refresh_token"],
-        ..ClientSpec::default()
-    };
-    let web = app.register_client("web", web).await;
+    let web = app
+        .register_client("web", crate::refresh::refreshing())
+        .await;
     let machine = ClientSpec {
         scopes: "reports:read",
         grants: vec!["client_credentials"],

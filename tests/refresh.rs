@@ -9,7 +9,8 @@ use crate::support::cli::{keyward, stdout};
 use crate::support::oauth::{ClientSpec, TestClient, assert_oauth_error};
 use crate::support::{GOOD_PASSWORD, TestApp, wait_until};
 
-fn refreshing() -> ClientSpec {
+/// A client allowed the code flow and refresh (other modules use it too).
+pub fn refreshing() -> ClientSpec {
     ClientSpec {
         scopes: "openid profile email offline_access invoices:read",
         grants: vec!["authorization_code", "refresh_token"],
@@ -64,7 +65,8 @@ pub async fn introspect(app: &TestApp, client: &TestClient, token: &str) -> Valu
     resp.json().await.unwrap()
 }
 
-async fn family_rows(app: &TestApp) -> (i64, i64) {
+/// Refresh tokens ever issued (one more per rotation), and revoked families.
+pub async fn family_rows(app: &TestApp) -> (i64, i64) {
     use diesel::prelude::*;
     use diesel_async::RunQueryDsl;
     use keyward::db::schema::{refresh_families, refresh_tokens};
