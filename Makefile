@@ -7,7 +7,7 @@ PG := .ci/pg
 # Use nextest when it is installed (one process per test, clear summary), else cargo test.
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help run test lint fmt db db-stop db-reset migrate schema build bench bench-http bench-overload test-deps node-deps api-fuzz-deps demo
+.PHONY: help run test lint fmt db db-stop db-reset migrate schema build bench bench-sign bench-http bench-overload test-deps node-deps api-fuzz-deps demo
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,10 +54,15 @@ lint: ## cargo fmt --check and clippy with warnings as errors
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
-bench: ## Signing throughput: Keyward's signer vs raw OpenSSL, measured in one run
+bench: ## Every endpoint users feel, pinned, as ratios to the core's RSA and argon2id limits; writes docs/BENCHMARKS.md
+	benches/bench.sh
+
+bench-sign: ## Signing throughput in process: Keyward's signer vs raw OpenSSL, measured in one run
 	$(CARGO) bench --locked --bench signing
 
-bench-http: ## Token endpoint over HTTP (wrk) next to raw OpenSSL signing, same run
+bench-http: ## Token endpoint over HTTP (wrk, installed if missing) next to raw OpenSSL signing, same run
+	@command -v wrk >/dev/null || { [ "$$(id -u)" -eq 0 ] && DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } \
+	  || { echo "bench-http needs wrk (sudo apt-get install wrk)"; exit 1; }
 	benches/token_endpoint.sh 10
 
 bench-overload: ## Refresh at 1x and 3x capacity (open loop) while JWKS, discovery, client_credentials are probed

@@ -106,7 +106,13 @@ impl App {
     /// Builds the state and router. The database may be down: connections are made on demand.
     pub async fn build(config: Config, clock: Clock) -> anyhow::Result<Self> {
         let database = &config.database;
-        let pool = db::build_pool(&database.url, database.pool_size, database.pool_wait)?;
+        let metrics = Arc::new(crate::metrics::Metrics::new());
+        let pool = db::build_pool(
+            &database.url,
+            database.pool_size,
+            database.pool_wait,
+            Some(metrics.db_queries()),
+        )?;
         // Before anything is dated: keys, codes and sessions written by a skewed instance would
         // be judged by the others against another time.
         check_clock(&clock, &pool, config.server.max_clock_skew).await?;
@@ -153,7 +159,6 @@ impl App {
             grace: config.tokens.refresh_reuse_grace,
             secret: *keys.refresh_secret(),
         };
-        let metrics = Arc::new(crate::metrics::Metrics::new());
         let limits = crate::rate_limits::Limits::new(config.limits, metrics.clone());
         let csrf = crate::http::csrf::VisitorCsrf::new(keys.csrf_secret());
         let work = crate::http::shed::WorkClasses::new(

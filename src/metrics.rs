@@ -29,6 +29,7 @@ pub struct Metrics {
     db_pool: Family<Label, Gauge>,
     db_errors: Family<Label, Counter>,
     jwks_requests: Family<Label, Counter>,
+    db_queries: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -109,10 +110,18 @@ impl Metrics {
             db_pool: Family::default(),
             db_errors: Family::default(),
             jwks_requests: Family::default(),
+            db_queries: Counter::default(),
             registry: Registry::default(),
         };
         let mut m = m;
         m.registry = registry;
+        m.register_families();
+        m
+    }
+
+    /// Registers every family but the HTTP ones.
+    fn register_families(&mut self) {
+        let m = self;
         let r = &mut m.registry;
         r.register(
             "keyward_tokens_issued",
@@ -170,11 +179,15 @@ impl Metrics {
             m.db_errors.clone(),
         );
         r.register(
+            "keyward_db_queries",
+            "SQL statements sent to PostgreSQL, BEGIN and COMMIT and pool checks included",
+            m.db_queries.clone(),
+        );
+        r.register(
             "keyward_jwks_requests",
             "JWKS responses by result",
             m.jwks_requests.clone(),
         );
-        m
     }
 
     /// One answered request.
@@ -243,6 +256,12 @@ impl Metrics {
     /// A signing-key maintenance event (`reloaded`, `scheduled`, `maintenance_failed`).
     pub fn key_event(&self, event: &'static str) {
         self.key_events.get_or_create(&[("event", event)]).inc();
+    }
+
+    /// The counter every pooled connection adds its statements to.
+    #[must_use]
+    pub fn db_queries(&self) -> Counter {
+        self.db_queries.clone()
     }
 
     /// A JWKS response (`200`, `304`).

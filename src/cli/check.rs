@@ -45,7 +45,7 @@ fn redacted(url: &str) -> String {
 }
 
 async fn check_keys(config: &Config, clock: &Clock) -> anyhow::Result<String> {
-    let pool = db::build_pool(&config.database.url, 1, std::time::Duration::from_secs(30))?;
+    let pool = db::single(&config.database.url)?;
     let mut conn = db::connect(&pool).await?;
     let rows = store::list(&mut conn).await?;
     if let (true, KekSource::File(path)) = (rows.is_empty(), &config.keys.kek)
@@ -69,7 +69,7 @@ async fn check_keys(config: &Config, clock: &Clock) -> anyhow::Result<String> {
 }
 
 async fn check_clock(config: &Config, clock: &Clock) -> anyhow::Result<String> {
-    let pool = db::build_pool(&config.database.url, 1, std::time::Duration::from_secs(30))?;
+    let pool = db::single(&config.database.url)?;
     let offset = crate::clock::offset_from_database(clock, &pool).await?;
     let max = config.server.max_clock_skew;
     anyhow::ensure!(
@@ -85,7 +85,7 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<()> {
     let database = verdict(
         "database",
         async {
-            let pool = db::build_pool(&config.database.url, 1, std::time::Duration::from_secs(30))?;
+            let pool = db::single(&config.database.url)?;
             let mut conn = db::connect(&pool).await?;
             let now = db::now(&mut conn).await?;
             Ok(format!(

@@ -228,8 +228,7 @@ async fn shutdown_signal() {
 
 /// A connection for a one-off command.
 async fn connect(config: &Config) -> anyhow::Result<db::PooledConn> {
-    // One command, one connection at a time: waiting for it is never overload.
-    let pool = db::build_pool(&config.database.url, 1, std::time::Duration::from_secs(30))?;
+    let pool = db::single(&config.database.url)?;
     db::connect(&pool)
         .await
         .context("DATABASE_URL: cannot connect to the database")

@@ -5,8 +5,8 @@ pub mod schema;
 use std::time::Duration;
 
 use diesel::result::DatabaseErrorKind;
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
@@ -59,12 +59,45 @@ impl DbError {
     }
 }
 
+/// Counts the statements a connection sends (diesel reports each one, `BEGIN` and `COMMIT`
+/// included, as it starts), for `keyward_db_queries_total` and the benchmarks' queries per request.
+struct CountStatements(prometheus_client::metrics::counter::Counter);
+
+impl diesel::connection::Instrumentation for CountStatements {
+    fn on_connection_event(&mut self, event: diesel::connection::InstrumentationEvent<'_>) {
+        if matches!(
+            event,
+            diesel::connection::InstrumentationEvent::StartQuery { .. }
+        ) {
+            self.0.inc();
+        }
+    }
+}
+
 /// Builds the pool; connections are opened lazily, so this succeeds with the database down.
 ///
 /// A request waits at most `wait` for a connection to come free: under overload it is shed
 /// (503 with `Retry-After`) instead of queueing behind everyone else until its client gives up.
-pub fn build_pool(database_url: &str, max_size: usize, wait: Duration) -> anyhow::Result<DbPool> {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(database_url);
+/// Every connection adds the statements it sends to `statements`, when given.
+pub fn build_pool(
+    database_url: &str,
+    max_size: usize,
+    wait: Duration,
+    statements: Option<prometheus_client::metrics::counter::Counter>,
+) -> anyhow::Result<DbPool> {
+    let mut config = ManagerConfig::<AsyncPgConnection>::default();
+    if let Some(counter) = statements {
+        config.custom_setup = Box::new(move |url| {
+            let counter = counter.clone();
+            Box::pin(async move {
+                let mut conn = AsyncPgConnection::establish(url).await?;
+                conn.set_instrumentation(CountStatements(counter));
+                Ok(conn)
+            })
+        });
+    }
+    let manager =
+        AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, config);
     Ok(Pool::builder(manager)
         .max_size(max_size)
         .runtime(deadpool::Runtime::Tokio1)
@@ -72,6 +105,11 @@ pub fn build_pool(database_url: &str, max_size: usize, wait: Duration) -> anyhow
         .create_timeout(Some(CONNECT_TIMEOUT))
         .recycle_timeout(Some(CONNECT_TIMEOUT))
         .build()?)
+}
+
+/// A pool of one connection for a one-off command: waiting for it is never overload.
+pub fn single(database_url: &str) -> anyhow::Result<DbPool> {
+    build_pool(database_url, 1, Duration::from_secs(30), None)
 }
 
 /// Checks a connection out of the pool.
