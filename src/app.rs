@@ -94,6 +94,8 @@ pub struct AppState {
     pub brand: Arc<crate::http::brand::Brand>,
     /// This instance's Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The clients this instance has authenticated, forgotten when any changes.
+    pub clients: crate::clients::cache::ClientCache,
 }
 
 /// A built application, ready to serve.
@@ -140,6 +142,11 @@ impl App {
             Kek::load(&config.keys.kek)?
         };
         let keys = KeyManager::start(pool.clone(), kek, config.keys.policy, clock.clone()).await?;
+        let clients = {
+            let mut conn = db::connect(&pool).await?;
+            // Three missed checks in a row, and the cache is not trusted until the next one.
+            crate::clients::cache::ClientCache::load(&mut conn, config.keys.reload * 3).await?
+        };
         let discovery = crate::http::discovery::Documents::new(issuer.as_str());
         let lifetimes = config.sessions.lifetimes;
         let store = PgSessionStore::new(pool.clone(), clock.clone(), lifetimes);
@@ -170,6 +177,7 @@ impl App {
             config.server.logo_file.as_deref(),
         )?);
         let state = AppState {
+            clients,
             metrics,
             brand,
             work,
@@ -287,7 +295,8 @@ fn connection_builder(header_timeout: Duration) -> Builder<TokioExecutor> {
     builder
 }
 
-/// Completes the key schedule and picks up other instances' changes, every reload interval.
+/// Completes the key schedule and picks up other instances' changes to keys and clients, every
+/// reload interval.
 async fn maintain_keys(state: AppState) {
     let mut tick = tokio::time::interval(state.config.keys.reload);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -307,6 +316,19 @@ async fn maintain_keys(state: AppState) {
                 state.metrics.key_event("maintenance_failed");
                 tracing::warn!(error = %e, "signing key maintenance failed");
             }
+        }
+        let forgot = match db::connect(&state.db).await {
+            Ok(mut conn) => state
+                .clients
+                .refresh(&mut conn)
+                .await
+                .map_err(db::DbError::from),
+            Err(e) => Err(e),
+        };
+        match forgot {
+            Ok(true) => tracing::debug!("clients changed: cached clients forgotten"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "could not check clients for changes"),
         }
     }
 }

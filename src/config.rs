@@ -138,7 +138,8 @@ pub struct KeySettings {
     /// `KEYWARD_KEY_BITS`, `KEYWARD_KEY_ROTATION`, `KEYWARD_KEY_PREPUBLISH`,
     /// `KEYWARD_JWKS_MAX_AGE`, and the token lifetimes that decide how long a retired key stays.
     pub policy: KeyPolicy,
-    /// `KEYWARD_KEY_RELOAD`: how often each instance checks the key set for changes.
+    /// `KEYWARD_KEY_RELOAD`: how often each instance checks the key set and the clients for
+    /// changes.
     pub reload: std::time::Duration,
 }
 

@@ -4,6 +4,7 @@
 mod support;
 
 mod abuse;
+mod cache;
 mod cli;
 mod cors;
 mod cutoff;

@@ -1,5 +1,7 @@
 //! Relying parties ("clients"): their registration, secrets and redirect URIs, and storage.
 
+pub mod cache;
+
 use std::fmt;
 
 use diesel::prelude::*;

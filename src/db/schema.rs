@@ -71,6 +71,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    client_set_version (singleton) {
+        singleton -> Bool,
+        version -> Int8,
+    }
+}
+
+diesel::table! {
     key_set_version (singleton) {
         singleton -> Bool,
         version -> Int8,
@@ -209,6 +216,7 @@ diesel::joinable!(trusted_devices -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     authorization_codes,
+    client_set_version,
     clients,
     consents,
     family_access_tokens,

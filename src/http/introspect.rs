@@ -36,7 +36,8 @@ async fn introspect(
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<Response, TokenError> {
-    let (client, mut conn) = authenticate_client(state, headers, params).await?;
+    let client = authenticate_client(state, headers, params).await?;
+    let mut conn = crate::db::connect(&state.db).await?;
     guard.authenticated(&client);
     tracing::Span::current().record("client_id", client.id.as_str());
     if client.is_public {

@@ -38,7 +38,8 @@ async fn revoke(
     headers: &HeaderMap,
     params: &Params,
 ) -> Result<Response, TokenError> {
-    let (client, mut conn) = authenticate_client(state, headers, params).await?;
+    let client = authenticate_client(state, headers, params).await?;
+    let mut conn = crate::db::connect(&state.db).await?;
     guard.authenticated(&client);
     tracing::Span::current().record("client_id", client.id.as_str());
     let token = params

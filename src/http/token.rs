@@ -1,6 +1,7 @@
 //! `POST /token` (RFC 6749 §3.2): authenticate the client, read the grant's request, run it.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
@@ -9,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::clients::Client;
-use crate::db::{self, PooledConn};
+use crate::db;
 use crate::http::client_ip::ClientIp;
 use crate::http::cors;
 use crate::http::form::OAuthForm;
@@ -24,19 +25,25 @@ use crate::oauth::params::Params;
 use crate::rate_limits::{Key, Limit};
 use crate::users::sign_in::Checks;
 
-/// Authenticates the calling client (RFC 6749 §2.3) and hands back a connection to go on with.
+/// Authenticates the calling client (RFC 6749 §2.3), from memory when this instance has seen it.
 pub async fn authenticate_client(
     state: &AppState,
     headers: &HeaderMap,
     params: &Params,
-) -> Result<(Client, PooledConn), TokenError> {
+) -> Result<Arc<Client>, TokenError> {
     let authorization = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
     let presented = client_auth::parse(authorization, params)?;
-    let mut conn = db::connect(&state.db).await?;
-    let client = crate::clients::find(&mut conn, &presented.client_id).await?;
-    Ok((client_auth::authenticate(client, &presented)?, conn))
+    if let Some(cached) = state.clients.cached(&presented.client_id)
+        && let Ok(client) = client_auth::authenticate(Some(cached), &presented)
+    {
+        return Ok(client);
+    }
+    // Not seen yet, or refused by what this instance remembers: the secret may have been
+    // rotated elsewhere since, so the database decides before the client is refused.
+    let client = state.clients.fetch(&state.db, &presented.client_id).await?;
+    Ok(client_auth::authenticate(client, &presented)?)
 }
 
 /// The address a request came from, and what its failure should count against.
@@ -200,7 +207,7 @@ async fn exchange(
         "authorization_code" | "refresh_token" => Some(state.work.rotation().await?),
         _ => None,
     };
-    let (client, mut conn) = authenticate_client(state, headers, params).await?;
+    let client = authenticate_client(state, headers, params).await?;
     guard.authenticated(&client);
     let span = tracing::Span::current();
     span.record("client_id", client.id.as_str());
@@ -224,17 +231,17 @@ async fn exchange(
     };
     let response = match &request {
         TokenRequest::AuthorizationCode(r) => {
+            let mut conn = db::connect(&state.db).await?;
             authorization_code::exchange_code(&mut conn, &ctx, &client, r).await?
         }
         TokenRequest::RefreshToken(r) => {
+            let mut conn = db::connect(&state.db).await?;
             refresh_token::refresh(&mut conn, &ctx, &client, r).await?
         }
         TokenRequest::ClientCredentials(r) => {
-            drop(conn);
             client_credentials::client_credentials(&ctx, &client, r)?
         }
         TokenRequest::Password(r) => {
-            drop(conn);
             let checks = Checks {
                 pool: &state.db,
                 hasher: &state.hasher,

@@ -1,6 +1,8 @@
 //! Client authentication at the token, introspection and revocation endpoints (RFC 6749 §2.3,
 //! OAuth 2.1 §2.4): reading what the client presented, then checking it against the registration.
 
+use std::sync::Arc;
+
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
@@ -135,9 +137,9 @@ pub fn parse(
 
 /// Checks presented credentials against the registered client.
 pub fn authenticate(
-    client: Option<Client>,
+    client: Option<Arc<Client>>,
     presented: &UnverifiedClient,
-) -> Result<Client, ClientAuthError> {
+) -> Result<Arc<Client>, ClientAuthError> {
     let fail = ClientAuthError::failed(presented.method == AuthMethod::Basic);
     let Some(client) = client else {
         return Err(fail);
