@@ -5,6 +5,8 @@
 # the configured parameters). Loopback only, bounded (about two minutes of load). Writes its table
 # into docs/BENCHMARKS.md between the bench:latest markers.
 #   benches/bench.sh [seconds-per-scenario] [sign-ins]      (run by `make bench`)
+# BENCH_ONLY=NAME runs only the scenarios whose name contains NAME and leaves the docs alone;
+# BENCH_PROFILE=FILE records the server with `perf record` meanwhile.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-6}
@@ -54,9 +56,15 @@ KEYWARD_BIND=127.0.0.1:$port KEYWARD_ISSUER=http://127.0.0.1:$port \
   taskset -c 0 $bin serve >/dev/null 2>&1 &
 server=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
+if [ -n "${BENCH_PROFILE:-}" ]; then
+  perf record -F 1000 --call-graph dwarf,16384 -o "$BENCH_PROFILE" -p "$server" >/dev/null 2>&1 &
+  perf_pid=$!
+fi
 out=$(taskset -c 1 "$gen" run "http://127.0.0.1:$port" "http://127.0.0.1:$metrics_port" "$server" \
   "$id" "$secret" "$user" "$password" "$secs" "$sign_ins" 0 "$argon2")
 printf '%s\n' "$out"
+if [ -n "${BENCH_PROFILE:-}" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
+[ -z "${BENCH_ONLY:-}" ] || exit 0
 python3 - "$out" "$secs" "$sign_ins" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" <<'PY'
 import sys, datetime, subprocess
 out, secs, sign_ins, commit = sys.argv[1:5]

@@ -3,9 +3,11 @@
 use std::fmt;
 use std::sync::Arc;
 
-use argon2::{
-    Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier, Version,
-};
+use std::sync::mpsc::{Receiver, SyncSender};
+use std::sync::{Mutex, PoisonError};
+
+use argon2::password_hash::phc::{Output, ParamsString, Salt};
+use argon2::{Algorithm, Argon2, Block, Params, PasswordHash, Version};
 use tokio::sync::Semaphore;
 
 use crate::users::name::Username;
@@ -160,12 +162,17 @@ pub enum Verification {
     Mismatch,
 }
 
-/// Hashes and verifies passwords with argon2id, at most `concurrency` at once.
+/// Hashes and verifies passwords with argon2id on a fixed set of worker threads.
+///
+/// Each worker keeps one argon2 memory block for the configured cost, allocated at its first
+/// hash and reused ever after. Hashing on tokio's blocking pool instead left each of its threads'
+/// allocator arenas holding the 19 MiB it once needed: hundreds of MiB after a sign-in storm,
+/// never given back. Here memory is bounded by workers x the configured memory.
 #[derive(Clone)]
 pub struct PasswordHasher {
     settings: Argon2Settings,
-    /// One permit per hash computed at the same time.
-    workers: Arc<Semaphore>,
+    /// Jobs for the workers; its capacity is the queue's.
+    jobs: SyncSender<Job>,
     /// Permits for requests waiting or working; when none is left we refuse at once.
     queue: Arc<Semaphore>,
     /// The queue's permits in all.
@@ -182,26 +189,93 @@ impl fmt::Debug for PasswordHasher {
     }
 }
 
+/// One unit of work for a hashing worker, given its memory.
+type Job = Box<dyn FnOnce(&mut Memory) + Send>;
+
+/// A worker's argon2 memory, kept between hashes.
+#[derive(Default)]
+pub struct Memory {
+    blocks: Vec<Block>,
+}
+
+impl Memory {
+    /// Runs `argon2` over `blocks` blocks: this worker's own memory when it is the configured
+    /// size (the only size it ever keeps), else memory for this hash alone (a stored hash made
+    /// with other parameters, verified once and then rehashed).
+    fn hash_into(
+        &mut self,
+        argon2: &Argon2<'_>,
+        configured: Argon2Settings,
+        password: &[u8],
+        salt: &[u8],
+        out: &mut [u8],
+    ) -> argon2::Result<()> {
+        let needed = argon2.params().block_count();
+        let own = usize::try_from(configured.memory_kib).unwrap_or(usize::MAX);
+        if needed == own {
+            if self.blocks.len() != own {
+                self.blocks = vec![Block::default(); own];
+            }
+            argon2.hash_password_into_with_memory(password, salt, out, &mut self.blocks[..])
+        } else {
+            argon2.hash_password_into_with_memory(
+                password,
+                salt,
+                out,
+                vec![Block::default(); needed],
+            )
+        }
+    }
+}
+
 fn argon2_for(settings: Argon2Settings) -> anyhow::Result<Argon2<'static>> {
     let params = Params::new(
         settings.memory_kib,
         settings.iterations,
         settings.parallelism,
-        None,
+        Some(HASH_BYTES),
     )
     .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
     Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
 }
 
-fn hash_blocking(settings: Argon2Settings, password: &[u8]) -> anyhow::Result<String> {
-    let hash = argon2_for(settings)?
-        .hash_password(password)
+/// Bytes of a new hash's output (argon2's default, and the PHC strings we have always written).
+const HASH_BYTES: usize = 32;
+/// Bytes of a new hash's salt (RFC 9106 §3.1 recommends 16).
+const SALT_BYTES: usize = 16;
+
+/// A new PHC string for `password`, computed in `memory`.
+fn hash_with(
+    memory: &mut Memory,
+    settings: Argon2Settings,
+    password: &[u8],
+) -> anyhow::Result<String> {
+    let argon2 = argon2_for(settings)?;
+    let mut salt = [0u8; SALT_BYTES];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut salt)
+        .map_err(|_| anyhow::anyhow!("system random number generator failed"))?;
+    let mut out = [0u8; HASH_BYTES];
+    memory
+        .hash_into(&argon2, settings, password, &salt, &mut out)
         .map_err(|e| anyhow::anyhow!("argon2 hash: {e}"))?;
-    Ok(hash.to_string())
+    let phc = PasswordHash {
+        algorithm: argon2::ARGON2ID_IDENT,
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(argon2.params())
+            .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?,
+        salt: Some(Salt::new(&salt).map_err(|e| anyhow::anyhow!("argon2 salt: {e}"))?),
+        hash: Some(Output::new(&out).map_err(|e| anyhow::anyhow!("argon2 output: {e}"))?),
+    };
+    Ok(phc.to_string())
 }
 
 /// Verifies `password` against a PHC string after checking its parameters are sane.
-fn verify_blocking(current: Argon2Settings, password: &[u8], phc: &str) -> Verification {
+fn verify_with(
+    memory: &mut Memory,
+    current: Argon2Settings,
+    password: &[u8],
+    phc: &str,
+) -> Verification {
     let Ok(hash) = PasswordHash::new(phc) else {
         tracing::warn!("stored password hash is not a PHC string");
         return Verification::Mismatch;
@@ -229,27 +303,71 @@ fn verify_blocking(current: Argon2Settings, password: &[u8], phc: &str) -> Verif
         );
         return Verification::Mismatch;
     }
-    let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-    match argon2.verify_password(password, &hash) {
-        Ok(()) => Verification::Match {
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return Verification::Mismatch;
+    };
+    let version = match hash.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return Verification::Mismatch,
+    };
+    let argon2 = Argon2::new(Algorithm::Argon2id, version, params);
+    let mut out = vec![0u8; expected.len()];
+    if memory
+        .hash_into(&argon2, current, password, salt.as_ref(), &mut out)
+        .is_err()
+    {
+        return Verification::Mismatch;
+    }
+    if bool::from(subtle::ConstantTimeEq::ct_eq(
+        out.as_slice(),
+        expected.as_ref(),
+    )) {
+        Verification::Match {
             needs_rehash: stored != current || hash.version != Some(0x13),
-        },
-        Err(_) => Verification::Mismatch,
+        }
+    } else {
+        Verification::Mismatch
+    }
+}
+
+/// A worker: takes jobs until every sender is gone, reusing one memory block throughout.
+fn work(jobs: &Mutex<Receiver<Job>>) {
+    let mut memory = Memory::default();
+    loop {
+        // The lock is held only while waiting for the next job, never while hashing.
+        let next = jobs.lock().unwrap_or_else(PoisonError::into_inner).recv();
+        let Ok(job) = next else { return };
+        // A job that panicked answers nobody (its caller sees the worker's error); the worker
+        // lives on for the next one.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut memory)));
     }
 }
 
 impl PasswordHasher {
-    /// Builds a hasher; computes one hash up front for the unknown-user path.
+    /// Starts `concurrency` workers behind a queue of `queue` (waiting and working); computes
+    /// one hash up front for the unknown-user path.
     pub fn new(settings: Argon2Settings, concurrency: usize, queue: usize) -> anyhow::Result<Self> {
         let mut filler = [0u8; 32];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut filler)
             .map_err(|_| anyhow::anyhow!("system random number generator failed"))?;
-        let dummy_hash = hash_blocking(settings, &filler)?;
+        // In memory of its own, given back at once: no worker keeps memory before it is needed.
+        let dummy_hash = hash_with(&mut Memory::default(), settings, &filler)?;
+        let queue_size = queue.max(concurrency).max(1);
+        let (jobs, receiver) = std::sync::mpsc::sync_channel::<Job>(queue_size);
+        let receiver = Arc::new(Mutex::new(receiver));
+        for n in 0..concurrency.max(1) {
+            let receiver = Arc::clone(&receiver);
+            std::thread::Builder::new()
+                .name(format!("keyward-argon2-{n}"))
+                .spawn(move || work(&receiver))
+                .map_err(|e| anyhow::anyhow!("cannot start a hashing worker: {e}"))?;
+        }
         Ok(Self {
             settings,
-            workers: Arc::new(Semaphore::new(concurrency.max(1))),
-            queue: Arc::new(Semaphore::new(queue.max(concurrency).max(1))),
-            queue_size: queue.max(concurrency).max(1),
+            jobs,
+            queue: Arc::new(Semaphore::new(queue_size)),
+            queue_size,
             dummy_hash: dummy_hash.into(),
         })
     }
@@ -268,7 +386,7 @@ impl PasswordHasher {
 
     async fn run<T: Send + 'static>(
         &self,
-        job: impl FnOnce() -> T + Send + 'static,
+        job: impl FnOnce(&mut Memory) -> T + Send + 'static,
     ) -> Result<T, HashError> {
         // Refuse at once when the queue is full, so a flood of sign-ins costs us nothing but a
         // 503 instead of memory and latency for everyone.
@@ -277,25 +395,30 @@ impl PasswordHasher {
             .clone()
             .try_acquire_owned()
             .map_err(|_| HashError::Busy)?;
-        let _working = self
-            .workers
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| HashError::Busy)?;
-        // The blocking thread has no span of its own: carry the caller's, so anything logged
-        // while hashing belongs to the request that asked.
+        let (done, result) = tokio::sync::oneshot::channel();
+        // The worker has no span of its own: carry the caller's, so anything logged while
+        // hashing belongs to the request that asked.
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(job))
+        let job: Job = Box::new(move |memory| {
+            // The caller went away while this waited (its client hung up): nobody to answer,
+            // so no hash to compute.
+            if done.is_closed() {
+                return;
+            }
+            let _ = done.send(span.in_scope(|| job(memory)));
+        });
+        // Never full while we hold a queue permit: the channel holds as many jobs as there are.
+        self.jobs.try_send(job).map_err(|_| HashError::Busy)?;
+        result
             .await
-            .map_err(|e| HashError::Internal(anyhow::anyhow!("hashing task failed: {e}")))
+            .map_err(|_| HashError::Internal(anyhow::anyhow!("a hashing worker failed")))
     }
 
     /// Hashes a new password into a PHC string.
     pub async fn hash(&self, password: &str) -> Result<String, HashError> {
         let settings = self.settings;
         let password = password.as_bytes().to_vec();
-        self.run(move || hash_blocking(settings, &password))
+        self.run(move |memory| hash_with(memory, settings, &password))
             .await?
             .map_err(HashError::Internal)
     }
@@ -305,7 +428,7 @@ impl PasswordHasher {
         let settings = self.settings;
         let password = password.as_bytes().to_vec();
         let phc = phc.to_owned();
-        self.run(move || verify_blocking(settings, &password, &phc))
+        self.run(move |memory| verify_with(memory, settings, &password, &phc))
             .await
     }
 
@@ -315,8 +438,8 @@ impl PasswordHasher {
         let phc = Arc::clone(&self.dummy_hash);
         let settings = self.settings;
         let password = password.as_bytes().to_vec();
-        self.run(move || {
-            verify_blocking(settings, &password, &phc);
+        self.run(move |memory| {
+            verify_with(memory, settings, &password, &phc);
         })
         .await
     }
@@ -387,29 +510,53 @@ mod tests {
 
     #[test]
     fn a_hash_verifies_only_its_own_password() {
-        let hash = hash_blocking(CHEAP, b"correct horse").expect("hash");
+        let hash = hash_with(&mut Memory::default(), CHEAP, b"correct horse").expect("hash");
         assert!(hash.starts_with("$argon2id$v=19$m=64,t=1,p=1$"));
         assert_eq!(
-            verify_blocking(CHEAP, b"correct horse", &hash),
+            verify_with(&mut Memory::default(), CHEAP, b"correct horse", &hash),
             Verification::Match {
                 needs_rehash: false
             }
         );
         assert_eq!(
-            verify_blocking(CHEAP, b"wrong horse", &hash),
+            verify_with(&mut Memory::default(), CHEAP, b"wrong horse", &hash),
             Verification::Mismatch
         );
     }
 
     #[test]
+    fn hashes_written_by_the_argon2_crate_verify_and_ours_verify_there() {
+        use argon2::{PasswordHasher as _, PasswordVerifier as _};
+        let library = argon2_for(CHEAP)
+            .expect("argon2")
+            .hash_password(b"correct horse")
+            .expect("hash")
+            .to_string();
+        assert_eq!(
+            verify_with(&mut Memory::default(), CHEAP, b"correct horse", &library),
+            Verification::Match {
+                needs_rehash: false
+            }
+        );
+        let ours = hash_with(&mut Memory::default(), CHEAP, b"correct horse").expect("hash");
+        let parsed = PasswordHash::new(&ours).expect("PHC");
+        assert!(
+            argon2_for(CHEAP)
+                .expect("argon2")
+                .verify_password(b"correct horse", &parsed)
+                .is_ok()
+        );
+    }
+
+    #[test]
     fn a_hash_with_other_parameters_asks_for_a_rehash() {
-        let hash = hash_blocking(CHEAP, b"correct horse").expect("hash");
+        let hash = hash_with(&mut Memory::default(), CHEAP, b"correct horse").expect("hash");
         let stronger = Argon2Settings {
             memory_kib: 128,
             ..CHEAP
         };
         assert_eq!(
-            verify_blocking(stronger, b"correct horse", &hash),
+            verify_with(&mut Memory::default(), stronger, b"correct horse", &hash),
             Verification::Match { needs_rehash: true }
         );
     }
@@ -420,13 +567,13 @@ mod tests {
         let hostile = "$argon2id$v=19$m=4194304,t=1,p=1$c29tZXNhbHRzb21lc2FsdA$\
                        AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
         assert_eq!(
-            verify_blocking(CHEAP, b"anything", hostile),
+            verify_with(&mut Memory::default(), CHEAP, b"anything", hostile),
             Verification::Mismatch
         );
         let many_passes = "$argon2id$v=19$m=64,t=1000,p=1$c29tZXNhbHRzb21lc2FsdA$\
                            AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
         assert_eq!(
-            verify_blocking(CHEAP, b"anything", many_passes),
+            verify_with(&mut Memory::default(), CHEAP, b"anything", many_passes),
             Verification::Mismatch
         );
     }
@@ -438,7 +585,12 @@ mod tests {
         let dear = "$argon2id$v=19$m=262144,t=16,p=1$c29tZXNhbHRzb21lc2FsdA$\
                     AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
         assert_eq!(
-            verify_blocking(Argon2Settings::OWASP, b"anything", dear),
+            verify_with(
+                &mut Memory::default(),
+                Argon2Settings::OWASP,
+                b"anything",
+                dear
+            ),
             Verification::Mismatch
         );
         let configured = Argon2Settings::OWASP;
@@ -463,9 +615,9 @@ mod tests {
             memory_kib: 256,
             ..CHEAP
         };
-        let hash = hash_blocking(dearer, b"correct horse").expect("hash");
+        let hash = hash_with(&mut Memory::default(), dearer, b"correct horse").expect("hash");
         assert_eq!(
-            verify_blocking(CHEAP, b"correct horse", &hash),
+            verify_with(&mut Memory::default(), CHEAP, b"correct horse", &hash),
             Verification::Match { needs_rehash: true }
         );
     }
@@ -473,17 +625,56 @@ mod tests {
     #[test]
     fn non_argon2id_hashes_are_refused() {
         assert_eq!(
-            verify_blocking(CHEAP, b"x", "not a hash"),
+            verify_with(&mut Memory::default(), CHEAP, b"x", "not a hash"),
             Verification::Mismatch
         );
         assert_eq!(
-            verify_blocking(
+            verify_with(
+                &mut Memory::default(),
                 CHEAP,
                 b"x",
                 "$argon2i$v=19$m=64,t=1,p=1$c29tZXNhbHQ$AAAAAAAAAAAAAAAAAAAAAA"
             ),
             Verification::Mismatch
         );
+    }
+
+    #[tokio::test]
+    async fn hashes_run_on_the_workers_and_reuse_one_memory_block() {
+        let hasher = PasswordHasher::new(CHEAP, 1, 4).expect("hasher");
+        let mut seen = Vec::new();
+        for _ in 0..3 {
+            let hash = hasher.hash("correct horse").await.expect("hash");
+            assert!(matches!(
+                hasher.verify("correct horse", &hash).await,
+                Ok(Verification::Match {
+                    needs_rehash: false
+                })
+            ));
+            let (thread, block) = hasher
+                .run(|memory| {
+                    let name = std::thread::current().name().map(str::to_owned);
+                    (name, memory.blocks.as_ptr() as usize)
+                })
+                .await
+                .expect("ran");
+            assert_eq!(thread.as_deref(), Some("keyward-argon2-0"));
+            seen.push(block);
+        }
+        assert!(seen.iter().all(|b| *b == seen[0]), "{seen:?}");
+        // A stored hash with other parameters is verified in memory of its own, and the
+        // worker's block stays the configured size.
+        let dearer = Argon2Settings {
+            memory_kib: 256,
+            ..CHEAP
+        };
+        let old = hash_with(&mut Memory::default(), dearer, b"pw").expect("hash");
+        assert_eq!(
+            hasher.verify("pw", &old).await.expect("verify"),
+            Verification::Match { needs_rehash: true }
+        );
+        let kept = hasher.run(|memory| memory.blocks.len()).await.expect("ran");
+        assert_eq!(kept, 64);
     }
 
     #[tokio::test]
