@@ -44,9 +44,6 @@ cleanup() {
   for i in $(seq 0 15); do $bin users delete "$user-$i" >/dev/null 2>&1 || true; done
 }
 trap cleanup EXIT
-# argon2id's limit on core 0, before the server starts (the generator measures RSA's itself,
-# before each round of the token scenarios).
-argon2=$(taskset -c 0 "$gen" argon2)
 # Rate limits off (one address makes every request); logs as in production (info, JSON), to
 # /dev/null, so the access log's cost is in the numbers.
 KEYWARD_BIND=127.0.0.1:$port KEYWARD_ISSUER=http://127.0.0.1:$port \
@@ -61,7 +58,7 @@ if [ -n "${BENCH_PROFILE:-}" ]; then
   perf_pid=$!
 fi
 out=$(taskset -c 1 "$gen" run "http://127.0.0.1:$port" "http://127.0.0.1:$metrics_port" "$server" \
-  "$id" "$secret" "$user" "$password" "$secs" "$sign_ins" 0 "$argon2")
+  "$id" "$secret" "$user" "$password" "$secs" "$sign_ins" 0)
 printf '%s\n' "$out"
 if [ -n "${BENCH_PROFILE:-}" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
 [ -z "${BENCH_ONLY:-}" ] || exit 0
