@@ -18,7 +18,6 @@
     clippy::cast_sign_loss,
     clippy::print_stdout,
     clippy::expect_used,
-    clippy::too_many_lines,
     reason = "a benchmark printing rates and percentiles: counts become floats and back"
 )]
 
@@ -26,7 +25,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+#[path = "common/endpoint.rs"]
+mod endpoint;
+
+use endpoint::Endpoint;
 
 /// Requests in flight in every closed-loop scenario.
 const IN_FLIGHT: usize = 16;
@@ -84,46 +86,23 @@ fn reset_peak(pid: u32) {
     let _ = std::fs::write(format!("/proc/{pid}/clear_refs"), "5");
 }
 
+/// The server, the client, and what only this generator needs besides.
 struct Target {
-    http: reqwest::Client,
-    base: String,
+    endpoint: Endpoint,
     metrics: String,
-    id: String,
-    secret: String,
     username: String,
     password: String,
 }
 
+impl std::ops::Deref for Target {
+    type Target = Endpoint;
+
+    fn deref(&self) -> &Endpoint {
+        &self.endpoint
+    }
+}
+
 impl Target {
-    async fn token(&self, form: &[(&str, &str)]) -> (Option<u16>, Option<Value>) {
-        let resp = self
-            .http
-            .post(format!("{}/token", self.base))
-            .basic_auth(&self.id, Some(&self.secret))
-            .form(form)
-            .send()
-            .await;
-        match resp {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                (Some(status), r.json().await.ok())
-            }
-            Err(_) => (None, None),
-        }
-    }
-
-    async fn get(&self, path: &str) -> Option<u16> {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .ok()?;
-        let status = r.status().as_u16();
-        let _ = r.bytes().await;
-        Some(status)
-    }
-
     /// `keyward_db_queries_total`, or `None` when this build does not count statements.
     async fn statements(&self) -> Option<f64> {
         let text = self
@@ -414,16 +393,16 @@ fn argon2_rate() -> f64 {
     f64::from(n) / (cpu_seconds(me) - start_cpu).max(0.01)
 }
 
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() {
-    let args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| a != "--bench")
-        .collect();
-    if args.first().map(String::as_str) == Some("argon2") {
-        println!("{:.2}", argon2_rate());
-        return;
-    }
+/// What `load run` was told.
+struct Args {
+    target: Target,
+    server: u32,
+    secs: Duration,
+    sign_ins: usize,
+    server_core: String,
+}
+
+fn parse_args(args: &[String]) -> Args {
     let [
         _run,
         base,
@@ -436,7 +415,7 @@ async fn main() {
         secs,
         sign_ins,
         server_core,
-    ] = &args[..]
+    ] = args
     else {
         eprintln!(
             "usage: load run BASE METRICS_BASE SERVER_PID CLIENT_ID SECRET USERNAME PASSWORD \
@@ -444,196 +423,242 @@ async fn main() {
         );
         std::process::exit(2);
     };
-    let server: u32 = server.parse().expect("pid");
-    let secs = Duration::from_secs_f64(secs.parse().expect("seconds"));
-    let sign_ins: usize = sign_ins.parse().expect("sign-ins");
-    let target = Arc::new(Target {
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(IN_FLIGHT)
-            .build()
-            .expect("client"),
-        base: base.clone(),
-        metrics: metrics.clone(),
-        id: id.clone(),
-        secret: secret.clone(),
-        username: username.clone(),
-        password: password.clone(),
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(IN_FLIGHT)
+        .build()
+        .expect("client");
+    Args {
+        target: Target {
+            endpoint: Endpoint {
+                http,
+                base: base.clone(),
+                id: id.clone(),
+                secret: secret.clone(),
+            },
+            metrics: metrics.clone(),
+            username: username.clone(),
+            password: password.clone(),
+        },
+        server: server.parse().expect("pid"),
+        secs: Duration::from_secs_f64(secs.parse().expect("seconds")),
+        sign_ins: sign_ins.parse().expect("sign-ins"),
+        server_core: server_core.clone(),
+    }
+}
+
+/// A scenario's request: `request(target, worker)` says whether it succeeded; it is timed here.
+fn step<F, Fut>(target: &Arc<Target>, request: F) -> Step
+where
+    F: Fn(Arc<Target>, usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send + 'static,
+{
+    let target = Arc::clone(target);
+    let request = Arc::new(request);
+    Arc::new(move |w| {
+        let (target, request) = (Arc::clone(&target), Arc::clone(&request));
+        Box::pin(async move {
+            let start = Instant::now();
+            let ok = request(target, w).await;
+            (ok, start.elapsed())
+        })
+    })
+}
+
+/// One refresh family per worker; each rotation's successor is the next request's token, so
+/// every token is presented exactly once.
+type Families = Arc<Vec<std::sync::Mutex<String>>>;
+
+fn rotate(target: &Arc<Target>, families: &Families) -> Step {
+    let families = Arc::clone(families);
+    step(target, move |t, w| {
+        let families = Arc::clone(&families);
+        async move {
+            let token = families[w].lock().expect("lock").clone();
+            let (status, body) = t
+                .token(&[("grant_type", "refresh_token"), ("refresh_token", &token)])
+                .await;
+            let next = body.and_then(|b| b["refresh_token"].as_str().map(str::to_owned));
+            match (status, next) {
+                (Some(200), Some(next)) => {
+                    *families[w].lock().expect("lock") = next;
+                    true
+                }
+                _ => false,
+            }
+        }
+    })
+}
+
+fn password_grant(target: &Arc<Target>) -> Step {
+    step(target, |t, w| async move {
+        let user = t.user(w);
+        let form = [
+            ("grant_type", "password"),
+            ("username", user.as_str()),
+            ("password", t.password.as_str()),
+            ("scope", "api:read"),
+        ];
+        t.token(&form).await.0 == Some(200)
+    })
+}
+
+/// Runs the scenarios whose name contains `only` (all when empty), printing a row each.
+struct Runner {
+    target: Arc<Target>,
+    server: u32,
+    only: String,
+}
+
+impl Runner {
+    fn selects(&self, name: &str) -> bool {
+        name.contains(self.only.as_str())
+    }
+
+    /// The scenario's share of `limit` (when it ran and has one) and its peak RSS in KiB.
+    async fn run(
+        &self,
+        name: &str,
+        step: Step,
+        until: Stop,
+        limit: Option<(&str, f64)>,
+    ) -> (Option<f64>, u64) {
+        if !self.selects(name) {
+            return (None, 0);
+        }
+        let mut o = scenario(&self.target, self.server, until, step).await;
+        (o.row(name, limit), o.rss_peak_kib)
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// The token scenarios in interleaved rounds, each next to a fresh measurement of the RSA limit
+/// on the server's core: this machine is shared, and a ratio is only worth something when both
+/// sides saw the same neighbours. Returns the median shares (client credentials, refresh).
+async fn token_rounds(runner: &Runner, secs: Duration, core: &str) -> (f64, f64) {
+    let target = &runner.target;
+    let client_credentials = step(target, |t, _| async move {
+        t.token(&[("grant_type", "client_credentials")]).await.0 == Some(200)
     });
+    // Seeded just before their scenario, after client_credentials has been measured without
+    // any password hashed yet.
+    let families: Families = Arc::new(
+        (0..IN_FLIGHT)
+            .map(|_| std::sync::Mutex::default())
+            .collect(),
+    );
+    let refresh = rotate(target, &families);
+    let (mut cc_shares, mut refresh_shares) = (Vec::new(), Vec::new());
+    for (round, (cc, rt)) in ROUND_NAMES[0].iter().zip(ROUND_NAMES[1]).enumerate() {
+        let rsa = Some(("RSA-2048 sign", rsa_rate(core)));
+        let after = Stop::After(secs);
+        let (share, _) = runner
+            .run(cc, Arc::clone(&client_credentials), after, rsa)
+            .await;
+        cc_shares.push(share.unwrap_or(0.0));
+        if round == 0 && ROUND_NAMES[1].iter().any(|n| runner.selects(n)) {
+            for (w, family) in families.iter().enumerate() {
+                *family.lock().expect("lock") =
+                    target.new_family(w).await.expect("a refresh token");
+            }
+        }
+        let (share, _) = runner.run(rt, Arc::clone(&refresh), after, rsa).await;
+        refresh_shares.push(share.unwrap_or(0.0));
+    }
+    (median(cc_shares), median(refresh_shares))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
+    if args.first().map(String::as_str) == Some("argon2") {
+        println!("{:.2}", argon2_rate());
+        return;
+    }
+    let Args {
+        target,
+        server,
+        secs,
+        sign_ins,
+        server_core,
+    } = parse_args(&args);
+    let target = Arc::new(target);
     // Warm up: connections, the first page render, the first signature.
     for path in ["/jwks.json", "/.well-known/openid-configuration", "/signin"] {
         target.get(path).await;
     }
     let (idle_rss, _) = rss_kib(server);
-
-    let get = |path: &'static str| -> Step {
-        let t = Arc::clone(&target);
-        Arc::new(move |_| {
-            let t = Arc::clone(&t);
-            Box::pin(async move {
-                let start = Instant::now();
-                let ok = t.get(path).await == Some(200);
-                (ok, start.elapsed())
-            })
-        })
-    };
-    let client_credentials: Step = {
-        let t = Arc::clone(&target);
-        Arc::new(move |_| {
-            let t = Arc::clone(&t);
-            Box::pin(async move {
-                let start = Instant::now();
-                let (status, _) = t.token(&[("grant_type", "client_credentials")]).await;
-                (status == Some(200), start.elapsed())
-            })
-        })
-    };
-    // One family per worker, seeded just before its scenario (after the token scenarios, so
-    // their memory is measured without any password hashed yet); each rotation's successor is
-    // the next request's token, so every token is presented exactly once.
-    let seeds: Arc<Vec<std::sync::Mutex<String>>> = Arc::new(
-        (0..IN_FLIGHT)
-            .map(|_| std::sync::Mutex::default())
-            .collect(),
-    );
-    let refresh: Step = {
-        let (t, seeds) = (Arc::clone(&target), Arc::clone(&seeds));
-        Arc::new(move |w| {
-            let (t, seeds) = (Arc::clone(&t), Arc::clone(&seeds));
-            Box::pin(async move {
-                let token = seeds[w].lock().expect("lock").clone();
-                let start = Instant::now();
-                let (status, body) = t
-                    .token(&[("grant_type", "refresh_token"), ("refresh_token", &token)])
-                    .await;
-                let took = start.elapsed();
-                let next = body.and_then(|b| b["refresh_token"].as_str().map(str::to_owned));
-                match (status, next) {
-                    (Some(200), Some(next)) => {
-                        *seeds[w].lock().expect("lock") = next;
-                        (true, took)
-                    }
-                    _ => (false, took),
-                }
-            })
-        })
-    };
-    let password_grant: Step = {
-        let t = Arc::clone(&target);
-        Arc::new(move |w| {
-            let t = Arc::clone(&t);
-            Box::pin(async move {
-                let start = Instant::now();
-                let user = t.user(w);
-                let form = [
-                    ("grant_type", "password"),
-                    ("username", user.as_str()),
-                    ("password", t.password.as_str()),
-                    ("scope", "api:read"),
-                ];
-                let (status, _) = t.token(&form).await;
-                (status == Some(200), start.elapsed())
-            })
-        })
-    };
-    let sign_in: Step = {
-        let t = Arc::clone(&target);
-        Arc::new(move |w| {
-            let t = Arc::clone(&t);
-            Box::pin(async move { t.sign_in(w).await })
-        })
-    };
-
     println!(
         "| scenario | req/s | p50 ms | p99 ms | CPU ms/req (Keyward + PostgreSQL) | statements/req | \
          per CPU-second | limit per CPU-second | share of the limit | peak RSS MiB | failed |"
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     // `BENCH_ONLY=client_credentials` (any part of a name) runs only what matches, to profile it.
-    let only = std::env::var("BENCH_ONLY").unwrap_or_default();
-    let run = |name: &'static str, step: Step, stop: Stop, limit: Option<(&'static str, f64)>| {
-        let target = Arc::clone(&target);
-        let skip = !name.contains(only.as_str());
-        async move {
-            if skip {
-                return (None, 0);
-            }
-            let mut o = scenario(&target, server, stop, step).await;
-            let share = o.row(name, limit);
-            (share, o.rss_peak_kib)
-        }
+    let runner = Runner {
+        target: Arc::clone(&target),
+        server,
+        only: std::env::var("BENCH_ONLY").unwrap_or_default(),
     };
-    run(
-        "discovery",
-        get("/.well-known/openid-configuration"),
-        Stop::After(secs),
-        None,
-    )
-    .await;
-    run("JWKS", get("/jwks.json"), Stop::After(secs), None).await;
-    // The token scenarios in interleaved rounds, each next to a fresh measurement of the RSA
-    // limit on the server's core: this machine is shared, and a ratio is only worth something
-    // when both sides saw the same neighbours.
-    let mut shares: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
-    for round in 1..=ROUNDS {
-        let rsa = rsa_rate(server_core);
-        let (cc, _) = run(
-            ROUND_NAMES[0][round - 1],
-            Arc::clone(&client_credentials),
-            Stop::After(secs),
-            Some(("RSA-2048 sign", rsa)),
+    let get = |path: &'static str| {
+        step(&target, move |t, _| async move {
+            t.get(path).await == Some(200)
+        })
+    };
+    let after = Stop::After(secs);
+    runner
+        .run(
+            "discovery",
+            get("/.well-known/openid-configuration"),
+            after,
+            None,
         )
         .await;
-        if round == 1 && ROUND_NAMES[1].iter().any(|n| n.contains(only.as_str())) {
-            for (w, seed) in seeds.iter().enumerate() {
-                let token = target.new_family(w).await.expect("a refresh token");
-                *seed.lock().expect("lock") = token;
-            }
-        }
-        let (rt, _) = run(
-            ROUND_NAMES[1][round - 1],
-            Arc::clone(&refresh),
-            Stop::After(secs),
-            Some(("RSA-2048 sign", rsa)),
-        )
-        .await;
-        shares[0].push(cc.unwrap_or(0.0));
-        shares[1].push(rt.unwrap_or(0.0));
-    }
+    runner.run("JWKS", get("/jwks.json"), after, None).await;
+    let (cc, refresh) = token_rounds(&runner, secs, &server_core).await;
     // argon2id's limit on the server's core, measured right before the scenarios it bounds.
-    let argon2 = argon2_rate_on(server_core);
+    let argon2 = argon2_rate_on(&server_core);
     let argon2_limit = Some(("argon2id verify", argon2));
-    run(
-        "password grant",
-        password_grant,
-        Stop::After(secs),
-        argon2_limit,
-    )
-    .await;
-    let (_, storm_peak) = run(
-        "hosted sign-in POST (storm)",
-        sign_in,
-        Stop::Count(sign_ins),
-        argon2_limit,
-    )
-    .await;
+    runner
+        .run(
+            "password grant",
+            password_grant(&target),
+            after,
+            argon2_limit,
+        )
+        .await;
+    // Timed by itself: only the POST, not the form fetched before it.
+    let sign_in: Step = {
+        let target = Arc::clone(&target);
+        Arc::new(move |w| {
+            let t = Arc::clone(&target);
+            Box::pin(async move { t.sign_in(w).await })
+        })
+    };
+    let storm = Stop::Count(sign_ins);
+    let (_, storm_peak) = runner
+        .run("hosted sign-in POST (storm)", sign_in, storm, argon2_limit)
+        .await;
     // Memory after the storm, once the hashing has stopped: what the process keeps.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let (settled, _) = rss_kib(server);
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        v.get(v.len() / 2).copied().unwrap_or(0.0)
-    };
     println!();
     println!(
         "Median share of the RSA sign limit over {ROUNDS} rounds: client_credentials **{:.0}%**, \
          refresh_token **{:.0}%**. Limits on the server's core, same run: RSA-2048 by `openssl \
          speed` before each round; argon2id {argon2:.1} verifications per CPU-second with the \
-         configured parameters, before the password scenarios. Resident memory: {:.1} MiB idle before the load, {:.1} MiB peak \
-         during the {sign_ins}-sign-in storm, {:.1} MiB two seconds after it.",
-        100.0 * median(&mut shares[0]),
-        100.0 * median(&mut shares[1]),
+         configured parameters, before the password scenarios. Resident memory: {:.1} MiB idle \
+         before the load, {:.1} MiB peak during the {sign_ins}-sign-in storm, {:.1} MiB two \
+         seconds after it.",
+        100.0 * cc,
+        100.0 * refresh,
         idle_rss as f64 / 1024.0,
         storm_peak as f64 / 1024.0,
         settled as f64 / 1024.0,

@@ -20,7 +20,10 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
+#[path = "common/endpoint.rs"]
+mod endpoint;
+
+use endpoint::Endpoint as Target;
 
 #[derive(Default)]
 struct Tally {
@@ -58,44 +61,6 @@ impl Tally {
             100.0 * self.shed as f64 / n.max(1) as f64,
             self.other
         )
-    }
-}
-
-struct Target {
-    http: reqwest::Client,
-    base: String,
-    id: String,
-    secret: String,
-}
-
-impl Target {
-    async fn token(&self, form: &[(&str, &str)]) -> (Option<u16>, Option<Value>) {
-        let resp = self
-            .http
-            .post(format!("{}/token", self.base))
-            .basic_auth(&self.id, Some(&self.secret))
-            .form(form)
-            .send()
-            .await;
-        match resp {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                (Some(status), r.json().await.ok())
-            }
-            Err(_) => (None, None),
-        }
-    }
-
-    async fn get(&self, path: &str) -> Option<u16> {
-        let r = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .ok()?;
-        let status = r.status().as_u16();
-        let _ = r.bytes().await;
-        Some(status)
     }
 }
 
