@@ -171,6 +171,31 @@ async fn of_fifty_racing_refreshes_one_wins_and_the_losers_revoke_the_family() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_rotation_is_one_round_trip_to_the_database() {
+    // Key and client checks every 5 minutes, so none falls inside the loop; housekeeping's first
+    // round may add a handful of statements. Each rotation sends the pool's check and one
+    // statement; as a transaction of reads, locks and writes it sent ten.
+    let (app, client, first) = setup(&[("KEYWARD_KEY_RELOAD", "5m")]).await;
+    let statements = app.state.metrics.db_queries();
+    let before = statements.get();
+    let rotations: u16 = 30;
+    let mut token = rt(&first);
+    for _ in 0..rotations {
+        let resp = refresh(&app, &client, &token, None).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        token = rt(&resp.json::<Value>().await.unwrap());
+    }
+    let sent = statements.get() - before;
+    assert!(
+        sent < u64::from(rotations) * 3,
+        "{sent} statements sent for {rotations} rotations"
+    );
+    // Nothing was skipped: the chain is whole and its last token works.
+    assert_eq!(family_rows(&app).await, (i64::from(rotations) + 1, 0));
+    assert_eq!(introspect(&app, &client, &token).await["active"], true);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn with_a_grace_window_racing_refreshes_all_get_the_same_successor() {
     let (app, client, first) = setup(&[("KEYWARD_REFRESH_REUSE_GRACE", "30s")]).await;
     let rt0 = rt(&first);
@@ -408,6 +433,62 @@ async fn password_change_disable_and_sign_out_everywhere_revoke_families() {
         "invalid_grant",
     )
     .await;
+}
+
+/// Refreshes of three families released together with a password change, over many rounds:
+/// whichever commits first, nothing issued before or during the change stays live, and nobody
+/// gets a 500 (a refresh that locked its family and then the user deadlocked with a cut-off,
+/// which locks the user and then each family).
+#[tokio::test(flavor = "multi_thread")]
+async fn refreshes_racing_a_password_change_leave_nothing_live() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", GOOD_PASSWORD).await;
+    let client = app.register_client("webapp", refreshing()).await;
+    let user_id = app.find_user_by_name("alice").await;
+    // The same password each round: the change still cuts everything off.
+    let hash = app.state.hasher.hash(GOOD_PASSWORD).await.unwrap();
+    let scope = "openid offline_access invoices:read";
+    for _ in 0..15 {
+        let mut families = Vec::new();
+        for _ in 0..3 {
+            families.push(app.tokens_for(&client, scope).await);
+        }
+        let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+        let barrier = tokio::sync::Barrier::new(families.len() + 1);
+        let one = async |tokens: &Value| {
+            barrier.wait().await;
+            let resp = refresh(&app, &client, &rt(tokens), None).await;
+            (resp.status(), resp.json::<Value>().await.unwrap())
+        };
+        let change = async {
+            barrier.wait().await;
+            keyward::users::update_password(&mut conn, user_id, &hash, app.clock().now()).await
+        };
+        let (a, b, c, changed) = tokio::join!(
+            one(&families[0]),
+            one(&families[1]),
+            one(&families[2]),
+            change
+        );
+        changed.expect("the password change commits");
+        for (status, body) in [a, b, c] {
+            assert!(
+                status == StatusCode::OK || status == StatusCode::BAD_REQUEST,
+                "{status}: {body}"
+            );
+            if status == StatusCode::OK {
+                assert_eq!(introspect(&app, &client, &rt(&body)).await["active"], false);
+                let access = body["access_token"].as_str().unwrap();
+                assert_eq!(introspect(&app, &client, access).await["active"], false);
+            }
+        }
+        for tokens in &families {
+            assert_eq!(
+                introspect(&app, &client, &rt(tokens)).await["active"],
+                false
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

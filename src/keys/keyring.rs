@@ -364,6 +364,14 @@ impl KeyRing {
         schedule::active_index(&set.times, now).map(|i| set.keys[i].jwk.kid.clone())
     }
 
+    /// Fails as [`Self::sign`] would for want of a key at `now`: for a caller that commits
+    /// something before it signs.
+    pub fn can_sign(&self, now: OffsetDateTime) -> Result<(), SignError> {
+        schedule::active_index(&self.snapshot().times, now)
+            .map(|_| ())
+            .ok_or(SignError::NoActiveKey)
+    }
+
     /// Signs `claims` as a compact JWS with header `alg: RS256`, the active `kid`, and `typ`.
     pub fn sign(
         &self,

@@ -3,7 +3,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
-use time::{Duration, OffsetDateTime};
+use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::keys::keyring::{KeyRing, SignError, VerifyError};
@@ -217,15 +217,14 @@ pub struct AccessGrant<'a> {
     pub credential_version: Option<i32>,
 }
 
-/// Signs an RFC 9068 access token.
-pub fn issue_access_token(
+/// Signs an RFC 9068 access token with the `jti` and expiry the caller chose (the one-statement
+/// refresh records them before it signs).
+pub fn sign_access_token(
     keys: &KeyRing,
     grant: &AccessGrant<'_>,
-    ttl: Duration,
+    (jti, expires_at): (Uuid, OffsetDateTime),
     now: OffsetDateTime,
 ) -> Result<IssuedAccessToken, SignError> {
-    let jti = Uuid::new_v4();
-    let expires_at = now + ttl;
     let claims = AccessTokenClaims {
         iss: grant.issuer.to_owned(),
         sub: grant.sub.to_owned(),

@@ -4,6 +4,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use diesel::prelude::*;
+use diesel::sql_types::{Array, Bytea, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -264,6 +265,115 @@ pub async fn lock_family(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<
         .first(conn)
         .await
         .optional()
+}
+
+/// What a one-statement rotation needs: the presented token, its successor, the access token
+/// about to be signed.
+#[derive(Debug)]
+pub struct Rotation<'a> {
+    /// Hash of the presented token.
+    pub presented: &'a TokenHash,
+    /// The client presenting it.
+    pub client_id: &'a str,
+    /// The successor to store.
+    pub successor: &'a TokenHash,
+    /// A narrower scope asked for, if any (RFC 6749 §6).
+    pub scopes: Option<&'a Scopes>,
+    /// The successor's idle expiry before the family's absolute end caps it.
+    pub idle_expires_at: OffsetDateTime,
+    /// The access token's `jti` and expiry, recorded in the family.
+    pub access_token: (Uuid, OffsetDateTime),
+    /// Now.
+    pub now: OffsetDateTime,
+}
+
+/// What the access token of a rotation carries, read in the same statement.
+#[derive(Debug, QueryableByName)]
+pub struct Rotated {
+    /// The family.
+    #[diesel(sql_type = SqlUuid)]
+    pub family_id: Uuid,
+    /// Its user, the `sub`.
+    #[diesel(sql_type = SqlUuid)]
+    pub user_id: Uuid,
+    /// Access-token audiences.
+    #[diesel(sql_type = Array<Text>)]
+    pub audiences: Vec<String>,
+    /// When the user authenticated.
+    #[diesel(sql_type = Timestamptz)]
+    pub auth_time: OffsetDateTime,
+    /// The user's roles.
+    #[diesel(sql_type = Array<Text>)]
+    pub roles: Vec<String>,
+    /// The user's credential version.
+    #[diesel(sql_type = Integer)]
+    pub credential_version: i32,
+    /// The successor's scope.
+    #[diesel(sql_type = Array<Text>)]
+    pub scopes: Vec<String>,
+}
+
+/// The whole rotation of an unused, live token in one statement, so one round trip to
+/// PostgreSQL: lock the family (as [`lock_family`] does, so revocation cannot interleave), spend
+/// the token by the same conditional update as [`update_used`], store the successor and the
+/// access token's record, and read the user's claims. `None` when any condition fails (used,
+/// expired, revoked, another client, a wider scope, a disabled user): nothing was written, and
+/// the caller's transaction works out which refusal, reuse or grace retry it is.
+///
+/// It reads `users` too, though this is the tokens module, because the rotation must be
+/// conditional on the account in the same statement. The user's row is not locked: a cut-off
+/// revokes the family under the family lock after bumping the version, so it either waits for
+/// this statement and revokes what it issued, or committed first and the family fails the
+/// lock's recheck (READ COMMITTED re-evaluates `revoked_at` on the newest row version).
+pub async fn rotate_unused(
+    conn: &mut AsyncPgConnection,
+    r: &Rotation<'_>,
+) -> QueryResult<Option<Rotated>> {
+    diesel::sql_query(
+        "WITH presented AS ( \
+           SELECT family_id FROM refresh_tokens \
+           WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $3 \
+         ), family AS ( \
+           SELECT f.id, f.user_id, f.audiences, f.auth_time, f.absolute_expires_at \
+           FROM refresh_families f \
+           WHERE f.id = (SELECT family_id FROM presented) AND f.client_id = $2 \
+             AND f.revoked_at IS NULL AND f.absolute_expires_at > $3 \
+             AND ($5::text[] IS NULL OR $5::text[] <@ f.scopes) \
+           FOR UPDATE \
+         ), holder AS ( \
+           SELECT u.roles, u.credential_version FROM users u, family \
+           WHERE u.id = family.user_id AND u.disabled_at IS NULL \
+         ), spent AS ( \
+           UPDATE refresh_tokens t SET used_at = $3 FROM family, holder \
+           WHERE t.token_hash = $1 AND t.family_id = family.id \
+             AND t.used_at IS NULL AND t.expires_at > $3 \
+           RETURNING t.family_id, t.generation, t.scopes \
+         ), successor AS ( \
+           INSERT INTO refresh_tokens \
+             (token_hash, family_id, generation, scopes, created_at, expires_at) \
+           SELECT $4, spent.family_id, spent.generation + 1, COALESCE($5, spent.scopes), $3, \
+             LEAST($6, family.absolute_expires_at) \
+           FROM spent, family \
+           RETURNING scopes \
+         ), access AS ( \
+           INSERT INTO family_access_tokens (jti, family_id, expires_at) \
+           SELECT $7, family_id, $8 FROM spent \
+         ) \
+         SELECT family.id AS family_id, family.user_id, family.audiences, family.auth_time, \
+           holder.roles, holder.credential_version, successor.scopes \
+         FROM family, holder, successor",
+    )
+    .bind::<Bytea, _>(r.presented.as_bytes())
+    .bind::<Text, _>(r.client_id)
+    .bind::<Timestamptz, _>(r.now)
+    .bind::<Bytea, _>(r.successor.as_bytes())
+    .bind::<Nullable<Array<Text>>, _>(r.scopes.map(Scopes::to_vec))
+    .bind::<Timestamptz, _>(r.idle_expires_at)
+    .bind::<SqlUuid, _>(r.access_token.0)
+    .bind::<Timestamptz, _>(r.access_token.1)
+    .get_result(conn)
+    .await
+    .optional()
 }
 
 /// Marks a token used; the one conditional update that decides who rotates it.

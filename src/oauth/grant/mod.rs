@@ -12,6 +12,7 @@ pub mod refresh_token;
 use diesel_async::AsyncPgConnection;
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
 
 use crate::clients::{Client, GrantType};
 use crate::error::AppError;
@@ -202,6 +203,11 @@ pub struct GrantContext<'a> {
 }
 
 impl GrantContext<'_> {
+    /// A fresh `jti` and the expiry of an access token signed now.
+    fn access_token_id(&self) -> (Uuid, OffsetDateTime) {
+        (Uuid::new_v4(), self.now + self.settings.access_ttl)
+    }
+
     /// Signs an access token for `sub` under `client`.
     fn access_token(
         &self,
@@ -209,9 +215,29 @@ impl GrantContext<'_> {
         sub: &str,
         scopes: &Scopes,
         audiences: &[String],
-        person: Option<(&users::User, OffsetDateTime)>,
+        person: Option<Person<'_>>,
     ) -> Result<IssuedAccessToken, SignError> {
-        jwt::issue_access_token(
+        self.access_token_as(
+            self.access_token_id(),
+            client,
+            sub,
+            scopes,
+            audiences,
+            person,
+        )
+    }
+
+    /// Signs the access token `id` (its `jti` and expiry, chosen before) for `sub` under `client`.
+    fn access_token_as(
+        &self,
+        id: (Uuid, OffsetDateTime),
+        client: &Client,
+        sub: &str,
+        scopes: &Scopes,
+        audiences: &[String],
+        person: Option<Person<'_>>,
+    ) -> Result<IssuedAccessToken, SignError> {
+        jwt::sign_access_token(
             self.keys,
             &AccessGrant {
                 issuer: self.settings.issuer,
@@ -219,13 +245,31 @@ impl GrantContext<'_> {
                 client_id: &client.id,
                 scopes,
                 audiences,
-                auth_time: person.map(|(_, t)| t),
-                roles: person.map_or(&[], |(u, _)| &u.roles),
-                credential_version: person.map(|(u, _)| u.credential_version),
+                auth_time: person.map(|p| p.auth_time),
+                roles: person.map_or(&[], |p| p.roles),
+                credential_version: person.map(|p| p.credential_version),
             },
-            self.settings.access_ttl,
+            id,
             self.now,
         )
+    }
+}
+
+/// The account's claims in a user's access token.
+#[derive(Clone, Copy, Debug)]
+struct Person<'a> {
+    roles: &'a [String],
+    credential_version: i32,
+    auth_time: OffsetDateTime,
+}
+
+impl<'a> Person<'a> {
+    fn of(user: &'a users::User, auth_time: OffsetDateTime) -> Self {
+        Self {
+            roles: &user.roles,
+            credential_version: user.credential_version,
+            auth_time,
+        }
     }
 }
 
@@ -260,7 +304,7 @@ async fn issue_for_user(
         &sub,
         auth.scopes,
         auth.audiences,
-        Some((auth.user, auth.auth_time)),
+        Some(Person::of(auth.user, auth.auth_time)),
     )?;
     let id_token = if auth.scopes.contains(scope::OPENID) {
         Some(sign_id_token(ctx, client, auth, &sub, &access.token)?)

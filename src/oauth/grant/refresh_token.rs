@@ -10,7 +10,7 @@ use crate::clients::Client;
 use crate::metrics::RefreshOutcome;
 use crate::oauth::error::OAuthError;
 use crate::oauth::grant::{
-    GrantContext, GrantError, TokenResponse, invalid_grant, requested_scope,
+    GrantContext, GrantError, Person, TokenResponse, invalid_grant, requested_scope,
 };
 use crate::oauth::params::Params;
 use crate::scope::Scopes;
@@ -75,6 +75,10 @@ pub async fn refresh(
     request: &RefreshRequest,
 ) -> Result<TokenResponse, GrantError> {
     let hash = TokenHash::of(&request.refresh_token);
+    if let Some(response) = rotate_in_one_statement(conn, ctx, client, request, &hash).await? {
+        ctx.metrics.refresh(RefreshOutcome::Rotated);
+        return Ok(response);
+    }
     let outcome = conn
         .transaction(async |conn| rotate(conn, ctx, client, request, &hash).await)
         .await?;
@@ -95,6 +99,54 @@ pub async fn refresh(
     }
 }
 
+/// The common case, an unused live token, in one round trip (see [`refresh::rotate_unused`]).
+/// `None` means nothing was written: every other case goes through [`rotate`], which tells a
+/// refusal from reuse or a grace retry under the family lock.
+async fn rotate_in_one_statement(
+    conn: &mut AsyncPgConnection,
+    ctx: &GrantContext<'_>,
+    client: &Client,
+    request: &RefreshRequest,
+    hash: &TokenHash,
+) -> Result<Option<TokenResponse>, GrantError> {
+    // The statement commits the rotation before the signature: without a key to sign with,
+    // spending the token would leave the client with nothing (and its retry looking like reuse).
+    ctx.keys.can_sign(ctx.now)?;
+    let successor = ctx.refresh.successor_of(&request.refresh_token);
+    let access_id = ctx.access_token_id();
+    let rotation = refresh::Rotation {
+        presented: hash,
+        client_id: &client.id,
+        successor: &successor.hash(),
+        scopes: request.scope.as_ref(),
+        idle_expires_at: ctx.now + ctx.refresh.idle,
+        access_token: access_id,
+        now: ctx.now,
+    };
+    let Some(rotated) = refresh::rotate_unused(conn, &rotation).await? else {
+        return Ok(None);
+    };
+    let scopes = Scopes::from_stored(&rotated.scopes);
+    let person = Person {
+        roles: &rotated.roles,
+        credential_version: rotated.credential_version,
+        auth_time: rotated.auth_time,
+    };
+    let sub = rotated.user_id.to_string();
+    let access = ctx.access_token_as(
+        access_id,
+        client,
+        &sub,
+        &scopes,
+        &rotated.audiences,
+        Some(person),
+    )?;
+    Ok(Some(TokenResponse {
+        refresh_token: Some(successor.expose().to_owned()),
+        ..TokenResponse::bearer(access, ctx.settings.access_ttl, &scopes)
+    }))
+}
+
 /// Every step under the family's row lock: what this transaction sees, every racer sees.
 async fn rotate(
     conn: &mut AsyncPgConnection,
@@ -111,7 +163,10 @@ async fn rotate(
     let row = refresh::find_token(conn, hash)
         .await?
         .ok_or_else(|| invalid_grant("the refresh token is invalid"))?;
-    let user = users::find_for_share(conn, family.user_id)
+    // Not locked: the family lock already orders this against a cut-off, which bumps the
+    // user's version and then revokes each family under that lock. Locking the user here as
+    // well (after the family) deadlocked with it.
+    let user = users::find(conn, family.user_id)
         .await?
         .filter(|u| !u.is_disabled());
     let rotation = match row.used_at {
@@ -280,7 +335,7 @@ async fn respond(
         &sub,
         &rotation.scopes,
         &family.audiences,
-        Some((user, family.auth_time)),
+        Some(Person::of(user, family.auth_time)),
     )?;
     refresh::insert_access_token(conn, family.id, access.jti, access.expires_at).await?;
     Ok(Outcome::Issued {
