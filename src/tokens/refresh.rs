@@ -3,8 +3,12 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use diesel::pg::Pg;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, Bytea, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{
+    Array, Bytea, Integer, Nullable, Text, Timestamptz, Untyped, Uuid as SqlUuid,
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
@@ -327,53 +331,99 @@ pub struct Rotated {
 /// lock's recheck (READ COMMITTED re-evaluates `revoked_at` on the newest row version).
 pub async fn rotate_unused(
     conn: &mut AsyncPgConnection,
-    r: &Rotation<'_>,
+    rotation: &Rotation<'_>,
 ) -> QueryResult<Option<Rotated>> {
-    diesel::sql_query(
-        "WITH presented AS ( \
-           SELECT family_id FROM refresh_tokens \
-           WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $3 \
-         ), family AS ( \
-           SELECT f.id, f.user_id, f.audiences, f.auth_time, f.absolute_expires_at \
-           FROM refresh_families f \
-           WHERE f.id = (SELECT family_id FROM presented) AND f.client_id = $2 \
-             AND f.revoked_at IS NULL AND f.absolute_expires_at > $3 \
-             AND ($5::text[] IS NULL OR $5::text[] <@ f.scopes) \
-           FOR UPDATE \
-         ), holder AS ( \
-           SELECT u.roles, u.credential_version FROM users u, family \
-           WHERE u.id = family.user_id AND u.disabled_at IS NULL \
-         ), spent AS ( \
-           UPDATE refresh_tokens t SET used_at = $3 FROM family, holder \
-           WHERE t.token_hash = $1 AND t.family_id = family.id \
-             AND t.used_at IS NULL AND t.expires_at > $3 \
-           RETURNING t.family_id, t.generation, t.scopes \
-         ), successor AS ( \
-           INSERT INTO refresh_tokens \
-             (token_hash, family_id, generation, scopes, created_at, expires_at) \
-           SELECT $4, spent.family_id, spent.generation + 1, COALESCE($5, spent.scopes), $3, \
-             LEAST($6, family.absolute_expires_at) \
-           FROM spent, family \
-           RETURNING scopes \
-         ), access AS ( \
-           INSERT INTO family_access_tokens (jti, family_id, expires_at) \
-           SELECT $7, family_id, $8 FROM spent \
-         ) \
-         SELECT family.id AS family_id, family.user_id, family.audiences, family.auth_time, \
-           holder.roles, holder.credential_version, successor.scopes \
-         FROM family, holder, successor",
-    )
-    .bind::<Bytea, _>(r.presented.as_bytes())
-    .bind::<Text, _>(r.client_id)
-    .bind::<Timestamptz, _>(r.now)
-    .bind::<Bytea, _>(r.successor.as_bytes())
-    .bind::<Nullable<Array<Text>>, _>(r.scopes.map(Scopes::to_vec))
-    .bind::<Timestamptz, _>(r.idle_expires_at)
-    .bind::<SqlUuid, _>(r.access_token.0)
-    .bind::<Timestamptz, _>(r.access_token.1)
+    RotateUnused {
+        r: rotation,
+        scopes: rotation.scopes.map(Scopes::to_vec),
+    }
     .get_result(conn)
     .await
     .optional()
+}
+
+/// [`rotate_unused`]'s statement. Written as a query fragment rather than with `sql_query`,
+/// which marks itself unsafe to cache: PostgreSQL would parse and plan this statement on every
+/// refresh (the profile showed the parser and planner ahead of the executor). Its text never
+/// varies, so diesel prepares it once per connection.
+struct RotateUnused<'a> {
+    r: &'a Rotation<'a>,
+    /// The narrower scope as bound (diesel binds borrow from the query).
+    scopes: Option<Vec<String>>,
+}
+
+impl QueryId for RotateUnused<'_> {
+    type QueryId = ();
+    // Cached by its SQL text instead of a type id (the struct borrows, so has no static id).
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl Query for RotateUnused<'_> {
+    type SqlType = Untyped;
+}
+
+impl QueryFragment<Pg> for RotateUnused<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        let (r, scopes) = (self.r, &self.scopes);
+        out.push_sql("WITH presented AS (SELECT family_id FROM refresh_tokens WHERE token_hash = ");
+        out.push_bind_param::<Bytea, _>(r.presented.as_bytes())?;
+        out.push_sql(" AND used_at IS NULL AND expires_at > ");
+        out.push_bind_param::<Timestamptz, _>(&r.now)?;
+        out.push_sql(
+            "), family AS (\
+             SELECT f.id, f.user_id, f.audiences, f.auth_time, f.absolute_expires_at \
+             FROM refresh_families f \
+             WHERE f.id = (SELECT family_id FROM presented) AND f.client_id = ",
+        );
+        out.push_bind_param::<Text, _>(r.client_id)?;
+        out.push_sql(" AND f.revoked_at IS NULL AND f.absolute_expires_at > ");
+        out.push_bind_param::<Timestamptz, _>(&r.now)?;
+        // Narrowing only (RFC 6749 §6): a wider scope finds no row and is refused below.
+        out.push_sql(" AND f.scopes @> COALESCE(");
+        out.push_bind_param::<Nullable<Array<Text>>, _>(scopes)?;
+        out.push_sql(
+            ", '{}') FOR UPDATE\
+             ), holder AS (\
+             SELECT u.roles, u.credential_version FROM users u, family \
+             WHERE u.id = family.user_id AND u.disabled_at IS NULL\
+             ), spent AS (\
+             UPDATE refresh_tokens t SET used_at = ",
+        );
+        out.push_bind_param::<Timestamptz, _>(&r.now)?;
+        out.push_sql(" FROM family, holder WHERE t.token_hash = ");
+        out.push_bind_param::<Bytea, _>(r.presented.as_bytes())?;
+        // Rechecked on the newest row version when a racer spent it first: one of them wins.
+        out.push_sql(" AND t.family_id = family.id AND t.used_at IS NULL AND t.expires_at > ");
+        out.push_bind_param::<Timestamptz, _>(&r.now)?;
+        out.push_sql(
+            " RETURNING t.family_id, t.generation, t.scopes\
+             ), successor AS (\
+             INSERT INTO refresh_tokens \
+             (token_hash, family_id, generation, scopes, created_at, expires_at) SELECT ",
+        );
+        out.push_bind_param::<Bytea, _>(r.successor.as_bytes())?;
+        out.push_sql(", spent.family_id, spent.generation + 1, COALESCE(");
+        out.push_bind_param::<Nullable<Array<Text>>, _>(scopes)?;
+        out.push_sql(", spent.scopes), ");
+        out.push_bind_param::<Timestamptz, _>(&r.now)?;
+        out.push_sql(", LEAST(");
+        out.push_bind_param::<Timestamptz, _>(&r.idle_expires_at)?;
+        out.push_sql(
+            ", family.absolute_expires_at) FROM spent, family RETURNING scopes\
+             ), access AS (\
+             INSERT INTO family_access_tokens (jti, family_id, expires_at) SELECT ",
+        );
+        out.push_bind_param::<SqlUuid, _>(&r.access_token.0)?;
+        out.push_sql(", family_id, ");
+        out.push_bind_param::<Timestamptz, _>(&r.access_token.1)?;
+        out.push_sql(
+            " FROM spent) \
+             SELECT family.id AS family_id, family.user_id, family.audiences, family.auth_time, \
+             holder.roles, holder.credential_version, successor.scopes \
+             FROM family, holder, successor",
+        );
+        Ok(())
+    }
 }
 
 /// Marks a token used; the one conditional update that decides who rotates it.
