@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRef};
+use axum::extract::ConnectInfo;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -65,9 +65,21 @@ impl CookieSettings {
     }
 }
 
-/// Everything handlers share, built once.
-#[derive(Clone, FromRef)]
-pub struct AppState {
+/// Everything handlers share, built once. One `Arc`: every extractor and middleware clones the
+/// state per request, and a single reference count is cheaper than one per field.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// What [`AppState`] holds.
+pub struct Shared {
     /// The database pool.
     pub db: DbPool,
     /// Validated settings.
@@ -176,7 +188,7 @@ impl App {
             &config.server.product_name,
             config.server.logo_file.as_deref(),
         )?);
-        let state = AppState {
+        let state = AppState(Arc::new(Shared {
             clients,
             metrics,
             brand,
@@ -191,7 +203,7 @@ impl App {
             keys,
             discovery,
             refresh,
-        };
+        }));
         let router = crate::http::router(state.clone(), sessions);
         Ok(Self { state, router })
     }

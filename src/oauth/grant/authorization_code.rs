@@ -59,7 +59,6 @@ enum Outcome {
 }
 
 /// Exchanges an authorization code for tokens, for an authenticated client.
-#[tracing::instrument(skip_all, fields(client_id = %client.id, grant_type = "authorization_code"))]
 pub async fn exchange_code(
     conn: &mut AsyncPgConnection,
     ctx: &GrantContext<'_>,

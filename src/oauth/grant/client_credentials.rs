@@ -54,7 +54,6 @@ fn granted_scopes(client: &Client, requested: Option<&Scopes>) -> Result<Scopes,
 }
 
 /// Issues an access token whose subject is the client.
-#[tracing::instrument(skip_all, fields(client_id = %client.id, grant_type = "client_credentials"))]
 pub fn client_credentials(
     ctx: &GrantContext<'_>,
     client: &Client,

@@ -53,7 +53,6 @@ impl PasswordRequest {
 }
 
 /// Checks the password and issues tokens for the person, as a code exchange would.
-#[tracing::instrument(skip_all, fields(client_id = %client.id, grant_type = "password"))]
 pub async fn password(
     check: &Checks<'_>,
     ctx: &GrantContext<'_>,

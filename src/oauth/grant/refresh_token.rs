@@ -67,7 +67,6 @@ struct Rotation {
 }
 
 /// Rotates a refresh token: a new access token and a new refresh token, the old one spent.
-#[tracing::instrument(skip_all, fields(client_id = %client.id, grant_type = "refresh_token"))]
 pub async fn refresh(
     conn: &mut AsyncPgConnection,
     ctx: &GrantContext<'_>,
