@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use reqwest::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -55,6 +56,44 @@ async fn a_database_outage_gives_503_pages_and_the_service_recovers_by_itself() 
     proxy.come_back();
     assert_eq!(b.get("/readyz").await.status(), StatusCode::OK);
     assert_see_other(&b.sign_in("uma", GOOD_PASSWORD).await, "/account");
+}
+
+/// A restart or failover ends every connection at once. Pooled connections are not checked
+/// before each use any more, so the first request to find its connection gone may fail (503),
+/// but that failure has every other connection checked: nothing after it fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_ending_every_pooled_connection_costs_at_most_one_request() {
+    let app = TestApp::spawn().await;
+    let url = &app.env["DATABASE_URL"];
+    let mut admin = AsyncPgConnection::establish(url).await.unwrap();
+    for _ in 0..10 {
+        // Several connections in the pool, each used a moment ago.
+        let ready = |_: u8| app.browser.get("/readyz");
+        let (a, b, c, d) = tokio::join!(ready(0), ready(1), ready(2), ready(3));
+        for r in [a, b, c, d] {
+            assert_eq!(r.status(), StatusCode::OK);
+        }
+        diesel::sql_query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .execute(&mut admin)
+        .await
+        .unwrap();
+        let mut failed = 0;
+        for _ in 0..12 {
+            let resp = app.browser.get("/readyz").await;
+            match resp.status() {
+                StatusCode::OK => {}
+                StatusCode::SERVICE_UNAVAILABLE => failed += 1,
+                other => panic!("{other}"),
+            }
+        }
+        assert!(
+            failed <= 1,
+            "{failed} requests failed after the connections ended"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,11 +2,16 @@
 
 pub mod schema;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
+use deadpool::managed::{Hook, HookError};
 use diesel::result::DatabaseErrorKind;
 use diesel_async::pooled_connection::deadpool::{Object, Pool, PoolError};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, PoolError as ConnError, RecyclingMethod,
+};
 use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
@@ -16,10 +21,51 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 /// How long opening (or checking) a connection may take before the database counts as down.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The shared connection pool.
-pub type DbPool = Pool<AsyncPgConnection>;
 /// A connection checked out of [`DbPool`].
 pub type PooledConn = Object<AsyncPgConnection>;
+
+/// The shared connection pool.
+pub type DbPool = Pool<AsyncPgConnection>;
+
+/// When a pooled connection is checked with `SELECT 1` before it is handed out. diesel-async's
+/// default checks every checkout, a round trip each time (one of a refresh's two statements);
+/// deadpool's `Fast` recycling alone hands out a connection the server ended before
+/// tokio-postgres noticed. So a connection is checked only where it may have died unseen: after
+/// it sat idle, and once after any statement of the pool failed for want of its connection (a
+/// restarted or failing-over server ends them all at once): every connection last handed out
+/// before that failure is checked at its next checkout.
+struct Health {
+    started: Instant,
+    /// Nanoseconds after `started` of the latest lost connection, plus one (0: none yet).
+    lost_at: AtomicU64,
+}
+
+/// A connection unused for this long is checked before use.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+
+impl Health {
+    fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            lost_at: AtomicU64::new(0),
+        }
+    }
+
+    fn offset(&self, t: Instant) -> u64 {
+        let nanos = t.saturating_duration_since(self.started).as_nanos();
+        u64::try_from(nanos).unwrap_or(u64::MAX).saturating_add(1)
+    }
+
+    fn connection_lost(&self) {
+        self.lost_at
+            .fetch_max(self.offset(Instant::now()), Ordering::Relaxed);
+    }
+
+    /// Whether a connection last handed out at `last` (or created then) must be checked.
+    fn should_check(&self, last: Instant) -> bool {
+        last.elapsed() >= IDLE_CHECK || self.offset(last) <= self.lost_at.load(Ordering::Relaxed)
+    }
+}
 
 /// A database failure, split by whether waiting could fix it.
 #[derive(Debug, thiserror::Error)]
@@ -44,32 +90,49 @@ impl DbError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             Self::Pool(_) | Self::Timeout | Self::Exhausted => true,
-            Self::Query(diesel::result::Error::DatabaseError(kind, info)) => {
-                matches!(
-                    kind,
-                    DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand
-                )
-                // The server ending our session (SQLSTATE 57P01 admin shutdown, 57P02 crash,
-                // 57P05 idle timeout) arrives as a FATAL error of unknown kind: diesel does not
-                // expose the SQLSTATE, but PostgreSQL words every one of them this way.
-                || info.message().starts_with("terminating connection")
-            }
-            Self::Query(_) => false,
+            Self::Query(e) => connection_lost(e),
         }
     }
 }
 
-/// Counts the statements a connection sends (diesel reports each one, `BEGIN` and `COMMIT`
-/// included, as it starts), for `keyward_db_queries_total` and the benchmarks' queries per request.
-struct CountStatements(prometheus_client::metrics::counter::Counter);
+/// Whether a statement failed because its connection is gone, not because of the statement.
+fn connection_lost(e: &diesel::result::Error) -> bool {
+    match e {
+        diesel::result::Error::DatabaseError(kind, info) => {
+            matches!(
+                kind,
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand
+            )
+            // The server ending our session (SQLSTATE 57P01 admin shutdown, 57P02 crash,
+            // 57P05 idle timeout) arrives as a FATAL error of unknown kind: diesel does not
+            // expose the SQLSTATE, but PostgreSQL words every one of them this way.
+            || info.message().starts_with("terminating connection")
+        }
+        _ => false,
+    }
+}
 
-impl diesel::connection::Instrumentation for CountStatements {
+/// Watches every statement a connection sends: counts them (diesel reports each one, `BEGIN` and
+/// `COMMIT` included, as it starts), for `keyward_db_queries_total` and the benchmarks' queries
+/// per request, and tells the pool's [`Health`] when one failed for want of its connection.
+struct Watch {
+    statements: Option<prometheus_client::metrics::counter::Counter>,
+    health: Arc<Health>,
+}
+
+impl diesel::connection::Instrumentation for Watch {
     fn on_connection_event(&mut self, event: diesel::connection::InstrumentationEvent<'_>) {
-        if matches!(
-            event,
-            diesel::connection::InstrumentationEvent::StartQuery { .. }
-        ) {
-            self.0.inc();
+        use diesel::connection::InstrumentationEvent;
+        match event {
+            InstrumentationEvent::StartQuery { .. } => {
+                if let Some(counter) = &self.statements {
+                    counter.inc();
+                }
+            }
+            InstrumentationEvent::FinishQuery {
+                error: Some(error), ..
+            } if connection_lost(error) => self.health.connection_lost(),
+            _ => {}
         }
     }
 }
@@ -85,26 +148,50 @@ pub fn build_pool(
     wait: Duration,
     statements: Option<prometheus_client::metrics::counter::Counter>,
 ) -> anyhow::Result<DbPool> {
+    let health = Arc::new(Health::new());
     let mut config = ManagerConfig::<AsyncPgConnection>::default();
-    if let Some(counter) = statements {
-        config.custom_setup = Box::new(move |url| {
-            let counter = counter.clone();
-            Box::pin(async move {
-                let mut conn = AsyncPgConnection::establish(url).await?;
-                conn.set_instrumentation(CountStatements(counter));
-                Ok(conn)
-            })
-        });
-    }
+    config.recycling_method = RecyclingMethod::Fast;
+    let watched = Arc::clone(&health);
+    config.custom_setup = Box::new(move |url| {
+        let watch = Watch {
+            statements: statements.clone(),
+            health: Arc::clone(&watched),
+        };
+        Box::pin(async move {
+            let mut conn = AsyncPgConnection::establish(url).await?;
+            conn.set_instrumentation(watch);
+            Ok(conn)
+        })
+    });
     let manager =
         AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(database_url, config);
-    Ok(Pool::builder(manager)
+    let checked = Arc::clone(&health);
+    let pool = Pool::builder(manager)
         .max_size(max_size)
         .runtime(deadpool::Runtime::Tokio1)
         .wait_timeout(Some(wait))
         .create_timeout(Some(CONNECT_TIMEOUT))
         .recycle_timeout(Some(CONNECT_TIMEOUT))
-        .build()?)
+        // Runs before deadpool stamps this checkout, so `recycled` is still the previous one.
+        // A failed check drops the connection; deadpool tries the next or opens a new one.
+        .post_recycle(Hook::async_fn(move |conn, metrics| {
+            let check = checked.should_check(metrics.recycled.unwrap_or(metrics.created));
+            Box::pin(async move {
+                if !check {
+                    return Ok(());
+                }
+                let conn: &mut AsyncPgConnection = conn;
+                let ping = diesel_async::RunQueryDsl::execute(diesel::sql_query("SELECT 1"), conn);
+                // Bounded like the recycling it replaces (hooks have no timeout of their own).
+                match tokio::time::timeout(CONNECT_TIMEOUT, ping).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(HookError::Backend(ConnError::QueryError(e))),
+                    Err(_) => Err(HookError::Message("the connection check timed out".into())),
+                }
+            })
+        }))
+        .build()?;
+    Ok(pool)
 }
 
 /// A pool of one connection for a one-off command: waiting for it is never overload.
@@ -190,6 +277,29 @@ pub async fn delete_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_connection_is_checked_after_idling_or_once_after_a_lost_one() {
+        let health = Health::new();
+        assert!(
+            !health.should_check(Instant::now()),
+            "a busy pool sends no check"
+        );
+        let idle = Instant::now()
+            .checked_sub(IDLE_CHECK)
+            .expect("a monotonic clock past its first second");
+        assert!(health.should_check(idle));
+        let before = Instant::now();
+        health.connection_lost();
+        let after = Instant::now();
+        assert!(health.should_check(before), "handed out before the loss");
+        assert!(
+            !health.should_check(after),
+            "handed out (and so checked) after it"
+        );
+        health.connection_lost();
+        assert!(health.should_check(after), "a later loss counts again");
+    }
 
     fn query_error(kind: DatabaseErrorKind, message: &str) -> DbError {
         DbError::Query(diesel::result::Error::DatabaseError(
