@@ -294,10 +294,7 @@ pub struct Rotation<'a> {
 /// What the access token of a rotation carries, read in the same statement.
 #[derive(Debug, QueryableByName)]
 pub struct Rotated {
-    /// The family.
-    #[diesel(sql_type = SqlUuid)]
-    pub family_id: Uuid,
-    /// Its user, the `sub`.
+    /// The family's user, the `sub`.
     #[diesel(sql_type = SqlUuid)]
     pub user_id: Uuid,
     /// Access-token audiences.
@@ -418,7 +415,7 @@ impl QueryFragment<Pg> for RotateUnused<'_> {
         out.push_bind_param::<Timestamptz, _>(&r.access_token.1)?;
         out.push_sql(
             " FROM spent) \
-             SELECT family.id AS family_id, family.user_id, family.audiences, family.auth_time, \
+             SELECT family.user_id, family.audiences, family.auth_time, \
              holder.roles, holder.credential_version, successor.scopes \
              FROM family, holder, successor",
         );
