@@ -110,6 +110,13 @@ pub struct Shared {
     pub clients: crate::clients::cache::ClientCache,
 }
 
+impl AppState {
+    /// A connection from the pool: the one way handlers reach the database.
+    pub async fn conn(&self) -> Result<db::PooledConn, db::DbError> {
+        db::connect(&self.db).await
+    }
+}
+
 /// A built application, ready to serve.
 pub struct App {
     state: AppState,
@@ -214,14 +221,17 @@ impl App {
         &self.state
     }
 
-    /// Serves on `listener` until `shutdown` resolves, then lets open requests finish.
+    /// Serves on `listener` (and `/metrics` on `metrics`, when given) until `shutdown`
+    /// resolves, then lets open requests finish.
     pub async fn serve(
         self,
         listener: TcpListener,
+        metrics: Option<TcpListener>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
         let key_maintenance = tokio::spawn(maintain_keys(self.state.clone()));
+        let metrics = metrics.map(|l| tokio::spawn(serve_metrics(self.state.clone(), l)));
 
         let builder = connection_builder(self.state.config.server.header_timeout);
 
@@ -268,7 +278,21 @@ impl App {
         }
         housekeeping.abort();
         key_maintenance.abort();
+        if let Some(m) = metrics {
+            m.abort();
+        }
         Ok(())
+    }
+}
+
+/// The Prometheus listener: apart from the public one, so that it can stay on a private address.
+async fn serve_metrics(state: AppState, listener: TcpListener) {
+    if let Ok(at) = listener.local_addr() {
+        tracing::info!(%at, "metrics at /metrics");
+    }
+    let router = crate::http::observe::metrics_router(state);
+    if let Err(e) = axum::serve(listener, router).await {
+        tracing::error!(error = %e, "the metrics listener stopped");
     }
 }
 
@@ -329,7 +353,7 @@ async fn maintain_keys(state: AppState) {
                 tracing::warn!(error = %e, "signing key maintenance failed");
             }
         }
-        let forgot = match db::connect(&state.db).await {
+        let forgot = match state.conn().await {
             Ok(mut conn) => state
                 .clients
                 .refresh(&mut conn)
@@ -351,7 +375,7 @@ async fn housekeeping(state: AppState) {
     let longest = state.config.tokens.access_ttl;
     loop {
         tick.tick().await;
-        let Ok(mut conn) = db::connect(&state.db).await else {
+        let Ok(mut conn) = state.conn().await else {
             continue;
         };
         match crate::housekeeping::purge(&mut conn, state.clock.now(), longest).await {

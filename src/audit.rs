@@ -13,6 +13,49 @@ pub const ACTOR_SYSTEM: &str = "system";
 /// An operator running a `keyward` command.
 pub const ACTOR_CLI: &str = "cli";
 
+/// Who causes the events of one operation, as the audit trail names them: built by the adapter
+/// (which knows the caller), recorded by the operation (which knows what happened).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Actor {
+    name: String,
+    ip: Option<IpNet>,
+}
+
+impl Actor {
+    /// An operator's `keyward` command.
+    #[must_use]
+    pub fn cli() -> Self {
+        Self {
+            name: ACTOR_CLI.to_owned(),
+            ip: None,
+        }
+    }
+
+    /// The server on its own, or an anonymous caller at `ip`.
+    #[must_use]
+    pub fn system(ip: Option<IpNet>) -> Self {
+        Self {
+            name: ACTOR_SYSTEM.to_owned(),
+            ip,
+        }
+    }
+
+    /// A person acting for themselves, from `ip`.
+    #[must_use]
+    pub fn user(id: Uuid, ip: Option<IpNet>) -> Self {
+        Self {
+            name: format!("user:{id}"),
+            ip,
+        }
+    }
+
+    /// An event of `kind` by this actor at `now`, carrying their address.
+    #[must_use]
+    pub fn event<'a>(&'a self, kind: &'a str, now: OffsetDateTime) -> NewAuditEvent<'a> {
+        NewAuditEvent::new(kind, &self.name, now).ip(self.ip)
+    }
+}
+
 /// An event about to be recorded. Details must never hold a secret.
 #[derive(Debug, Insertable)]
 #[diesel(table_name = audit_events)]

@@ -10,8 +10,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::db::DbError;
+use crate::oauth::sign_in::SignInError;
 use crate::users::password::HashError;
-use crate::users::sign_in::SignInError;
 
 /// Seconds a client should wait after a 503 for an unreachable database.
 const RETRY_AFTER_UNAVAILABLE: &str = "5";

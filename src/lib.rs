@@ -41,3 +41,127 @@ pub mod sessions;
 pub mod telemetry;
 pub mod tokens;
 pub mod users;
+
+#[cfg(test)]
+mod layering {
+    //! The dependency rule above, checked against the source tree so that it stays true.
+
+    use std::path::{Path, PathBuf};
+
+    /// The nouns: they hold the storage and must not know who calls them.
+    const NOUNS: [&str; 6] = [
+        "users",
+        "clients",
+        "tokens",
+        "keys",
+        "sessions",
+        "rate_limits",
+    ];
+    /// The adapters: they translate, and leave every rule (and every audit event) below them.
+    const ADAPTERS: [&str; 2] = ["http", "cli"];
+
+    /// Every `.rs` file under `src/<dir>` (or `src/<dir>.rs`), with its code lines: comments are
+    /// prose, and prose may name anything.
+    fn code_of(dir: &str) -> Vec<(PathBuf, Vec<String>)> {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = vec![];
+        let mut stack = vec![src.join(dir)];
+        let single = src.join(format!("{dir}.rs"));
+        if single.is_file() {
+            files.push(single);
+        }
+        while let Some(d) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    files.push(p);
+                }
+            }
+        }
+        files
+            .into_iter()
+            .map(|p| {
+                let text = std::fs::read_to_string(&p).expect("readable source");
+                let lines = text
+                    .lines()
+                    .filter(|l| !l.trim_start().starts_with("//"))
+                    .map(str::to_owned)
+                    .collect();
+                (p, lines)
+            })
+            .collect()
+    }
+
+    /// `(file, line)` of every code line in `dirs` for which `bad` holds.
+    fn offending(dirs: &[&str], bad: impl Fn(&str) -> bool) -> Vec<String> {
+        dirs.iter()
+            .flat_map(|d| code_of(d))
+            .flat_map(|(p, lines)| {
+                lines
+                    .into_iter()
+                    .filter(|l| bad(l))
+                    .map(move |l| format!("{}: {}", p.display(), l.trim()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn no_noun_imports_oauth_http_or_config() {
+        let found = offending(&NOUNS, |l| {
+            ["crate::oauth", "crate::http", "crate::config", "crate::app"]
+                .iter()
+                .any(|m| l.contains(m))
+        });
+        assert!(found.is_empty(), "nouns reaching up: {found:#?}");
+    }
+
+    #[test]
+    fn only_app_error_and_http_know_axum() {
+        let all = [
+            "audit",
+            "cli",
+            "clients",
+            "clock",
+            "config",
+            "crypto",
+            "db",
+            "housekeeping",
+            "keys",
+            "metrics",
+            "oauth",
+            "rate_limits",
+            "scope",
+            "sessions",
+            "telemetry",
+            "tokens",
+            "users",
+            "main",
+        ];
+        let found = offending(&all, |l| l.contains("axum"));
+        assert!(found.is_empty(), "axum outside the adapters: {found:#?}");
+    }
+
+    #[test]
+    fn no_adapter_writes_or_reads_the_audit_trail() {
+        // Adapters say who acts (`audit::Actor`); the operation records what happened.
+        let found = offending(&ADAPTERS, |l| {
+            l.contains("audit::") && !l.contains("audit::Actor")
+        });
+        assert!(found.is_empty(), "adapters auditing: {found:#?}");
+    }
+
+    #[test]
+    fn no_adapter_writes_sql() {
+        let found = offending(&ADAPTERS, |l| {
+            ["sql_query", "schema::", "RunQueryDsl", "QueryDsl"]
+                .iter()
+                .any(|m| l.contains(m))
+        });
+        assert!(found.is_empty(), "SQL in the adapters: {found:#?}");
+    }
+}

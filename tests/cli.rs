@@ -621,3 +621,70 @@ async fn check_reports_each_part_and_never_prints_a_secret() {
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains(wrong.as_str()));
 }
+
+/// Every event of user `id` in the audit trail, oldest first, as (kind, actor).
+async fn user_events(app: &TestApp, id: uuid::Uuid) -> Vec<(String, String)> {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use keyward::db::schema::audit_events;
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    audit_events::table
+        .filter(audit_events::user_id.eq(id))
+        .order(audit_events::id.asc())
+        .select((audit_events::kind, audit_events::actor))
+        .load(&mut conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_user_command_leaves_exactly_one_audit_event() {
+    let app = TestApp::spawn().await;
+    let created = keyward(
+        &app,
+        &["users", "create", "--username", "wanda", "--password-stdin"],
+        &format!("{GOOD_PASSWORD}\n"),
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    let id = uuid::Uuid::parse_str(stdout(&created).trim()).unwrap();
+    let steps: [(&[&str], &str, &str); 7] = [
+        (&[], "", "user.created"),
+        (
+            &["users", "set-password", "wanda", "--password-stdin"],
+            "another good secret\n",
+            "user.password_set",
+        ),
+        (
+            &["users", "set-roles", "wanda", "--role", "admin"],
+            "",
+            "user.roles_set",
+        ),
+        (
+            &["users", "sign-out-everywhere", "wanda"],
+            "",
+            "user.signed_out_everywhere",
+        ),
+        (&["users", "disable", "wanda"], "", "user.disabled"),
+        (&["users", "enable", "wanda"], "", "user.enabled"),
+        (&["users", "delete", "wanda"], "", "user.deleted"),
+    ];
+    for (i, (args, stdin, kind)) in steps.iter().enumerate() {
+        if !args.is_empty() {
+            let out = keyward(&app, args, stdin);
+            assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        }
+        let events = user_events(&app, id).await;
+        assert_eq!(events.len(), i + 1, "one event per command: {events:?}");
+        assert_eq!(events[i], ((*kind).to_owned(), "cli".to_owned()));
+    }
+    // A command that changes nothing records nothing.
+    let out = keyward(&app, &["users", "set-roles", "ghost", "--role", "x"], "");
+    assert!(!out.status.success());
+    let out = keyward(
+        &app,
+        &["users", "set-roles", "nobody here", "--role", "a b"],
+        "",
+    );
+    assert!(!out.status.success());
+    assert_eq!(user_events(&app, id).await.len(), steps.len());
+}

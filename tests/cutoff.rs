@@ -248,12 +248,18 @@ async fn cut_off(app: &TestApp, user_id: uuid::Uuid, ending: Ending) {
                 .hash("a brand new passphrase")
                 .await
                 .unwrap();
-            keyward::users::update_password(&mut conn, user_id, &hash, now)
-                .await
-                .unwrap();
+            keyward::users::update_password(
+                &mut conn,
+                user_id,
+                &hash,
+                &keyward::audit::Actor::cli(),
+                now,
+            )
+            .await
+            .unwrap();
         }
         Ending::Disable => {
-            keyward::users::update_disabled(&mut conn, user_id, now)
+            keyward::users::update_disabled(&mut conn, user_id, &keyward::audit::Actor::cli(), now)
                 .await
                 .unwrap();
         }
@@ -586,4 +592,38 @@ async fn withdrawing_consent_ends_the_client_s_codes_and_access_tokens_at_once()
     assert_oauth_error(late, "invalid_grant").await;
     // Alice herself is still signed in: only that app was cut off.
     assert_eq!(app.browser.get("/account").await.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consent_withdrawn_behind_a_proxy_is_audited_under_the_person_s_address() {
+    use keyward::db::schema::audit_events;
+    let app = TestApp::spawn_with(&[("KEYWARD_TRUSTED_PROXIES", "127.0.0.1, ::1")]).await;
+    app.create_user("alice", GOOD_PASSWORD).await;
+    let client = app.register_client("webapp", ClientSpec::default()).await;
+    app.tokens_for(&client, "openid profile").await;
+    let csrf = csrf_of(&app.browser.get("/account").await.text().await.unwrap());
+    // The proxy (a trusted loopback peer) names the person's address.
+    let resp = app
+        .browser
+        .client
+        .post(format!("{}/account/consents/revoke", app.base))
+        .header("x-forwarded-for", "203.0.113.7")
+        .form(&[("csrf", csrf.as_str()), ("client_id", "webapp")])
+        .send()
+        .await
+        .unwrap();
+    assert_see_other(&resp, "/account");
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    let ips: Vec<Option<ipnet::IpNet>> = audit_events::table
+        .filter(audit_events::kind.eq("consent.revoked"))
+        .select(audit_events::ip)
+        .load(&mut conn)
+        .await
+        .unwrap();
+    let expected: ipnet::IpNet = "203.0.113.7/32".parse().unwrap();
+    assert_eq!(
+        ips,
+        [Some(expected)],
+        "the forwarded address, not the proxy's"
+    );
 }

@@ -119,7 +119,8 @@ async fn notes_api_accepts_keyward_tokens_for_it_with_the_scope_and_role_it_need
     keyward::users::update_roles(
         &mut conn,
         alice.id,
-        &["admin".to_owned()],
+        &keyward::users::name::Role::parse_all(&["admin"]).unwrap(),
+        &keyward::audit::Actor::cli(),
         app.clock().now(),
     )
     .await

@@ -574,9 +574,14 @@ async fn a_disabled_user_s_tokens_stop_working_at_userinfo() {
         .await
         .unwrap();
     let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
-    keyward::users::update_disabled(&mut conn, user_id, app.clock().now())
-        .await
-        .unwrap();
+    keyward::users::update_disabled(
+        &mut conn,
+        user_id,
+        &keyward::audit::Actor::cli(),
+        app.clock().now(),
+    )
+    .await
+    .unwrap();
     let resp = app
         .browser
         .client
@@ -596,7 +601,8 @@ async fn roles_and_audiences_reach_the_access_token() {
     keyward::users::update_roles(
         &mut conn,
         user_id,
-        &["admin".into(), "billing".into()],
+        &keyward::users::name::Role::parse_all(&["admin", "billing"]).unwrap(),
+        &keyward::audit::Actor::cli(),
         app.clock().now(),
     )
     .await

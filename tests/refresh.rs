@@ -404,9 +404,15 @@ async fn password_change_disable_and_sign_out_everywhere_revoke_families() {
     let user_id = app.find_user_by_name("alice").await;
     let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
     let hash = app.state.hasher.hash("a new long password").await.unwrap();
-    keyward::users::update_password(&mut conn, user_id, &hash, app.clock().now())
-        .await
-        .unwrap();
+    keyward::users::update_password(
+        &mut conn,
+        user_id,
+        &hash,
+        &keyward::audit::Actor::cli(),
+        app.clock().now(),
+    )
+    .await
+    .unwrap();
     assert_oauth_error(
         refresh(&app, &client, &rt(&first), None).await,
         "invalid_grant",
@@ -463,7 +469,14 @@ async fn refreshes_racing_a_password_change_leave_nothing_live() {
         };
         let change = async {
             barrier.wait().await;
-            keyward::users::update_password(&mut conn, user_id, &hash, app.clock().now()).await
+            keyward::users::update_password(
+                &mut conn,
+                user_id,
+                &hash,
+                &keyward::audit::Actor::cli(),
+                app.clock().now(),
+            )
+            .await
         };
         let (a, b, c, changed) = tokio::join!(
             one(&families[0]),
@@ -768,4 +781,210 @@ async fn purge_deletes_what_expired_and_keeps_what_reuse_detection_needs() {
         .unwrap();
     assert!(purged.refresh >= 1, "{purged:?}");
     assert_eq!(family_rows(&app).await, (0, 0));
+}
+
+/// Each way a refresh token can stop standing, set up on a fresh family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Case {
+    Live,
+    Used,
+    IdleExpired,
+    AbsoluteExpired,
+    Revoked,
+    OtherClient,
+    WiderScope,
+    UserDisabled,
+    PasswordChanged,
+}
+
+impl Case {
+    const ALL: [Self; 9] = [
+        Self::Live,
+        Self::Used,
+        Self::IdleExpired,
+        Self::AbsoluteExpired,
+        Self::Revoked,
+        Self::OtherClient,
+        Self::WiderScope,
+        Self::UserDisabled,
+        Self::PasswordChanged,
+    ];
+
+    /// What the Rust rule must say.
+    fn expected(self) -> Result<(), keyward::tokens::refresh::NotLive> {
+        use keyward::tokens::refresh::NotLive;
+        match self {
+            Self::Live => Ok(()),
+            Self::Used => Err(NotLive::Used),
+            Self::IdleExpired | Self::AbsoluteExpired => Err(NotLive::Expired),
+            // A cut-off (a password change) revokes the family under its lock.
+            Self::Revoked | Self::PasswordChanged => Err(NotLive::Revoked),
+            Self::OtherClient => Err(NotLive::OtherClient),
+            Self::WiderScope => Err(NotLive::WiderScope),
+            Self::UserDisabled => Err(NotLive::UserDisabled),
+        }
+    }
+}
+
+/// Puts the family of `token` in `case`'s state; returns the scope to ask for, if any.
+async fn put_in_case(
+    app: &TestApp,
+    client: &TestClient,
+    token: &str,
+    case: Case,
+) -> Option<&'static str> {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use keyward::db::schema::{refresh_tokens, users};
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    let user = app.find_user_by_name("alice").await;
+    let now = app.clock().now();
+    match case {
+        Case::Live | Case::OtherClient => {}
+        Case::Used => assert_eq!(refresh(app, client, token, None).await.status(), 200),
+        Case::IdleExpired => app
+            .clock()
+            .advance(app.state.refresh.idle + Duration::seconds(1)),
+        // Fixtures write the state directly: the absolute end alone (the token's own idle end
+        // moved past it), a disabled flag without the cut-off that `users disable` performs.
+        Case::AbsoluteExpired => {
+            let absolute = app.state.refresh.absolute;
+            diesel::update(refresh_tokens::table)
+                .set(refresh_tokens::expires_at.eq(now + absolute + Duration::days(1)))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+            app.clock().advance(absolute + Duration::seconds(1));
+        }
+        Case::UserDisabled => {
+            diesel::update(users::table.find(user))
+                .set(users::disabled_at.eq(Some(now)))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        Case::Revoked => {
+            let resp = revoke(app, client, token).await;
+            assert_eq!(resp.status(), 200);
+        }
+        Case::WiderScope => return Some("openid offline_access invoices:read profile"),
+        Case::PasswordChanged => {
+            let hash = app.state.hasher.hash("another good secret").await.unwrap();
+            let by = keyward::audit::Actor::cli();
+            keyward::users::update_password(&mut conn, user, &hash, &by, now)
+                .await
+                .unwrap();
+        }
+    }
+    None
+}
+
+async fn revoke(app: &TestApp, client: &TestClient, token: &str) -> reqwest::Response {
+    app.browser
+        .client
+        .post(format!("{}/revoke", app.base))
+        .basic_auth(&client.id, client.secret.as_deref())
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// What the Rust rule (the transaction's and introspection's) says of `token` for `client_id`.
+async fn rust_verdict(
+    app: &TestApp,
+    token: &str,
+    client_id: &str,
+    scope: Option<&keyward::scope::Scopes>,
+) -> Result<(), keyward::tokens::refresh::NotLive> {
+    use keyward::tokens::refresh;
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    let hash = keyward::tokens::opaque::TokenHash::of(token);
+    let row = refresh::find_token(&mut conn, &hash)
+        .await
+        .unwrap()
+        .unwrap();
+    let family = refresh::find_family(&mut conn, row.family_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let user = keyward::users::find(&mut conn, family.user_id)
+        .await
+        .unwrap();
+    let enabled = user.is_some_and(|u| !u.is_disabled());
+    refresh::check_live(&family, &row, client_id, scope, enabled, app.clock().now())
+}
+
+/// Whether the one-statement rotation (the fast path alone) rotates `token`, in a transaction
+/// rolled back so that the state stays as it was for the next look.
+async fn sql_rotates(
+    app: &TestApp,
+    token: &str,
+    client_id: &str,
+    scope: Option<&keyward::scope::Scopes>,
+) -> bool {
+    use diesel_async::RunQueryDsl;
+    use keyward::tokens::opaque::TokenHash;
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    let now = app.clock().now();
+    let (presented, successor) = (TokenHash::of(token), TokenHash::of("kwrt_successor"));
+    let rotation = keyward::tokens::refresh::Rotation {
+        presented: &presented,
+        client_id,
+        successor: &successor,
+        scopes: scope,
+        idle_expires_at: now + app.state.refresh.idle,
+        access_token: (uuid::Uuid::new_v4(), now + Duration::minutes(5)),
+        now,
+    };
+    diesel::sql_query("BEGIN").execute(&mut conn).await.unwrap();
+    let rotated = keyward::tokens::refresh::rotate_unused(&mut conn, &rotation)
+        .await
+        .unwrap();
+    diesel::sql_query("ROLLBACK")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    rotated.is_some()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_one_statement_rotation_and_the_rust_rule_agree_on_every_case() {
+    for case in Case::ALL {
+        let (app, client, tokens) = setup(&[]).await;
+        let other = app.register_client("other", refreshing()).await;
+        let token = rt(&tokens);
+        let scope = put_in_case(&app, &client, &token, case).await;
+        let presenter = if case == Case::OtherClient {
+            &other
+        } else {
+            &client
+        };
+        let scopes = scope.map(|s| keyward::scope::Scopes::parse(s).unwrap());
+        let rule = rust_verdict(&app, &token, &presenter.id, scopes.as_ref()).await;
+        assert_eq!(rule, case.expected(), "{case:?}: the Rust rule");
+        let sql = sql_rotates(&app, &token, &presenter.id, scopes.as_ref()).await;
+        assert_eq!(
+            sql,
+            rule.is_ok(),
+            "{case:?}: the statement and the rule disagree"
+        );
+        // And the whole grant (the statement, then the transaction) answers in RFC 6749 words.
+        let resp = refresh(&app, presenter, &token, scope).await;
+        match case {
+            Case::Live => assert_eq!(resp.status(), 200, "{case:?}"),
+            Case::WiderScope => {
+                assert_oauth_error(resp, "invalid_scope").await;
+            }
+            _ => {
+                assert_oauth_error(resp, "invalid_grant").await;
+            }
+        }
+        // Introspection by the presenting client follows the same rule.
+        if case != Case::Used {
+            let active = introspect(&app, presenter, &token).await["active"] == true;
+            let expected = matches!(case, Case::WiderScope);
+            assert_eq!(active, expected, "{case:?}: introspection");
+        }
+    }
 }

@@ -384,9 +384,14 @@ async fn a_disabled_user_cannot_sign_in_and_loses_open_sessions() {
 
     let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
     assert!(
-        keyward::users::update_disabled(&mut conn, user.id, app.clock().now())
-            .await
-            .unwrap()
+        keyward::users::update_disabled(
+            &mut conn,
+            user.id,
+            &keyward::audit::Actor::cli(),
+            app.clock().now()
+        )
+        .await
+        .unwrap()
     );
 
     assert_see_other(&open.get("/account").await, "/signin");

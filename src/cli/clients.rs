@@ -4,17 +4,16 @@ use std::io::BufRead as _;
 
 use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
-use diesel_async::{AsyncConnection as _, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::audit::{self, NewAuditEvent};
-use crate::clients::{self, Client, CreateClientError, GrantType, NewClient, Origin, RedirectUri};
+use crate::audit::Actor;
+use crate::clients::registration::{Edit, Registration, RegistrationError, Secret};
+use crate::clients::{self, Client, CreateClientError};
 use crate::config::Config;
-use crate::crypto::random_bytes;
-use crate::scope::Scopes;
-use crate::tokens::opaque::{PlainToken, TokenHash};
+use crate::tokens::opaque::PlainToken;
 
 /// Operators' client commands.
 #[derive(Debug, Subcommand)]
@@ -178,12 +177,7 @@ fn read_secret() -> anyhow::Result<String> {
         .lock()
         .read_line(&mut line)
         .context("reading the secret from stdin")?;
-    let secret = line.trim_end_matches(['\n', '\r']).to_owned();
-    // SHA-256 is only a sound storage hash for high-entropy secrets.
-    if secret.len() < 32 {
-        bail!("the secret must be at least 32 characters (use a generated one)");
-    }
-    Ok(secret)
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
 /// Runs a `clients` command.
@@ -199,109 +193,26 @@ pub async fn run(cmd: ClientsCommand, config: &Config, now: OffsetDateTime) -> a
     }
 }
 
-/// Exact URIs, each checked as a redirect URI must be (https, or http on loopback).
-fn parse_uris(uris: &[String]) -> anyhow::Result<Vec<RedirectUri>> {
-    uris.iter()
-        .map(|u| RedirectUri::parse(u).map_err(Into::into))
-        .collect()
-}
-
-fn as_strings(uris: &[RedirectUri]) -> Vec<String> {
-    uris.iter().map(|u| u.as_str().to_owned()).collect()
-}
-
-/// The grants asked for, each one we support; `authorization_code` when none is.
-fn parse_grants(grants: Vec<String>) -> anyhow::Result<Vec<String>> {
-    if grants.is_empty() {
-        return Ok(vec![GrantType::AuthorizationCode.as_str().to_owned()]);
-    }
-    for g in &grants {
-        if GrantType::parse(g).is_none() {
-            bail!(
-                "grant '{g}' is not supported (supported: authorization_code, refresh_token, client_credentials, password)"
-            );
-        }
-    }
-    Ok(grants)
-}
-
-/// Resource indicators (RFC 8707 §2): absolute URIs without a fragment.
-fn check_audiences(audiences: &[String]) -> anyhow::Result<()> {
-    for a in audiences {
-        if url::Url::parse(a).map_or(true, |u| u.fragment().is_some()) {
-            bail!("audience '{a}' must be an absolute URI without a fragment");
-        }
-    }
-    Ok(())
-}
-
-/// RFC 6749 §3.1.2.2: a client of the code flow registers where codes go.
-fn require_redirect_for_code(
-    redirect_uris: &[RedirectUri],
-    grants: &[String],
-) -> anyhow::Result<()> {
-    if redirect_uris.is_empty()
-        && grants
-            .iter()
-            .any(|g| g == GrantType::AuthorizationCode.as_str())
-    {
-        bail!("--redirect-uri is required for the authorization_code grant (the default)");
-    }
-    Ok(())
-}
-
-fn parse_origins(origins: &[String]) -> anyhow::Result<Vec<Origin>> {
-    origins
-        .iter()
-        .map(|o| Origin::parse(o).map_err(Into::into))
-        .collect()
-}
-
-/// Checks what `create` was told and builds the row; returns the secret to show, if any.
-fn new_client(
-    args: CreateArgs,
-    now: OffsetDateTime,
-) -> anyhow::Result<(NewClient, Option<String>)> {
-    if args.public && args.secret_stdin {
-        bail!("a public client has no secret");
-    }
-    check_audiences(&args.audiences)?;
-    let scopes = Scopes::parse(&args.scope).map_err(|_| anyhow::anyhow!("--scope is malformed"))?;
-    let id = args.id.unwrap_or_else(|| {
-        base64::Engine::encode(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-            random_bytes::<15>(),
-        )
-    });
-    let secret: Option<String> = match (args.public, args.secret_stdin) {
-        (true, _) => None,
-        (false, true) => Some(read_secret()?),
-        (false, false) => Some(clients::generate_secret().expose().to_owned()),
+/// What `create` was told, as a registration to check.
+fn registration(args: CreateArgs) -> anyhow::Result<Registration> {
+    let secret = match (args.public, args.secret_stdin) {
+        (true, true) => bail!("{}", RegistrationError::SecretForPublic),
+        (true, false) => None,
+        (false, true) => Some(Secret::Chosen(read_secret()?)),
+        (false, false) => Some(Secret::Generate),
     };
-    let grant_types = parse_grants(args.grants)?;
-    let redirect_uris = parse_uris(&args.redirect_uris)?;
-    require_redirect_for_code(&redirect_uris, &grant_types)?;
-    let explicit = parse_origins(&args.allowed_origins)?;
-    let new = NewClient {
-        id,
+    Ok(Registration {
         name: args.name,
-        secret_hash: secret
-            .as_deref()
-            .map(|s| TokenHash::of(s).as_bytes().to_vec()),
-        is_public: args.public,
+        id: args.id,
+        secret,
         is_first_party: args.first_party,
-        allowed_origins: clients::cors_origins(&redirect_uris, &explicit),
-        redirect_uris: as_strings(&redirect_uris),
-        post_logout_redirect_uris: as_strings(&parse_uris(&args.post_logout_redirect_uris)?),
-        grant_types,
-        scopes: scopes.to_vec(),
+        redirect_uris: args.redirect_uris,
+        post_logout_redirect_uris: args.post_logout_redirect_uris,
+        allowed_origins: args.allowed_origins,
+        grants: args.grants,
+        scope: args.scope,
         audiences: args.audiences,
-        created_at: now,
-        updated_at: now,
-    };
-    // A secret the operator typed is theirs already: never echo it.
-    let shown = if args.secret_stdin { None } else { secret };
-    Ok((new, shown))
+    })
 }
 
 async fn create(
@@ -310,22 +221,23 @@ async fn create(
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
     let json = args.json;
-    let (new, shown_secret) = new_client(args, now)?;
-    let client = match clients::insert(conn, &new).await {
+    let checked = registration(args)?.check(now)?;
+    let client = match clients::register(conn, &checked.new, &Actor::cli()).await {
         Ok(c) => c,
         Err(e @ (CreateClientError::IdTaken(_) | CreateClientError::IdLooksLikeUser(_))) => {
             bail!("{e}")
         }
         Err(CreateClientError::Db(e)) => return Err(e.into()),
     };
-    audit_event(conn, "client.created", &client.id, now).await?;
+    // A secret the operator typed is theirs already: only a generated one is shown.
+    let shown = checked.secret.as_ref().map(PlainToken::expose);
     if json {
         let mut out = client_json(&client);
-        out["client_secret"] = json!(shown_secret);
+        out["client_secret"] = json!(shown);
         out!("{}", serde_json::to_string_pretty(&out)?);
     } else {
         out!("client_id\t{}", client.id);
-        if let Some(s) = shown_secret {
+        if let Some(s) = shown {
             out!("client_secret\t{s}");
             eprintln!("store the secret now: it is shown once and only its hash is kept");
         }
@@ -333,71 +245,29 @@ async fn create(
     Ok(())
 }
 
-/// Applies what `update` was told to the stored client, checking it as `create` would.
-fn changed(
-    client: &Client,
-    args: UpdateArgs,
-    now: OffsetDateTime,
-) -> anyhow::Result<clients::ClientChanges> {
-    let mut changes = client.changes(now);
-    if let Some(name) = args.name {
-        changes.name = name;
-    }
-    if let Some(first_party) = args.first_party {
-        changes.is_first_party = first_party;
-    }
-    if !args.grants.is_empty() {
-        changes.grant_types = parse_grants(args.grants)?;
-    }
-    if let Some(scope) = args.scope {
-        let scopes = Scopes::parse(&scope).map_err(|_| anyhow::anyhow!("--scope is malformed"))?;
-        changes.scopes = scopes.to_vec();
-    }
-    if args.clear_audiences {
-        changes.audiences.clear();
-    } else if !args.audiences.is_empty() {
-        check_audiences(&args.audiences)?;
-        changes.audiences = args.audiences;
-    }
-    if args.clear_post_logout_redirect_uris {
-        changes.post_logout_redirect_uris.clear();
-    } else if !args.post_logout_redirect_uris.is_empty() {
-        changes.post_logout_redirect_uris =
-            as_strings(&parse_uris(&args.post_logout_redirect_uris)?);
-    }
-    let redirect_uris = if args.redirect_uris.is_empty() {
-        parse_uris(&client.redirect_uris)?
-    } else {
-        parse_uris(&args.redirect_uris)?
+/// What `update` was told, as a change: a repeatable option replaces the whole list, a
+/// `--clear-*` switch empties it, and what is not named is kept.
+fn edit(args: UpdateArgs) -> Edit {
+    let list = |given: Vec<String>, clear: bool| {
+        if clear {
+            Some(vec![])
+        } else {
+            Some(given).filter(|g| !g.is_empty())
+        }
     };
-    require_redirect_for_code(&redirect_uris, &changes.grant_types)?;
-    let explicit = if args.clear_allowed_origins {
-        vec![]
-    } else if args.allowed_origins.is_empty() {
-        parse_origins(&client.explicit_origins())?
-    } else {
-        parse_origins(&args.allowed_origins)?
-    };
-    changes.allowed_origins = clients::cors_origins(&redirect_uris, &explicit);
-    changes.redirect_uris = as_strings(&redirect_uris);
-    Ok(changes)
-}
-
-async fn locked_update(
-    conn: &mut AsyncPgConnection,
-    args: UpdateArgs,
-    now: OffsetDateTime,
-) -> anyhow::Result<Client> {
-    let Some(client) = clients::find_for_update(conn, &args.id).await? else {
-        bail!("no client '{}'", args.id);
-    };
-    let id = args.id.clone();
-    let changes = changed(&client, args, now)?;
-    let updated = clients::update(conn, &id, &changes)
-        .await?
-        .context("the client vanished while locked")?;
-    audit_event(conn, "client.updated", &id, now).await?;
-    Ok(updated)
+    Edit {
+        name: args.name,
+        is_first_party: args.first_party,
+        redirect_uris: list(args.redirect_uris, false),
+        allowed_origins: list(args.allowed_origins, args.clear_allowed_origins),
+        post_logout_redirect_uris: list(
+            args.post_logout_redirect_uris,
+            args.clear_post_logout_redirect_uris,
+        ),
+        grants: list(args.grants, false),
+        scope: args.scope,
+        audiences: list(args.audiences, args.clear_audiences),
+    }
 }
 
 async fn update(
@@ -407,28 +277,12 @@ async fn update(
 ) -> anyhow::Result<()> {
     let id = args.id.clone();
     let json = args.json;
-    // Under the row lock: two operators changing one client at once do not undo each other.
-    let updated = conn
-        .transaction(async |conn| locked_update(conn, args, now).await)
-        .await?;
+    let updated = clients::edit(conn, &id, edit(args), &Actor::cli(), now).await?;
     if json {
         out!("{}", serde_json::to_string_pretty(&client_json(&updated))?);
     } else {
         out!("client_id\t{id}");
     }
-    Ok(())
-}
-
-async fn audit_event(
-    conn: &mut AsyncPgConnection,
-    kind: &str,
-    client_id: &str,
-    now: OffsetDateTime,
-) -> anyhow::Result<()> {
-    let event = NewAuditEvent::new(kind, audit::ACTOR_CLI, now)
-        .subject(client_id)
-        .client(client_id);
-    audit::insert(conn, &event).await?;
     Ok(())
 }
 
@@ -492,10 +346,9 @@ async fn delete(
     json: bool,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
-    if !clients::delete(conn, id).await? {
+    if !clients::delete(conn, id, &Actor::cli(), now).await? {
         bail!("no client '{id}'");
     }
-    audit_event(conn, "client.deleted", id, now).await?;
     let message = format!("deleted client '{id}', its codes and its consents");
     super::report(json, &json!({ "client_id": id, "deleted": true }), &message)?;
     Ok(())
@@ -507,11 +360,9 @@ async fn rotate_secret(
     json: bool,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
-    let secret: PlainToken = clients::generate_secret();
-    if !clients::update_secret_hash(conn, id, &secret.hash(), now).await? {
+    let Some(secret) = clients::rotate_secret(conn, id, &Actor::cli(), now).await? else {
         bail!("no confidential client '{id}'");
-    }
-    audit_event(conn, "client.secret_rotated", id, now).await?;
+    };
     if json {
         let out = json!({ "client_id": id, "client_secret": secret.expose() });
         out!("{}", serde_json::to_string_pretty(&out)?);

@@ -6,8 +6,9 @@ use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::audit::Actor;
 use crate::config::Config;
-use crate::oauth::consent::{self, Withdrawer};
+use crate::oauth::consent;
 use crate::users::consents;
 
 /// Operators' consent commands.
@@ -45,7 +46,7 @@ pub async fn run(cmd: ConsentsCommand, config: &Config, now: OffsetDateTime) -> 
         ConsentsCommand::Revoke { user, client, json } => {
             let user = super::users::find_user(&mut conn, &user).await?;
             let withdrawn =
-                consent::withdraw(&mut conn, user.id, &client, Withdrawer::Operator, now).await?;
+                consent::withdraw(&mut conn, user.id, &client, &Actor::cli(), now).await?;
             if !withdrawn {
                 anyhow::bail!("{} has no consent to '{client}'", user.username);
             }

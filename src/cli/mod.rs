@@ -179,16 +179,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         None => None,
     };
     let app = App::build(config, Clock::system()).await?;
-    if let Some(listener) = metrics {
-        let at = listener.local_addr()?;
-        let router = crate::http::observe::metrics_router(app.state().clone());
-        tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).await {
-                tracing::error!(error = %e, "the metrics listener stopped");
-            }
-        });
-        tracing::info!(%at, "metrics at /metrics");
-    }
     // The address bound, not the one asked for: port 0 picks one.
     let bind = listener.local_addr()?;
     tracing::info!(%bind, "listening");
@@ -200,7 +190,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             "Keyward is serving {issuer} (listening on {bind}). Sign in at {issuer}/signin"
         );
     }
-    app.serve(listener, shutdown_signal()).await
+    app.serve(listener, metrics, shutdown_signal()).await
 }
 
 async fn shutdown_signal() {

@@ -2,20 +2,22 @@
 
 use anyhow::Context as _;
 use clap::Subcommand;
-use diesel_async::{AsyncConnection as _, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use crate::audit::{self, NewAuditEvent};
+use crate::audit::Actor;
 use crate::config::Config;
 use crate::housekeeping;
 use crate::tokens::opaque::TokenHash;
-use crate::tokens::refresh;
+use crate::tokens::refresh::{self, Owner};
 
 /// Why an operator's revocation says it happened.
 const REVOKED_BY_OPERATOR: &str = "revoked by an operator";
+/// A family named by id that is not (or no longer) stored.
+const NO_FAMILY: &str = "no such family (it may have expired and been purged)";
 
 /// Operators' token commands.
 #[derive(Debug, Subcommand)]
@@ -91,9 +93,16 @@ pub async fn run(cmd: TokensCommand, config: &Config, now: OffsetDateTime) -> an
             json,
         } => {
             let id = family_of(&mut conn, &family_or_token).await?;
-            let revoked = conn
-                .transaction(async |conn| revoke(conn, id, now).await)
-                .await?;
+            let revoked = refresh::end_family(
+                &mut conn,
+                id,
+                Owner::Any,
+                REVOKED_BY_OPERATOR,
+                &Actor::cli(),
+                now,
+            )
+            .await?
+            .context(NO_FAMILY)?;
             if json {
                 let out = json!({ "family": id, "revoked": revoked });
                 out!("{}", serde_json::to_string_pretty(&out)?);
@@ -107,34 +116,8 @@ pub async fn run(cmd: TokensCommand, config: &Config, now: OffsetDateTime) -> an
     Ok(())
 }
 
-/// Under the family's lock, as every revocation (a racing refresh commits first or sees it
-/// revoked); audited. False when it had already ended.
-async fn revoke(
-    conn: &mut AsyncPgConnection,
-    id: Uuid,
-    now: OffsetDateTime,
-) -> anyhow::Result<bool> {
-    let family = refresh::lock_family(conn, id)
-        .await?
-        .context("no such family (it may have expired and been purged)")?;
-    if !refresh::revoke_family(conn, family.id, REVOKED_BY_OPERATOR, now).await? {
-        return Ok(false);
-    }
-    let subject = family.id.to_string();
-    let event = NewAuditEvent::new("family.revoked", audit::ACTOR_CLI, now)
-        .subject(&subject)
-        .user(family.user_id)
-        .client(&family.client_id)
-        .details(json!({ "reason": REVOKED_BY_OPERATOR }));
-    audit::insert(conn, &event).await?;
-    Ok(true)
-}
-
 async fn why(conn: &mut AsyncPgConnection, id: Uuid, json: bool) -> anyhow::Result<()> {
-    let family = refresh::find_family(conn, id)
-        .await?
-        .context("no such family (it may have expired and been purged)")?;
-    let events = audit::find_by_subject(conn, &family.id.to_string()).await?;
+    let (family, events) = refresh::find_history(conn, id).await?.context(NO_FAMILY)?;
     if json {
         let events: Vec<serde_json::Value> = events
             .iter()

@@ -8,9 +8,9 @@ use diesel_async::AsyncPgConnection;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::audit::{self, NewAuditEvent};
+use crate::audit::Actor;
 use crate::config::Config;
-use crate::users::name::{Email, Username};
+use crate::users::name::{Email, Role, Username};
 use crate::users::password::{PasswordHasher, check_new_password};
 use crate::users::{self, CreateUserError, NewUser, User};
 
@@ -131,7 +131,7 @@ pub async fn run(cmd: UsersCommand, config: &Config, now: OffsetDateTime) -> any
         UsersCommand::List { json } => list(conn, json).await,
         UsersCommand::Disable { username, json } => {
             let user = find_user(conn, &username).await?;
-            let changed = users::update_disabled(conn, user.id, now).await?;
+            let changed = users::update_disabled(conn, user.id, &Actor::cli(), now).await?;
             let message = if changed {
                 format!("disabled {}; their sessions have ended", user.username)
             } else {
@@ -145,10 +145,7 @@ pub async fn run(cmd: UsersCommand, config: &Config, now: OffsetDateTime) -> any
         }
         UsersCommand::Enable { username, json } => {
             let user = find_user(conn, &username).await?;
-            let changed = users::update_enabled(conn, user.id, now).await?;
-            if changed {
-                audit_user(conn, "user.enabled", user.id, serde_json::json!({}), now).await?;
-            }
+            let changed = users::update_enabled(conn, user.id, &Actor::cli(), now).await?;
             let message = if changed {
                 format!("enabled {}", user.username)
             } else {
@@ -193,8 +190,8 @@ async fn create(
     let username = Username::parse(username).map_err(|e| anyhow::anyhow!("{e}"))?;
     let email = Email::parse_optional(email.unwrap_or("")).map_err(|e| anyhow::anyhow!("{e}"))?;
     let hash = new_password_hash(config, &username).await?;
-    let user = match users::insert(conn, &NewUser::new(&username, email.as_ref(), &hash, now)).await
-    {
+    let new = NewUser::new(&username, email.as_ref(), &hash, now);
+    let user = match users::create(conn, &new, &Actor::cli()).await {
         Ok(u) => u,
         Err(e @ (CreateUserError::UsernameTaken | CreateUserError::EmailTaken)) => bail!("{e}"),
         Err(CreateUserError::Db(e)) => return Err(e.into()),
@@ -236,9 +233,7 @@ async fn delete(
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
     let user = find_user(conn, username).await?;
-    let families = users::delete(conn, user.id, now).await?;
-    let details = serde_json::json!({ "families": families });
-    audit_user(conn, "user.deleted", user.id, details, now).await?;
+    let families = users::delete(conn, user.id, &Actor::cli(), now).await?;
     let message = format!(
         "deleted {} ({} token families revoked); the audit trail keeps the id {}",
         user.username,
@@ -249,21 +244,6 @@ async fn delete(
     super::report(json, &out, &message)
 }
 
-/// An audit event about a user, by the CLI, naming them by id only.
-async fn audit_user(
-    conn: &mut AsyncPgConnection,
-    kind: &str,
-    user_id: uuid::Uuid,
-    details: serde_json::Value,
-    now: OffsetDateTime,
-) -> anyhow::Result<()> {
-    let event = NewAuditEvent::new(kind, audit::ACTOR_CLI, now)
-        .user(user_id)
-        .details(details);
-    audit::insert(conn, &event).await?;
-    Ok(())
-}
-
 async fn set_roles(
     conn: &mut AsyncPgConnection,
     username: &str,
@@ -272,12 +252,8 @@ async fn set_roles(
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
     let user = find_user(conn, username).await?;
-    for r in roles {
-        if r.is_empty() || r.len() > 64 || !r.chars().all(|c| c.is_ascii_graphic()) {
-            bail!("role '{r}' must be 1-64 visible ASCII characters");
-        }
-    }
-    users::update_roles(conn, user.id, roles, now).await?;
+    let parsed = Role::parse_all(roles)?;
+    users::update_roles(conn, user.id, &parsed, &Actor::cli(), now).await?;
     let message = format!("{} now has roles: {}", user.username, roles.join(" "));
     super::report(
         json,
@@ -293,11 +269,7 @@ async fn sign_out_everywhere(
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
     let user = find_user(conn, username).await?;
-    let families = users::cut_off(conn, user.id, "signed out everywhere", now).await?;
-    let event = NewAuditEvent::new("user.signed_out_everywhere", audit::ACTOR_CLI, now)
-        .user(user.id)
-        .details(serde_json::json!({ "families": families }));
-    audit::insert(conn, &event).await?;
+    let families = users::sign_out_everywhere(conn, user.id, &Actor::cli(), now).await?;
     let message = format!(
         "{} is signed out everywhere ({} token families revoked)",
         user.username,
@@ -317,7 +289,7 @@ async fn set_password(
     let user = find_user(conn, username).await?;
     let username = Username::parse(&user.username).map_err(|e| anyhow::anyhow!("{e}"))?;
     let hash = new_password_hash(config, &username).await?;
-    users::update_password(conn, user.id, &hash, now).await?;
+    users::update_password(conn, user.id, &hash, &Actor::cli(), now).await?;
     let message = format!(
         "password set for {}; their sessions have ended",
         user.username

@@ -1,15 +1,17 @@
 //! Relying parties ("clients"): their registration, secrets and redirect URIs, and storage.
 
 pub mod cache;
+pub mod registration;
 
 use std::fmt;
 
 use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use time::OffsetDateTime;
 use url::Url;
 
+use crate::audit::Actor;
 use crate::db::schema::clients;
 use crate::scope::Scopes;
 use crate::tokens::opaque::{PlainToken, TokenHash};
@@ -356,6 +358,69 @@ pub async fn insert(
         })
 }
 
+/// Registers a client and records `client.created`, in one transaction.
+pub async fn register(
+    conn: &mut AsyncPgConnection,
+    new: &NewClient,
+    by: &Actor,
+) -> Result<Client, CreateClientError> {
+    conn.transaction(async |conn| {
+        let client = insert(conn, new).await?;
+        record(conn, by, "client.created", &client.id, new.created_at).await?;
+        Ok(client)
+    })
+    .await
+}
+
+/// Records an event about client `id`.
+async fn record(
+    conn: &mut AsyncPgConnection,
+    by: &Actor,
+    kind: &str,
+    id: &str,
+    now: OffsetDateTime,
+) -> QueryResult<()> {
+    let event = by.event(kind, now).subject(id).client(id);
+    crate::audit::insert(conn, &event).await
+}
+
+/// Why a client could not be changed.
+#[derive(Debug, thiserror::Error)]
+pub enum EditClientError {
+    /// No client has this id.
+    #[error("no client '{0}'")]
+    NotFound(String),
+    /// The change breaks a registration rule.
+    #[error(transparent)]
+    Invalid(#[from] registration::RegistrationError),
+    /// Database failure.
+    #[error(transparent)]
+    Db(#[from] DieselError),
+}
+
+/// Applies `edit` to client `id` under its row lock (two operators changing one client at once
+/// do not undo each other), checked as a registration is; records `client.updated`.
+pub async fn edit(
+    conn: &mut AsyncPgConnection,
+    id: &str,
+    edit: registration::Edit,
+    by: &Actor,
+    now: OffsetDateTime,
+) -> Result<Client, EditClientError> {
+    conn.transaction(async |conn| {
+        let client = find_for_update(conn, id)
+            .await?
+            .ok_or_else(|| EditClientError::NotFound(id.to_owned()))?;
+        let changes = edit.apply(&client, now)?;
+        let updated = update(conn, id, &changes)
+            .await?
+            .ok_or_else(|| EditClientError::NotFound(id.to_owned()))?;
+        record(conn, by, "client.updated", id, now).await?;
+        Ok(updated)
+    })
+    .await
+}
+
 /// Finds a client by `client_id`.
 pub async fn find(conn: &mut AsyncPgConnection, id: &str) -> QueryResult<Option<Client>> {
     // PostgreSQL text cannot hold NUL, so no client has one, and sending it would be an error.
@@ -396,12 +461,24 @@ pub async fn list(conn: &mut AsyncPgConnection) -> QueryResult<Vec<Client>> {
         .await
 }
 
-/// Deletes a client (its codes and consents go with it); returns whether it existed.
-pub async fn delete(conn: &mut AsyncPgConnection, id: &str) -> QueryResult<bool> {
-    diesel::delete(clients::table.find(id))
-        .execute(conn)
-        .await
-        .map(|n| n == 1)
+/// Deletes a client (its codes and consents go with it) and records `client.deleted`; returns
+/// whether it existed.
+pub async fn delete(
+    conn: &mut AsyncPgConnection,
+    id: &str,
+    by: &Actor,
+    now: OffsetDateTime,
+) -> QueryResult<bool> {
+    conn.transaction(async |conn| {
+        let n = diesel::delete(clients::table.find(id))
+            .execute(conn)
+            .await?;
+        if n == 1 {
+            record(conn, by, "client.deleted", id, now).await?;
+        }
+        Ok(n == 1)
+    })
+    .await
 }
 
 /// What `clients update` may change: everything but the id, the type and the secret.
@@ -465,7 +542,7 @@ impl Client {
 }
 
 /// Writes `changes` to client `id`; `None` when there is no such client.
-pub async fn update(
+async fn update(
     conn: &mut AsyncPgConnection,
     id: &str,
     changes: &ClientChanges,
@@ -478,21 +555,31 @@ pub async fn update(
         .optional()
 }
 
-/// Replaces a confidential client's secret hash; returns whether such a client exists.
-pub async fn update_secret_hash(
+/// Replaces a confidential client's secret with a generated one, recorded as
+/// `client.secret_rotated`; returns it (to show once), or `None` when there is no such client.
+pub async fn rotate_secret(
     conn: &mut AsyncPgConnection,
     id: &str,
-    hash: &TokenHash,
+    by: &Actor,
     now: OffsetDateTime,
-) -> QueryResult<bool> {
-    diesel::update(clients::table.find(id).filter(clients::is_public.eq(false)))
-        .set((
-            clients::secret_hash.eq(hash.as_bytes()),
-            clients::updated_at.eq(now),
-        ))
-        .execute(conn)
-        .await
-        .map(|n| n == 1)
+) -> QueryResult<Option<PlainToken>> {
+    let secret = generate_secret();
+    let hash = secret.hash();
+    conn.transaction(async |conn| {
+        let n = diesel::update(clients::table.find(id).filter(clients::is_public.eq(false)))
+            .set((
+                clients::secret_hash.eq(hash.as_bytes()),
+                clients::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await?;
+        if n == 1 {
+            record(conn, by, "client.secret_rotated", id, now).await?;
+        }
+        Ok(n == 1)
+    })
+    .await
+    .map(|rotated| rotated.then_some(secret))
 }
 
 #[cfg(test)]

@@ -9,13 +9,11 @@ use time::OffsetDateTime;
 use time::macros::format_description;
 use tower_sessions::Session;
 
-use crate::app::AppState;
-use crate::db;
-use std::net::SocketAddr;
-
-use axum::extract::ConnectInfo;
 use serde::Deserialize;
 
+use crate::app::AppState;
+use crate::audit::Actor;
+use crate::http::client_ip::ClientIp;
 use crate::http::page::{PageError, PageForm, csrf_for_form, require_csrf, see_other};
 use crate::oauth::consent;
 use crate::sessions;
@@ -62,7 +60,7 @@ pub async fn get_account(
         }
         return Ok(see_other("/signin"));
     };
-    let mut conn = db::connect(&state.db).await?;
+    let mut conn = state.conn().await?;
     let user = users::find(&mut conn, current.user_id).await?;
     let granted = consents::list_for_user(&mut conn, current.user_id).await?;
     drop(conn);
@@ -103,7 +101,7 @@ pub struct RevokeForm {
 pub async fn revoke_consent(
     State(state): State<AppState>,
     session: Session,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(ip): ClientIp,
     PageForm(form): PageForm<RevokeForm>,
 ) -> Result<Response, PageError> {
     require_csrf(&session, &form.csrf).await?;
@@ -111,15 +109,9 @@ pub async fn revoke_consent(
         return Ok(see_other("/signin"));
     };
     let now = state.clock.now();
-    let mut conn = db::connect(&state.db).await?;
-    let ip = Some(peer.ip().into());
-    consent::withdraw(
-        &mut conn,
-        current.user_id,
-        &form.client_id,
-        consent::Withdrawer::User { ip },
-        now,
-    )
-    .await?;
+    let mut conn = state.conn().await?;
+    // The client's address as every other handler sees it: behind a proxy, the forwarded one.
+    let by = Actor::user(current.user_id, Some(ip.into()));
+    consent::withdraw(&mut conn, current.user_id, &form.client_id, &by, now).await?;
     Ok(see_other("/account"))
 }

@@ -7,11 +7,10 @@ use askama_web::WebTemplate;
 use axum::extract::{Query, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::json;
 use tower_sessions::Session;
 
 use crate::app::AppState;
-use crate::audit::{self, NewAuditEvent};
+use crate::audit::Actor;
 use crate::clients::{self, Client};
 use crate::crypto::random_bytes;
 use crate::db;
@@ -103,7 +102,7 @@ async fn start(
 ) -> Result<Response, PageError> {
     let (client_id, redirect_uri) = authorize::client_and_redirect(params)?;
     let client = {
-        let mut conn = db::connect(&state.db).await?;
+        let mut conn = state.conn().await?;
         clients::find(&mut conn, client_id).await?
     };
     let client = client.ok_or(authorize::UnredirectableError::UnknownClient)?;
@@ -142,7 +141,7 @@ async fn proceed(
             request.state.as_deref(),
         ))
     };
-    let mut conn = db::connect(&state.db).await?;
+    let mut conn = state.conn().await?;
     let signed = signed_in_active(&mut conn, session).await?;
     let consent = match &signed {
         Some(s) if client.needs_consent() => {
@@ -221,7 +220,7 @@ async fn send_to_sign_in(
     let session = visitor.session;
     if session.id().is_none() {
         let now = state.clock.now();
-        let mut conn = db::connect(&state.db).await?;
+        let mut conn = state.conn().await?;
         let key = Key::ip(visitor.ip);
         if let Err(blocked) = state
             .limits
@@ -269,7 +268,7 @@ async fn pending(
     let request: AuthorizationRequest = sessions::find_pending(session, id)
         .await?
         .ok_or(PageError::StaleRequest)?;
-    let mut conn = db::connect(&state.db).await?;
+    let mut conn = state.conn().await?;
     let client = clients::find(&mut conn, &request.client_id)
         .await?
         .filter(|c| c.has_redirect_uri(&request.redirect_uri))
@@ -312,7 +311,7 @@ pub async fn get_consent(
         return Ok(see_other("/signin"));
     };
     let (request, client) = pending(&state, &session, &q.request).await?;
-    let mut conn = db::connect(&state.db).await?;
+    let mut conn = state.conn().await?;
     let user = users::find(&mut conn, signed.user_id)
         .await?
         .ok_or(PageError::StaleRequest)?;
@@ -362,24 +361,10 @@ pub async fn submit_consent(
             request.state.as_deref(),
         ));
     }
-    let mut conn = db::connect(&state.db).await?;
-    consents::upsert(
-        &mut conn,
-        signed.user_id,
-        &client.id,
-        &request.scopes(),
-        now,
-    )
-    .await?;
-    audit::insert(
-        &mut conn,
-        &NewAuditEvent::new("consent.granted", &format!("user:{}", signed.user_id), now)
-            .user(signed.user_id)
-            .client(&client.id)
-            .ip(Some(ip.into()))
-            .details(json!({ "scope": request.scope })),
-    )
-    .await?;
+    let mut conn = state.conn().await?;
+    let by = Actor::user(signed.user_id, Some(ip.into()));
+    let scopes = request.scopes();
+    consents::grant(&mut conn, signed.user_id, &client.id, &scopes, &by, now).await?;
     drop(conn);
     // Consent was just given: prompt=consent is satisfied.
     let request = AuthorizationRequest {

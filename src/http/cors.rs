@@ -11,7 +11,6 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::clients::{self, Client};
-use crate::db;
 use crate::error::AppError;
 
 /// How long a browser may cache a preflight answer.
@@ -68,7 +67,7 @@ async fn preflight(state: &AppState, headers: &HeaderMap, methods: &'static str)
     let allowed = match origin.to_str() {
         Ok(o) => {
             let known = async {
-                let mut conn = db::connect(&state.db).await?;
+                let mut conn = state.conn().await?;
                 Ok::<_, AppError>(clients::any_allows_origin(&mut conn, o).await?)
             };
             match known.await {
@@ -143,7 +142,7 @@ pub async fn for_any_client(
     };
     let known = match origin.to_str() {
         Ok(o) => async {
-            let mut conn = db::connect(&state.db).await.ok()?;
+            let mut conn = state.conn().await.ok()?;
             clients::any_allows_origin(&mut conn, o).await.ok()
         }
         .await

@@ -88,9 +88,9 @@ impl From<diesel::result::Error> for PageError {
     }
 }
 
-impl From<crate::users::sign_in::SignInError> for PageError {
+impl From<crate::oauth::sign_in::SignInError> for PageError {
     /// Only the failures that are not the person's own mistake reach here as errors.
-    fn from(e: crate::users::sign_in::SignInError) -> Self {
+    fn from(e: crate::oauth::sign_in::SignInError) -> Self {
         Self::App(AppError::from_sign_in(e).unwrap_or_else(|| {
             // Shown on the form by the handler; as an error they would be a bug.
             AppError::Internal(anyhow::anyhow!("sign-in refusal used as an error"))

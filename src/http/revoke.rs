@@ -39,7 +39,7 @@ async fn revoke(
     params: &Params,
 ) -> Result<Response, TokenError> {
     let client = authenticate_client(state, headers, params).await?;
-    let mut conn = crate::db::connect(&state.db).await?;
+    let mut conn = state.conn().await?;
     guard.authenticated(&client);
     tracing::Span::current().record("client_id", client.id.as_str());
     let token = params

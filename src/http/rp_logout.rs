@@ -9,7 +9,6 @@ use tower_sessions::Session;
 
 use crate::app::AppState;
 use crate::clients;
-use crate::db;
 use crate::http::page::{CsrfForm, PageError, PageForm, csrf_for_form, require_csrf, see_other};
 use crate::oauth::logout::{self, BadLogoutRedirect, LogoutRequest};
 use crate::oauth::params::Params;
@@ -49,7 +48,7 @@ async fn rp_logout(
     let request = LogoutRequest::parse(params, hint)?;
     let client = match request.client_to_check() {
         Some(id) => {
-            let mut conn = db::connect(&state.db).await?;
+            let mut conn = state.conn().await?;
             clients::find(&mut conn, id).await?
         }
         None => None,
@@ -67,7 +66,7 @@ async fn rp_logout(
     }
     // Ask first, with a CSRF-protected POST.
     sessions::put_pending_logout(session, &pending).await?;
-    let mut conn = db::connect(&state.db).await?;
+    let mut conn = state.conn().await?;
     let username = users::find(&mut conn, signed.user_id)
         .await?
         .map(|u| u.username)

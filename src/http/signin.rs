@@ -8,18 +8,14 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tower_sessions::Session;
 
-use serde_json::json;
-
 use crate::app::AppState;
-use crate::audit::{self, NewAuditEvent};
 use crate::http::client_ip::ClientIp;
 use crate::http::csrf;
 use crate::http::page::{PageError, PageForm, cookie_value, see_other, set_cookie, wait_in_words};
+use crate::oauth::sign_in::{Checks, Device, SignInError, sign_in};
 use crate::sessions::{self, AskingApp};
 use crate::tokens::opaque::TokenHash;
 use crate::users::devices::DEVICE_TRUST_TTL;
-use crate::users::name::Username;
-use crate::users::sign_in::{Checks, Device, SignInError, sign_in};
 
 /// The sign-in form.
 #[derive(Template, WebTemplate)]
@@ -107,25 +103,10 @@ pub async fn submit_signin(
         now,
     )
     .await;
-    let ip = Some(client_ip.into());
     let signed_in = match result {
         Ok(s) => s,
-        Err(e) => {
-            record_failure(&state, &form.username, &e, ip).await;
-            return signin_failed(&state, &session, &headers, form.username, e).await;
-        }
+        Err(e) => return signin_failed(&state, &session, &headers, form.username, e).await,
     };
-    record(
-        &state,
-        NewAuditEvent::new(
-            "signin.succeeded",
-            &format!("user:{}", signed_in.user.id),
-            now,
-        )
-        .user(signed_in.user.id)
-        .ip(ip),
-    )
-    .await?;
 
     let to = sessions::take_return_to(&session).await?;
     let user = &signed_in.user;
@@ -143,36 +124,6 @@ pub async fn submit_signin(
         response.headers_mut().append(header::SET_COOKIE, v);
     }
     Ok(response)
-}
-
-async fn record(state: &AppState, event: NewAuditEvent<'_>) -> Result<(), PageError> {
-    let mut conn = crate::db::connect(&state.db).await?;
-    audit::insert(&mut conn, &event).await?;
-    Ok(())
-}
-
-/// Audits a refused sign-in. The typed username is kept only if it is a valid one (so never a
-/// password pasted into the wrong field); failures to record are logged, not shown.
-async fn record_failure(
-    state: &AppState,
-    typed: &str,
-    error: &SignInError,
-    ip: Option<ipnet::IpNet>,
-) {
-    let reason = match error {
-        SignInError::WrongCredentials => "wrong_credentials",
-        SignInError::Locked { .. } => "locked",
-        SignInError::RateLimited { .. } => "rate_limited",
-        SignInError::Disabled => "disabled",
-        SignInError::Busy | SignInError::Db(_) | SignInError::Internal(_) => return,
-    };
-    let username = Username::parse(typed).ok().map(|u| u.key());
-    let event = NewAuditEvent::new("signin.failed", audit::ACTOR_SYSTEM, state.clock.now())
-        .ip(ip)
-        .details(json!({ "reason": reason, "username": username }));
-    if let Err(e) = record(state, event).await {
-        tracing::warn!(error = %e, "could not audit a failed sign-in");
-    }
 }
 
 async fn signin_failed(

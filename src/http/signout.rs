@@ -29,7 +29,7 @@ pub async fn get_signout(
     let Some(current) = sessions::signed_in(&session).await? else {
         return Ok(see_other("/signin"));
     };
-    let mut conn = crate::db::connect(&state.db).await?;
+    let mut conn = state.conn().await?;
     let Some(user) = users::find(&mut conn, current.user_id).await? else {
         sessions::sign_out(&session).await?;
         return Ok(see_other("/signin"));

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use tower_sessions::Session;
 
 use crate::app::AppState;
-use crate::db;
+use crate::audit::Actor;
 use crate::http::client_ip::ClientIp;
 use crate::http::csrf;
 use crate::http::page::{PageError, PageForm, see_other, wait_in_words};
@@ -175,7 +175,7 @@ pub async fn submit_signup(
     let now = state.clock.now();
     // Counted before the hash and whatever the outcome: a taken name is a probe too.
     let taken = {
-        let mut conn = db::connect(&state.db).await?;
+        let mut conn = state.conn().await?;
         state
             .limits
             .take(&mut conn, Limit::SignUpPerIp, &Key::ip(ip), now)
@@ -195,13 +195,9 @@ pub async fn submit_signup(
     }
     let hash = state.hasher.hash(&form.password).await?;
     let user = {
-        let mut conn = db::connect(&state.db).await?;
-        match users::insert(
-            &mut conn,
-            &NewUser::new(&username, email.as_ref(), &hash, now),
-        )
-        .await
-        {
+        let mut conn = state.conn().await?;
+        let new = NewUser::new(&username, email.as_ref(), &hash, now);
+        match users::create(&mut conn, &new, &Actor::system(Some(ip.into()))).await {
             Ok(user) => user,
             Err(e @ CreateUserError::UsernameTaken) => {
                 return refuse(StatusCode::CONFLICT, FormError::on("username", &e)).await;

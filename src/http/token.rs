@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 
 use crate::app::AppState;
 use crate::clients::Client;
-use crate::db;
 use crate::http::client_ip::ClientIp;
 use crate::http::cors;
 use crate::http::form::OAuthForm;
@@ -22,8 +21,8 @@ use crate::oauth::grant::{
     refresh_token,
 };
 use crate::oauth::params::Params;
+use crate::oauth::sign_in::Checks;
 use crate::rate_limits::{Key, Limit};
-use crate::users::sign_in::Checks;
 
 /// Authenticates the calling client (RFC 6749 §2.3), from memory when this instance has seen it.
 pub async fn authenticate_client(
@@ -164,7 +163,7 @@ impl<'a> Guard<'a> {
 
     async fn count(&self, redemption: bool) -> Result<(), crate::db::DbError> {
         let limits = &self.state.limits;
-        let mut conn = db::connect(&self.state.db).await?;
+        let mut conn = self.state.conn().await?;
         limits
             .record(&mut conn, Limit::TokenPerIp, &self.ip, self.now)
             .await?;
@@ -231,11 +230,11 @@ async fn exchange(
     };
     let response = match &request {
         TokenRequest::AuthorizationCode(r) => {
-            let mut conn = db::connect(&state.db).await?;
+            let mut conn = state.conn().await?;
             authorization_code::exchange_code(&mut conn, &ctx, &client, r).await?
         }
         TokenRequest::RefreshToken(r) => {
-            let mut conn = db::connect(&state.db).await?;
+            let mut conn = state.conn().await?;
             refresh_token::refresh(&mut conn, &ctx, &client, r).await?
         }
         TokenRequest::ClientCredentials(r) => {

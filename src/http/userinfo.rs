@@ -5,18 +5,13 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
 use crate::app::AppState;
 use crate::clients;
-use crate::db;
 use crate::http::cors;
 use crate::http::form::is_form_urlencoded;
 use crate::http::oauth_error::{BearerError, no_store};
-use crate::scope;
-use crate::tokens::jwt::{self, ProfileClaims};
-use crate::tokens::revoked;
-use crate::users;
+use crate::oauth::userinfo::{self, UserInfoError};
 
 /// The bearer token: from `Authorization: Bearer` (§2.1) or, on POST, the form body (§2.2).
 fn bearer_token(headers: &HeaderMap, body: Option<&[u8]>) -> Result<String, BearerError> {
@@ -44,49 +39,25 @@ fn bearer_token(headers: &HeaderMap, body: Option<&[u8]>) -> Result<String, Bear
     }
 }
 
-/// The userinfo response: the subject and what the token's scopes release (OIDC Core §5.3.2).
-#[derive(Serialize)]
-struct UserInfo {
-    sub: String,
-    #[serde(flatten)]
-    profile: ProfileClaims,
-}
-
 /// The answer, and the client the token was issued to (whose origins may read it).
 async fn userinfo(state: &AppState, token: &str) -> Result<(Response, String), BearerError> {
-    let now = state.clock.now();
-    // RFC 9068 §4: only access tokens; an ID token (typ JWT) is not a credential here.
-    let claims = jwt::verify_access_token(
+    let issuer = state.config.server.issuer.as_str();
+    let mut conn = state.conn().await?;
+    let answer = userinfo::userinfo(
+        &mut conn,
         &state.keys.ring,
+        issuer,
         token,
-        state.config.server.issuer.as_str(),
-        now,
+        state.clock.now(),
     )
-    .map_err(|_| BearerError::InvalidToken)?;
-    // A token minted for an API is that API's, not a credential for userinfo.
-    if !claims.aud.contains(state.config.server.issuer.as_str()) {
-        return Err(BearerError::InvalidToken);
-    }
-    let user_id = claims.user_id().ok_or(BearerError::InvalidToken)?;
-    let mut conn = db::connect(&state.db).await?;
-    if revoked::is_revoked(&mut conn, claims.jti).await? {
-        return Err(BearerError::InvalidToken);
-    }
-    // A cut-off since the token was issued ends it here, before its `exp`.
-    let user = users::find(&mut conn, user_id)
-        .await?
-        .filter(|u| !u.is_disabled() && claims.is_current_for(u.id, u.credential_version))
-        .ok_or(BearerError::InvalidToken)?;
+    .await;
     drop(conn);
-    let scopes = claims.scopes();
-    if !scopes.contains(scope::OPENID) {
-        return Err(BearerError::InsufficientScope(scope::OPENID));
+    match answer {
+        Ok((info, client_id)) => Ok((no_store(Json(info).into_response()), client_id)),
+        Err(UserInfoError::InvalidToken) => Err(BearerError::InvalidToken),
+        Err(UserInfoError::InsufficientScope(s)) => Err(BearerError::InsufficientScope(s)),
+        Err(UserInfoError::Db(e)) => Err(e.into()),
     }
-    let info = UserInfo {
-        sub: user.id.to_string(),
-        profile: ProfileClaims::for_scopes(&scopes, &user.username, user.email.as_deref()),
-    };
-    Ok((no_store(Json(info).into_response()), claims.client_id))
 }
 
 /// The response with its CORS headers: the token's client decides for an answer; for an error
@@ -100,7 +71,7 @@ async fn respond(
     match result {
         Ok((response, _)) if origin.is_none() => response,
         Ok((response, client_id)) => {
-            let client = match db::connect(&state.db).await {
+            let client = match state.conn().await {
                 Ok(mut conn) => clients::find(&mut conn, &client_id).await.ok().flatten(),
                 Err(_) => None,
             };

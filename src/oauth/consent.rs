@@ -4,34 +4,22 @@ use diesel_async::{AsyncConnection, AsyncPgConnection};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::audit::{self, NewAuditEvent};
+use crate::audit::{self, Actor};
 use crate::tokens::{codes, refresh, revoked};
 use crate::users::consents;
 
 /// Why consent was withdrawn, as the revocation records say.
 const REASON: &str = "consent revoked";
 
-/// Who withdraws consent, for the audit trail.
-#[derive(Clone, Copy, Debug)]
-pub enum Withdrawer {
-    /// The person, on their account page, from this address.
-    User {
-        /// Their address.
-        ip: Option<ipnet::IpNet>,
-    },
-    /// An operator, with `keyward consents revoke`.
-    Operator,
-}
-
 /// Withdraws `user_id`'s consent to `client_id`, and with it everything the client holds for
 /// them: unredeemed codes (after redemptions in flight commit), the access tokens its codes
 /// issued, and its refresh families with their access tokens. Returns false if there was no
-/// consent to withdraw.
+/// consent to withdraw. Recorded as `consent.revoked` by `by` (the person or an operator).
 pub async fn withdraw(
     conn: &mut AsyncPgConnection,
     user_id: Uuid,
     client_id: &str,
-    by: Withdrawer,
+    by: &Actor,
     now: OffsetDateTime,
 ) -> diesel::QueryResult<bool> {
     conn.transaction(async |conn| {
@@ -43,14 +31,10 @@ pub async fn withdraw(
         codes::delete_unredeemed(conn, user_id, Some(client_id)).await?;
         revoked::insert_for_codes(conn, user_id, client_id, REASON, now).await?;
         refresh::revoke_families_of_user(conn, user_id, Some(client_id), REASON, now).await?;
-        let (actor, ip) = match by {
-            Withdrawer::User { ip } => (format!("user:{user_id}"), ip),
-            Withdrawer::Operator => (audit::ACTOR_CLI.to_owned(), None),
-        };
-        let event = NewAuditEvent::new("consent.revoked", &actor, now)
+        let event = by
+            .event("consent.revoked", now)
             .user(user_id)
-            .client(client_id)
-            .ip(ip);
+            .client(client_id);
         audit::insert(conn, &event).await?;
         Ok(true)
     })

@@ -7,10 +7,10 @@ use time::OffsetDateTime;
 
 use crate::clients::Client;
 use crate::keys::keyring::KeyRing;
-use crate::tokens::jwt::{self, AccessTokenClaims, Audience};
+use crate::oauth::access::{self, Judged};
+use crate::tokens::jwt::{AccessTokenClaims, Audience};
 use crate::tokens::opaque::TokenHash;
 use crate::tokens::refresh::{self, REFRESH_TOKEN_PREFIX};
-use crate::tokens::revoked;
 use crate::users;
 
 /// Which kind to try first (RFC 7662 §2.1, RFC 7009 §2.1): a hint only, never a restriction.
@@ -113,30 +113,18 @@ async fn introspect_access(
     token: &str,
     now: OffsetDateTime,
 ) -> diesel::QueryResult<Option<Introspection>> {
-    let Ok(claims) = jwt::verify_access_token(keys, token, issuer, now) else {
-        return Ok(None);
+    let live = match access::judge(conn, keys, issuer, token, now).await? {
+        Judged::NotOurs => return Ok(None),
+        Judged::Ended => return Ok(Some(Introspection::inactive())),
+        Judged::Live(live) => live,
     };
-    if !may_learn_about(client, &claims) {
+    if !may_learn_about(client, &live.claims) {
         return Ok(Some(Introspection::inactive()));
     }
-    if revoked::is_revoked(conn, claims.jti).await? {
-        return Ok(Some(Introspection::inactive()));
-    }
-    // A user's token is only as alive as the user; a client's own token has a client id as sub.
-    let username = match claims.user_id() {
-        None => None,
-        Some(user_id) => match users::find(conn, user_id).await? {
-            // A cut-off since the token was issued makes it inactive before its `exp`.
-            Some(user)
-                if !user.is_disabled()
-                    && claims.is_current_for(user.id, user.credential_version) =>
-            {
-                Some(user.username)
-            }
-            _ => return Ok(Some(Introspection::inactive())),
-        },
-    };
-    Ok(Some(describe_access(claims, username)))
+    Ok(Some(describe_access(
+        live.claims,
+        live.user.map(|u| u.username),
+    )))
 }
 
 /// Only the token's own client, or a resource server it was minted for (the caller's id, or one
@@ -177,18 +165,12 @@ async fn introspect_refresh(
     let Some(family) = refresh::find_family(conn, row.family_id).await? else {
         return Ok(None);
     };
-    // A refresh token is its client's business only.
-    if family.client_id != client.id {
-        return Ok(Some(Introspection::inactive()));
-    }
-    let live = row.used_at.is_none()
-        && row.expires_at > now
-        && family.revoked_at.is_none()
-        && family.absolute_expires_at > now;
     let user = users::find(conn, family.user_id)
         .await?
         .filter(|u| !u.is_disabled());
-    let (true, Some(user)) = (live, user) else {
+    // The grant's own rule: another client's token, or one the grant would refuse, is inactive.
+    let live = refresh::check_live(&family, &row, &client.id, None, user.is_some(), now);
+    let (Ok(()), Some(user)) = (live, user) else {
         return Ok(Some(Introspection::inactive()));
     };
     Ok(Some(Introspection {

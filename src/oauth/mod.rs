@@ -1,6 +1,8 @@
 //! OAuth 2.1 / OpenID Connect rules, orchestrating the nouns: requests and their parameters, PKCE,
-//! client authentication, the grants, introspection, revocation and logout. No axum, no SQL.
+//! client authentication, sign-in, the grants, introspection, revocation and logout. No axum, no
+//! SQL.
 
+pub mod access;
 pub mod authorize;
 pub mod client_auth;
 pub mod consent;
@@ -11,3 +13,5 @@ pub mod logout;
 pub mod params;
 pub mod pkce;
 pub mod revocation;
+pub mod sign_in;
+pub mod userinfo;

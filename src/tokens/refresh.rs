@@ -9,10 +9,11 @@ use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{
     Array, Bytea, Integer, Nullable, Text, Timestamptz, Untyped, Uuid as SqlUuid,
 };
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
+use crate::audit::Actor;
 use crate::db::schema::{family_access_tokens, refresh_families, refresh_tokens};
 use crate::scope::Scopes;
 use crate::tokens::opaque::{PlainToken, TokenHash};
@@ -112,6 +113,75 @@ pub struct RefreshTokenRow {
     pub expires_at: OffsetDateTime,
     /// When it was rotated.
     pub used_at: Option<OffsetDateTime>,
+}
+
+/// Why a presented refresh token does not stand. [`check_live`] is the one Rust statement of
+/// these rules; [`rotate_unused`]'s `WHERE` clauses are the same rules in SQL, and a test runs
+/// every case through both.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NotLive {
+    /// The family belongs to another client (RFC 6749 §6: bound to the client it was issued to).
+    OtherClient,
+    /// The family was revoked (by the client, an operator, reuse or a cut-off).
+    Revoked,
+    /// The family's absolute lifetime or the token's idle lifetime is over.
+    Expired,
+    /// The token was already rotated: a retry within the grace window, or reuse.
+    Used,
+    /// The request asks for more than the family was granted (RFC 6749 §6: narrowing only).
+    WiderScope,
+    /// The person was disabled (or deleted) since.
+    UserDisabled,
+}
+
+impl NotLive {
+    /// The `error_description` of the refusal (never naming anything the caller did not send).
+    #[must_use]
+    pub const fn description(self) -> &'static str {
+        match self {
+            Self::OtherClient => "the refresh token was issued to another client",
+            Self::Revoked => "the refresh token was revoked",
+            Self::Expired => "the refresh token has expired",
+            Self::Used => "the refresh token was already used",
+            Self::WiderScope => "scope exceeds what was originally granted",
+            Self::UserDisabled => "the user can no longer sign in",
+        }
+    }
+}
+
+/// Whether `row` of `family` may be rotated now by `client_id`, asking for `scope` (or the
+/// token's own), for a person who `is_enabled`. The order matters to the grant: a family that
+/// ended refuses before a used token counts as reuse.
+pub fn check_live(
+    family: &Family,
+    row: &RefreshTokenRow,
+    client_id: &str,
+    scope: Option<&Scopes>,
+    is_enabled: bool,
+    now: OffsetDateTime,
+) -> Result<(), NotLive> {
+    if family.client_id != client_id {
+        return Err(NotLive::OtherClient);
+    }
+    if family.revoked_at.is_some() {
+        return Err(NotLive::Revoked);
+    }
+    if family.absolute_expires_at <= now {
+        return Err(NotLive::Expired);
+    }
+    if row.used_at.is_some() {
+        return Err(NotLive::Used);
+    }
+    if row.expires_at <= now {
+        return Err(NotLive::Expired);
+    }
+    if scope.is_some_and(|s| !s.is_subset(&Scopes::from_stored(&family.scopes))) {
+        return Err(NotLive::WiderScope);
+    }
+    if !is_enabled {
+        return Err(NotLive::UserDisabled);
+    }
+    Ok(())
 }
 
 /// Everything needed to start a family.
@@ -317,8 +387,9 @@ pub struct Rotated {
 /// The whole rotation of an unused, live token in one statement, so one round trip to
 /// PostgreSQL: lock the family (as [`lock_family`] does, so revocation cannot interleave), spend
 /// the token by the same conditional update as [`update_used`], store the successor and the
-/// access token's record, and read the user's claims. `None` when any condition fails (used,
-/// expired, revoked, another client, a wider scope, a disabled user): nothing was written, and
+/// access token's record, and read the user's claims. `None` when any condition of
+/// [`check_live`] fails (used, expired, revoked, another client, a wider scope, a disabled
+/// user): nothing was written, and
 /// the caller's transaction works out which refusal, reuse or grace retry it is.
 ///
 /// It reads `users` too, though this is the tokens module, because the rotation must be
@@ -460,6 +531,64 @@ pub async fn revoke_family(
     .await?;
     revoked::insert_for_family(conn, family_id, reason, now).await?;
     Ok(revoked == 1)
+}
+
+/// Who may end a family by naming it, for [`end_family`].
+#[derive(Clone, Copy, Debug)]
+pub enum Owner<'a> {
+    /// Only the family's own client (RFC 7009 §2.1: a client ends its own tokens only).
+    Client(&'a str),
+    /// Anyone (an operator).
+    Any,
+}
+
+/// Ends family `id` on request, under its lock (a racing refresh either committed first, and
+/// its access token is revoked here, or sees the family revoked), and records `family.revoked`.
+/// `None` when there is no such family or `owner` may not end it; `Some(false)` when it had
+/// already ended.
+pub async fn end_family(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    owner: Owner<'_>,
+    reason: &str,
+    by: &Actor,
+    now: OffsetDateTime,
+) -> QueryResult<Option<bool>> {
+    conn.transaction(async |conn| {
+        let Some(family) = lock_family(conn, id).await? else {
+            return Ok(None);
+        };
+        if let Owner::Client(client_id) = owner
+            && family.client_id != client_id
+        {
+            return Ok(None);
+        }
+        if !revoke_family(conn, family.id, reason, now).await? {
+            return Ok(Some(false));
+        }
+        let subject = family.id.to_string();
+        let event = by
+            .event("family.revoked", now)
+            .subject(&subject)
+            .user(family.user_id)
+            .client(&family.client_id)
+            .details(serde_json::json!({ "reason": reason }));
+        crate::audit::insert(conn, &event).await?;
+        Ok(Some(true))
+    })
+    .await
+}
+
+/// A family and every event recorded about it, oldest first: why it ended, for `tokens why`.
+pub async fn find_history(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<Option<(Family, Vec<crate::audit::AuditEvent>)>> {
+    let Some(family) = find_family(conn, id).await? else {
+        return Ok(None);
+    };
+    let events = crate::audit::find_by_subject(conn, &family.id.to_string()).await?;
+    Ok(Some((family, events)))
 }
 
 /// Revokes every live family of `user_id` (for one client, or all); returns their ids.

@@ -2,10 +2,11 @@
 
 use diesel::prelude::*;
 use diesel::upsert::excluded;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::audit::Actor;
 use crate::db::schema::{clients, consents};
 use crate::scope::Scopes;
 
@@ -24,8 +25,31 @@ pub async fn find(
         .map(|s| s.map(|s| Scopes::from_stored(&s)))
 }
 
-/// Records consent to `scopes`, adding to what was granted before.
-pub async fn upsert(
+/// Records the person's consent to `scopes` for `client_id`, adding to what was granted before,
+/// and `consent.granted` by them, in one transaction.
+pub async fn grant(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    client_id: &str,
+    scopes: &Scopes,
+    by: &Actor,
+    now: OffsetDateTime,
+) -> QueryResult<()> {
+    conn.transaction(async |conn| {
+        upsert(conn, user_id, client_id, scopes, now).await?;
+        let details = serde_json::json!({ "scope": scopes.to_string() });
+        let event = by
+            .event("consent.granted", now)
+            .user(user_id)
+            .client(client_id)
+            .details(details);
+        crate::audit::insert(conn, &event).await
+    })
+    .await
+}
+
+/// Stores consent to `scopes`, adding to what was granted before.
+async fn upsert(
     conn: &mut AsyncPgConnection,
     user_id: Uuid,
     client_id: &str,

@@ -1,10 +1,9 @@
-//! People who sign in: their records, names, passwords, consents, throttle and trusted devices.
+//! People who sign in: their records, names, passwords, consents, lockout and trusted devices.
 
 pub mod consents;
 pub mod devices;
 pub mod name;
 pub mod password;
-pub mod sign_in;
 pub mod throttle;
 
 use std::fmt;
@@ -15,8 +14,9 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::audit::Actor;
 use crate::db::schema::{sessions, trusted_devices, users};
-use name::{Email, Username};
+use name::{Email, Role, Username};
 
 diesel::define_sql_function! {
     /// SQL `lower(text)`, matching the case-insensitive unique indexes.
@@ -139,6 +139,24 @@ pub async fn insert(
         })
 }
 
+/// Creates an account (sign-up, an operator) and records `user.created` in the same transaction.
+pub async fn create(
+    conn: &mut AsyncPgConnection,
+    new: &NewUser<'_>,
+    by: &Actor,
+) -> Result<User, CreateUserError> {
+    conn.transaction(async |conn| {
+        let user = insert(conn, new).await?;
+        crate::audit::insert(
+            conn,
+            &by.event("user.created", new.created_at).user(user.id),
+        )
+        .await?;
+        Ok(user)
+    })
+    .await
+}
+
 /// Finds a user by username, ignoring case.
 pub async fn find_by_username(
     conn: &mut AsyncPgConnection,
@@ -187,11 +205,13 @@ pub async fn update_password_hash(
         .await
 }
 
-/// Sets a new password, as a cut-off: everything issued under the old one ends.
+/// Sets a new password, as a cut-off: everything issued under the old one ends. Recorded as
+/// `user.password_set`.
 pub async fn update_password(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     password_hash: &str,
+    by: &Actor,
     now: OffsetDateTime,
 ) -> QueryResult<usize> {
     let password_hash = password_hash.to_owned();
@@ -204,7 +224,18 @@ pub async fn update_password(
             ))
             .execute(conn)
             .await?;
-        cut_off(conn, id, "password changed", now).await?;
+        if n == 1 {
+            let families = cut_off(conn, id, "password changed", now).await?;
+            record(
+                conn,
+                by,
+                "user.password_set",
+                id,
+                families_json(&families),
+                now,
+            )
+            .await?;
+        }
         Ok(n)
     })
     .await
@@ -243,23 +274,68 @@ pub async fn find_for_share(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResu
         .optional()
 }
 
-/// Replaces a user's roles.
+/// Replaces a user's roles: a privilege change, recorded as `user.roles_set` with the new roles.
 pub async fn update_roles(
     conn: &mut AsyncPgConnection,
     id: Uuid,
-    roles: &[String],
+    roles: &[Role],
+    by: &Actor,
     now: OffsetDateTime,
 ) -> QueryResult<usize> {
-    diesel::update(users::table.find(id))
-        .set((users::roles.eq(roles), users::updated_at.eq(now)))
-        .execute(conn)
-        .await
+    let roles: Vec<&str> = roles.iter().map(Role::as_str).collect();
+    conn.transaction(async |conn| {
+        let n = diesel::update(users::table.find(id))
+            .set((users::roles.eq(&roles), users::updated_at.eq(now)))
+            .execute(conn)
+            .await?;
+        if n == 1 {
+            let details = serde_json::json!({ "roles": roles });
+            record(conn, by, "user.roles_set", id, details, now).await?;
+        }
+        Ok(n)
+    })
+    .await
 }
 
-/// Disables a user and ends their sessions at once; returns false if already disabled.
+/// Ends every session and refresh family of a user ([`cut_off`]), recorded as
+/// `user.signed_out_everywhere`; returns the revoked families.
+pub async fn sign_out_everywhere(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    by: &Actor,
+    now: OffsetDateTime,
+) -> QueryResult<Vec<Uuid>> {
+    conn.transaction(async |conn| {
+        let families = cut_off(conn, id, "signed out everywhere", now).await?;
+        let details = families_json(&families);
+        record(conn, by, "user.signed_out_everywhere", id, details, now).await?;
+        Ok(families)
+    })
+    .await
+}
+
+/// Records an event about user `id` by `by`, inside the operation's transaction.
+async fn record(
+    conn: &mut AsyncPgConnection,
+    by: &Actor,
+    kind: &str,
+    id: Uuid,
+    details: serde_json::Value,
+    now: OffsetDateTime,
+) -> QueryResult<()> {
+    crate::audit::insert(conn, &by.event(kind, now).user(id).details(details)).await
+}
+
+fn families_json(families: &[Uuid]) -> serde_json::Value {
+    serde_json::json!({ "families": families })
+}
+
+/// Disables a user and ends their sessions at once (recorded as `user.disabled`); returns false
+/// if already disabled, when the cut-off still runs (it is idempotent) but nothing is recorded.
 pub async fn update_disabled(
     conn: &mut AsyncPgConnection,
     id: Uuid,
+    by: &Actor,
     now: OffsetDateTime,
 ) -> QueryResult<bool> {
     conn.transaction(async |conn| {
@@ -267,44 +343,59 @@ pub async fn update_disabled(
             .set((users::disabled_at.eq(now), users::updated_at.eq(now)))
             .execute(conn)
             .await?;
-        cut_off(conn, id, "user disabled", now).await?;
+        let families = cut_off(conn, id, "user disabled", now).await?;
+        if n == 1 {
+            record(conn, by, "user.disabled", id, families_json(&families), now).await?;
+        }
         Ok(n == 1)
     })
     .await
 }
 
-/// Enables a disabled user again; returns false if they were not disabled. Nothing of before
-/// comes back: the cut-off at disabling ended it for good.
+/// Enables a disabled user again (recorded as `user.enabled`); returns false if they were not
+/// disabled. Nothing of before comes back: the cut-off at disabling ended it for good.
 pub async fn update_enabled(
     conn: &mut AsyncPgConnection,
     id: Uuid,
+    by: &Actor,
     now: OffsetDateTime,
 ) -> QueryResult<bool> {
-    let n = diesel::update(
-        users::table
-            .find(id)
-            .filter(users::disabled_at.is_not_null()),
-    )
-    .set((
-        users::disabled_at.eq(None::<OffsetDateTime>),
-        users::updated_at.eq(now),
-    ))
-    .execute(conn)
-    .await?;
-    Ok(n == 1)
+    conn.transaction(async |conn| {
+        let n = diesel::update(
+            users::table
+                .find(id)
+                .filter(users::disabled_at.is_not_null()),
+        )
+        .set((
+            users::disabled_at.eq(None::<OffsetDateTime>),
+            users::updated_at.eq(now),
+        ))
+        .execute(conn)
+        .await?;
+        if n == 1 {
+            record(conn, by, "user.enabled", id, serde_json::json!({}), now).await?;
+        }
+        Ok(n == 1)
+    })
+    .await
 }
 
 /// Deletes a user: first the cut-off (so every token issued to them is revoked and recorded as
 /// such), then the account and its personal data (consents, devices and codes go with it). The
-/// audit trail keeps the user id, no name or address. Returns the revoked families.
+/// audit trail keeps the user id, no name or address (`user.deleted`). Returns the revoked
+/// families.
 pub async fn delete(
     conn: &mut AsyncPgConnection,
     id: Uuid,
+    by: &Actor,
     now: OffsetDateTime,
 ) -> QueryResult<Vec<Uuid>> {
     conn.transaction(async |conn| {
         let families = cut_off(conn, id, "user deleted", now).await?;
-        diesel::delete(users::table.find(id)).execute(conn).await?;
+        let n = diesel::delete(users::table.find(id)).execute(conn).await?;
+        if n == 1 {
+            record(conn, by, "user.deleted", id, families_json(&families), now).await?;
+        }
         Ok(families)
     })
     .await

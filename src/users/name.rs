@@ -21,6 +21,37 @@ pub enum NameError {
     InvalidEmail,
 }
 
+/// A role carried into access tokens: 1 to 64 visible ASCII characters (no spaces, so roles
+/// survive any space-separated listing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Role(String);
+
+/// Why a role was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("role '{0}' must be 1-64 visible ASCII characters")]
+pub struct RoleError(pub String);
+
+impl Role {
+    /// Parses one role as given.
+    pub fn parse(raw: &str) -> Result<Self, RoleError> {
+        if raw.is_empty() || raw.len() > 64 || !raw.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(RoleError(raw.chars().take(64).collect()));
+        }
+        Ok(Self(raw.to_owned()))
+    }
+
+    /// Parses every role of a list, refusing the list at the first bad one.
+    pub fn parse_all<S: AsRef<str>>(raw: &[S]) -> Result<Vec<Self>, RoleError> {
+        raw.iter().map(|r| Self::parse(r.as_ref())).collect()
+    }
+
+    /// The role.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 impl Username {
     /// Parses a username, trimming surrounding white space.
     pub fn parse(raw: &str) -> Result<Self, NameError> {

@@ -136,13 +136,9 @@ impl TestApp {
             .await
             .expect("bind a random port");
         let metrics_base = format!("http://{}", metrics_listener.local_addr().unwrap());
-        let metrics = keyward::http::observe::metrics_router(state.clone());
-        tokio::spawn(async move {
-            let _ = axum::serve(metrics_listener, metrics).await;
-        });
         let (tx, rx) = oneshot::channel();
         let server = tokio::spawn(async move {
-            app.serve(listener, async {
+            app.serve(listener, Some(metrics_listener), async {
                 let _ = rx.await;
             })
             .await

@@ -13,9 +13,9 @@ use crate::oauth::grant::{
     requested_scope,
 };
 use crate::oauth::params::Params;
+use crate::oauth::sign_in::{Checks, Device, SignInError, sign_in};
 use crate::scope::Scopes;
 use crate::users;
-use crate::users::sign_in::{Checks, Device, SignInError, sign_in};
 
 /// A password grant request, as sent.
 pub struct PasswordRequest {

@@ -15,7 +15,7 @@ use crate::oauth::grant::{
 use crate::oauth::params::Params;
 use crate::scope::Scopes;
 use crate::tokens::opaque::{PlainToken, TokenHash};
-use crate::tokens::refresh::{self, Family, RefreshTokenRow};
+use crate::tokens::refresh::{self, Family, NotLive, RefreshTokenRow};
 use crate::users;
 
 /// A refresh, as sent.
@@ -55,7 +55,8 @@ enum Outcome {
     Reused,
 }
 
-const EXPIRED: &str = "the refresh token has expired";
+const EXPIRED: &str = NotLive::Expired.description();
+const INVALID: &str = "the refresh token is invalid";
 
 /// The successor to hand out and what it carries.
 struct Rotation {
@@ -154,22 +155,33 @@ async fn rotate(
     request: &RefreshRequest,
     hash: &TokenHash,
 ) -> Result<Outcome, GrantError> {
-    let family = match lock_live_family(conn, ctx.now, client, hash).await? {
-        Ok(family) => family,
-        Err(refusal) => return Ok(Outcome::Refused(refusal)),
+    let Some(family) = lock_family_of(conn, hash).await? else {
+        return Ok(Outcome::Refused(INVALID));
     };
     // Read again under the family lock: a racer may have rotated it a moment ago.
     let row = refresh::find_token(conn, hash)
         .await?
-        .ok_or_else(|| invalid_grant("the refresh token is invalid"))?;
+        .ok_or_else(|| invalid_grant(INVALID))?;
     // Not locked: the family lock already orders this against a cut-off, which bumps the
     // user's version and then revokes each family under that lock. Locking the user here as
     // well (after the family) deadlocked with it.
     let user = users::find(conn, family.user_id)
         .await?
         .filter(|u| !u.is_disabled());
-    let rotation = match row.used_at {
-        Some(used_at) => {
+    let scope = request.scope.as_ref();
+    let verdict = refresh::check_live(&family, &row, &client.id, scope, user.is_some(), ctx.now);
+    let rotation = match verdict {
+        Ok(()) => Rotation {
+            // Narrowing is allowed, widening never: the family's grant is the ceiling.
+            scopes: scope
+                .cloned()
+                .unwrap_or_else(|| Scopes::from_stored(&row.scopes)),
+            generation: row.generation + 1,
+            successor: ctx.refresh.successor_of(&request.refresh_token),
+            is_retry: false,
+        },
+        Err(NotLive::Used) => {
+            let used_at = row.used_at.unwrap_or(ctx.now);
             let retry =
                 retry_in_grace(conn, ctx, &family, &row, &request.refresh_token, used_at).await?;
             let Some(rotation) = retry else {
@@ -178,18 +190,19 @@ async fn rotate(
             };
             rotation
         }
-        None => match next_rotation(ctx, &family, &row, request)? {
-            Ok(rotation) => rotation,
-            Err(refusal) => return Ok(Outcome::Refused(refusal)),
-        },
+        Err(NotLive::WiderScope) => {
+            return Err(OAuthError::invalid_scope(NotLive::WiderScope.description()).into());
+        }
+        // Another client presenting it learns nothing and harms nobody: no side effects.
+        Err(refusal) => return Ok(Outcome::Refused(refusal.description())),
     };
     let Some(user) = user else {
-        return Ok(Outcome::Refused("the user can no longer sign in"));
+        return Ok(Outcome::Refused(NotLive::UserDisabled.description()));
     };
     if !rotation.is_retry {
         // The conditional update decides between racers that both read the token unused.
         if !refresh::update_used(conn, &row.token_hash, ctx.now).await? {
-            return Ok(Outcome::Refused("the refresh token is invalid"));
+            return Ok(Outcome::Refused(INVALID));
         }
         let expires_at = ctx.refresh.token_expiry(&family, ctx.now);
         let r = &rotation;
@@ -207,57 +220,15 @@ async fn rotate(
     respond(conn, ctx, client, &family, &user, rotation).await
 }
 
-/// The family of the presented token, locked, if it is this client's and still alive.
-async fn lock_live_family(
+/// The family of the presented token, locked.
+async fn lock_family_of(
     conn: &mut AsyncPgConnection,
-    now: OffsetDateTime,
-    client: &Client,
     hash: &TokenHash,
-) -> Result<Result<Family, &'static str>, GrantError> {
+) -> Result<Option<Family>, GrantError> {
     let Some(row) = refresh::find_token(conn, hash).await? else {
-        return Ok(Err("the refresh token is invalid"));
+        return Ok(None);
     };
-    let Some(family) = refresh::lock_family(conn, row.family_id).await? else {
-        return Ok(Err("the refresh token is invalid"));
-    };
-    // Another client presenting it learns nothing and harms nobody: no side effects.
-    Ok(if family.client_id != client.id {
-        Err("the refresh token was issued to another client")
-    } else if family.revoked_at.is_some() {
-        Err("the refresh token was revoked")
-    } else if family.absolute_expires_at <= now {
-        Err(EXPIRED)
-    } else {
-        Ok(family)
-    })
-}
-
-/// An unused token: the next generation, with the requested scope if it narrows the grant.
-fn next_rotation(
-    ctx: &GrantContext<'_>,
-    family: &Family,
-    row: &RefreshTokenRow,
-    request: &RefreshRequest,
-) -> Result<Result<Rotation, &'static str>, GrantError> {
-    if row.expires_at <= ctx.now {
-        return Ok(Err(EXPIRED));
-    }
-    // Narrowing is allowed, widening never: the family's grant is the ceiling.
-    let scopes = match &request.scope {
-        Some(r) if !r.is_subset(&Scopes::from_stored(&family.scopes)) => {
-            return Err(
-                OAuthError::invalid_scope("scope exceeds what was originally granted").into(),
-            );
-        }
-        Some(r) => r.clone(),
-        None => Scopes::from_stored(&row.scopes),
-    };
-    Ok(Ok(Rotation {
-        scopes,
-        generation: row.generation + 1,
-        successor: ctx.refresh.successor_of(&request.refresh_token),
-        is_retry: false,
-    }))
+    Ok(refresh::lock_family(conn, row.family_id).await?)
 }
 
 /// A token presented again after rotation gets the same successor only within the grace

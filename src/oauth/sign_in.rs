@@ -1,12 +1,15 @@
-//! Checking a username and password: throttle, constant work for unknown users, rehash, devices.
+//! Signing a person in with a username and password: lockout and rate limits, constant work for
+//! unknown users, rehash, trusted devices, and the audit trail of every outcome.
 
 use std::net::IpAddr;
 
+use diesel_async::AsyncConnection as _;
 use time::{Duration, OffsetDateTime};
 
 use crate::metrics::{Metrics, SignInOutcome};
 use crate::rate_limits::{Key, Limit, Limits};
 
+use crate::audit::{self, Actor};
 use crate::db::{self, DbError, DbPool};
 use crate::tokens::opaque::{PlainToken, TokenHash};
 use crate::users::name::Username;
@@ -112,6 +115,9 @@ pub async fn sign_in(
     now: OffsetDateTime,
 ) -> Result<SignedIn, SignInError> {
     let result = judge(checks, unverified_username, password, from, now).await;
+    if let Err(e) = &result {
+        record_failure(checks, unverified_username, e, now).await;
+    }
     let outcome = match &result {
         Ok(_) => Some(SignInOutcome::Ok),
         Err(SignInError::WrongCredentials) => Some(SignInOutcome::BadCredentials),
@@ -182,8 +188,40 @@ async fn judge(
         new_hash: new_hash.as_deref(),
         trusted_device: device.filter(|_| trusted),
         remember_device: matches!(from, Device::Browser(_)),
+        ip: checks.ip,
     };
     finish(pool, user, &success, now).await
+}
+
+/// Audits a refused sign-in. The typed username is kept only if it is a valid one (so never a
+/// password pasted into the wrong field); a failure to record is logged, and the answer stays
+/// the refusal.
+async fn record_failure(
+    checks: &Checks<'_>,
+    typed: &str,
+    error: &SignInError,
+    now: OffsetDateTime,
+) {
+    let reason = match error {
+        SignInError::WrongCredentials => "wrong_credentials",
+        SignInError::Locked { .. } => "locked",
+        SignInError::RateLimited { .. } => "rate_limited",
+        SignInError::Disabled => "disabled",
+        SignInError::Busy | SignInError::Db(_) | SignInError::Internal(_) => return,
+    };
+    let username = Username::parse(typed).ok().map(|u| u.key());
+    let by = Actor::system(Some(checks.ip.into()));
+    let details = serde_json::json!({ "reason": reason, "username": username });
+    let event = by.event("signin.failed", now).details(details);
+    let recorded = match db::connect(checks.pool).await {
+        Ok(mut conn) => audit::insert(&mut conn, &event)
+            .await
+            .map_err(DbError::from),
+        Err(e) => Err(e),
+    };
+    if let Err(e) = recorded {
+        tracing::warn!(error = %e, "could not audit a failed sign-in");
+    }
 }
 
 /// Refuses before any hashing when this address, or everyone at once, failed too often. A trusted
@@ -359,9 +397,11 @@ struct Success<'a> {
     new_hash: Option<&'a str>,
     trusted_device: Option<&'a TokenHash>,
     remember_device: bool,
+    ip: IpAddr,
 }
 
-/// Stores an upgraded hash and remembers the browser.
+/// Stores an upgraded hash, remembers the browser and records `signin.succeeded`, in one
+/// transaction.
 async fn finish(
     pool: &DbPool,
     user: User,
@@ -369,18 +409,26 @@ async fn finish(
     now: OffsetDateTime,
 ) -> Result<SignedIn, SignInError> {
     let mut conn = db::connect(pool).await?;
-    if let Some(h) = success.new_hash {
-        users::update_password_hash(&mut conn, user.id, h, now).await?;
-    }
-    let new_device_token = match success.trusted_device {
-        Some(d) => {
-            devices::update_succeeded(&mut conn, d, now).await?;
-            None
-        }
-        // API sign-ins (the password grant) have no browser to remember.
-        None if success.remember_device => Some(devices::insert(&mut conn, user.id, now).await?),
-        None => None,
-    };
+    let id = user.id;
+    let new_device_token = conn
+        .transaction(async |conn| {
+            if let Some(h) = success.new_hash {
+                users::update_password_hash(conn, id, h, now).await?;
+            }
+            let token = match success.trusted_device {
+                Some(d) => {
+                    devices::update_succeeded(conn, d, now).await?;
+                    None
+                }
+                // API sign-ins (the password grant) have no browser to remember.
+                None if success.remember_device => Some(devices::insert(conn, id, now).await?),
+                None => None,
+            };
+            let by = Actor::user(id, Some(success.ip.into()));
+            audit::insert(conn, &by.event("signin.succeeded", now).user(id)).await?;
+            Ok::<_, diesel::result::Error>(token)
+        })
+        .await?;
     Ok(SignedIn {
         user,
         new_device_token,

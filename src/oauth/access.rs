@@ -1,0 +1,59 @@
+//! Judging an access token presented back to Keyward (at `/userinfo`, at introspection): one
+//! check, so that every endpoint ends a token at the same moment.
+
+use diesel_async::AsyncPgConnection;
+use time::OffsetDateTime;
+
+use crate::keys::keyring::KeyRing;
+use crate::tokens::jwt::{self, AccessTokenClaims};
+use crate::tokens::revoked;
+use crate::users::{self, User};
+
+/// What an access token turned out to be.
+#[derive(Debug)]
+pub enum Judged {
+    /// Not one of our access tokens at all (a refresh token, an ID token, garbage, expired).
+    NotOurs,
+    /// One of ours that no longer stands: revoked, or its person disabled, deleted or cut off
+    /// since it was issued.
+    Ended,
+    /// A live token.
+    Live(Box<LiveToken>),
+}
+
+/// A live access token: its claims, and for a person's token the person as they are now.
+#[derive(Debug)]
+pub struct LiveToken {
+    /// The verified claims.
+    pub claims: AccessTokenClaims,
+    /// The person (`None` for a client's own token, whose `sub` is the client).
+    pub user: Option<User>,
+}
+
+/// Checks signature, `typ` (RFC 9068 §4: an ID token is no credential here), issuer and expiry,
+/// then what the database knows: not revoked (RFC 7009), and the person still enabled and on the
+/// credential version the token was issued under (a cut-off ends it before its `exp`).
+pub async fn judge(
+    conn: &mut AsyncPgConnection,
+    keys: &KeyRing,
+    issuer: &str,
+    token: &str,
+    now: OffsetDateTime,
+) -> diesel::QueryResult<Judged> {
+    let Ok(claims) = jwt::verify_access_token(keys, token, issuer, now) else {
+        return Ok(Judged::NotOurs);
+    };
+    if revoked::is_revoked(conn, claims.jti).await? {
+        return Ok(Judged::Ended);
+    }
+    let user = match claims.user_id() {
+        None => None,
+        Some(id) => match users::find(conn, id).await? {
+            Some(u) if !u.is_disabled() && claims.is_current_for(u.id, u.credential_version) => {
+                Some(u)
+            }
+            _ => return Ok(Judged::Ended),
+        },
+    };
+    Ok(Judged::Live(Box::new(LiveToken { claims, user })))
+}
