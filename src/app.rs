@@ -25,7 +25,7 @@ use crate::keys::kek::Kek;
 use crate::sessions::store::PgSessionStore;
 use crate::users::password::PasswordHasher;
 
-/// How often expired sessions, throttle rows and device records are deleted.
+/// How often expired sessions, lockout rows and device records are deleted.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(300);
 /// How long open connections get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -126,91 +126,39 @@ pub struct App {
 impl App {
     /// Builds the state and router. The database may be down: connections are made on demand.
     pub async fn build(config: Config, clock: Clock) -> anyhow::Result<Self> {
-        let database = &config.database;
         let metrics = Arc::new(crate::metrics::Metrics::new());
-        let pool = db::build_pool(
-            &database.url,
-            database.pool_size,
-            database.pool_wait,
-            Some(metrics.db_queries()),
-        )?;
+        let pool = open_pool(&config, &metrics)?;
         // Before anything is dated: keys, codes and sessions written by a skewed instance would
         // be judged by the others against another time.
         check_clock(&clock, &pool, config.server.max_clock_skew).await?;
-        let passwords = config.passwords;
-        let hasher = tokio::task::spawn_blocking(move || {
-            PasswordHasher::new(
-                passwords.argon2,
-                passwords.hash_concurrency.get(),
-                passwords.hash_queue.get(),
-            )
-        })
-        .await??;
-        let issuer = &config.server.issuer;
-        let cookies = CookieSettings::for_https(issuer.is_https());
+        let hasher = start_hasher(&config).await?;
         // The KEK and keys come first: with a wrong KEK nothing else should start.
-        // A new KEK only for a new key store: one missing beside existing keys is a mistake
-        // (another directory, a lost file), and a fresh one could never open them.
-        let empty = {
-            let mut conn = db::connect(&pool).await?;
-            crate::keys::store::list(&mut conn).await?.is_empty()
-        };
-        let kek = if empty {
-            Kek::load_or_create(&config.keys.kek)?
-        } else {
-            Kek::load(&config.keys.kek)?
-        };
-        let keys = KeyManager::start(pool.clone(), kek, config.keys.policy, clock.clone()).await?;
-        let clients = {
-            let mut conn = db::connect(&pool).await?;
-            // Three missed checks in a row, and the cache is not trusted until the next one.
-            crate::clients::cache::ClientCache::load(&mut conn, config.keys.reload * 3).await?
-        };
-        let discovery = crate::http::discovery::Documents::new(issuer.as_str());
-        let lifetimes = config.sessions.lifetimes;
-        let store = PgSessionStore::new(pool.clone(), clock.clone(), lifetimes);
-        let sessions = SessionManagerLayer::new(store)
-            .with_name(cookies.session)
-            .with_http_only(true)
-            // Lax, not the default Strict: the browser must send the cookie when an app
-            // redirects to /authorize, or single sign-on and prompt=none cannot work.
-            .with_same_site(SameSite::Lax)
-            .with_secure(cookies.secure)
-            .with_path("/")
-            // The cookie may outlive the idle time: the server enforces both lifetimes.
-            .with_expiry(Expiry::OnInactivity(lifetimes.absolute));
-        let refresh = crate::tokens::refresh::RefreshPolicy {
-            idle: config.tokens.refresh_idle_ttl,
-            absolute: config.tokens.refresh_absolute_ttl,
-            grace: config.tokens.refresh_reuse_grace,
-            secret: *keys.refresh_secret(),
-        };
-        let limits = crate::rate_limits::Limits::new(config.limits, metrics.clone());
-        let csrf = crate::http::csrf::VisitorCsrf::new(keys.csrf_secret());
-        let work = crate::http::shed::WorkClasses::new(
-            config.database.pool_size,
-            config.database.pool_wait,
-        );
-        let brand = Arc::new(crate::http::brand::Brand::load(
-            &config.server.product_name,
-            config.server.logo_file.as_deref(),
-        )?);
-        let state = AppState(Arc::new(Shared {
+        let keys = start_keys(&pool, &config, &clock).await?;
+        let clients = load_clients(&pool, &config).await?;
+        let sessions = session_layer(&pool, &clock, &config);
+        let shared = Shared {
+            refresh: refresh_policy(&config, &keys),
+            limits: crate::rate_limits::Limits::new(config.limits, metrics.clone()),
+            csrf: crate::http::csrf::VisitorCsrf::new(keys.csrf_secret()),
+            work: crate::http::shed::WorkClasses::new(
+                config.database.pool_size,
+                config.database.pool_wait,
+            ),
+            brand: Arc::new(crate::http::brand::Brand::load(
+                &config.server.product_name,
+                config.server.logo_file.as_deref(),
+            )?),
+            discovery: crate::http::discovery::Documents::new(config.server.issuer.as_str()),
+            cookies: CookieSettings::for_https(config.server.issuer.is_https()),
             clients,
             metrics,
-            brand,
-            work,
-            limits,
-            csrf,
             db: pool,
             config: Arc::new(config),
             hasher,
             clock,
-            cookies,
             keys,
-            discovery,
-            refresh,
-        }));
+        };
+        let state = AppState(Arc::new(shared));
         let router = crate::http::router(state.clone(), sessions);
         Ok(Self { state, router })
     }
@@ -230,7 +178,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
-        let key_maintenance = tokio::spawn(maintain_keys(self.state.clone()));
+        let following = tokio::spawn(follow_other_instances(self.state.clone()));
         let metrics = metrics.map(|l| tokio::spawn(serve_metrics(self.state.clone(), l)));
 
         let builder = connection_builder(self.state.config.server.header_timeout);
@@ -277,7 +225,7 @@ impl App {
             tracing::warn!("some connections did not finish in time");
         }
         housekeeping.abort();
-        key_maintenance.abort();
+        following.abort();
         if let Some(m) = metrics {
             m.abort();
         }
@@ -293,6 +241,87 @@ async fn serve_metrics(state: AppState, listener: TcpListener) {
     let router = crate::http::observe::metrics_router(state);
     if let Err(e) = axum::serve(listener, router).await {
         tracing::error!(error = %e, "the metrics listener stopped");
+    }
+}
+
+/// The database pool, counting the statements it sends.
+fn open_pool(config: &Config, metrics: &crate::metrics::Metrics) -> anyhow::Result<DbPool> {
+    let database = &config.database;
+    db::build_pool(
+        &database.url,
+        database.pool_size,
+        database.pool_wait,
+        Some(metrics.db_queries()),
+    )
+}
+
+/// The password hasher's worker threads (each allocates its argon2 memory at its first hash).
+async fn start_hasher(config: &Config) -> anyhow::Result<PasswordHasher> {
+    let passwords = config.passwords;
+    tokio::task::spawn_blocking(move || {
+        PasswordHasher::new(
+            passwords.argon2,
+            passwords.hash_concurrency.get(),
+            passwords.hash_queue.get(),
+        )
+    })
+    .await?
+}
+
+/// Opens the KEK and the key store. A new KEK only for a new key store: one missing beside
+/// existing keys is a mistake (another directory, a lost file), and a fresh one could never
+/// open them.
+async fn start_keys(pool: &DbPool, config: &Config, clock: &Clock) -> anyhow::Result<KeyManager> {
+    let empty = {
+        let mut conn = db::connect(pool).await?;
+        crate::keys::store::list(&mut conn).await?.is_empty()
+    };
+    let kek = if empty {
+        Kek::load_or_create(&config.keys.kek)?
+    } else {
+        Kek::load(&config.keys.kek)?
+    };
+    Ok(KeyManager::start(pool.clone(), kek, config.keys.policy, clock.clone()).await?)
+}
+
+/// The client cache, filled now: three missed checks in a row, and it is not trusted until the
+/// next one.
+async fn load_clients(
+    pool: &DbPool,
+    config: &Config,
+) -> anyhow::Result<crate::clients::cache::ClientCache> {
+    let mut conn = db::connect(pool).await?;
+    Ok(crate::clients::cache::ClientCache::load(&mut conn, config.keys.reload * 3).await?)
+}
+
+/// Browser sessions in PostgreSQL, behind the session cookie.
+fn session_layer(
+    pool: &DbPool,
+    clock: &Clock,
+    config: &Config,
+) -> SessionManagerLayer<PgSessionStore> {
+    let lifetimes = config.sessions.lifetimes;
+    let cookies = CookieSettings::for_https(config.server.issuer.is_https());
+    let store = PgSessionStore::new(pool.clone(), clock.clone(), lifetimes);
+    SessionManagerLayer::new(store)
+        .with_name(cookies.session)
+        .with_http_only(true)
+        // Lax, not the default Strict: the browser must send the cookie when an app
+        // redirects to /authorize, or single sign-on and prompt=none cannot work.
+        .with_same_site(SameSite::Lax)
+        .with_secure(cookies.secure)
+        .with_path("/")
+        // The cookie may outlive the idle time: the server enforces both lifetimes.
+        .with_expiry(Expiry::OnInactivity(lifetimes.absolute))
+}
+
+/// Refresh-token lifetimes, grace window and the successor key.
+fn refresh_policy(config: &Config, keys: &KeyManager) -> crate::tokens::refresh::RefreshPolicy {
+    crate::tokens::refresh::RefreshPolicy {
+        idle: config.tokens.refresh_idle_ttl,
+        absolute: config.tokens.refresh_absolute_ttl,
+        grace: config.tokens.refresh_reuse_grace,
+        secret: *keys.refresh_secret(),
     }
 }
 
@@ -321,51 +350,61 @@ fn connection_builder(header_timeout: Duration) -> Builder<TokioExecutor> {
         .header_read_timeout(header_timeout)
         // A request head larger than this gets hyper's own 431; smaller ones are measured
         // against the real limits in `http::limits`.
-        .max_buf_size(crate::http::limits::TRANSPORT_HEADERS_BYTES);
+        .max_buf_size(crate::http::size_limits::TRANSPORT_HEADERS_BYTES);
     builder
         .http2()
         .timer(TokioTimer::new())
         .max_header_list_size(
-            u32::try_from(crate::http::limits::TRANSPORT_HEADERS_BYTES).unwrap_or(u32::MAX),
+            u32::try_from(crate::http::size_limits::TRANSPORT_HEADERS_BYTES).unwrap_or(u32::MAX),
         );
     builder
 }
 
-/// Completes the key schedule and picks up other instances' changes to keys and clients, every
-/// reload interval.
-async fn maintain_keys(state: AppState) {
+/// Follows the other instances, every reload interval: completes the key schedule and picks up
+/// their key changes, and forgets cached clients when any client changed.
+async fn follow_other_instances(state: AppState) {
     let mut tick = tokio::time::interval(state.config.keys.reload);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await; // the first tick is immediate, and start() just did the work
     loop {
         tick.tick().await;
-        match state.keys.maintain().await {
-            Ok(done) => {
-                if done.reloaded {
-                    state.metrics.key_event("reloaded");
-                }
-                if done.scheduled {
-                    state.metrics.key_event("scheduled");
-                }
+        maintain_keys(&state).await;
+        forget_changed_clients(&state).await;
+    }
+}
+
+/// Completes the key schedule and reloads keys another instance changed.
+async fn maintain_keys(state: &AppState) {
+    match state.keys.maintain().await {
+        Ok(done) => {
+            if done.reloaded {
+                state.metrics.key_event("reloaded");
             }
-            Err(e) => {
-                state.metrics.key_event("maintenance_failed");
-                tracing::warn!(error = %e, "signing key maintenance failed");
+            if done.scheduled {
+                state.metrics.key_event("scheduled");
             }
         }
-        let forgot = match state.conn().await {
-            Ok(mut conn) => state
-                .clients
-                .refresh(&mut conn)
-                .await
-                .map_err(db::DbError::from),
-            Err(e) => Err(e),
-        };
-        match forgot {
-            Ok(true) => tracing::debug!("clients changed: cached clients forgotten"),
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "could not check clients for changes"),
+        Err(e) => {
+            state.metrics.key_event("maintenance_failed");
+            tracing::warn!(error = %e, "signing key maintenance failed");
         }
+    }
+}
+
+/// Forgets the cached clients when any client changed (on any instance).
+async fn forget_changed_clients(state: &AppState) {
+    let forgot = match state.conn().await {
+        Ok(mut conn) => state
+            .clients
+            .refresh(&mut conn)
+            .await
+            .map_err(db::DbError::from),
+        Err(e) => Err(e),
+    };
+    match forgot {
+        Ok(true) => tracing::debug!("clients changed: cached clients forgotten"),
+        Ok(false) => {}
+        Err(e) => tracing::warn!(error = %e, "could not check clients for changes"),
     }
 }
 

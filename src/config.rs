@@ -16,8 +16,8 @@ use crate::keys::schedule::{CLOCK_LEEWAY, SchedulePolicy};
 use crate::keys::store::KeyPolicy;
 use crate::rate_limits::{Rate, Rates};
 use crate::sessions::store::SessionLifetimes;
+use crate::users::lockout::LockoutPolicy;
 use crate::users::password::Argon2Settings;
-use crate::users::throttle::ThrottlePolicy;
 
 /// A setting that could not be used, with the variable it came from.
 #[derive(Debug, thiserror::Error)]
@@ -119,7 +119,7 @@ pub struct PasswordSettings {
     /// `KEYWARD_HASH_QUEUE`: sign-ins allowed to wait for a hashing slot before we answer 503.
     pub hash_queue: NonZeroUsize,
     /// `KEYWARD_LOCKOUT_THRESHOLD`, `KEYWARD_LOCKOUT_BASE`, `KEYWARD_LOCKOUT_MAX`.
-    pub throttle: ThrottlePolicy,
+    pub lockout: LockoutPolicy,
 }
 
 /// Browser sessions.
@@ -175,7 +175,7 @@ impl Issuer {
         }
         match url.scheme() {
             "https" => {}
-            "http" if is_loopback_host(&url) => {}
+            "http" if crate::clients::is_loopback(&url) => {}
             "http" => return Err("http is only allowed for 127.0.0.1, [::1] or localhost".into()),
             other => return Err(format!("unsupported scheme '{other}'")),
         }
@@ -193,15 +193,6 @@ impl Issuer {
     #[must_use]
     pub fn is_https(&self) -> bool {
         self.0.starts_with("https://")
-    }
-}
-
-fn is_loopback_host(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d == "localhost",
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
     }
 }
 
@@ -297,9 +288,7 @@ impl Config {
         let env = Env { lookup };
         let tokens = tokens(&env)?;
         let server = server(&env)?;
-        let mut passwords = passwords(&env)?;
-        // A sign-in waiting for a slot must still be answered well within the request timeout.
-        passwords.throttle.slot_wait = server.request_timeout / 2;
+        let passwords = passwords(&env, server.request_timeout)?;
         Ok(Self {
             server,
             database: database(&env)?,
@@ -470,7 +459,10 @@ fn database(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<DatabaseSettin
     })
 }
 
-fn passwords(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<PasswordSettings, ConfigError> {
+fn passwords(
+    env: &Env<impl Fn(&str) -> Option<String>>,
+    request_timeout: std::time::Duration,
+) -> Result<PasswordSettings, ConfigError> {
     let owasp = Argon2Settings::OWASP;
     let argon2 = Argon2Settings {
         memory_kib: env.number(
@@ -506,11 +498,14 @@ fn passwords(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<PasswordSetti
         argon2,
         hash_concurrency,
         hash_queue,
-        throttle: throttle(env)?,
+        lockout: lockout(env, request_timeout)?,
     })
 }
 
-fn throttle(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<ThrottlePolicy, ConfigError> {
+fn lockout(
+    env: &Env<impl Fn(&str) -> Option<String>>,
+    request_timeout: std::time::Duration,
+) -> Result<LockoutPolicy, ConfigError> {
     let base = env.duration(
         "KEYWARD_LOCKOUT_BASE",
         30 * Duration::SECOND,
@@ -524,11 +519,12 @@ fn throttle(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<ThrottlePolicy
         base..=DAY,
         "at least KEYWARD_LOCKOUT_BASE and at most 24h: a longer lockout hands attackers a denial of service",
     )?;
-    Ok(ThrottlePolicy {
+    Ok(LockoutPolicy {
         threshold: env.number("KEYWARD_LOCKOUT_THRESHOLD", 5, 1..=100)?,
         base,
         max,
-        slot_wait: std::time::Duration::from_secs(15),
+        // A sign-in waiting for a slot must still be answered well within the request timeout.
+        slot_wait: request_timeout / 2,
     })
 }
 

@@ -17,10 +17,11 @@ pub fn random_bytes<const N: usize>() -> [u8; N] {
     out
 }
 
-/// Compares two presented strings in constant time (for CSRF tokens and the like).
+/// Compares two secrets (or their hashes) in constant time: the one comparison every module
+/// uses, so that no secret is ever compared with `==`.
 #[must_use]
-pub fn constant_time_eq(a: &str, b: &str) -> bool {
-    a.as_bytes().ct_eq(b.as_bytes()).into()
+pub fn constant_time_eq(a: impl AsRef<[u8]>, b: impl AsRef<[u8]>) -> bool {
+    a.as_ref().ct_eq(b.as_ref()).into()
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use time::{Duration, OffsetDateTime};
 
 use crate::db;
 use crate::tokens::{codes, refresh, revoked};
-use crate::users::{devices, throttle};
+use crate::users::{devices, lockout};
 
 /// Rows per DELETE statement.
 pub const BATCH: i64 = 1000;
@@ -20,7 +20,7 @@ pub struct Purged {
     pub codes: usize,
     /// Refresh families (with their tokens) and family access-token records.
     pub refresh: usize,
-    /// Sign-in throttles, abandoned sign-in reservations, trusted devices and rate-limit keys.
+    /// Sign-in lockouts, abandoned sign-in reservations, trusted devices and rate-limit keys.
     pub sign_in: usize,
 }
 
@@ -69,8 +69,8 @@ pub async fn purge(
             longest_access_ttl,
             BATCH
         )),
-        sign_in: drain!(throttle::delete_expired(conn, now, BATCH))
-            + drain!(throttle::delete_expired_reservations(conn, now, BATCH))
+        sign_in: drain!(lockout::delete_expired(conn, now, BATCH))
+            + drain!(lockout::delete_expired_reservations(conn, now, BATCH))
             + drain!(devices::delete_expired(conn, now, BATCH))
             + drain!(crate::rate_limits::delete_expired(conn, now, BATCH)),
     })

@@ -12,7 +12,7 @@
 //! - [`http`]: thin handlers, one file per endpoint family; `http/mod.rs` lists every route.
 //! - [`oauth`]: parameters, client authentication, one file per grant, authorization requests,
 //!   introspection, revocation, logout rules.
-//! - [`users`]: accounts, names, password rules and hashing, consents, sign-in throttle, devices.
+//! - [`users`]: accounts, names, password rules and hashing, consents, sign-in lockout, devices.
 //! - [`clients`]: relying parties, their exact redirect URIs and hashed secrets.
 //! - [`tokens`]: opaque secrets and their hashes, codes, refresh families, JWTs, revoked list.
 //! - [`keys`]: sealed signing keys on a published schedule, the in-memory signer and the JWKS.

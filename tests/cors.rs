@@ -105,7 +105,7 @@ async fn token_endpoints_answer_preflights_only_for_origins_some_client_allows()
             assert_eq!(h["access-control-allow-methods"], "POST");
             assert_eq!(
                 h["access-control-allow-headers"],
-                "Authorization, Content-Type, DPoP"
+                "Authorization, Content-Type"
             );
             assert!(h.contains_key("access-control-max-age"));
             assert!(h["vary"].to_str().unwrap().contains("Origin"));

@@ -22,7 +22,7 @@ const NO_FAMILY: &str = "no such family (it may have expired and been purged)";
 /// Operators' token commands.
 #[derive(Debug, Subcommand)]
 pub enum TokensCommand {
-    /// Delete expired codes, refresh families, revocation records, sessions and throttles now.
+    /// Delete expired codes, refresh families, revocation records, sessions and lockouts now.
     Purge {
         /// Print JSON.
         #[arg(long)]

@@ -155,6 +155,13 @@ impl Origin {
     }
 }
 
+/// The origin of a registered redirect URI (the one place an origin is derived from one).
+#[must_use]
+pub fn origin_of_redirect_uri(uri: &str) -> Option<String> {
+    let uri = RedirectUri::parse(uri).ok()?;
+    Origin::of_redirect_uri(&uri).map(|o| o.0)
+}
+
 /// Every CORS origin of a client: its redirect URIs' origins, then the explicit ones, once each.
 #[must_use]
 pub fn cors_origins(redirect_uris: &[RedirectUri], explicit: &[Origin]) -> Vec<String> {
@@ -168,7 +175,10 @@ pub fn cors_origins(redirect_uris: &[RedirectUri], explicit: &[Origin]) -> Vec<S
     all
 }
 
-fn is_loopback(url: &Url) -> bool {
+/// Whether `url`'s host is a loopback one (RFC 8252 §7.3: `localhost`, 127.0.0.0/8, `::1`),
+/// where plain http is allowed: the one loopback check, for redirect URIs and the issuer alike.
+#[must_use]
+pub fn is_loopback(url: &Url) -> bool {
     match url.host() {
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
@@ -274,7 +284,7 @@ impl Client {
         match &self.secret_hash {
             Some(stored) => {
                 let presented = TokenHash::of(presented);
-                subtle::ConstantTimeEq::ct_eq(stored.as_slice(), presented.as_bytes()).into()
+                crate::crypto::constant_time_eq(stored, presented.as_bytes())
             }
             None => false,
         }

@@ -7,16 +7,16 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use time::OffsetDateTime;
 use time::macros::format_description;
-use tower_sessions::Session;
 
 use serde::Deserialize;
 
 use crate::app::AppState;
 use crate::audit::Actor;
 use crate::http::client_ip::ClientIp;
-use crate::http::page::{PageError, PageForm, csrf_for_form, require_csrf, see_other};
+use crate::http::csrf;
+use crate::http::page::{PageError, PageForm, see_other};
 use crate::oauth::consent;
-use crate::sessions;
+use crate::sessions::BrowserSession;
 use crate::users;
 use crate::users::consents;
 
@@ -50,13 +50,13 @@ fn human_time(t: OffsetDateTime) -> String {
 #[tracing::instrument(skip_all)]
 pub async fn get_account(
     State(state): State<AppState>,
-    session: Session,
+    session: BrowserSession,
 ) -> Result<Response, PageError> {
-    let Some(current) = sessions::signed_in(&session).await? else {
+    let Some(current) = session.signed_in().await? else {
         // A session may still name an abandoned app request to return to: replace it. Without
         // a session there is nothing to keep (the sign-in page goes to /account by default).
-        if session.id().is_some() {
-            sessions::set_return_to(&session, "/account").await?;
+        if session.exists() {
+            session.set_return_to("/account").await?;
         }
         return Ok(see_other("/signin"));
     };
@@ -66,11 +66,11 @@ pub async fn get_account(
     drop(conn);
     // A user disabled or deleted since signing in loses the session on their next request.
     let Some(user) = user.filter(|u| !u.is_disabled()) else {
-        sessions::sign_out(&session).await?;
+        session.sign_out().await?;
         return Ok(see_other("/signin"));
     };
     Ok(AccountPage {
-        csrf: csrf_for_form(&session).await?,
+        csrf: csrf::for_session(&session).await?,
         username: user.username,
         email: user.email,
         member_since: human_time(user.created_at),
@@ -100,12 +100,12 @@ pub struct RevokeForm {
 #[tracing::instrument(skip_all)]
 pub async fn revoke_consent(
     State(state): State<AppState>,
-    session: Session,
+    session: BrowserSession,
     ClientIp(ip): ClientIp,
     PageForm(form): PageForm<RevokeForm>,
 ) -> Result<Response, PageError> {
-    require_csrf(&session, &form.csrf).await?;
-    let Some(current) = sessions::signed_in(&session).await? else {
+    csrf::require_for_session(&session, &form.csrf).await?;
+    let Some(current) = session.signed_in().await? else {
         return Ok(see_other("/signin"));
     };
     let now = state.clock.now();

@@ -7,24 +7,18 @@ use askama_web::WebTemplate;
 use axum::extract::{Query, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tower_sessions::Session;
 
 use crate::app::AppState;
-use crate::audit::Actor;
 use crate::clients::{self, Client};
 use crate::crypto::random_bytes;
-use crate::db;
 use crate::http::client_ip::ClientIp;
-use crate::http::page::{PageError, PageForm, csrf_for_form, require_csrf, see_other};
-use crate::oauth::authorize::{self, AuthorizationRequest, Next, redirect_with};
+use crate::http::csrf;
+use crate::http::page::{PageError, PageForm, see_other};
+use crate::oauth::authorize::{self, AuthorizationRequest, Outcome, redirect_with};
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::params::Params;
 use crate::rate_limits::{Key, Limit};
-use crate::scope;
-use crate::sessions::{self, AskingApp, SignedInSession};
-use crate::tokens::codes;
-use crate::users;
-use crate::users::consents;
+use crate::sessions::BrowserSession;
 
 /// The consent page.
 #[derive(Template, WebTemplate)]
@@ -43,7 +37,7 @@ pub struct ConsentPage {
 #[tracing::instrument(skip_all)]
 pub async fn get_authorize(
     State(state): State<AppState>,
-    session: Session,
+    session: BrowserSession,
     ClientIp(ip): ClientIp,
     RawQuery(query): RawQuery,
 ) -> Result<Response, PageError> {
@@ -59,7 +53,7 @@ pub async fn get_authorize(
 #[tracing::instrument(skip_all)]
 pub async fn post_authorize(
     State(state): State<AppState>,
-    session: Session,
+    session: BrowserSession,
     ClientIp(ip): ClientIp,
     PageForm(pairs): PageForm<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
@@ -91,7 +85,7 @@ fn error_redirect(
 /// The browser asking: its session, and its address (new sessions are counted per address).
 #[derive(Clone, Copy)]
 struct Visitor<'a> {
-    session: &'a Session,
+    session: &'a BrowserSession,
     ip: IpAddr,
 }
 
@@ -131,79 +125,41 @@ async fn proceed(
     client: &Client,
     request: AuthorizationRequest,
 ) -> Result<Response, PageError> {
-    let session = visitor.session;
+    let signed = visitor.session.signed_in().await?;
     let now = state.clock.now();
-    let redirect_error = |code, description| {
-        Ok(error_redirect(
-            state,
-            &request.redirect_uri,
-            OAuthError::new(code, description),
-            request.state.as_deref(),
-        ))
-    };
     let mut conn = state.conn().await?;
-    let signed = signed_in_active(&mut conn, session).await?;
-    let consent = match &signed {
-        Some(s) if client.needs_consent() => {
-            consents::find(&mut conn, s.user_id, &client.id).await?
-        }
-        _ => None,
-    };
-    let decision = authorize::decide(
-        &request,
-        client.needs_consent(),
-        signed.as_ref().map(|s| s.auth_time),
-        consent.as_ref(),
-        now,
-    );
-    match (decision, signed) {
-        (Next::IssueCode, Some(signed)) => {
-            let scopes = request.scopes();
-            let new = request.new_code(signed.user_id, signed.auth_time, &signed.sid, &scopes);
-            let code = codes::insert(&mut conn, &new, now).await?;
-            drop(conn);
-            sessions::remove_pending::<AuthorizationRequest>(session, &request.id).await?;
+    let outcome = authorize::proceed(&mut conn, client, &request, signed.as_ref(), now).await?;
+    drop(conn);
+    answer(state, visitor, client, request, outcome).await
+}
+
+/// Turns where the request goes next into the browser's next page.
+async fn answer(
+    state: &AppState,
+    visitor: Visitor<'_>,
+    client: &Client,
+    request: AuthorizationRequest,
+    outcome: Outcome,
+) -> Result<Response, PageError> {
+    let session = visitor.session;
+    match outcome {
+        Outcome::Code(code) => {
+            session
+                .remove_pending::<AuthorizationRequest>(&request.id)
+                .await?;
             Ok(success_redirect(state, &request, code.expose()))
         }
-        (Next::LoginRequired, _) => {
-            redirect_error(ErrorCode::LoginRequired, "the user is not signed in")
-        }
-        (Next::ConsentRequired, _) => {
-            redirect_error(ErrorCode::ConsentRequired, "the user has not consented")
-        }
-        (Next::Consent, _) => {
-            drop(conn);
-            sessions::put_pending(session, &request).await?;
+        Outcome::Refused(error) => Ok(error_redirect(
+            state,
+            &request.redirect_uri,
+            error,
+            request.state.as_deref(),
+        )),
+        Outcome::Consent => {
+            session.put_pending(&request).await?;
             Ok(see_other(&format!("/consent?request={}", request.id)))
         }
-        (Next::SignIn | Next::IssueCode, _) => {
-            drop(conn);
-            send_to_sign_in(state, visitor, client, &request).await
-        }
-    }
-}
-
-/// The session's sign-in, if its user still exists and is not disabled.
-async fn signed_in_active(
-    conn: &mut db::PooledConn,
-    session: &Session,
-) -> Result<Option<SignedInSession>, PageError> {
-    let Some(signed) = sessions::signed_in(session).await? else {
-        return Ok(None);
-    };
-    let active = users::find(conn, signed.user_id)
-        .await?
-        .is_some_and(|u| !u.is_disabled());
-    Ok(active.then_some(signed))
-}
-
-/// The app and where it returns the person, as the hosted pages name it.
-fn asking_app(client_name: &str, redirect_uri: &str) -> AskingApp {
-    AskingApp {
-        name: client_name.to_owned(),
-        origin: url::Url::parse(redirect_uri)
-            .map(|u| u.origin().ascii_serialization())
-            .unwrap_or_default(),
+        Outcome::SignIn => send_to_sign_in(state, visitor, client, &request).await,
     }
 }
 
@@ -218,7 +174,7 @@ async fn send_to_sign_in(
     request: &AuthorizationRequest,
 ) -> Result<Response, PageError> {
     let session = visitor.session;
-    if session.id().is_none() {
+    if !session.exists() {
         let now = state.clock.now();
         let mut conn = state.conn().await?;
         let key = Key::ip(visitor.ip);
@@ -232,15 +188,14 @@ async fn send_to_sign_in(
             });
         }
     }
-    sessions::put_pending(session, request).await?;
-    sessions::set_asking_app(session, &asking_app(&client.name, &request.redirect_uri)).await?;
+    session.put_pending(request).await?;
+    session.set_asking_app(&request.asking_app(client)).await?;
     let reauth = request.prompt.login || request.max_age.is_some();
-    sessions::require_sign_in(session, request.login_hint.as_deref(), reauth).await?;
-    sessions::set_return_to(
-        session,
-        &format!("/authorize/resume?request={}", request.id),
-    )
-    .await?;
+    session
+        .require_sign_in(request.login_hint.as_deref(), reauth)
+        .await?;
+    let resume = format!("/authorize/resume?request={}", request.id);
+    session.set_return_to(&resume).await?;
     Ok(see_other("/signin"))
 }
 
@@ -262,10 +217,11 @@ pub struct RequestQuery {
 
 async fn pending(
     state: &AppState,
-    session: &Session,
+    session: &BrowserSession,
     id: &str,
 ) -> Result<(AuthorizationRequest, Client), PageError> {
-    let request: AuthorizationRequest = sessions::find_pending(session, id)
+    let request: AuthorizationRequest = session
+        .find_pending(id)
         .await?
         .ok_or(PageError::StaleRequest)?;
     let mut conn = state.conn().await?;
@@ -280,19 +236,12 @@ async fn pending(
 #[tracing::instrument(skip_all)]
 pub async fn resume_authorize(
     State(state): State<AppState>,
-    session: Session,
+    session: BrowserSession,
     ClientIp(ip): ClientIp,
     Query(q): Query<RequestQuery>,
 ) -> Result<Response, PageError> {
     let (request, client) = pending(&state, &session, &q.request).await?;
-    // Signing in again does not satisfy prompt=login forever: only once, for this request.
-    let request = AuthorizationRequest {
-        prompt: authorize::Prompt {
-            login: false,
-            ..request.prompt
-        },
-        ..request
-    };
+    let request = request.signed_in_again();
     let visitor = Visitor {
         session: &session,
         ip,
@@ -304,25 +253,25 @@ pub async fn resume_authorize(
 #[tracing::instrument(skip_all)]
 pub async fn get_consent(
     State(state): State<AppState>,
-    session: Session,
+    session: BrowserSession,
     Query(q): Query<RequestQuery>,
 ) -> Result<Response, PageError> {
-    let Some(signed) = sessions::signed_in(&session).await? else {
+    let Some(signed) = session.signed_in().await? else {
         return Ok(see_other("/signin"));
     };
     let (request, client) = pending(&state, &session, &q.request).await?;
     let mut conn = state.conn().await?;
-    let user = users::find(&mut conn, signed.user_id)
+    let question = authorize::consent_question(&mut conn, &client, &request, &signed)
         .await?
         .ok_or(PageError::StaleRequest)?;
     drop(conn);
     Ok(ConsentPage {
-        csrf: csrf_for_form(&session).await?,
+        csrf: csrf::for_session(&session).await?,
         request_id: request.id.clone(),
-        client_origin: asking_app(&client.name, &request.redirect_uri).origin,
-        client_name: client.name,
-        username: user.username,
-        scopes: request.scopes().iter().map(scope::describe).collect(),
+        client_origin: question.app.origin,
+        client_name: question.app.name,
+        username: question.username,
+        scopes: question.scopes,
     }
     .into_response())
 }
@@ -342,18 +291,20 @@ pub struct ConsentForm {
 #[tracing::instrument(skip_all)]
 pub async fn submit_consent(
     State(state): State<AppState>,
-    session: Session,
+    session: BrowserSession,
     ClientIp(ip): ClientIp,
     PageForm(form): PageForm<ConsentForm>,
 ) -> Result<Response, PageError> {
-    require_csrf(&session, &form.csrf).await?;
-    let Some(signed) = sessions::signed_in(&session).await? else {
+    csrf::require_for_session(&session, &form.csrf).await?;
+    let Some(signed) = session.signed_in().await? else {
         return Ok(see_other("/signin"));
     };
     let (request, client) = pending(&state, &session, &form.request).await?;
     let now = state.clock.now();
     if form.decision != "allow" {
-        sessions::remove_pending::<AuthorizationRequest>(&session, &request.id).await?;
+        session
+            .remove_pending::<AuthorizationRequest>(&request.id)
+            .await?;
         return Ok(error_redirect(
             &state,
             &request.redirect_uri,
@@ -361,22 +312,15 @@ pub async fn submit_consent(
             request.state.as_deref(),
         ));
     }
+    let request = request.consent_given();
     let mut conn = state.conn().await?;
-    let by = Actor::user(signed.user_id, Some(ip.into()));
-    let scopes = request.scopes();
-    consents::grant(&mut conn, signed.user_id, &client.id, &scopes, &by, now).await?;
+    let by_ip = Some(ip.into());
+    let outcome =
+        authorize::consent_and_proceed(&mut conn, &client, &request, &signed, by_ip, now).await?;
     drop(conn);
-    // Consent was just given: prompt=consent is satisfied.
-    let request = AuthorizationRequest {
-        prompt: authorize::Prompt {
-            consent: false,
-            ..request.prompt
-        },
-        ..request
-    };
     let visitor = Visitor {
         session: &session,
         ip,
     };
-    proceed(&state, visitor, &client, request).await
+    answer(&state, visitor, &client, request, outcome).await
 }

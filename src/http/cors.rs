@@ -16,7 +16,7 @@ use crate::error::AppError;
 /// How long a browser may cache a preflight answer.
 const MAX_AGE: &str = "600";
 /// Request headers a token-endpoint call may carry.
-const ALLOW_HEADERS: &str = "Authorization, Content-Type, DPoP";
+const ALLOW_HEADERS: &str = "Authorization, Content-Type";
 
 /// The request's `Origin`, when it is one a client could have registered (not `null`).
 fn origin(headers: &HeaderMap) -> Option<&HeaderValue> {

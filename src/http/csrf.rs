@@ -1,23 +1,24 @@
-//! CSRF tokens of the forms an anonymous visitor sees (sign-in, sign-up) without storing anything:
-//! a signed double-submit cookie (OWASP CSRF cheat sheet). A visitor who has a session keeps the
-//! token stored in it; one who has none gets a random nonce in a cookie, and the form carries an
-//! HMAC of that nonce under a key derived from the KEK (so every instance checks every form). A
-//! forged form fails without the cookie, and a planted cookie fails without the key.
+//! CSRF protection of every form, in one place (OWASP CSRF cheat sheet). A browser with a session
+//! gets a random token stored in it (synchroniser token). A visitor without one (sign-in, sign-up)
+//! gets a signed double-submit cookie instead, so nothing is stored: a random nonce in a cookie,
+//! and the form carries an HMAC of that nonce under a key derived from the KEK (so every instance
+//! checks every form). A forged form fails without the cookie, a planted cookie without the key.
 
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::hmac;
-use tower_sessions::Session;
+use tower_sessions::cookie::SameSite;
 
 use crate::app::AppState;
-use crate::crypto::random_bytes;
-use crate::http::page::{PageError, cookie_value, csrf_for_form};
-use crate::sessions;
+use crate::crypto::{constant_time_eq, random_bytes};
+use crate::http::cookies::{cookie_value, set_cookie};
+use crate::http::page::PageError;
+use crate::sessions::BrowserSession;
 
 /// How long a visitor's CSRF cookie lasts: longer than anyone leaves a sign-in form open.
-const COOKIE_MAX_AGE_SECS: i64 = 12 * 3600;
+const COOKIE_MAX_AGE: time::Duration = time::Duration::hours(12);
 /// Length of the base64url nonce (32 random bytes).
 const NONCE_CHARS: usize = 43;
 
@@ -81,34 +82,68 @@ fn is_nonce(value: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
+/// A form that carries nothing but its CSRF token (sign-out confirmations).
+#[derive(serde::Deserialize)]
+pub struct CsrfForm {
+    /// The token.
+    #[serde(default)]
+    pub csrf: String,
+}
+
+/// The session's CSRF token, made (and stored, so that a database failure shows as a page) on
+/// first use.
+pub async fn for_session(session: &BrowserSession) -> Result<String, PageError> {
+    if let Some(token) = session.csrf_token().await? {
+        return Ok(token);
+    }
+    Ok(session.put_new_csrf_token().await?)
+}
+
+/// Whether `presented` is the session's token, compared in constant time.
+async fn is_session_token(session: &BrowserSession, presented: &str) -> Result<bool, PageError> {
+    Ok(match session.csrf_token().await? {
+        Some(expected) => !presented.is_empty() && constant_time_eq(&expected, presented),
+        None => false,
+    })
+}
+
+/// Fails with [`PageError::Csrf`] unless `presented` is the session's CSRF token.
+pub async fn require_for_session(
+    session: &BrowserSession,
+    presented: &str,
+) -> Result<(), PageError> {
+    if is_session_token(session, presented).await? {
+        Ok(())
+    } else {
+        Err(PageError::Csrf)
+    }
+}
+
 /// The token for a form shown to a visitor who may have no session: the session's own when it
 /// has one, else one bound to the visitor's CSRF cookie (made now if missing). No session row is
 /// written for a visitor who has none.
 pub async fn for_visitor(
     state: &AppState,
-    session: &Session,
+    session: &BrowserSession,
     headers: &HeaderMap,
 ) -> Result<FormCsrf, PageError> {
-    if session.id().is_some() {
+    if session.exists() {
         return Ok(FormCsrf {
-            token: csrf_for_form(session).await?,
+            token: for_session(session).await?,
             set_cookie: None,
         });
     }
     let name = state.cookies.csrf;
     if let Some(nonce) = cookie_value(headers, name).filter(|v| is_nonce(v)) {
         return Ok(FormCsrf {
-            token: state.csrf.token_for(nonce),
+            token: state.csrf.token_for(&nonce),
             set_cookie: None,
         });
     }
     let nonce = URL_SAFE_NO_PAD.encode(random_bytes::<32>());
-    let secure = if state.cookies.secure { "; Secure" } else { "" };
     // Strict: the form posts from our own page; no other site ever needs to send this cookie.
-    let cookie = HeaderValue::from_str(&format!(
-        "{name}={nonce}; Path=/; Max-Age={COOKIE_MAX_AGE_SECS}; HttpOnly; SameSite=Strict{secure}"
-    ))
-    .ok();
+    let secure = state.cookies.secure;
+    let cookie = set_cookie(name, &nonce, COOKIE_MAX_AGE, SameSite::Strict, secure);
     Ok(FormCsrf {
         token: state.csrf.token_for(&nonce),
         set_cookie: cookie,
@@ -118,15 +153,15 @@ pub async fn for_visitor(
 /// Checks a visitor form's token: the session's, or the one bound to the visitor's cookie.
 pub async fn require_for_visitor(
     state: &AppState,
-    session: &Session,
+    session: &BrowserSession,
     headers: &HeaderMap,
     presented: &str,
 ) -> Result<(), PageError> {
-    if sessions::is_valid_csrf(session, presented).await? {
+    if is_session_token(session, presented).await? {
         return Ok(());
     }
     match cookie_value(headers, state.cookies.csrf).filter(|v| is_nonce(v)) {
-        Some(nonce) if state.csrf.verify(nonce, presented) => Ok(()),
+        Some(nonce) if state.csrf.verify(&nonce, presented) => Ok(()),
         _ => Err(PageError::Csrf),
     }
 }

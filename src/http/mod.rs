@@ -5,13 +5,14 @@ pub mod assets;
 pub mod authorize;
 pub mod brand;
 pub mod client_ip;
+pub mod cookies;
 pub mod cors;
 pub mod csrf;
 pub mod discovery;
 pub mod form;
+pub mod guard;
 pub mod health;
 pub mod introspect;
-pub mod limits;
 pub mod oauth_error;
 pub mod observe;
 pub mod page;
@@ -22,6 +23,7 @@ pub mod shed;
 pub mod signin;
 pub mod signout;
 pub mod signup;
+pub mod size_limits;
 pub mod token;
 pub mod userinfo;
 
@@ -50,41 +52,13 @@ const CSP: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; frame
 /// `Strict-Transport-Security` of every response when the issuer is https.
 const HSTS: &str = "max-age=31536000; includeSubDomains";
 
-/// Every route, on one screen.
+/// Every route, on one screen, grouped by who calls it.
 fn routes() -> Router<AppState> {
     Router::new()
+        // Hosted pages: people, in a browser, on Keyward's own origin.
         .route("/", get(account::get_account))
         .route("/account", get(account::get_account))
         .route("/account/consents/revoke", post(account::revoke_consent))
-        .route(
-            "/authorize",
-            get(authorize::get_authorize).post(authorize::post_authorize),
-        )
-        .route("/authorize/resume", get(authorize::resume_authorize))
-        .route(
-            "/consent",
-            get(authorize::get_consent).post(authorize::submit_consent),
-        )
-        .route(
-            "/token",
-            post(token::exchange_token).options(cors::preflight_post),
-        )
-        .route("/introspect", post(introspect::introspect_token))
-        .route(
-            "/revoke",
-            post(revoke::revoke_token).options(cors::preflight_post),
-        )
-        .route(
-            "/userinfo",
-            get(userinfo::get_userinfo)
-                .post(userinfo::post_userinfo)
-                .options(cors::preflight_userinfo),
-        )
-        .route(
-            "/logout",
-            get(rp_logout::get_rp_logout).post(rp_logout::post_rp_logout),
-        )
-        .route("/logout/confirm", post(rp_logout::confirm_rp_logout))
         .route(
             "/signin",
             get(signin::get_signin).post(signin::submit_signin),
@@ -97,8 +71,39 @@ fn routes() -> Router<AppState> {
             "/signout",
             get(signout::get_signout).post(signout::submit_signout),
         )
+        .route(
+            "/consent",
+            get(authorize::get_consent).post(authorize::submit_consent),
+        )
         .route("/assets/style.css", get(assets::get_style))
         .route("/assets/logo", get(brand::get_logo))
+        // Endpoints for apps: browsers sent here by an app, then the app's own calls.
+        .route(
+            "/authorize",
+            get(authorize::get_authorize).post(authorize::post_authorize),
+        )
+        .route("/authorize/resume", get(authorize::resume_authorize))
+        .route(
+            "/logout",
+            get(rp_logout::get_rp_logout).post(rp_logout::post_rp_logout),
+        )
+        .route("/logout/confirm", post(rp_logout::confirm_rp_logout))
+        .route(
+            "/token",
+            post(token::exchange_token).options(cors::preflight_post),
+        )
+        .route(
+            "/revoke",
+            post(revoke::revoke_token).options(cors::preflight_post),
+        )
+        .route("/introspect", post(introspect::introspect_token))
+        .route(
+            "/userinfo",
+            get(userinfo::get_userinfo)
+                .post(userinfo::post_userinfo)
+                .options(cors::preflight_userinfo),
+        )
+        // Public documents: anyone, from any origin, without credentials.
         .route("/jwks.json", public(get(discovery::get_jwks)))
         .route(
             "/.well-known/openid-configuration",
@@ -108,6 +113,7 @@ fn routes() -> Router<AppState> {
             "/.well-known/oauth-authorization-server",
             public(get(discovery::get_oauth_metadata)),
         )
+        // Operations: load balancers and orchestrators (metrics have their own listener).
         .route("/healthz", get(health::get_healthz))
         .route("/readyz", get(health::get_readyz))
         .fallback(page::not_found)
@@ -183,12 +189,14 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<PgSessionStore>) ->
                         HeaderValue::from_static(HSTS),
                     )
                 }))
-                .layer(axum::middleware::from_fn(limits::limit_headers))
+                .layer(axum::middleware::from_fn(size_limits::limit_headers))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
                     request_timeout,
                 ))
-                .layer(axum::middleware::from_fn(limits::linger_on_oversized_body))
+                .layer(axum::middleware::from_fn(
+                    size_limits::linger_on_oversized_body,
+                ))
                 .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
                 .layer(sessions),
         )

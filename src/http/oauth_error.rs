@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::error::{AppError, Failure};
-use crate::oauth::client_auth::ClientAuthError;
+use crate::oauth::client_auth::{AuthenticationError, ClientAuthError};
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::grant::GrantError;
 
@@ -45,6 +45,15 @@ impl From<OAuthError> for TokenError {
 impl From<ClientAuthError> for TokenError {
     fn from(e: ClientAuthError) -> Self {
         Self::Client(e)
+    }
+}
+
+impl From<AuthenticationError> for TokenError {
+    fn from(e: AuthenticationError) -> Self {
+        match e {
+            AuthenticationError::Refused(e) => Self::Client(e),
+            AuthenticationError::Db(e) => e.into(),
+        }
     }
 }
 

@@ -1,15 +1,16 @@
-//! What every hosted HTML page shares: the error page, form extraction, CSRF checks and cookies.
+//! What every hosted HTML page shares: the error page, form and session extraction, redirects.
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::{FromRequest, Request};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::de::DeserializeOwned;
 use tower_sessions::Session;
 
 use crate::error::{AppError, Failure};
-use crate::sessions::{self, SessionError};
+use crate::sessions::{BrowserSession, SessionError};
 use crate::users::password::HashError;
 
 /// The error page.
@@ -231,6 +232,19 @@ pub async fn not_found() -> PageError {
     PageError::NotFound
 }
 
+/// The browser's session, as an extractor: tower-sessions' `Session`, typed.
+impl<S: Send + Sync> FromRequestParts<S> for BrowserSession {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Session::from_request_parts(parts, state).await {
+            Ok(session) => Ok(Self::from(session)),
+            // Only without the session layer, which every route has: a bug, not the visitor's.
+            Err((_, why)) => Err(PageError::App(AppError::Internal(anyhow::anyhow!(why)))),
+        }
+    }
+}
+
 /// `axum::Form`, with its rejections shown as pages instead of plain-text statuses.
 pub struct PageForm<T>(pub T);
 
@@ -263,62 +277,8 @@ pub fn wait_in_words(secs: i64) -> String {
     }
 }
 
-/// A form that carries nothing but its CSRF token (sign-out confirmations).
-#[derive(serde::Deserialize)]
-pub struct CsrfForm {
-    /// The token.
-    #[serde(default)]
-    pub csrf: String,
-}
-
-/// Fails with [`PageError::Csrf`] unless `presented` is the session's CSRF token.
-pub async fn require_csrf(session: &Session, presented: &str) -> Result<(), PageError> {
-    if sessions::is_valid_csrf(session, presented).await? {
-        Ok(())
-    } else {
-        Err(PageError::Csrf)
-    }
-}
-
-/// The session's CSRF token, written to the store now so a database failure shows as a page.
-pub async fn csrf_for_form(session: &Session) -> Result<String, PageError> {
-    let token = sessions::csrf_token(session).await?;
-    if session.is_modified() {
-        session.save().await?;
-    }
-    Ok(token)
-}
-
 /// A 303 See Other, the answer to a successful POST (RFC 9110 §15.4.4).
 #[must_use]
 pub fn see_other(to: &str) -> Response {
     Redirect::to(to).into_response()
-}
-
-/// Reads one cookie's value from the request headers.
-#[must_use]
-pub fn cookie_value<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find_map(|(k, v)| (k == name).then_some(v))
-}
-
-/// A `Set-Cookie` value for an HttpOnly, SameSite=Lax cookie on `/`.
-#[must_use]
-pub fn set_cookie(
-    name: &str,
-    value: &str,
-    max_age: time::Duration,
-    secure: bool,
-) -> Option<HeaderValue> {
-    let secure = if secure { "; Secure" } else { "" };
-    HeaderValue::from_str(&format!(
-        "{name}={value}; Path=/; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
-        max_age.whole_seconds()
-    ))
-    .ok()
 }

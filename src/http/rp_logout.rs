@@ -5,14 +5,14 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{RawQuery, State};
 use axum::response::{IntoResponse, Response};
-use tower_sessions::Session;
 
 use crate::app::AppState;
 use crate::clients;
-use crate::http::page::{CsrfForm, PageError, PageForm, csrf_for_form, require_csrf, see_other};
+use crate::http::csrf::{self, CsrfForm};
+use crate::http::page::{PageError, PageForm, see_other};
 use crate::oauth::logout::{self, BadLogoutRedirect, LogoutRequest};
 use crate::oauth::params::Params;
-use crate::sessions::{self, AskingApp, PendingLogout};
+use crate::sessions::{AskingApp, BrowserSession, PendingLogout};
 use crate::tokens::jwt;
 use crate::users;
 
@@ -38,7 +38,7 @@ fn where_to(pending: &PendingLogout) -> String {
 
 async fn rp_logout(
     state: &AppState,
-    session: &Session,
+    session: &BrowserSession,
     params: &Params,
 ) -> Result<Response, PageError> {
     let issuer = state.config.server.issuer.as_str();
@@ -57,15 +57,15 @@ async fn rp_logout(
         redirect_uri: request.redirect_uri(client.as_ref())?,
         state: request.state.clone(),
     };
-    let Some(signed) = sessions::signed_in(session).await? else {
+    let Some(signed) = session.signed_in().await? else {
         return Ok(see_other(&where_to(&pending)));
     };
     if request.is_confirmed_for(signed.user_id) {
-        sessions::sign_out(session).await?;
+        session.sign_out().await?;
         return Ok(see_other(&where_to(&pending)));
     }
     // Ask first, with a CSRF-protected POST.
-    sessions::put_pending_logout(session, &pending).await?;
+    session.put_pending_logout(&pending).await?;
     let mut conn = state.conn().await?;
     let username = users::find(&mut conn, signed.user_id)
         .await?
@@ -83,7 +83,7 @@ async fn rp_logout(
             name: c.name,
         });
     Ok(LogoutPage {
-        csrf: csrf_for_form(session).await?,
+        csrf: csrf::for_session(session).await?,
         username,
         app,
     }
@@ -94,7 +94,7 @@ async fn rp_logout(
 #[tracing::instrument(skip_all)]
 pub async fn get_rp_logout(
     State(state): State<AppState>,
-    session: Session,
+    session: BrowserSession,
     RawQuery(query): RawQuery,
 ) -> Result<Response, PageError> {
     let params = Params::parse(query.unwrap_or_default().as_bytes());
@@ -105,7 +105,7 @@ pub async fn get_rp_logout(
 #[tracing::instrument(skip_all)]
 pub async fn post_rp_logout(
     State(state): State<AppState>,
-    session: Session,
+    session: BrowserSession,
     PageForm(pairs): PageForm<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     rp_logout(&state, &session, &Params::from_pairs(pairs)).await
@@ -114,16 +114,17 @@ pub async fn post_rp_logout(
 /// `POST /logout/confirm`: the person said yes.
 #[tracing::instrument(skip_all)]
 pub async fn confirm_rp_logout(
-    session: Session,
+    session: BrowserSession,
     PageForm(form): PageForm<CsrfForm>,
 ) -> Result<Response, PageError> {
-    require_csrf(&session, &form.csrf).await?;
-    let pending = sessions::take_pending_logout(&session)
+    csrf::require_for_session(&session, &form.csrf).await?;
+    let pending = session
+        .take_pending_logout()
         .await?
         .unwrap_or(PendingLogout {
             redirect_uri: None,
             state: None,
         });
-    sessions::sign_out(&session).await?;
+    session.sign_out().await?;
     Ok(see_other(&where_to(&pending)))
 }

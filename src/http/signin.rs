@@ -6,14 +6,16 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tower_sessions::Session;
+
+use tower_sessions::cookie::SameSite;
 
 use crate::app::AppState;
 use crate::http::client_ip::ClientIp;
+use crate::http::cookies::{cookie_value, set_cookie};
 use crate::http::csrf;
-use crate::http::page::{PageError, PageForm, cookie_value, see_other, set_cookie, wait_in_words};
+use crate::http::page::{PageError, PageForm, see_other, wait_in_words};
 use crate::oauth::sign_in::{Checks, Device, SignInError, sign_in};
-use crate::sessions::{self, AskingApp};
+use crate::sessions::{AskingApp, BrowserSession};
 use crate::tokens::opaque::TokenHash;
 use crate::users::devices::DEVICE_TRUST_TTL;
 
@@ -51,14 +53,14 @@ pub struct SignInForm {
 #[tracing::instrument(skip_all)]
 pub async fn get_signin(
     State(state): State<AppState>,
-    session: Session,
+    session: BrowserSession,
     headers: HeaderMap,
     Query(query): Query<SignInQuery>,
 ) -> Result<Response, PageError> {
-    let (reauth, login_hint) = sessions::sign_in_requirements(&session).await?;
+    let (reauth, login_hint) = session.sign_in_requirements().await?;
     // An app asking for a fresh sign-in (prompt=login, max_age) gets the form even if signed in.
-    if !reauth && sessions::signed_in(&session).await?.is_some() {
-        let to = sessions::take_return_to(&session).await?;
+    if !reauth && session.signed_in().await?.is_some() {
+        let to = session.take_return_to().await?;
         return Ok(see_other(to.as_deref().unwrap_or("/account")));
     }
     let notice = query.signed_out.is_some().then_some("You have signed out.");
@@ -69,7 +71,7 @@ pub async fn get_signin(
         error: None,
         notice,
         signup_enabled: state.config.server.signup_enabled,
-        app: sessions::asking_app(&session).await?,
+        app: session.asking_app().await?,
     };
     Ok(csrf.attach(page.into_response()))
 }
@@ -78,19 +80,19 @@ pub async fn get_signin(
 #[tracing::instrument(skip_all)]
 pub async fn submit_signin(
     State(state): State<AppState>,
-    session: Session,
+    session: BrowserSession,
     ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     PageForm(form): PageForm<SignInForm>,
 ) -> Result<Response, PageError> {
     csrf::require_for_visitor(&state, &session, &headers, &form.csrf).await?;
     let device_cookie = state.cookies.device;
-    let device = cookie_value(&headers, device_cookie).map(TokenHash::of);
+    let device = cookie_value(&headers, device_cookie).map(|v| TokenHash::of(&v));
     let now = state.clock.now();
     let checks = Checks {
         pool: &state.db,
         hasher: &state.hasher,
-        throttle: state.config.passwords.throttle,
+        lockout: state.config.passwords.lockout,
         limits: &state.limits,
         ip: client_ip,
         metrics: &state.metrics,
@@ -108,9 +110,11 @@ pub async fn submit_signin(
         Err(e) => return signin_failed(&state, &session, &headers, form.username, e).await,
     };
 
-    let to = sessions::take_return_to(&session).await?;
+    let to = session.take_return_to().await?;
     let user = &signed_in.user;
-    sessions::sign_in(&session, user.id, user.credential_version, now).await?;
+    session
+        .sign_in(user.id, user.credential_version, now)
+        .await?;
     tracing::info!(user_id = %signed_in.user.id, "signed in");
     let mut response = see_other(to.as_deref().unwrap_or("/account"));
     if let Some(token) = signed_in.new_device_token
@@ -118,6 +122,7 @@ pub async fn submit_signin(
             device_cookie,
             token.expose(),
             DEVICE_TRUST_TTL,
+            SameSite::Lax,
             state.cookies.secure,
         )
     {
@@ -128,7 +133,7 @@ pub async fn submit_signin(
 
 async fn signin_failed(
     state: &AppState,
-    session: &Session,
+    session: &BrowserSession,
     headers: &HeaderMap,
     username: String,
     error: SignInError,
@@ -171,7 +176,7 @@ async fn signin_failed(
         error: Some(message),
         notice: None,
         signup_enabled: state.config.server.signup_enabled,
-        app: sessions::asking_app(session).await?,
+        app: session.asking_app().await?,
     };
     let mut response = csrf.attach((status, page).into_response());
     if let Some(secs) = retry_after

@@ -5,11 +5,11 @@ use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use tower_sessions::Session;
 
 use crate::app::AppState;
-use crate::http::page::{CsrfForm, PageError, PageForm, csrf_for_form, require_csrf, see_other};
-use crate::sessions;
+use crate::http::csrf::{self, CsrfForm};
+use crate::http::page::{PageError, PageForm, see_other};
+use crate::sessions::BrowserSession;
 use crate::users;
 
 /// The "sign out?" confirmation.
@@ -24,18 +24,18 @@ pub struct SignOutPage {
 #[tracing::instrument(skip_all)]
 pub async fn get_signout(
     State(state): State<AppState>,
-    session: Session,
+    session: BrowserSession,
 ) -> Result<Response, PageError> {
-    let Some(current) = sessions::signed_in(&session).await? else {
+    let Some(current) = session.signed_in().await? else {
         return Ok(see_other("/signin"));
     };
     let mut conn = state.conn().await?;
     let Some(user) = users::find(&mut conn, current.user_id).await? else {
-        sessions::sign_out(&session).await?;
+        session.sign_out().await?;
         return Ok(see_other("/signin"));
     };
     Ok(SignOutPage {
-        csrf: csrf_for_form(&session).await?,
+        csrf: csrf::for_session(&session).await?,
         username: user.username,
     }
     .into_response())
@@ -44,10 +44,10 @@ pub async fn get_signout(
 /// `POST /signout`: ends the session (its record is deleted, so the id cannot be reused).
 #[tracing::instrument(skip_all)]
 pub async fn submit_signout(
-    session: Session,
+    session: BrowserSession,
     PageForm(form): PageForm<CsrfForm>,
 ) -> Result<Response, PageError> {
-    require_csrf(&session, &form.csrf).await?;
-    sessions::sign_out(&session).await?;
+    csrf::require_for_session(&session, &form.csrf).await?;
+    session.sign_out().await?;
     Ok(see_other("/signin?signed_out=1"))
 }

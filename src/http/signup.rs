@@ -6,18 +6,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use tower_sessions::Session;
 
 use crate::app::AppState;
-use crate::audit::Actor;
 use crate::http::client_ip::ClientIp;
 use crate::http::csrf;
 use crate::http::page::{PageError, PageForm, see_other, wait_in_words};
-use crate::rate_limits::{Key, Limit};
-use crate::sessions::{self, AskingApp};
-use crate::users::name::{Email, Username};
-use crate::users::password::check_new_password;
-use crate::users::{self, CreateUserError, NewUser};
+use crate::oauth::sign_up::{Application, SignUpError, sign_up};
+use crate::sessions::{AskingApp, BrowserSession};
 
 /// The sign-up form.
 #[derive(Template, WebTemplate)]
@@ -107,13 +102,13 @@ pub struct SignUpForm {
 #[tracing::instrument(skip_all)]
 pub async fn get_signup(
     State(state): State<AppState>,
-    session: Session,
+    session: BrowserSession,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
     if !state.config.server.signup_enabled {
         return Err(PageError::SignupDisabled);
     }
-    if sessions::signed_in(&session).await?.is_some() {
+    if session.signed_in().await?.is_some() {
         return Ok(see_other("/account"));
     }
     let csrf = csrf::for_visitor(&state, &session, &headers).await?;
@@ -122,30 +117,16 @@ pub async fn get_signup(
         username: String::new(),
         email: String::new(),
         error: None,
-        app: sessions::asking_app(&session).await?,
+        app: session.asking_app().await?,
     };
     Ok(csrf.attach(page.into_response()))
-}
-
-/// The form's name, address and password, each checked; the first problem in words for the person.
-fn check_form(form: &SignUpForm) -> Result<(Username, Option<Email>), FormError> {
-    let username = Username::parse(&form.username).map_err(|e| FormError::on("username", &e))?;
-    let email = Email::parse_optional(&form.email).map_err(|e| FormError::on("email", &e))?;
-    check_new_password(&form.password, &username).map_err(|e| FormError::on("password", &e))?;
-    if form.password != form.password_confirm {
-        return Err(FormError::on(
-            "password_confirm",
-            &"The two passwords are different. Type the same password twice.",
-        ));
-    }
-    Ok((username, email))
 }
 
 /// `POST /signup`: creates the account and signs it in.
 #[tracing::instrument(skip_all)]
 pub async fn submit_signup(
     State(state): State<AppState>,
-    session: Session,
+    session: BrowserSession,
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
     PageForm(form): PageForm<SignUpForm>,
@@ -154,63 +135,73 @@ pub async fn submit_signup(
         return Err(PageError::SignupDisabled);
     }
     csrf::require_for_visitor(&state, &session, &headers, &form.csrf).await?;
-
-    let refuse = async |status: StatusCode, error: FormError| -> Result<Response, PageError> {
-        let csrf = csrf::for_visitor(&state, &session, &headers).await?;
-        let page = SignUpPage {
-            csrf: csrf.token.clone(),
-            username: form.username.chars().take(64).collect(),
-            email: form.email.chars().take(254).collect(),
-            error: Some(error),
-            app: sessions::asking_app(&session).await?,
-        };
-        Ok(csrf.attach((status, page).into_response()))
+    let application = Application {
+        username: &form.username,
+        email: &form.email,
+        password: &form.password,
+        password_confirm: &form.password_confirm,
     };
-
-    let (username, email) = match check_form(&form) {
-        Ok(valid) => valid,
-        Err(error) => return refuse(StatusCode::UNPROCESSABLE_ENTITY, error).await,
-    };
-
     let now = state.clock.now();
-    // Counted before the hash and whatever the outcome: a taken name is a probe too.
-    let taken = {
-        let mut conn = state.conn().await?;
-        state
-            .limits
-            .take(&mut conn, Limit::SignUpPerIp, &Key::ip(ip), now)
-            .await?
-    };
-    if let Err(blocked) = taken {
-        let secs = blocked.retry_after.whole_seconds().max(1);
-        let message = format!(
-            "Too many new accounts from your network. Try again in {}.",
-            wait_in_words(secs)
-        );
-        let mut response = refuse(StatusCode::TOO_MANY_REQUESTS, FormError::form(message)).await?;
-        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, v);
-        }
-        return Ok(response);
-    }
-    let hash = state.hasher.hash(&form.password).await?;
-    let user = {
-        let mut conn = state.conn().await?;
-        let new = NewUser::new(&username, email.as_ref(), &hash, now);
-        match users::create(&mut conn, &new, &Actor::system(Some(ip.into()))).await {
-            Ok(user) => user,
-            Err(e @ CreateUserError::UsernameTaken) => {
-                return refuse(StatusCode::CONFLICT, FormError::on("username", &e)).await;
-            }
-            Err(e @ CreateUserError::EmailTaken) => {
-                return refuse(StatusCode::CONFLICT, FormError::on("email", &e)).await;
-            }
-            Err(CreateUserError::Db(e)) => return Err(e.into()),
-        }
+    let (hasher, limits) = (&state.hasher, &state.limits);
+    let user = match sign_up(&state.db, hasher, limits, &application, ip, now).await {
+        Ok(user) => user,
+        Err(refusal) => return refused(&state, &session, &headers, &form, refusal).await,
     };
     tracing::info!(user_id = %user.id, "user signed up");
-
-    let to = sessions::take_return_to(&session).await?;
-    sessions::sign_in(&session, user.id, user.credential_version, now).await?;
+    let to = session.take_return_to().await?;
+    session
+        .sign_in(user.id, user.credential_version, now)
+        .await?;
     Ok(see_other(to.as_deref().unwrap_or("/account")))
+}
+
+/// The form again, with what was typed (never the password) and the refusal in words.
+async fn refused(
+    state: &AppState,
+    session: &BrowserSession,
+    headers: &HeaderMap,
+    form: &SignUpForm,
+    refusal: SignUpError,
+) -> Result<Response, PageError> {
+    let (status, error, retry_after) = match refusal {
+        SignUpError::Invalid { field, message } => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            FormError::on(field.name(), &message),
+            None,
+        ),
+        SignUpError::Taken { field, message } => (
+            StatusCode::CONFLICT,
+            FormError::on(field.name(), &message),
+            None,
+        ),
+        SignUpError::RateLimited { retry_after } => {
+            let secs = retry_after.whole_seconds().max(1);
+            let message = format!(
+                "Too many new accounts from your network. Try again in {}.",
+                wait_in_words(secs)
+            );
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                FormError::form(message),
+                Some(secs),
+            )
+        }
+        SignUpError::Hash(e) => return Err(e.into()),
+        SignUpError::Db(e) => return Err(e.into()),
+    };
+    let csrf = csrf::for_visitor(state, session, headers).await?;
+    let page = SignUpPage {
+        csrf: csrf.token.clone(),
+        username: form.username.chars().take(64).collect(),
+        email: form.email.chars().take(254).collect(),
+        error: Some(error),
+        app: session.asking_app().await?,
+    };
+    let mut response = csrf.attach((status, page).into_response());
+    if let Some(secs) = retry_after
+        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    Ok(response)
 }

@@ -1,16 +1,22 @@
-//! Parsing and validating an authorization request (RFC 6749 §4.1.1, RFC 7636, OIDC Core §3.1.2).
+//! Authorization requests (RFC 6749 §4.1.1, RFC 7636, OIDC Core §3.1.2): parsing and validating
+//! them, and taking a valid one through sign-in and consent to its code.
 
+use diesel_async::AsyncPgConnection;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use url::Url;
 
+use crate::audit::Actor;
 use crate::clients::Client;
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::params::Params;
 use crate::oauth::pkce::{CodeChallenge, PkceError};
 use crate::scope::Scopes;
-use crate::sessions::PendingRequest;
-use crate::tokens::codes::NewCode;
+use crate::sessions::{AskingApp, PendingRequest, SignedInSession};
+use crate::tokens::codes::{self, NewCode};
+use crate::tokens::opaque::PlainToken;
+use crate::users;
+use crate::users::consents;
 
 /// The longest `state` / `nonce` we carry (they are echoed, so they are bounded).
 const MAX_ECHOED_LEN: usize = 512;
@@ -87,6 +93,41 @@ impl AuthorizationRequest {
         !self.prompt.login && self.max_age.is_none_or(|m| age <= m)
     }
 
+    /// The app asking, as the hosted pages name it: its registered name, and the origin of the
+    /// redirect URI the person returns to.
+    #[must_use]
+    pub fn asking_app(&self, client: &Client) -> AskingApp {
+        AskingApp {
+            name: client.name.clone(),
+            origin: crate::clients::origin_of_redirect_uri(&self.redirect_uri).unwrap_or_default(),
+        }
+    }
+
+    /// The request once the person signed in for it: `prompt=login` is satisfied once, for this
+    /// request, not forever.
+    #[must_use]
+    pub fn signed_in_again(self) -> Self {
+        Self {
+            prompt: Prompt {
+                login: false,
+                ..self.prompt
+            },
+            ..self
+        }
+    }
+
+    /// The request once the person consented on the page: `prompt=consent` is satisfied.
+    #[must_use]
+    pub fn consent_given(self) -> Self {
+        Self {
+            prompt: Prompt {
+                consent: false,
+                ..self.prompt
+            },
+            ..self
+        }
+    }
+
     /// What the code for this request, approved by this sign-in, is bound to.
     #[must_use]
     pub fn new_code<'a>(
@@ -123,6 +164,120 @@ pub enum Next {
     ConsentRequired,
     /// Everything is in place: issue the code.
     IssueCode,
+}
+
+/// What the consent page asks: who, for which app, to share what (in words).
+#[derive(Debug)]
+pub struct ConsentQuestion {
+    /// The signed-in person's username.
+    pub username: String,
+    /// The asking app.
+    pub app: AskingApp,
+    /// Each requested scope, described for people.
+    pub scopes: Vec<String>,
+}
+
+/// The consent page's question for `request`, or `None` when the signed-in person no longer
+/// exists.
+pub async fn consent_question(
+    conn: &mut AsyncPgConnection,
+    client: &Client,
+    request: &AuthorizationRequest,
+    signed: &SignedInSession,
+) -> diesel::QueryResult<Option<ConsentQuestion>> {
+    let Some(user) = users::find(conn, signed.user_id).await? else {
+        return Ok(None);
+    };
+    Ok(Some(ConsentQuestion {
+        username: user.username,
+        app: request.asking_app(client),
+        scopes: request
+            .scopes()
+            .iter()
+            .map(crate::scope::describe)
+            .collect(),
+    }))
+}
+
+/// Where [`proceed`] sends the person.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Everything is in place: back to the client with this code.
+    Code(PlainToken),
+    /// The consent page.
+    Consent,
+    /// The sign-in page.
+    SignIn,
+    /// Back to the client with this error (`prompt=none` cannot be satisfied).
+    Refused(OAuthError),
+}
+
+/// Takes a validated request as far as it can go for the browser's sign-in `signed`: a user
+/// disabled or deleted since counts as signed out; their consent is looked up when the client
+/// needs it; [`decide`] chooses; and the code is issued when everything is in place.
+pub async fn proceed(
+    conn: &mut AsyncPgConnection,
+    client: &Client,
+    request: &AuthorizationRequest,
+    signed: Option<&SignedInSession>,
+    now: OffsetDateTime,
+) -> diesel::QueryResult<Outcome> {
+    let signed = match signed {
+        Some(s)
+            if users::find(conn, s.user_id)
+                .await?
+                .is_some_and(|u| !u.is_disabled()) =>
+        {
+            Some(s)
+        }
+        _ => None,
+    };
+    let consent = match signed {
+        Some(s) if client.needs_consent() => consents::find(conn, s.user_id, &client.id).await?,
+        _ => None,
+    };
+    let auth_time = signed.map(|s| s.auth_time);
+    let next = decide(
+        request,
+        client.needs_consent(),
+        auth_time,
+        consent.as_ref(),
+        now,
+    );
+    Ok(match (next, signed) {
+        (Next::IssueCode, Some(s)) => {
+            let scopes = request.scopes();
+            let new = request.new_code(s.user_id, s.auth_time, &s.sid, &scopes);
+            Outcome::Code(codes::insert(conn, &new, now).await?)
+        }
+        (Next::LoginRequired, _) => Outcome::Refused(OAuthError::new(
+            ErrorCode::LoginRequired,
+            "the user is not signed in",
+        )),
+        (Next::ConsentRequired, _) => Outcome::Refused(OAuthError::new(
+            ErrorCode::ConsentRequired,
+            "the user has not consented",
+        )),
+        (Next::Consent, _) => Outcome::Consent,
+        (Next::SignIn | Next::IssueCode, _) => Outcome::SignIn,
+    })
+}
+
+/// The person allowed `request` (already [`AuthorizationRequest::consent_given`]) on the consent
+/// page: records their consent (`consent.granted`, by them from `ip`), then [`proceed`]s, on one
+/// connection.
+pub async fn consent_and_proceed(
+    conn: &mut AsyncPgConnection,
+    client: &Client,
+    request: &AuthorizationRequest,
+    signed: &SignedInSession,
+    ip: Option<ipnet::IpNet>,
+    now: OffsetDateTime,
+) -> diesel::QueryResult<Outcome> {
+    let by = Actor::user(signed.user_id, ip);
+    let scopes = request.scopes();
+    consents::grant(conn, signed.user_id, &client.id, &scopes, &by, now).await?;
+    proceed(conn, client, request, Some(signed), now).await
 }
 
 /// Decides the next step: `signed_in_at` is the auth time of an active signed-in user, and

@@ -7,6 +7,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 use crate::clients::Client;
+use crate::clients::cache::ClientCache;
+use crate::db::{DbError, DbPool};
 use crate::oauth::error::OAuthError;
 use crate::oauth::params::Params;
 
@@ -92,6 +94,37 @@ fn basic_credentials(header: &str) -> Option<(String, String)> {
     let decoded = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
     let (id, secret) = decoded.split_once(':')?;
     Some((form_decode(id)?, form_decode(secret)?))
+}
+
+/// Why [`authenticate_known`] refused the client, or could not decide.
+#[derive(Debug)]
+pub enum AuthenticationError {
+    /// The credentials were refused (RFC 6749 §5.2 `invalid_client`).
+    Refused(ClientAuthError),
+    /// The database could not be asked.
+    Db(DbError),
+}
+
+/// Authenticates the calling client (RFC 6749 §2.3) from the `Authorization` header and the
+/// body: from this instance's memory when it has seen the client, else (or when memory
+/// refuses: the secret may have been rotated elsewhere since) from the database.
+pub async fn authenticate_known(
+    clients: &ClientCache,
+    pool: &DbPool,
+    authorization: Option<&str>,
+    params: &Params,
+) -> Result<Arc<Client>, AuthenticationError> {
+    let presented = parse(authorization, params).map_err(AuthenticationError::Refused)?;
+    if let Some(cached) = clients.cached(&presented.client_id)
+        && let Ok(client) = authenticate(Some(cached), &presented)
+    {
+        return Ok(client);
+    }
+    let client = clients
+        .fetch(pool, &presented.client_id)
+        .await
+        .map_err(AuthenticationError::Db)?;
+    authenticate(client, &presented).map_err(AuthenticationError::Refused)
 }
 
 /// Reads client credentials from the `Authorization` header and the form.

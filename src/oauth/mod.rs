@@ -14,4 +14,5 @@ pub mod params;
 pub mod pkce;
 pub mod revocation;
 pub mod sign_in;
+pub mod sign_up;
 pub mod userinfo;

@@ -2,7 +2,6 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use subtle::ConstantTimeEq;
 
 /// A `code_challenge`: base64url(SHA-256(verifier)), 43 characters.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -68,7 +67,7 @@ impl CodeChallenge {
         }
         let digest = ring::digest::digest(&ring::digest::SHA256, verifier.as_bytes());
         let computed = URL_SAFE_NO_PAD.encode(digest.as_ref());
-        if bool::from(computed.as_bytes().ct_eq(self.0.as_bytes())) {
+        if crate::crypto::constant_time_eq(&computed, &self.0) {
             Ok(())
         } else {
             Err(PkceError::Mismatch)

@@ -12,9 +12,9 @@ use crate::rate_limits::{Key, Limit, Limits};
 use crate::audit::{self, Actor};
 use crate::db::{self, DbError, DbPool};
 use crate::tokens::opaque::{PlainToken, TokenHash};
+use crate::users::lockout::{self, Attempt, LockoutPolicy, Outcome, Reservation};
 use crate::users::name::Username;
 use crate::users::password::{HashError, MAX_PASSWORD_BYTES, PasswordHasher, Verification};
-use crate::users::throttle::{self, Attempt, Outcome, Reservation, ThrottlePolicy};
 use crate::users::{self, User, devices};
 
 /// A successful sign-in.
@@ -95,7 +95,7 @@ pub struct Checks<'a> {
     /// The hasher.
     pub hasher: &'a PasswordHasher,
     /// The per-username lockout.
-    pub throttle: ThrottlePolicy,
+    pub lockout: LockoutPolicy,
     /// The per-address and global limits on failures.
     pub limits: &'a Limits,
     /// The client's address.
@@ -139,7 +139,7 @@ async fn judge(
     from: Device<'_>,
     now: OffsetDateTime,
 ) -> Result<SignedIn, SignInError> {
-    let (pool, hasher, policy) = (checks.pool, checks.hasher, checks.throttle);
+    let (pool, hasher, policy) = (checks.pool, checks.hasher, checks.lockout);
     let device = match from {
         Device::Browser(d) => d,
         Device::Api => None,
@@ -152,7 +152,7 @@ async fn judge(
         return Err(SignInError::WrongCredentials);
     };
     let (user, trusted) = look_up(pool, &username, device, now).await?;
-    // A trusted device of that user is exempt from the throttle (OWASP device cookies): the
+    // A trusted device of that user is exempt from the lockout (OWASP device cookies): the
     // owner is never locked out by others.
     let slot = if trusted {
         None
@@ -281,7 +281,7 @@ const SLOT_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 /// abandoned, by a task of its own.
 struct Slot {
     pool: DbPool,
-    policy: ThrottlePolicy,
+    policy: LockoutPolicy,
     now: OffsetDateTime,
     reservation: Option<Reservation>,
 }
@@ -291,7 +291,7 @@ impl Slot {
     /// flight at once then go one after another instead of locking their own user).
     async fn take(
         pool: &DbPool,
-        policy: ThrottlePolicy,
+        policy: LockoutPolicy,
         key: &str,
         now: OffsetDateTime,
     ) -> Result<Self, SignInError> {
@@ -303,7 +303,7 @@ impl Slot {
             released.as_mut().enable();
             let attempt = {
                 let mut conn = db::connect(pool).await?;
-                throttle::begin_attempt(&mut conn, policy, key, now).await?
+                lockout::begin_attempt(&mut conn, policy, key, now).await?
             };
             match attempt {
                 Attempt::Reserved(r) => {
@@ -355,13 +355,13 @@ impl Drop for Slot {
 
 async fn end(
     pool: &DbPool,
-    policy: ThrottlePolicy,
+    policy: LockoutPolicy,
     reservation: &Reservation,
     outcome: Outcome,
     now: OffsetDateTime,
 ) -> Result<(), DbError> {
     let mut conn = db::connect(pool).await?;
-    throttle::end_attempt(&mut conn, policy, reservation, outcome, now).await?;
+    lockout::end_attempt(&mut conn, policy, reservation, outcome, now).await?;
     SLOT_RELEASED.notify_waiters();
     Ok(())
 }

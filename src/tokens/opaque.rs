@@ -5,7 +5,6 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::digest;
-use subtle::ConstantTimeEq;
 
 use crate::crypto::random_bytes;
 
@@ -73,7 +72,7 @@ impl TokenHash {
 
 impl PartialEq for TokenHash {
     fn eq(&self, other: &Self) -> bool {
-        self.0.ct_eq(&other.0).into()
+        crate::crypto::constant_time_eq(self.0, other.0)
     }
 }
 

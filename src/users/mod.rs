@@ -2,9 +2,9 @@
 
 pub mod consents;
 pub mod devices;
+pub mod lockout;
 pub mod name;
 pub mod password;
-pub mod throttle;
 
 use std::fmt;
 

@@ -319,10 +319,7 @@ fn verify_with(
     {
         return Verification::Mismatch;
     }
-    if bool::from(subtle::ConstantTimeEq::ct_eq(
-        out.as_slice(),
-        expected.as_ref(),
-    )) {
+    if crate::crypto::constant_time_eq(out.as_slice(), expected.as_ref()) {
         Verification::Match {
             needs_rehash: stored != current || hash.version != Some(0x13),
         }

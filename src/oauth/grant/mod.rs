@@ -47,18 +47,10 @@ impl TokenRequest {
     /// Reads the request for `grant_type` once the client is authenticated: a grant it is not
     /// registered for is `unauthorized_client` before any of its parameters are looked at.
     pub fn parse(grant_type: &str, client: &Client, params: &Params) -> Result<Self, OAuthError> {
-        let grant = match grant_type {
-            "authorization_code" => GrantType::AuthorizationCode,
-            "refresh_token" => GrantType::RefreshToken,
-            "client_credentials" => GrantType::ClientCredentials,
-            "password" => GrantType::Password,
-            _ => {
-                return Err(OAuthError::new(
-                    ErrorCode::UnsupportedGrantType,
-                    "this grant type is not supported",
-                ));
-            }
-        };
+        let grant = GrantType::parse(grant_type).ok_or(OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            "this grant type is not supported",
+        ))?;
         // RFC 6749 §4.4: only a confidential client can stand for itself.
         let public_machine = grant == GrantType::ClientCredentials && client.is_public;
         if public_machine || !client.allows_grant(grant) {
@@ -363,4 +355,31 @@ fn sign_id_token(
         profile,
     };
     ctx.keys.sign(jwt::ID_TOKEN_TYP, &claims, now)
+}
+
+/// Runs a parsed token request for its authenticated client: the grant's own rules, then the
+/// count of tokens issued. `checks` are the sign-in checks the password grant needs.
+pub async fn run(
+    ctx: &GrantContext<'_>,
+    pool: &crate::db::DbPool,
+    checks: &crate::oauth::sign_in::Checks<'_>,
+    client: &Client,
+    request: &TokenRequest,
+) -> Result<TokenResponse, GrantError> {
+    let response = match request {
+        TokenRequest::AuthorizationCode(r) => {
+            let mut conn = crate::db::connect(pool).await?;
+            authorization_code::exchange_code(&mut conn, ctx, client, r).await?
+        }
+        TokenRequest::RefreshToken(r) => {
+            let mut conn = crate::db::connect(pool).await?;
+            refresh_token::refresh(&mut conn, ctx, client, r).await?
+        }
+        TokenRequest::ClientCredentials(r) => {
+            client_credentials::client_credentials(ctx, client, r)?
+        }
+        TokenRequest::Password(r) => password::password(checks, ctx, client, r).await?,
+    };
+    ctx.metrics.token_issued(request.grant_type().as_str());
+    Ok(response)
 }

@@ -1,5 +1,5 @@
 //! The resource owner password grant (RFC 6749 §4.3), only for clients registered for it as a
-//! migration path from hand-rolled logins: the same throttle, lockout and generic errors as the
+//! migration path from hand-rolled logins: the same lockout, rate limits and generic errors as the
 //! sign-in page. OAuth 2.1 drops it; the code flow is the way forward.
 
 use diesel_async::AsyncConnection;

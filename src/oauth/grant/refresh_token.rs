@@ -199,25 +199,37 @@ async fn rotate(
     let Some(user) = user else {
         return Ok(Outcome::Refused(NotLive::UserDisabled.description()));
     };
-    if !rotation.is_retry {
-        // The conditional update decides between racers that both read the token unused.
-        if !refresh::update_used(conn, &row.token_hash, ctx.now).await? {
-            return Ok(Outcome::Refused(INVALID));
-        }
-        let expires_at = ctx.refresh.token_expiry(&family, ctx.now);
-        let r = &rotation;
-        refresh::insert_token(
-            conn,
-            &family,
-            &r.successor,
-            r.generation,
-            &r.scopes,
-            expires_at,
-            ctx.now,
-        )
-        .await?;
+    if !rotation.is_retry && !spend(conn, ctx, &family, &row, &rotation).await? {
+        return Ok(Outcome::Refused(INVALID));
     }
     respond(conn, ctx, client, &family, &user, rotation).await
+}
+
+/// Spends the presented token and stores its successor; false when a racer spent it first
+/// (the conditional update decides between racers that both read the token unused).
+async fn spend(
+    conn: &mut AsyncPgConnection,
+    ctx: &GrantContext<'_>,
+    family: &Family,
+    row: &RefreshTokenRow,
+    rotation: &Rotation,
+) -> Result<bool, GrantError> {
+    if !refresh::update_used(conn, &row.token_hash, ctx.now).await? {
+        return Ok(false);
+    }
+    let expires_at = ctx.refresh.token_expiry(family, ctx.now);
+    let r = rotation;
+    refresh::insert_token(
+        conn,
+        family,
+        &r.successor,
+        r.generation,
+        &r.scopes,
+        expires_at,
+        ctx.now,
+    )
+    .await?;
+    Ok(true)
 }
 
 /// The family of the presented token, locked.

@@ -1,4 +1,4 @@
-//! Sign-in throttling: after N consecutive failures for a username, a doubling lockout with a cap.
+//! The sign-in lockout: after N consecutive failures for a username, a doubling lockout with a cap.
 //!
 //! Failures are keyed by the username typed, not the account, so locked and unlocked answers look
 //! the same whether or not the account exists. Attempts in flight are counted apart from failures:
@@ -20,7 +20,7 @@ const RESERVATION_TTL: Duration = Duration::minutes(2);
 
 /// When and for how long to lock a username out.
 #[derive(Clone, Copy, Debug)]
-pub struct ThrottlePolicy {
+pub struct LockoutPolicy {
     /// Failures allowed before the first lockout.
     pub threshold: u32,
     /// The first lockout; each failure past the threshold doubles it.
@@ -45,7 +45,7 @@ pub struct ThrottleState {
     pub locked_until: Option<OffsetDateTime>,
 }
 
-impl ThrottlePolicy {
+impl LockoutPolicy {
     /// How long the username stays locked, if it is locked at `now`.
     #[must_use]
     pub fn remaining_lock(
@@ -90,7 +90,7 @@ impl ThrottlePolicy {
     }
 }
 
-impl ThrottlePolicy {
+impl LockoutPolicy {
     /// How many attempts may be in flight at once given the streak: the failures still allowed
     /// before the threshold, and one at a time once a lock has expired (its failure doubles it).
     #[must_use]
@@ -159,7 +159,7 @@ async fn current_state(
 /// Takes a slot for an attempt on `key` unless it is locked or its slots are taken.
 pub async fn begin_attempt(
     conn: &mut AsyncPgConnection,
-    policy: ThrottlePolicy,
+    policy: LockoutPolicy,
     key: &str,
     now: OffsetDateTime,
 ) -> QueryResult<Attempt> {
@@ -196,7 +196,7 @@ pub async fn begin_attempt(
 /// Ends an attempt: gives its slot back and records its outcome in the streak.
 pub async fn end_attempt(
     conn: &mut AsyncPgConnection,
-    policy: ThrottlePolicy,
+    policy: LockoutPolicy,
     reservation: &Reservation,
     outcome: Outcome,
     now: OffsetDateTime,
@@ -262,7 +262,7 @@ mod tests {
     use super::*;
     use time::macros::datetime;
 
-    const POLICY: ThrottlePolicy = ThrottlePolicy {
+    const POLICY: LockoutPolicy = LockoutPolicy {
         threshold: 5,
         base: Duration::seconds(30),
         max: Duration::seconds(900),
