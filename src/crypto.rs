@@ -1,5 +1,5 @@
-//! The two cryptographic primitives everything else builds on: CSPRNG bytes and constant-time
-//! comparison. A leaf: it imports nothing of ours.
+//! The two cryptographic primitives everything else builds on, CSPRNG bytes and the one
+//! constant-time comparison, as a leaf that imports nothing of ours.
 
 use ring::rand::{SecureRandom, SystemRandom};
 use subtle::ConstantTimeEq;

@@ -1,25 +1,29 @@
 //! Keyward: a standalone OAuth 2.1 / OpenID Connect identity provider.
 //!
 //! # The dependency rule
-//! Knowledge flows one way. [`http`] may call anything. [`oauth`] holds the protocol rules and
-//! orchestrates the nouns ([`users`], [`clients`], [`tokens`], [`keys`], [`sessions`]); it
-//! writes no SQL. No noun imports `oauth`, `http` or `config`: each takes its own small policy
-//! type, built once from [`config::Config`]. Only the nouns (and [`audit`], [`housekeeping`])
-//! write SQL. Only [`app`], [`error`] and [`http`] know axum.
+//! Knowledge flows one way. [`http`] and [`cli`] are adapters: parse, make one call, render.
+//! [`oauth`] holds the protocol rules and the use cases, and orchestrates the nouns ([`users`],
+//! [`clients`], [`tokens`], [`keys`], [`sessions`], [`rate_limits`]); it writes no SQL. No noun
+//! imports `oauth`, `http` or `config`: each takes its own small policy type, built once from
+//! [`config::Config`]. Only the nouns (and [`audit`], [`housekeeping`]) write SQL, and an
+//! operation records its own audit event; an adapter only says who acts ([`audit::Actor`]).
+//! Only [`app`], [`error`] and [`http`] know axum. The tests at the end of this file check it.
 //!
 //! # Module map (from the outside in)
-//! - [`app`]: `AppState`, `App::build` (shared by `main` and the tests), the server loop.
+//! - [`app`]: `AppState`, `App::build` (shared by `main` and the tests), `App::serve`.
 //! - [`http`]: thin handlers, one file per endpoint family; `http/mod.rs` lists every route.
-//! - [`oauth`]: parameters, client authentication, one file per grant, authorization requests,
-//!   introspection, revocation, logout rules.
-//! - [`users`]: accounts, names, password rules and hashing, consents, sign-in lockout, devices.
-//! - [`clients`]: relying parties, their exact redirect URIs and hashed secrets.
+//! - [`cli`]: the operator's commands, on the same operations as the handlers.
+//! - [`oauth`]: parameters, client authentication, sign-in and sign-up, one file per grant,
+//!   authorization requests, the access-token check, userinfo, introspection, revocation, logout.
+//! - [`users`]: accounts, names and roles, password rules and hashing, consents, lockout, devices.
+//! - [`clients`]: relying parties, their registration rules, exact redirect URIs, hashed secrets.
 //! - [`tokens`]: opaque secrets and their hashes, codes, refresh families, JWTs, revoked list.
 //! - [`keys`]: sealed signing keys on a published schedule, the in-memory signer and the JWKS.
-//! - [`sessions`]: browser sessions (PostgreSQL store), CSRF tokens, return paths.
+//! - [`sessions`]: the typed browser session and its PostgreSQL store.
+//! - [`rate_limits`]: GCRA limits per address, client or everyone, in PostgreSQL.
 //! - [`db`], [`audit`], [`housekeeping`]: the pool and schema, the audit trail, expiry cleanup.
-//! - [`config`], [`clock`], [`crypto`], [`scope`], [`telemetry`], [`error`], [`cli`]: plumbing
-//!   and leaves.
+//! - [`config`], [`clock`], [`crypto`], [`scope`], [`metrics`], [`telemetry`], [`error`]:
+//!   plumbing and leaves.
 
 pub mod app;
 pub mod audit;

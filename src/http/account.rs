@@ -15,10 +15,8 @@ use crate::audit::Actor;
 use crate::http::client_ip::ClientIp;
 use crate::http::csrf;
 use crate::http::page::{PageError, PageForm, see_other};
-use crate::oauth::consent;
+use crate::oauth::{account, consent};
 use crate::sessions::BrowserSession;
-use crate::users;
-use crate::users::consents;
 
 /// The account page.
 #[derive(Template, WebTemplate)]
@@ -61,11 +59,14 @@ pub async fn get_account(
         return Ok(see_other("/signin"));
     };
     let mut conn = state.conn().await?;
-    let user = users::find(&mut conn, current.user_id).await?;
-    let granted = consents::list_for_user(&mut conn, current.user_id).await?;
+    let overview = account::overview(&mut conn, &current).await?;
     drop(conn);
     // A user disabled or deleted since signing in loses the session on their next request.
-    let Some(user) = user.filter(|u| !u.is_disabled()) else {
+    let Some(account::Overview {
+        user,
+        consents: granted,
+    }) = overview
+    else {
         session.sign_out().await?;
         return Ok(see_other("/signin"));
     };

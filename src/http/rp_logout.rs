@@ -10,11 +10,10 @@ use crate::app::AppState;
 use crate::clients;
 use crate::http::csrf::{self, CsrfForm};
 use crate::http::page::{PageError, PageForm, see_other};
-use crate::oauth::logout::{self, BadLogoutRedirect, LogoutRequest};
+use crate::oauth::account;
+use crate::oauth::logout::{self, LogoutError, Understood};
 use crate::oauth::params::Params;
 use crate::sessions::{AskingApp, BrowserSession, PendingLogout};
-use crate::tokens::jwt;
-use crate::users;
 
 /// The "sign out of Keyward?" page shown when the request cannot prove it comes from the app.
 #[derive(Template, WebTemplate)]
@@ -26,9 +25,12 @@ pub struct LogoutPage {
     app: Option<AskingApp>,
 }
 
-impl From<BadLogoutRedirect> for PageError {
-    fn from(_: BadLogoutRedirect) -> Self {
-        Self::BadLogoutRedirect
+impl From<LogoutError> for PageError {
+    fn from(e: LogoutError) -> Self {
+        match e {
+            LogoutError::Bad(_) => Self::BadLogoutRedirect,
+            LogoutError::Db(e) => e.into(),
+        }
     }
 }
 
@@ -42,19 +44,14 @@ async fn rp_logout(
     params: &Params,
 ) -> Result<Response, PageError> {
     let issuer = state.config.server.issuer.as_str();
-    let hint = params.get("id_token_hint").and_then(|t| {
-        jwt::verify_id_token_hint(&state.keys.ring, t, issuer, state.clock.now()).ok()
-    });
-    let request = LogoutRequest::parse(params, hint)?;
-    let client = match request.client_to_check() {
-        Some(id) => {
-            let mut conn = state.conn().await?;
-            clients::find(&mut conn, id).await?
-        }
-        None => None,
-    };
+    let (keys, now) = (&state.keys.ring, state.clock.now());
+    let Understood {
+        request,
+        client,
+        redirect_uri,
+    } = logout::understand(&state.db, keys, issuer, params, now).await?;
     let pending = PendingLogout {
-        redirect_uri: request.redirect_uri(client.as_ref())?,
+        redirect_uri,
         state: request.state.clone(),
     };
     let Some(signed) = session.signed_in().await? else {
@@ -67,7 +64,7 @@ async fn rp_logout(
     // Ask first, with a CSRF-protected POST.
     session.put_pending_logout(&pending).await?;
     let mut conn = state.conn().await?;
-    let username = users::find(&mut conn, signed.user_id)
+    let username = account::current_user(&mut conn, &signed)
         .await?
         .map(|u| u.username)
         .unwrap_or_default();
@@ -77,9 +74,7 @@ async fn rp_logout(
     let app = client
         .zip(pending.redirect_uri.as_deref())
         .map(|(c, uri)| AskingApp {
-            origin: url::Url::parse(uri)
-                .map(|u| u.origin().ascii_serialization())
-                .unwrap_or_default(),
+            origin: clients::origin_of_redirect_uri(uri).unwrap_or_default(),
             name: c.name,
         });
     Ok(LogoutPage {

@@ -9,8 +9,8 @@ use axum::response::{IntoResponse, Response};
 use crate::app::AppState;
 use crate::http::csrf::{self, CsrfForm};
 use crate::http::page::{PageError, PageForm, see_other};
+use crate::oauth::account;
 use crate::sessions::BrowserSession;
-use crate::users;
 
 /// The "sign out?" confirmation.
 #[derive(Template, WebTemplate)]
@@ -30,7 +30,7 @@ pub async fn get_signout(
         return Ok(see_other("/signin"));
     };
     let mut conn = state.conn().await?;
-    let Some(user) = users::find(&mut conn, current.user_id).await? else {
+    let Some(user) = account::current_user(&mut conn, &current).await? else {
         session.sign_out().await?;
         return Ok(see_other("/signin"));
     };

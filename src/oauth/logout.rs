@@ -1,12 +1,16 @@
 //! The rules of OpenID Connect RP-Initiated Logout 1.0: which client a logout names, where it may
-//! send the person afterwards, and when to ask them first. Pure: the handler does the I/O.
+//! send the person afterwards, and when to ask them first. The rules are pure; [`understand`]
+//! does the look-ups they need.
 
+use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::clients::Client;
+use crate::clients::{self, Client};
+use crate::db::{self, DbError, DbPool};
+use crate::keys::keyring::KeyRing;
 use crate::oauth::authorize::redirect_with;
 use crate::oauth::params::Params;
-use crate::tokens::jwt::IdTokenClaims;
+use crate::tokens::jwt::{self, IdTokenClaims};
 
 /// The longest `state` echoed back to the client.
 const MAX_STATE_LEN: usize = 512;
@@ -14,6 +18,58 @@ const MAX_STATE_LEN: usize = 512;
 /// A logout request that may send nobody anywhere: shown as an error page, never redirected.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BadLogoutRedirect;
+
+/// Why a logout request could not be understood.
+#[derive(Debug)]
+pub enum LogoutError {
+    /// It may send nobody anywhere: an error page.
+    Bad(BadLogoutRedirect),
+    /// The client could not be looked up.
+    Db(DbError),
+}
+
+/// A logout request understood: what it asks, the client it names, and the registered place to
+/// send the person afterwards, if any.
+#[derive(Debug)]
+pub struct Understood<'a> {
+    /// The request.
+    pub request: LogoutRequest<'a>,
+    /// The client it names, if registered.
+    pub client: Option<Client>,
+    /// A post-logout redirect URI registered exactly for that client.
+    pub redirect_uri: Option<String>,
+}
+
+/// Verifies the `id_token_hint` (§2: it may have expired, but must be ours), reads the request
+/// and looks up the client it names.
+pub async fn understand<'a>(
+    pool: &DbPool,
+    keys: &KeyRing,
+    issuer: &str,
+    params: &'a Params,
+    now: OffsetDateTime,
+) -> Result<Understood<'a>, LogoutError> {
+    let hint = params
+        .get("id_token_hint")
+        .and_then(|t| jwt::verify_id_token_hint(keys, t, issuer, now).ok());
+    let request = LogoutRequest::parse(params, hint).map_err(LogoutError::Bad)?;
+    let client = match request.client_to_check() {
+        Some(id) => {
+            let mut conn = db::connect(pool).await.map_err(LogoutError::Db)?;
+            let found = clients::find(&mut conn, id).await;
+            found.map_err(|e| LogoutError::Db(e.into()))?
+        }
+        None => None,
+    };
+    let redirect_uri = request
+        .redirect_uri(client.as_ref())
+        .map_err(LogoutError::Bad)?;
+    Ok(Understood {
+        request,
+        client,
+        redirect_uri,
+    })
+}
 
 /// A logout request, with its `id_token_hint` already verified (or dropped).
 #[derive(Debug)]

@@ -3,6 +3,7 @@
 //! SQL.
 
 pub mod access;
+pub mod account;
 pub mod authorize;
 pub mod client_auth;
 pub mod consent;
