@@ -479,7 +479,7 @@ async fn consents_and_families_are_listed_and_ended_from_the_cli_in_json() {
     let app = TestApp::spawn().await;
     app.create_user("alice", GOOD_PASSWORD).await;
     let web = app
-        .register_client("web", crate::refresh::refreshing())
+        .register_client("web", crate::support::endpoints::refreshing())
         .await;
     let json = |args: &[&str]| -> Value {
         let out = keyward(&app, args, "");
@@ -521,7 +521,7 @@ async fn consents_and_families_are_listed_and_ended_from_the_cli_in_json() {
         false
     );
     assert_eq!(refresh_with(refresh).await, StatusCode::BAD_REQUEST);
-    let introspected = crate::refresh::introspect(&app, &web, access).await;
+    let introspected = app.introspect(&web, access).await;
     assert_eq!(introspected["active"], false);
     let why = json(&["tokens", "why", refresh, "--json"]);
     assert_eq!(why["revoked_reason"], "revoked by an operator");

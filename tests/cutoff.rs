@@ -139,14 +139,8 @@ async fn refresh_with(app: &TestApp, client: &TestClient, tokens: &Value) -> req
 }
 
 async fn userinfo_status(app: &TestApp, tokens: &Value) -> StatusCode {
-    app.browser
-        .client
-        .get(format!("{}/userinfo", app.base))
-        .bearer_auth(tokens["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .status()
+    let access = tokens["access_token"].as_str().unwrap();
+    app.userinfo(access).await.status()
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -276,17 +270,7 @@ async fn cut_off(app: &TestApp, user_id: uuid::Uuid, ending: Ending) {
 }
 
 async fn introspected_active(app: &TestApp, client: &TestClient, token: &str) -> bool {
-    let resp = app
-        .browser
-        .client
-        .post(format!("{}/introspect", app.base))
-        .basic_auth(&client.id, client.secret.clone())
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    resp.json::<Value>().await.unwrap()["active"] == true
+    app.introspect(client, token).await["active"] == true
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -111,8 +111,8 @@ async fn the_spa_signs_in_refreshes_once_across_tabs_and_signs_out_in_chromium()
                 app.clock().advance(time::Duration::seconds(seconds));
                 json!({ "now_ms": publish_time(&app, &clock_file) })
             }
-            "rotations" => json!({ "count": crate::refresh::family_rows(&app).await.0 }),
-            "families" => json!({ "revoked": crate::refresh::family_rows(&app).await.1 }),
+            "rotations" => json!({ "count": app.family_rows().await.0 }),
+            "families" => json!({ "revoked": app.family_rows().await.1 }),
             "done" => {
                 finished = true;
                 json!({})

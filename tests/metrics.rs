@@ -93,7 +93,7 @@ async fn counters_move_by_exactly_what_a_flow_did() {
     let app = TestApp::spawn_with(&[("KEYWARD_LIMIT_TOKEN_PER_IP", "6/1h")]).await;
     app.create_user("alice", GOOD_PASSWORD).await;
     let web = app
-        .register_client("web", crate::refresh::refreshing())
+        .register_client("web", crate::support::endpoints::refreshing())
         .await;
     let machine = ClientSpec {
         scopes: "reports:read",

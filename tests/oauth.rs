@@ -75,14 +75,7 @@ async fn a_confidential_client_completes_the_code_flow_with_pkce() {
     assert_ne!(id["sub"], "alice", "sub is stable, not the username");
 
     // userinfo with the access token.
-    let info = app
-        .browser
-        .client
-        .get(format!("{}/userinfo", app.base))
-        .bearer_auth(access)
-        .send()
-        .await
-        .unwrap();
+    let info = app.userinfo(access).await;
     assert_eq!(info.status(), StatusCode::OK);
     let info: Value = info.json().await.unwrap();
     assert_eq!(
@@ -377,19 +370,11 @@ async fn a_reused_code_is_refused_and_revokes_what_it_issued() {
         .await
         .unwrap();
     let access = first["access_token"].as_str().unwrap();
-    let userinfo = |token: String| {
-        let req = app
-            .browser
-            .client
-            .get(format!("{}/userinfo", app.base))
-            .bearer_auth(token);
-        async move { req.send().await.unwrap() }
-    };
-    assert_eq!(userinfo(access.to_owned()).await.status(), StatusCode::OK);
+    assert_eq!(app.userinfo(access).await.status(), StatusCode::OK);
 
     let replay = app.exchange_code(&client, &code, &pkce.verifier).await;
     assert_oauth_error(replay, "invalid_grant").await;
-    let refused = userinfo(access.to_owned()).await;
+    let refused = app.userinfo(access).await;
     assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
     assert!(
         refused.headers()["www-authenticate"]
@@ -582,14 +567,7 @@ async fn a_disabled_user_s_tokens_stop_working_at_userinfo() {
     )
     .await
     .unwrap();
-    let resp = app
-        .browser
-        .client
-        .get(format!("{}/userinfo", app.base))
-        .bearer_auth(body["access_token"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap();
+    let resp = app.userinfo(body["access_token"].as_str().unwrap()).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
 }
 

@@ -1,132 +1,42 @@
-//! The token lifecycle: refresh rotation and reuse detection (with and without the grace
-//! window, under races), client credentials, the password grant, introspection and revocation.
+//! Refresh tokens (RFC 6749 §6): rotation on every use and reuse detection (with and without the
+//! grace window, under races), expiry, cut-offs, and the one rule of a live token agreed by the
+//! one-statement rotation, the transaction and introspection.
 
 use reqwest::StatusCode;
 use serde_json::Value;
 use time::Duration;
 
 use crate::support::cli::{keyward, stdout};
-use crate::support::oauth::{ClientSpec, TestClient, assert_oauth_error};
-use crate::support::{GOOD_PASSWORD, TestApp, wait_until};
-
-/// A client allowed the code flow and refresh (other modules use it too).
-pub fn refreshing() -> ClientSpec {
-    ClientSpec {
-        scopes: "openid profile email offline_access invoices:read",
-        grants: vec!["authorization_code", "refresh_token"],
-        ..ClientSpec::default()
-    }
-}
-
-async fn setup(settings: &[(&'static str, &str)]) -> (TestApp, TestClient, Value) {
-    let app = TestApp::spawn_with(settings).await;
-    app.create_user("alice", GOOD_PASSWORD).await;
-    let client = app.register_client("webapp", refreshing()).await;
-    let tokens = app
-        .tokens_for(&client, "openid offline_access invoices:read")
-        .await;
-    (app, client, tokens)
-}
-
-async fn refresh(
-    app: &TestApp,
-    client: &TestClient,
-    token: &str,
-    scope: Option<&str>,
-) -> reqwest::Response {
-    let mut form = vec![("grant_type", "refresh_token"), ("refresh_token", token)];
-    if let Some(s) = scope {
-        form.push(("scope", s));
-    }
-    app.token_request(client, &form).await
-}
-
-fn rt(v: &Value) -> String {
-    v["refresh_token"]
-        .as_str()
-        .expect("a refresh token")
-        .to_owned()
-}
-
-/// The introspection answer for `token`, asked as `client` (other modules use it too).
-pub async fn introspect(app: &TestApp, client: &TestClient, token: &str) -> Value {
-    let secret = client.secret.as_deref().unwrap();
-    let resp = app
-        .browser
-        .client
-        .post(format!("{}/introspect", app.base))
-        .basic_auth(&client.id, Some(secret))
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    assert_eq!(resp.headers()["cache-control"], "no-store");
-    resp.json().await.unwrap()
-}
-
-/// Refresh tokens ever issued (one more per rotation), and revoked families.
-pub async fn family_rows(app: &TestApp) -> (i64, i64) {
-    use diesel::prelude::*;
-    use diesel_async::RunQueryDsl;
-    use keyward::db::schema::{refresh_families, refresh_tokens};
-    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
-    let tokens: i64 = refresh_tokens::table
-        .count()
-        .get_result(&mut conn)
-        .await
-        .unwrap();
-    let revoked: i64 = refresh_families::table
-        .filter(refresh_families::revoked_at.is_not_null())
-        .count()
-        .get_result(&mut conn)
-        .await
-        .unwrap();
-    (tokens, revoked)
-}
+use crate::support::endpoints::{refreshing, refreshing_alice, rt};
+use crate::support::oauth::{TestClient, assert_oauth_error};
+use crate::support::{GOOD_PASSWORD, TestApp};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_refresh_rotates_and_a_replay_revokes_the_whole_family() {
-    let (app, client, first) = setup(&[]).await;
+    let (app, client, first) = refreshing_alice(&[]).await;
     let rt0 = rt(&first);
     assert!(rt0.starts_with("kwrt_"));
 
-    let second: Value = refresh(&app, &client, &rt0, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let second: Value = app.refresh(&client, &rt0, None).await.json().await.unwrap();
     let rt1 = rt(&second);
     assert_ne!(rt0, rt1);
     assert_eq!(second["scope"], "invoices:read offline_access openid");
-    let third: Value = refresh(&app, &client, &rt1, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let third: Value = app.refresh(&client, &rt1, None).await.json().await.unwrap();
     let rt2 = rt(&third);
     let at2 = third["access_token"].as_str().unwrap().to_owned();
-    assert_eq!(introspect(&app, &client, &at2).await["active"], true);
-    assert_eq!(introspect(&app, &client, &rt2).await["active"], true);
+    assert_eq!(app.introspect(&client, &at2).await["active"], true);
+    assert_eq!(app.introspect(&client, &rt2).await["active"], true);
 
     // rt0 was rotated long ago: presenting it is reuse.
-    assert_oauth_error(refresh(&app, &client, &rt0, None).await, "invalid_grant").await;
+    assert_oauth_error(app.refresh(&client, &rt0, None).await, "invalid_grant").await;
     // Now nothing of the family works: the newest refresh token, and its access token.
-    assert_oauth_error(refresh(&app, &client, &rt2, None).await, "invalid_grant").await;
-    assert_eq!(introspect(&app, &client, &rt2).await["active"], false);
-    assert_eq!(introspect(&app, &client, &at2).await["active"], false);
-    let userinfo = app
-        .browser
-        .client
-        .get(format!("{}/userinfo", app.base))
-        .bearer_auth(&at2)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(userinfo.status(), StatusCode::UNAUTHORIZED);
+    assert_oauth_error(app.refresh(&client, &rt2, None).await, "invalid_grant").await;
+    assert_eq!(app.introspect(&client, &rt2).await["active"], false);
+    assert_eq!(app.introspect(&client, &at2).await["active"], false);
+    assert_eq!(app.userinfo(&at2).await.status(), StatusCode::UNAUTHORIZED);
     let first_at = first["access_token"].as_str().unwrap();
     assert_eq!(
-        introspect(&app, &client, first_at).await["active"],
+        app.introspect(&client, first_at).await["active"],
         false,
         "even the first access token"
     );
@@ -145,7 +55,7 @@ async fn each_refresh_rotates_and_a_replay_revokes_the_whole_family() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn of_fifty_racing_refreshes_one_wins_and_the_losers_revoke_the_family() {
-    let (app, client, first) = setup(&[]).await;
+    let (app, client, first) = refreshing_alice(&[]).await;
     let rt0 = rt(&first);
     let results = race(&app, &client, &rt0, 50).await;
     let ok: Vec<&Value> = results
@@ -160,11 +70,11 @@ async fn of_fifty_racing_refreshes_one_wins_and_the_losers_revoke_the_family() {
             .all(|(s, _)| *s == StatusCode::OK || *s == StatusCode::BAD_REQUEST),
         "no 500s"
     );
-    let (tokens, revoked) = family_rows(&app).await;
+    let (tokens, revoked) = app.family_rows().await;
     assert_eq!(tokens, 2, "the database holds exactly one successor");
     assert_eq!(revoked, 1, "the replays revoked the family");
     assert_oauth_error(
-        refresh(&app, &client, &rt(ok[0]), None).await,
+        app.refresh(&client, &rt(ok[0]), None).await,
         "invalid_grant",
     )
     .await;
@@ -176,13 +86,13 @@ async fn a_rotation_is_one_round_trip_to_the_database() {
     // round may add a handful of statements, and a connection idle for a second its check. Each
     // rotation sends one statement; with the pool's check before every checkout it sent two, as
     // a transaction of reads, locks and writes ten.
-    let (app, client, first) = setup(&[("KEYWARD_KEY_RELOAD", "5m")]).await;
+    let (app, client, first) = refreshing_alice(&[("KEYWARD_KEY_RELOAD", "5m")]).await;
     let statements = app.state.metrics.db_queries();
     let before = statements.get();
     let rotations: u16 = 30;
     let mut token = rt(&first);
     for _ in 0..rotations {
-        let resp = refresh(&app, &client, &token, None).await;
+        let resp = app.refresh(&client, &token, None).await;
         assert_eq!(resp.status(), StatusCode::OK);
         token = rt(&resp.json::<Value>().await.unwrap());
     }
@@ -192,13 +102,13 @@ async fn a_rotation_is_one_round_trip_to_the_database() {
         "{sent} statements sent for {rotations} rotations"
     );
     // Nothing was skipped: the chain is whole and its last token works.
-    assert_eq!(family_rows(&app).await, (i64::from(rotations) + 1, 0));
-    assert_eq!(introspect(&app, &client, &token).await["active"], true);
+    assert_eq!(app.family_rows().await, (i64::from(rotations) + 1, 0));
+    assert_eq!(app.introspect(&client, &token).await["active"], true);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_a_grace_window_racing_refreshes_all_get_the_same_successor() {
-    let (app, client, first) = setup(&[("KEYWARD_REFRESH_REUSE_GRACE", "30s")]).await;
+    let (app, client, first) = refreshing_alice(&[("KEYWARD_REFRESH_REUSE_GRACE", "30s")]).await;
     let rt0 = rt(&first);
     let results = race(&app, &client, &rt0, 50).await;
     assert!(
@@ -208,11 +118,11 @@ async fn with_a_grace_window_racing_refreshes_all_get_the_same_successor() {
     let successors: std::collections::BTreeSet<String> =
         results.iter().map(|(_, v)| rt(v)).collect();
     assert_eq!(successors.len(), 1, "one successor, no branch");
-    let (tokens, revoked) = family_rows(&app).await;
+    let (tokens, revoked) = app.family_rows().await;
     assert_eq!((tokens, revoked), (2, 0));
     let next = successors.into_iter().next().unwrap();
     assert_eq!(
-        refresh(&app, &client, &next, None).await.status(),
+        app.refresh(&client, &next, None).await.status(),
         StatusCode::OK,
         "the family lives"
     );
@@ -259,49 +169,48 @@ async fn race(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_grace_window_covers_only_the_immediate_predecessor_and_only_briefly() {
-    let (app, client, first) = setup(&[("KEYWARD_REFRESH_REUSE_GRACE", "30s")]).await;
+    let (app, client, first) = refreshing_alice(&[("KEYWARD_REFRESH_REUSE_GRACE", "30s")]).await;
     let rt0 = rt(&first);
-    let rt1 = rt(&refresh(&app, &client, &rt0, None)
+    let rt1 = rt(&app
+        .refresh(&client, &rt0, None)
         .await
         .json::<Value>()
         .await
         .unwrap());
     // The response was lost: the client retries with rt0 and gets rt1 again.
-    let again: Value = refresh(&app, &client, &rt0, None)
-        .await
-        .json()
-        .await
-        .unwrap();
+    let again: Value = app.refresh(&client, &rt0, None).await.json().await.unwrap();
     assert_eq!(rt(&again), rt1);
     assert!(again["access_token"].is_string());
 
     // Two generations back is reuse, window or not.
-    let rt2 = rt(&refresh(&app, &client, &rt1, None)
+    let rt2 = rt(&app
+        .refresh(&client, &rt1, None)
         .await
         .json::<Value>()
         .await
         .unwrap());
-    assert_oauth_error(refresh(&app, &client, &rt0, None).await, "invalid_grant").await;
+    assert_oauth_error(app.refresh(&client, &rt0, None).await, "invalid_grant").await;
     // The family is revoked.
-    assert_oauth_error(refresh(&app, &client, &rt2, None).await, "invalid_grant").await;
+    assert_oauth_error(app.refresh(&client, &rt2, None).await, "invalid_grant").await;
 
     // After the window, even the immediate predecessor is reuse.
-    let (app, client, first) = setup(&[("KEYWARD_REFRESH_REUSE_GRACE", "30s")]).await;
+    let (app, client, first) = refreshing_alice(&[("KEYWARD_REFRESH_REUSE_GRACE", "30s")]).await;
     let rt0 = rt(&first);
-    let rt1 = rt(&refresh(&app, &client, &rt0, None)
+    let rt1 = rt(&app
+        .refresh(&client, &rt0, None)
         .await
         .json::<Value>()
         .await
         .unwrap());
     app.clock().advance(Duration::seconds(31));
-    assert_oauth_error(refresh(&app, &client, &rt0, None).await, "invalid_grant").await;
-    assert_oauth_error(refresh(&app, &client, &rt1, None).await, "invalid_grant").await;
+    assert_oauth_error(app.refresh(&client, &rt0, None).await, "invalid_grant").await;
+    assert_oauth_error(app.refresh(&client, &rt1, None).await, "invalid_grant").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn refresh_racing_revoke_leaves_nothing_active() {
     for _ in 0..3 {
-        let (app, client, first) = setup(&[]).await;
+        let (app, client, first) = refreshing_alice(&[]).await;
         let rt0 = rt(&first);
         let secret = client.secret.clone().unwrap();
         let revoke = app
@@ -311,19 +220,21 @@ async fn refresh_racing_revoke_leaves_nothing_active() {
             .basic_auth(&client.id, Some(&secret))
             .form(&[("token", rt0.as_str())])
             .send();
-        let (refreshed, revoked) = tokio::join!(refresh(&app, &client, &rt0, None), revoke);
+        let (refreshed, revoked) = tokio::join!(app.refresh(&client, &rt0, None), revoke);
         assert_eq!(revoked.unwrap().status(), StatusCode::OK);
         if refreshed.status() == StatusCode::OK {
             let body: Value = refreshed.json().await.unwrap();
-            assert_eq!(introspect(&app, &client, &rt(&body)).await["active"], false);
+            assert_eq!(app.introspect(&client, &rt(&body)).await["active"], false);
             assert_eq!(
-                introspect(&app, &client, body["access_token"].as_str().unwrap()).await["active"],
+                app.introspect(&client, body["access_token"].as_str().unwrap())
+                    .await["active"],
                 false
             );
         }
-        assert_eq!(introspect(&app, &client, &rt0).await["active"], false);
+        assert_eq!(app.introspect(&client, &rt0).await["active"], false);
         assert_eq!(
-            introspect(&app, &client, first["access_token"].as_str().unwrap()).await["active"],
+            app.introspect(&client, first["access_token"].as_str().unwrap())
+                .await["active"],
             false
         );
     }
@@ -331,35 +242,39 @@ async fn refresh_racing_revoke_leaves_nothing_active() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn another_client_cannot_use_or_harm_a_refresh_token() {
-    let (app, client, first) = setup(&[]).await;
+    let (app, client, first) = refreshing_alice(&[]).await;
     let thief = app.register_client("thief", refreshing()).await;
     let rt0 = rt(&first);
-    assert_oauth_error(refresh(&app, &thief, &rt0, None).await, "invalid_grant").await;
+    assert_oauth_error(app.refresh(&thief, &rt0, None).await, "invalid_grant").await;
     assert_eq!(
-        introspect(&app, &thief, &rt0).await["active"],
+        app.introspect(&thief, &rt0).await["active"],
         false,
         "not its business"
     );
     // The victim's family is untouched.
     assert_eq!(
-        refresh(&app, &client, &rt0, None).await.status(),
+        app.refresh(&client, &rt0, None).await.status(),
         StatusCode::OK
     );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn scope_narrows_on_refresh_but_never_widens_past_the_grant() {
-    let (app, client, first) = setup(&[]).await;
-    let narrow: Value = refresh(&app, &client, &rt(&first), Some("openid"))
+    let (app, client, first) = refreshing_alice(&[]).await;
+    let narrow: Value = app
+        .refresh(&client, &rt(&first), Some("openid"))
         .await
         .json()
         .await
         .unwrap();
     assert_eq!(narrow["scope"], "openid");
-    let wider = refresh(&app, &client, &rt(&narrow), Some("openid email")).await;
+    let wider = app
+        .refresh(&client, &rt(&narrow), Some("openid email"))
+        .await;
     assert_oauth_error(wider, "invalid_scope").await;
     // The original grant stays the ceiling: going back up to it is allowed.
-    let back: Value = refresh(&app, &client, &rt(&narrow), Some("openid invoices:read"))
+    let back: Value = app
+        .refresh(&client, &rt(&narrow), Some("openid invoices:read"))
         .await
         .json()
         .await
@@ -369,38 +284,39 @@ async fn scope_narrows_on_refresh_but_never_widens_past_the_grant() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_and_absolute_expiry_end_a_family() {
-    let (app, client, first) = setup(&[]).await;
+    let (app, client, first) = refreshing_alice(&[]).await;
     app.clock().advance(Duration::days(15));
     assert_oauth_error(
-        refresh(&app, &client, &rt(&first), None).await,
+        app.refresh(&client, &rt(&first), None).await,
         "invalid_grant",
     )
     .await;
 
-    let (app, client, first) = setup(&[]).await;
+    let (app, client, first) = refreshing_alice(&[]).await;
     let mut token = rt(&first);
     for _ in 0..2 {
         app.clock().advance(Duration::days(10));
-        token = rt(&refresh(&app, &client, &token, None)
+        token = rt(&app
+            .refresh(&client, &token, None)
             .await
             .json::<Value>()
             .await
             .unwrap());
     }
     // Day 20: the new token's idle expiry is capped at day 30, the family's end.
-    let info = introspect(&app, &client, &token).await;
+    let info = app.introspect(&client, &token).await;
     let start = app.clock().now() - Duration::days(20);
     assert_eq!(
         info["exp"].as_i64().unwrap(),
         (start + Duration::days(30)).unix_timestamp()
     );
     app.clock().advance(Duration::days(10));
-    assert_oauth_error(refresh(&app, &client, &token, None).await, "invalid_grant").await;
+    assert_oauth_error(app.refresh(&client, &token, None).await, "invalid_grant").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn password_change_disable_and_sign_out_everywhere_revoke_families() {
-    let (app, client, first) = setup(&[]).await;
+    let (app, client, first) = refreshing_alice(&[]).await;
     let user_id = app.find_user_by_name("alice").await;
     let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
     let hash = app.state.hasher.hash("a new long password").await.unwrap();
@@ -414,29 +330,30 @@ async fn password_change_disable_and_sign_out_everywhere_revoke_families() {
     .await
     .unwrap();
     assert_oauth_error(
-        refresh(&app, &client, &rt(&first), None).await,
+        app.refresh(&client, &rt(&first), None).await,
         "invalid_grant",
     )
     .await;
     assert_eq!(
-        introspect(&app, &client, first["access_token"].as_str().unwrap()).await["active"],
+        app.introspect(&client, first["access_token"].as_str().unwrap())
+            .await["active"],
         false
     );
 
-    let (app, client, first) = setup(&[]).await;
+    let (app, client, first) = refreshing_alice(&[]).await;
     let out = keyward(&app, &["users", "sign-out-everywhere", "alice"], "");
     assert!(out.status.success());
     assert_oauth_error(
-        refresh(&app, &client, &rt(&first), None).await,
+        app.refresh(&client, &rt(&first), None).await,
         "invalid_grant",
     )
     .await;
 
-    let (app, client, first) = setup(&[]).await;
+    let (app, client, first) = refreshing_alice(&[]).await;
     let out = keyward(&app, &["users", "disable", "alice"], "");
     assert!(out.status.success());
     assert_oauth_error(
-        refresh(&app, &client, &rt(&first), None).await,
+        app.refresh(&client, &rt(&first), None).await,
         "invalid_grant",
     )
     .await;
@@ -464,7 +381,7 @@ async fn refreshes_racing_a_password_change_leave_nothing_live() {
         let barrier = tokio::sync::Barrier::new(families.len() + 1);
         let one = async |tokens: &Value| {
             barrier.wait().await;
-            let resp = refresh(&app, &client, &rt(tokens), None).await;
+            let resp = app.refresh(&client, &rt(tokens), None).await;
             (resp.status(), resp.json::<Value>().await.unwrap())
         };
         let change = async {
@@ -491,276 +408,22 @@ async fn refreshes_racing_a_password_change_leave_nothing_live() {
                 "{status}: {body}"
             );
             if status == StatusCode::OK {
-                assert_eq!(introspect(&app, &client, &rt(&body)).await["active"], false);
+                assert_eq!(app.introspect(&client, &rt(&body)).await["active"], false);
                 let access = body["access_token"].as_str().unwrap();
-                assert_eq!(introspect(&app, &client, access).await["active"], false);
+                assert_eq!(app.introspect(&client, access).await["active"], false);
             }
         }
         for tokens in &families {
-            assert_eq!(
-                introspect(&app, &client, &rt(tokens)).await["active"],
-                false
-            );
+            assert_eq!(app.introspect(&client, &rt(tokens)).await["active"], false);
         }
     }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn introspection_describes_live_access_and_refresh_tokens_and_nothing_else() {
-    let (app, client, first) = setup(&[]).await;
-    let at = first["access_token"].as_str().unwrap();
-    let id_token = first["id_token"].as_str().unwrap();
-    let info = introspect(&app, &client, at).await;
-    assert_eq!(info["active"], true);
-    assert_eq!(info["client_id"], "webapp");
-    assert_eq!(info["username"], "alice");
-    assert_eq!(info["token_type"], "Bearer");
-    assert_eq!(info["iss"], app.base.as_str());
-    for k in ["scope", "sub", "exp", "iat", "aud", "jti"] {
-        assert!(info.get(k).is_some(), "{k}");
-    }
-    let info = introspect(&app, &client, &rt(&first)).await;
-    assert_eq!(
-        (info["active"].clone(), info["token_type"].clone()),
-        (Value::Bool(true), "refresh_token".into())
-    );
-    for dead in [id_token, "garbage", "kwrt_unknown", ""] {
-        assert_eq!(
-            introspect(&app, &client, dead).await,
-            serde_json::json!({"active": false}),
-            "{dead}"
-        );
-    }
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn revocation_ends_a_client_s_own_tokens_and_nobody_else_s() {
-    let (app, client, first) = setup(&[]).await;
-    let at = first["access_token"].as_str().unwrap();
-    // A client cannot revoke another client's tokens; unknown tokens are fine.
-    let other = app.register_client("other", refreshing()).await;
-    let revoke = |c: &TestClient, token: &str| {
-        let req = app
-            .browser
-            .client
-            .post(format!("{}/revoke", app.base))
-            .basic_auth(&c.id, c.secret.clone())
-            .form(&[("token", token), ("token_type_hint", "refresh_token")]);
-        async move { req.send().await.unwrap().status() }
-    };
-    assert_eq!(revoke(&other, at).await, StatusCode::OK);
-    assert_eq!(
-        introspect(&app, &client, at).await["active"],
-        true,
-        "not other's to revoke"
-    );
-    assert_eq!(revoke(&client, "nonsense").await, StatusCode::OK);
-    // The hint is only a hint: an access token named a refresh token is still found.
-    assert_eq!(revoke(&client, at).await, StatusCode::OK);
-    assert_eq!(introspect(&app, &client, at).await["active"], false);
-    assert_eq!(revoke(&client, &rt(&first)).await, StatusCode::OK);
-    assert_eq!(
-        introspect(&app, &client, &rt(&first)).await["active"],
-        false
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn introspection_needs_a_confidential_client() {
-    let (app, _, first) = setup(&[]).await;
-    let at = first["access_token"].as_str().unwrap();
-    let spa = app
-        .register_client(
-            "spa",
-            ClientSpec {
-                public: true,
-                ..refreshing()
-            },
-        )
-        .await;
-    let resp = app
-        .browser
-        .client
-        .post(format!("{}/introspect", app.base))
-        .form(&[("token", at), ("client_id", spa.id.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    let anonymous = app
-        .browser
-        .client
-        .post(format!("{}/introspect", app.base))
-        .form(&[("token", at)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn introspection_fails_closed_when_the_database_is_down() {
-    let (app, proxy) = TestApp::spawn_behind_proxy(&[]).await;
-    app.create_user("alice", GOOD_PASSWORD).await;
-    let client = app.register_client("webapp", refreshing()).await;
-    let tokens = app.tokens_for(&client, "openid offline_access").await;
-    proxy.go_down();
-    let resp = app
-        .browser
-        .client
-        .post(format!("{}/introspect", app.base))
-        .basic_auth(&client.id, client.secret.clone())
-        .form(&[("token", tokens["access_token"].as_str().unwrap())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_ne!(resp.json::<Value>().await.unwrap()["active"], true);
-    proxy.come_back();
-    let access = tokens["access_token"].as_str().unwrap();
-    // The pool may hand out a connection broken by the outage once more: wait for an answer.
-    wait_until("introspection answers again", || async {
-        let resp = app
-            .browser
-            .client
-            .post(format!("{}/introspect", app.base))
-            .basic_auth(&client.id, client.secret.clone())
-            .form(&[("token", access)])
-            .send()
-            .await
-            .unwrap();
-        resp.status() == StatusCode::OK
-    })
-    .await;
-    assert_eq!(introspect(&app, &client, access).await["active"], true);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn client_credentials_issue_a_token_about_the_client_itself() {
-    let app = TestApp::spawn().await;
-    let spec = ClientSpec {
-        scopes: "invoices:read invoices:write",
-        grants: vec!["client_credentials"],
-        audiences: vec!["https://api.example.com".into()],
-        ..ClientSpec::default()
-    };
-    let service = app.register_client("billing", spec.clone()).await;
-    let ok = app
-        .token_request(
-            &service,
-            &[
-                ("grant_type", "client_credentials"),
-                ("scope", "invoices:read"),
-            ],
-        )
-        .await;
-    assert_eq!(ok.status(), StatusCode::OK);
-    let body: Value = ok.json().await.unwrap();
-    assert!(body.get("refresh_token").is_none() && body.get("id_token").is_none());
-    let claims = crate::support::oauth::claims_of(body["access_token"].as_str().unwrap());
-    assert_eq!(claims["sub"], "billing");
-    assert_eq!(claims["aud"], "https://api.example.com");
-    assert_eq!(claims["scope"], "invoices:read");
-    let all: Value = app
-        .token_request(&service, &[("grant_type", "client_credentials")])
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(all["scope"], "invoices:read invoices:write");
-
-    for scope in ["admin", "openid"] {
-        let resp = app
-            .token_request(
-                &service,
-                &[("grant_type", "client_credentials"), ("scope", scope)],
-            )
-            .await;
-        assert_oauth_error(resp, "invalid_scope").await;
-    }
-    let wrong = TestClient {
-        id: "billing".into(),
-        secret: Some("kwcs_wrong".into()),
-    };
-    let resp = app
-        .token_request(&wrong, &[("grant_type", "client_credentials")])
-        .await;
-    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
-    let public = app
-        .register_client(
-            "spa",
-            ClientSpec {
-                public: true,
-                ..spec
-            },
-        )
-        .await;
-    let resp = app
-        .token_request(&public, &[("grant_type", "client_credentials")])
-        .await;
-    assert_oauth_error(resp, "unauthorized_client").await;
-}
-
-async fn grant(app: &TestApp, client: &TestClient, password: &str) -> reqwest::Response {
-    let form = [
-        ("grant_type", "password"),
-        ("username", "alice"),
-        ("password", password),
-        ("scope", "openid offline_access"),
-    ];
-    app.token_request(client, &form).await
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_password_grant_works_only_where_enabled_with_the_same_lockout() {
-    let app = TestApp::spawn().await;
-    app.create_user("alice", GOOD_PASSWORD).await;
-    let legacy = app
-        .register_client(
-            "legacy",
-            ClientSpec {
-                grants: vec!["password", "refresh_token"],
-                scopes: "openid offline_access",
-                ..ClientSpec::default()
-            },
-        )
-        .await;
-    let ok: Value = grant(&app, &legacy, GOOD_PASSWORD)
-        .await
-        .json()
-        .await
-        .unwrap();
-    assert!(
-        ok["access_token"].is_string()
-            && ok["id_token"].is_string()
-            && ok["refresh_token"].is_string()
-    );
-    for _ in 0..5 {
-        let resp = grant(&app, &legacy, "wrong password").await;
-        assert_eq!(
-            resp.json::<Value>().await.unwrap()["error_description"],
-            "wrong username or password"
-        );
-    }
-    let locked = grant(&app, &legacy, GOOD_PASSWORD).await;
-    assert_eq!(locked.status(), StatusCode::BAD_REQUEST);
-    assert!(
-        locked.json::<Value>().await.unwrap()["error_description"]
-            .as_str()
-            .unwrap()
-            .contains("too many")
-    );
-    // The same lock holds on the sign-in page.
-    assert_eq!(
-        app.browser.sign_in("alice", GOOD_PASSWORD).await.status(),
-        StatusCode::TOO_MANY_REQUESTS
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn purge_deletes_what_expired_and_keeps_what_reuse_detection_needs() {
-    let (app, client, first) = setup(&[]).await;
-    let rt1 = rt(&refresh(&app, &client, &rt(&first), None)
+    let (app, client, first) = refreshing_alice(&[]).await;
+    let rt1 = rt(&app
+        .refresh(&client, &rt(&first), None)
         .await
         .json::<Value>()
         .await
@@ -769,18 +432,18 @@ async fn purge_deletes_what_expired_and_keeps_what_reuse_detection_needs() {
     assert!(out.status.success());
     // The used token is still there: replaying it is still caught.
     assert_oauth_error(
-        refresh(&app, &client, &rt(&first), None).await,
+        app.refresh(&client, &rt(&first), None).await,
         "invalid_grant",
     )
     .await;
-    assert_oauth_error(refresh(&app, &client, &rt1, None).await, "invalid_grant").await;
+    assert_oauth_error(app.refresh(&client, &rt1, None).await, "invalid_grant").await;
     app.clock().advance(Duration::days(31));
     let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
     let purged = keyward::housekeeping::purge(&mut conn, app.clock().now(), Duration::minutes(10))
         .await
         .unwrap();
     assert!(purged.refresh >= 1, "{purged:?}");
-    assert_eq!(family_rows(&app).await, (0, 0));
+    assert_eq!(app.family_rows().await, (0, 0));
 }
 
 /// Each way a refresh token can stop standing, set up on a fresh family.
@@ -841,7 +504,7 @@ async fn put_in_case(
     let now = app.clock().now();
     match case {
         Case::Live | Case::OtherClient => {}
-        Case::Used => assert_eq!(refresh(app, client, token, None).await.status(), 200),
+        Case::Used => assert_eq!(app.refresh(client, token, None).await.status(), 200),
         Case::IdleExpired => app
             .clock()
             .advance(app.state.refresh.idle + Duration::seconds(1)),
@@ -864,7 +527,7 @@ async fn put_in_case(
                 .unwrap();
         }
         Case::Revoked => {
-            let resp = revoke(app, client, token).await;
+            let resp = app.revoke(client, token).await;
             assert_eq!(resp.status(), 200);
         }
         Case::WiderScope => return Some("openid offline_access invoices:read profile"),
@@ -877,17 +540,6 @@ async fn put_in_case(
         }
     }
     None
-}
-
-async fn revoke(app: &TestApp, client: &TestClient, token: &str) -> reqwest::Response {
-    app.browser
-        .client
-        .post(format!("{}/revoke", app.base))
-        .basic_auth(&client.id, client.secret.as_deref())
-        .form(&[("token", token)])
-        .send()
-        .await
-        .unwrap()
 }
 
 /// What the Rust rule (the transaction's and introspection's) says of `token` for `client_id`.
@@ -951,7 +603,7 @@ async fn sql_rotates(
 #[tokio::test(flavor = "multi_thread")]
 async fn the_one_statement_rotation_and_the_rust_rule_agree_on_every_case() {
     for case in Case::ALL {
-        let (app, client, tokens) = setup(&[]).await;
+        let (app, client, tokens) = refreshing_alice(&[]).await;
         let other = app.register_client("other", refreshing()).await;
         let token = rt(&tokens);
         let scope = put_in_case(&app, &client, &token, case).await;
@@ -970,7 +622,7 @@ async fn the_one_statement_rotation_and_the_rust_rule_agree_on_every_case() {
             "{case:?}: the statement and the rule disagree"
         );
         // And the whole grant (the statement, then the transaction) answers in RFC 6749 words.
-        let resp = refresh(&app, presenter, &token, scope).await;
+        let resp = app.refresh(presenter, &token, scope).await;
         match case {
             Case::Live => assert_eq!(resp.status(), 200, "{case:?}"),
             Case::WiderScope => {
@@ -982,7 +634,7 @@ async fn the_one_statement_rotation_and_the_rust_rule_agree_on_every_case() {
         }
         // Introspection by the presenting client follows the same rule.
         if case != Case::Used {
-            let active = introspect(&app, presenter, &token).await["active"] == true;
+            let active = app.introspect(presenter, &token).await["active"] == true;
             let expected = matches!(case, Case::WiderScope);
             assert_eq!(active, expected, "{case:?}: introspection");
         }

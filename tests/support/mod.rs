@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod db;
+pub mod endpoints;
 pub mod jwt;
 pub mod oauth;
 pub mod proxy;
