@@ -413,6 +413,7 @@ async fn secrets_are_stored_only_as_hashes() {
     use diesel::prelude::*;
     use diesel_async::RunQueryDsl;
     use keyward::db::schema::{sessions, trusted_devices};
+    use keyward::tokens::opaque::TokenHash;
 
     let app = TestApp::spawn().await;
     app.create_user("tina", GOOD_PASSWORD).await;
@@ -421,13 +422,12 @@ async fn secrets_are_stored_only_as_hashes() {
     let device = app.browser.cookie("keyward_device").unwrap();
 
     let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
-    let hashes: Vec<Vec<u8>> = sessions::table
+    let hashes: Vec<TokenHash> = sessions::table
         .select(sessions::id_hash)
         .load(&mut conn)
         .await
         .unwrap();
-    let expected = keyward::tokens::opaque::TokenHash::of(&session_id);
-    assert!(hashes.iter().any(|h| h.as_slice() == expected.as_bytes()));
+    assert!(hashes.contains(&TokenHash::of(&session_id)));
     let data: Vec<Vec<u8>> = sessions::table
         .select(sessions::data)
         .load(&mut conn)
@@ -437,17 +437,12 @@ async fn secrets_are_stored_only_as_hashes() {
         data.iter()
             .all(|d| !String::from_utf8_lossy(d).contains(&session_id))
     );
-    let devices: Vec<Vec<u8>> = trusted_devices::table
+    let devices: Vec<TokenHash> = trusted_devices::table
         .select(trusted_devices::token_hash)
         .load(&mut conn)
         .await
         .unwrap();
-    assert_eq!(
-        devices,
-        [keyward::tokens::opaque::TokenHash::of(&device)
-            .as_bytes()
-            .to_vec()]
-    );
+    assert_eq!(devices, [TokenHash::of(&device)]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Subcommand;
+use diesel_async::AsyncPgConnection;
 use serde_json::json;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -11,9 +12,10 @@ use time::format_description::well_known::Rfc3339;
 use crate::config::Config;
 use crate::keys::kek::Kek;
 use crate::keys::kek::KekSource;
+
 use crate::keys::material;
 use crate::keys::schedule::{self, KeyTimes};
-use crate::keys::store::{self, SigningKeyRow};
+use crate::keys::store::{self, KeyPolicy, SigningKeyRow};
 
 /// Operators' key commands. Running servers pick up every change within `KEYWARD_KEY_RELOAD`.
 #[derive(Debug, Subcommand)]
@@ -118,6 +120,27 @@ fn print_value(json: bool, value: &serde_json::Value, plain: &str) -> anyhow::Re
     Ok(())
 }
 
+/// `keys import FILE`: an existing RSA key becomes the next key.
+async fn import(
+    conn: &mut AsyncPgConnection,
+    kek: &Kek,
+    policy: &KeyPolicy,
+    file: &std::path::Path,
+    json: bool,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    let pem = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let key = tokio::task::spawn_blocking(move || material::from_pem(&pem)).await??;
+    let times = store::import(conn, kek, policy, &key, now).await?;
+    eprintln!(
+        "imported {} as the next key: published now, signs from {}",
+        key.kid,
+        time(times.activates_at)
+    );
+    let value = json!({ "kid": key.kid, "activates_at": time(times.activates_at) });
+    print_value(json, &value, &key.kid)
+}
+
 /// Runs a `keys` command.
 pub async fn run(cmd: KeysCommand, config: &Config, now: OffsetDateTime) -> anyhow::Result<()> {
     let mut conn = super::connect(config).await?;
@@ -149,17 +172,7 @@ pub async fn run(cmd: KeysCommand, config: &Config, now: OffsetDateTime) -> anyh
         }
         KeysCommand::Import { file, json } => {
             let kek = Kek::load(&config.keys.kek)?;
-            let pem =
-                std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-            let key = tokio::task::spawn_blocking(move || material::from_pem(&pem)).await??;
-            let times = store::import(&mut conn, &kek, &policy, &key, now).await?;
-            eprintln!(
-                "imported {} as the next key: published now, signs from {}",
-                key.kid,
-                time(times.activates_at)
-            );
-            let value = json!({ "kid": key.kid, "activates_at": time(times.activates_at) });
-            print_value(json, &value, &key.kid)?;
+            import(&mut conn, &kek, &policy, &file, json, now).await?;
         }
         KeysCommand::Rewrap { new_kek_file, json } => {
             let old = Kek::load(&config.keys.kek)?;

@@ -208,7 +208,7 @@ pub struct Client {
     /// Shown on the consent page.
     pub name: String,
     /// SHA-256 of the secret; `None` for public clients.
-    pub secret_hash: Option<Vec<u8>>,
+    pub secret_hash: Option<TokenHash>,
     /// Public clients (SPAs, native apps) cannot keep a secret.
     pub is_public: bool,
     /// Operated by the same party as Keyward: no consent page.
@@ -282,10 +282,8 @@ impl Client {
     #[must_use]
     pub fn verify_secret(&self, presented: &str) -> bool {
         match &self.secret_hash {
-            Some(stored) => {
-                let presented = TokenHash::of(presented);
-                crate::crypto::constant_time_eq(stored, presented.as_bytes())
-            }
+            // TokenHash compares in constant time.
+            Some(stored) => *stored == TokenHash::of(presented),
             None => false,
         }
     }
@@ -300,7 +298,7 @@ pub struct NewClient {
     /// Display name.
     pub name: String,
     /// SHA-256 of the secret, for confidential clients.
-    pub secret_hash: Option<Vec<u8>>,
+    pub secret_hash: Option<TokenHash>,
     /// Whether it is public.
     pub is_public: bool,
     /// Whether it skips consent.
@@ -577,10 +575,7 @@ pub async fn rotate_secret(
     let hash = secret.hash();
     conn.transaction(async |conn| {
         let n = diesel::update(clients::table.find(id).filter(clients::is_public.eq(false)))
-            .set((
-                clients::secret_hash.eq(hash.as_bytes()),
-                clients::updated_at.eq(now),
-            ))
+            .set((clients::secret_hash.eq(hash), clients::updated_at.eq(now)))
             .execute(conn)
             .await?;
         if n == 1 {
@@ -664,7 +659,7 @@ mod tests {
         let client = Client {
             id: "c".into(),
             name: "C".into(),
-            secret_hash: Some(secret.hash().as_bytes().to_vec()),
+            secret_hash: Some(secret.hash()),
             is_public: false,
             is_first_party: false,
             redirect_uris: vec!["https://a.example/cb".into()],

@@ -124,7 +124,7 @@ impl Registration {
             id,
             name: self.name,
             is_public: secret_hash.is_none(),
-            secret_hash: secret_hash.map(|h| h.as_bytes().to_vec()),
+            secret_hash,
             is_first_party: self.is_first_party,
             allowed_origins: cors_origins(&redirect_uris, &explicit),
             redirect_uris: as_strings(&redirect_uris),

@@ -133,11 +133,27 @@ fn public(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
 pub fn router(state: AppState, sessions: SessionManagerLayer<PgSessionStore>) -> Router {
     let request_timeout = state.config.server.request_timeout;
     let https = state.config.server.issuer.is_https();
-    routes()
+    let bounded = routes()
         .route_layer(axum::middleware::from_fn(observe::mark_route))
         .layer(
-            // Outermost first: trace everything, turn panics into 500s, stamp security headers on
-            // every response (error pages and timeouts included), then bound time and size.
+            // Innermost: bound the head, the time and the body, then the session.
+            ServiceBuilder::new()
+                .layer(axum::middleware::from_fn(size_limits::limit_headers))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::REQUEST_TIMEOUT,
+                    request_timeout,
+                ))
+                .layer(axum::middleware::from_fn(
+                    size_limits::linger_on_oversized_body,
+                ))
+                .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+                .layer(sessions),
+        );
+    // Around those, so that error pages and timeouts carry them too.
+    with_security_headers(bounded, https)
+        .layer(
+            // Outermost first: an id, a span, the count and access line, panics as 500s, the
+            // brand the pages show.
             ServiceBuilder::new()
                 .layer(axum::middleware::from_fn(request_id::assign))
                 .layer(TraceLayer::new_for_http().make_span_with(
@@ -160,47 +176,43 @@ pub fn router(state: AppState, sessions: SessionManagerLayer<PgSessionStore>) ->
                 .layer(axum::middleware::from_fn_with_state(
                     state.clone(),
                     brand::provide,
-                ))
-                .layer(header_layer(
-                    header::CONTENT_SECURITY_POLICY,
-                    HeaderValue::from_static(CSP),
-                ))
-                .layer(header_layer(
-                    header::X_FRAME_OPTIONS,
-                    HeaderValue::from_static("DENY"),
-                ))
-                .layer(header_layer(
-                    header::X_CONTENT_TYPE_OPTIONS,
-                    HeaderValue::from_static("nosniff"),
-                ))
-                .layer(header_layer(
-                    header::REFERRER_POLICY,
-                    HeaderValue::from_static("no-referrer"),
-                ))
-                // Pages carry CSRF tokens and personal data: never store them. Assets override this.
-                .layer(header_layer(
-                    header::CACHE_CONTROL,
-                    HeaderValue::from_static("no-store"),
-                ))
-                .option_layer(https.then(|| {
-                    // RFC 6797: once seen over https, browsers refuse plain http to us for a year.
-                    SetResponseHeaderLayer::overriding(
-                        header::STRICT_TRANSPORT_SECURITY,
-                        HeaderValue::from_static(HSTS),
-                    )
-                }))
-                .layer(axum::middleware::from_fn(size_limits::limit_headers))
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::REQUEST_TIMEOUT,
-                    request_timeout,
-                ))
-                .layer(axum::middleware::from_fn(
-                    size_limits::linger_on_oversized_body,
-                ))
-                .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-                .layer(sessions),
+                )),
         )
         .with_state(state)
+}
+
+/// The security headers of every response (each set only where the handler set none).
+fn with_security_headers(router: Router<AppState>, https: bool) -> Router<AppState> {
+    let router = router
+        .layer(header_layer(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(header_layer(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(header_layer(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(header_layer(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        // Pages carry CSRF tokens and personal data: never store them. Assets override this.
+        .layer(header_layer(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+    if !https {
+        return router;
+    }
+    // RFC 6797: once seen over https, browsers refuse plain http to us for a year.
+    router.layer(SetResponseHeaderLayer::overriding(
+        header::STRICT_TRANSPORT_SECURITY,
+        HeaderValue::from_static(HSTS),
+    ))
 }
 
 fn header_layer(name: HeaderName, value: HeaderValue) -> SetResponseHeaderLayer<HeaderValue> {

@@ -77,7 +77,7 @@ impl PgSessionStore {
     ) -> session_store::Result<()> {
         let next = self.idle_expiry(absolute_expires_at);
         if next - expires_at > TOUCH_AFTER {
-            diesel::update(sessions::table.find(id_hash(id).as_bytes()))
+            diesel::update(sessions::table.find(id_hash(id)))
                 .set(sessions::expires_at.eq(next))
                 .execute(conn)
                 .await
@@ -137,7 +137,7 @@ impl SessionStore for PgSessionStore {
         loop {
             let inserted = diesel::insert_into(sessions::table)
                 .values((
-                    sessions::id_hash.eq(id_hash(&record.id).as_bytes()),
+                    sessions::id_hash.eq(id_hash(&record.id)),
                     sessions::user_id.eq(user_of(record)),
                     sessions::credential_version.eq(credential_version_of(record)),
                     sessions::data.eq(encode(record)?),
@@ -162,7 +162,7 @@ impl SessionStore for PgSessionStore {
         // A write is a request too: the idle expiry moves on, never past the absolute end.
         let mut conn = self.conn().await?;
         let idle = self.clock.now() + self.lifetimes.idle;
-        diesel::update(sessions::table.find(id_hash(&record.id).as_bytes()))
+        diesel::update(sessions::table.find(id_hash(&record.id)))
             .set((
                 sessions::user_id.eq(user_of(record)),
                 sessions::credential_version.eq(credential_version_of(record)),
@@ -186,7 +186,7 @@ impl SessionStore for PgSessionStore {
         // even if the session was written after the cut-off by a sign-in already in flight.
         let row: Option<(Vec<u8>, OffsetDateTime, OffsetDateTime)> = sessions::table
             .left_join(users::table.on(sessions::user_id.eq(users::id.nullable())))
-            .filter(sessions::id_hash.eq(id_hash(id).as_bytes()))
+            .filter(sessions::id_hash.eq(id_hash(id)))
             .filter(sessions::expires_at.gt(self.clock.now()))
             .filter(
                 sessions::user_id.is_null().or(sessions::credential_version
@@ -214,7 +214,7 @@ impl SessionStore for PgSessionStore {
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         let mut conn = self.conn().await?;
-        diesel::delete(sessions::table.find(id_hash(id).as_bytes()))
+        diesel::delete(sessions::table.find(id_hash(id)))
             .execute(&mut conn)
             .await
             .map_err(backend)?;

@@ -18,7 +18,7 @@ pub const AUTHORIZATION_CODE_TTL: Duration = Duration::seconds(60);
 #[diesel(table_name = authorization_codes)]
 pub struct AuthorizationCode {
     /// SHA-256 of the code.
-    pub code_hash: Vec<u8>,
+    pub code_hash: TokenHash,
     /// Bound client.
     pub client_id: String,
     /// Who signed in.
@@ -92,7 +92,7 @@ pub async fn insert(
     let code = PlainToken::generate("");
     diesel::insert_into(authorization_codes::table)
         .values((
-            authorization_codes::code_hash.eq(code.hash().as_bytes()),
+            authorization_codes::code_hash.eq(code.hash()),
             authorization_codes::client_id.eq(new.client_id),
             authorization_codes::user_id.eq(new.user_id),
             authorization_codes::redirect_uri.eq(new.redirect_uri),
@@ -116,7 +116,7 @@ pub async fn find_for_update(
     presented: &TokenHash,
 ) -> QueryResult<Option<AuthorizationCode>> {
     authorization_codes::table
-        .find(presented.as_bytes())
+        .find(presented)
         .select(AuthorizationCode::as_select())
         .for_update()
         .first(conn)
@@ -127,7 +127,7 @@ pub async fn find_for_update(
 /// Marks a code used, recording what was issued for it (if anything).
 pub async fn update_used(
     conn: &mut AsyncPgConnection,
-    code_hash: &[u8],
+    code_hash: &TokenHash,
     now: OffsetDateTime,
     issued: Option<IssuedForCode>,
 ) -> QueryResult<()> {

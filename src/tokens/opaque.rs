@@ -6,6 +6,12 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::digest;
 
+use diesel::deserialize::{self, FromSql, FromSqlRow};
+use diesel::expression::AsExpression;
+use diesel::pg::{Pg, PgValue};
+use diesel::serialize::{self, Output, ToSql};
+use diesel::sql_types::Bytea;
+
 use crate::crypto::random_bytes;
 
 /// A freshly minted secret in plain text: it exists only to be handed out once.
@@ -47,11 +53,29 @@ impl fmt::Debug for PlainToken {
     }
 }
 
-/// SHA-256 of a secret: what the database holds and what look-ups use.
+/// SHA-256 of a secret: what the database holds and what look-ups use, as a `bytea` column type
+/// of its own (crates.io's `HashedToken`), so no row or query carries a bare `Vec<u8>`.
 ///
 /// A fast hash is right here: the input has 256 bits of entropy, so there is nothing to brute force.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, AsExpression, FromSqlRow)]
+#[diesel(sql_type = Bytea)]
 pub struct TokenHash([u8; 32]);
+
+impl ToSql<Bytea, Pg> for TokenHash {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        <[u8] as ToSql<Bytea, Pg>>::to_sql(&self.0[..], out)
+    }
+}
+
+impl FromSql<Bytea, Pg> for TokenHash {
+    fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
+        let raw = <Vec<u8> as FromSql<Bytea, Pg>>::from_sql(bytes)?;
+        let hash: [u8; 32] = raw
+            .try_into()
+            .map_err(|_| "a stored token hash is not 32 bytes")?;
+        Ok(Self(hash))
+    }
+}
 
 impl TokenHash {
     /// Hashes a presented (unverified) secret.
@@ -61,12 +85,6 @@ impl TokenHash {
         let mut out = [0u8; 32];
         out.copy_from_slice(d.as_ref());
         Self(out)
-    }
-
-    /// The raw 32 bytes, for the database.
-    #[must_use]
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.0
     }
 }
 

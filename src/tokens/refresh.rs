@@ -100,7 +100,7 @@ pub struct Family {
 #[diesel(table_name = refresh_tokens)]
 pub struct RefreshTokenRow {
     /// SHA-256 of the token.
-    pub token_hash: Vec<u8>,
+    pub token_hash: TokenHash,
     /// Its family.
     pub family_id: Uuid,
     /// 0 for the first, +1 per rotation.
@@ -261,7 +261,7 @@ pub async fn insert_token(
 ) -> QueryResult<()> {
     diesel::insert_into(refresh_tokens::table)
         .values((
-            refresh_tokens::token_hash.eq(token.hash().as_bytes()),
+            refresh_tokens::token_hash.eq(token.hash()),
             refresh_tokens::family_id.eq(family.id),
             refresh_tokens::generation.eq(generation),
             refresh_tokens::scopes.eq(scopes.to_vec()),
@@ -297,7 +297,7 @@ pub async fn find_token(
     hash: &TokenHash,
 ) -> QueryResult<Option<RefreshTokenRow>> {
     refresh_tokens::table
-        .find(hash.as_bytes())
+        .find(hash)
         .select(RefreshTokenRow::as_select())
         .first(conn)
         .await
@@ -434,7 +434,7 @@ impl QueryFragment<Pg> for RotateUnused<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let (r, scopes) = (self.r, &self.scopes);
         out.push_sql("WITH presented AS (SELECT family_id FROM refresh_tokens WHERE token_hash = ");
-        out.push_bind_param::<Bytea, _>(r.presented.as_bytes())?;
+        out.push_bind_param::<Bytea, _>(r.presented)?;
         out.push_sql(" AND used_at IS NULL AND expires_at > ");
         out.push_bind_param::<Timestamptz, _>(&r.now)?;
         out.push_sql(
@@ -459,7 +459,7 @@ impl QueryFragment<Pg> for RotateUnused<'_> {
         );
         out.push_bind_param::<Timestamptz, _>(&r.now)?;
         out.push_sql(" FROM family, holder WHERE t.token_hash = ");
-        out.push_bind_param::<Bytea, _>(r.presented.as_bytes())?;
+        out.push_bind_param::<Bytea, _>(r.presented)?;
         // Rechecked on the newest row version when a racer spent it first: one of them wins.
         out.push_sql(" AND t.family_id = family.id AND t.used_at IS NULL AND t.expires_at > ");
         out.push_bind_param::<Timestamptz, _>(&r.now)?;
@@ -469,7 +469,7 @@ impl QueryFragment<Pg> for RotateUnused<'_> {
              INSERT INTO refresh_tokens \
              (token_hash, family_id, generation, scopes, created_at, expires_at) SELECT ",
         );
-        out.push_bind_param::<Bytea, _>(r.successor.as_bytes())?;
+        out.push_bind_param::<Bytea, _>(r.successor)?;
         out.push_sql(", spent.family_id, spent.generation + 1, COALESCE(");
         out.push_bind_param::<Nullable<Array<Text>>, _>(scopes)?;
         out.push_sql(", spent.scopes), ");
@@ -497,7 +497,7 @@ impl QueryFragment<Pg> for RotateUnused<'_> {
 /// Marks a token used; the one conditional update that decides who rotates it.
 pub async fn update_used(
     conn: &mut AsyncPgConnection,
-    hash: &[u8],
+    hash: &TokenHash,
     now: OffsetDateTime,
 ) -> QueryResult<bool> {
     diesel::update(

@@ -25,7 +25,7 @@ pub async fn is_trusted(
 ) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(
         trusted_devices::table
-            .filter(trusted_devices::token_hash.eq(presented.as_bytes()))
+            .filter(trusted_devices::token_hash.eq(presented))
             .filter(trusted_devices::user_id.eq(user_id))
             .filter(trusted_devices::expires_at.gt(now))
             .filter(trusted_devices::failures.lt(DEVICE_MAX_FAILURES)),
@@ -39,7 +39,7 @@ pub async fn update_failed(
     conn: &mut AsyncPgConnection,
     presented: &TokenHash,
 ) -> QueryResult<usize> {
-    diesel::update(trusted_devices::table.find(presented.as_bytes()))
+    diesel::update(trusted_devices::table.find(presented))
         .set(trusted_devices::failures.eq(trusted_devices::failures + 1))
         .execute(conn)
         .await
@@ -51,7 +51,7 @@ pub async fn update_succeeded(
     presented: &TokenHash,
     now: OffsetDateTime,
 ) -> QueryResult<usize> {
-    diesel::update(trusted_devices::table.find(presented.as_bytes()))
+    diesel::update(trusted_devices::table.find(presented))
         .set((
             trusted_devices::failures.eq(0),
             trusted_devices::last_used_at.eq(now),
@@ -70,7 +70,7 @@ pub async fn insert(
     let token = PlainToken::generate(DEVICE_TOKEN_PREFIX);
     diesel::insert_into(trusted_devices::table)
         .values((
-            trusted_devices::token_hash.eq(token.hash().as_bytes()),
+            trusted_devices::token_hash.eq(token.hash()),
             trusted_devices::user_id.eq(user_id),
             trusted_devices::created_at.eq(now),
             trusted_devices::last_used_at.eq(now),

@@ -94,9 +94,7 @@ impl TestApp {
         let new = NewClient {
             id: id.to_owned(),
             name: format!("{id} app"),
-            secret_hash: secret
-                .as_deref()
-                .map(|s| TokenHash::of(s).as_bytes().to_vec()),
+            secret_hash: secret.as_deref().map(TokenHash::of),
             is_public: spec.public,
             is_first_party: spec.first_party,
             allowed_origins: clients::cors_origins(&parsed, &explicit),

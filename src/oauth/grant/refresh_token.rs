@@ -261,9 +261,7 @@ async fn retry_in_grace(
     let next = refresh::find_generation(conn, family.id, row.generation + 1).await?;
     Ok(next
         .filter(|n| {
-            n.used_at.is_none()
-                && n.expires_at > ctx.now
-                && n.token_hash == successor.hash().as_bytes()
+            n.used_at.is_none() && n.expires_at > ctx.now && n.token_hash == successor.hash()
         })
         .map(|n| Rotation {
             scopes: Scopes::from_stored(&n.scopes),
