@@ -155,7 +155,7 @@ pub struct TokenSettings {
     /// `KEYWARD_REFRESH_ABSOLUTE_TTL`: no refresh token of a family outlives this, from sign-in.
     pub refresh_absolute_ttl: Duration,
     /// `KEYWARD_REFRESH_REUSE_GRACE`: how long the immediate predecessor may be presented again
-    /// and get the same successor (`0`, the default, turns the grace window off).
+    /// and get the same successor (default 30 s; `0` turns the grace window off).
     pub refresh_reuse_grace: Option<Duration>,
 }
 
@@ -502,6 +502,10 @@ fn passwords(
     })
 }
 
+/// The default refresh grace window: Okta's, and longer than relying parties' parallel requests
+/// after an access token expires take to arrive.
+const DEFAULT_REFRESH_REUSE_GRACE: Duration = Duration::seconds(30);
+
 fn lockout(
     env: &Env<impl Fn(&str) -> Option<String>>,
     request_timeout: std::time::Duration,
@@ -543,9 +547,13 @@ fn tokens(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<TokenSettings, C
         refresh_idle_ttl..=3650 * DAY,
         "must be at least KEYWARD_REFRESH_IDLE_TTL, which must be at least 1m",
     )?;
+    // On by default: relying parties that refresh from several processes at once (Apache's
+    // mod_auth_openidc has no refresh lock) present one token several times within moments, and
+    // without a window the second presentation revokes the family and signs the person out.
+    // The window never branches (one successor), so it only delays detecting a thief.
     let grace = env.duration(
         "KEYWARD_REFRESH_REUSE_GRACE",
-        Duration::ZERO,
+        DEFAULT_REFRESH_REUSE_GRACE,
         Duration::ZERO..=5 * MINUTE,
         "at most 5m: a longer window makes a stolen predecessor useful",
     )?;
@@ -682,7 +690,10 @@ mod tests {
         assert_eq!(config.sessions.lifetimes.idle, 12 * HOUR);
         assert_eq!(config.sessions.lifetimes.absolute, 7 * DAY);
         assert_eq!(config.keys.policy.schedule.rotation, 30 * DAY);
-        assert_eq!(config.tokens.refresh_reuse_grace, None);
+        assert_eq!(
+            config.tokens.refresh_reuse_grace,
+            Some(30 * Duration::SECOND)
+        );
     }
 
     #[test]

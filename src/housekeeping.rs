@@ -53,6 +53,9 @@ pub async fn purge(
     now: OffsetDateTime,
     longest_access_ttl: Duration,
 ) -> diesel::QueryResult<Purged> {
+    // What recognises a token (a used code, a family's access-token record, a revocation) stays
+    // as long as Keyward's endpoints would still accept that token: past `exp` by the leeway.
+    let horizon = revoked::still_accepted_after(now);
     Ok(Purged {
         sessions: drain!(db::delete_batch(
             conn,
@@ -61,11 +64,11 @@ pub async fn purge(
             now,
             BATCH
         )),
-        codes: drain!(codes::delete_expired(conn, now, BATCH))
-            + drain!(revoked::delete_expired(conn, now, BATCH)),
+        codes: drain!(codes::delete_expired(conn, horizon, BATCH))
+            + drain!(revoked::delete_expired(conn, horizon, BATCH)),
         refresh: drain!(refresh::delete_expired(
             conn,
-            now,
+            horizon,
             longest_access_ttl,
             BATCH
         )),

@@ -611,3 +611,98 @@ async fn a_consent_withdrawn_behind_a_proxy_is_audited_under_the_person_s_addres
         "the forwarded address, not the proxy's"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_client_ends_every_token_it_holds_at_once() {
+    use keyward::db::schema::revoked_access_tokens;
+    const API: &str = "https://api.example.com";
+    let app = TestApp::spawn().await;
+    app.create_user("alice", GOOD_PASSWORD).await;
+    let web = app
+        .register_client("webapp", crate::support::endpoints::refreshing())
+        .await;
+    let tokens = app.tokens_for(&web, "openid offline_access").await;
+    let access = tokens["access_token"].as_str().unwrap();
+    let machine = ClientSpec {
+        scopes: "invoices:read",
+        grants: vec!["client_credentials"],
+        audiences: vec![API.into()],
+        ..ClientSpec::default()
+    };
+    let billing = app.register_client("billing", machine.clone()).await;
+    let api = app.register_client("api", machine.clone()).await;
+    let own: Value = app
+        .token_request(&billing, &[("grant_type", "client_credentials")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let own = own["access_token"].as_str().unwrap();
+    assert_eq!(app.userinfo(access).await.status(), StatusCode::OK);
+    assert_eq!(app.introspect(&api, own).await["active"], true);
+
+    for id in ["webapp", "billing"] {
+        let out = crate::support::cli::keyward(&app, &["clients", "delete", id], "");
+        assert!(
+            out.status.success(),
+            "{}",
+            crate::support::cli::stderr(&out)
+        );
+    }
+    // Seconds later, not minutes: the person's token, the family's and the client's own.
+    assert_eq!(
+        app.userinfo(access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.introspect(&api, own).await["active"], false);
+    // Its refresh token is dead: invalid_grant while this instance still remembers the client
+    // (until the next reload), invalid_client after.
+    let refresh_token = crate::support::endpoints::rt(&tokens);
+    let refresh: Value = app
+        .refresh(&web, &refresh_token, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        ["invalid_grant", "invalid_client"].contains(&refresh["error"].as_str().unwrap()),
+        "{refresh}"
+    );
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    let recorded: i64 = revoked_access_tokens::table
+        .filter(revoked_access_tokens::reason.eq("client deleted"))
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        recorded, 1,
+        "the family's access token is on the revoked list"
+    );
+
+    // Registering the id again (later) does not revive the old client's tokens.
+    app.clock().advance(time::Duration::minutes(2));
+    app.register_client("billing", machine).await;
+    assert_eq!(app.introspect(&api, own).await["active"], false);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_revoked_family_s_access_token_ends_inside_the_leeway_too() {
+    let (app, client, tokens) = crate::support::endpoints::refreshing_alice(&[]).await;
+    let access = tokens["access_token"].as_str().unwrap();
+    // Past `exp`, inside the leeway Keyward's endpoints allow for skewed clocks: still accepted.
+    let ttl = app.state.config.tokens.access_ttl;
+    app.clock().advance(ttl + time::Duration::seconds(5));
+    assert_eq!(app.userinfo(access).await.status(), StatusCode::OK);
+    // A relying party's logout revokes the refresh token (RFC 7009): the family ends, and every
+    // access token Keyward would still accept with it.
+    let resp = app
+        .revoke(&client, &crate::support::endpoints::rt(&tokens))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        app.userinfo(access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.introspect(&client, access).await["active"], false);
+}

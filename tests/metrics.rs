@@ -90,7 +90,12 @@ async fn run_flow(app: &TestApp, web: &TestClient, machine: &TestClient) -> i64 
 
 #[tokio::test(flavor = "multi_thread")]
 async fn counters_move_by_exactly_what_a_flow_did() {
-    let app = TestApp::spawn_with(&[("KEYWARD_LIMIT_TOKEN_PER_IP", "6/1h")]).await;
+    let app = TestApp::spawn_with(&[
+        ("KEYWARD_LIMIT_TOKEN_PER_IP", "6/1h"),
+        // A replay below must count as reuse, not as a grace retry.
+        ("KEYWARD_REFRESH_REUSE_GRACE", "0"),
+    ])
+    .await;
     app.create_user("alice", GOOD_PASSWORD).await;
     let web = app
         .register_client("web", crate::support::endpoints::refreshing())

@@ -13,6 +13,7 @@ use crate::audit::Actor;
 use crate::clients::registration::{Edit, Registration, RegistrationError, Secret};
 use crate::clients::{self, Client, CreateClientError};
 use crate::config::Config;
+use crate::oauth::client_removal;
 use crate::tokens::opaque::PlainToken;
 
 /// Operators' client commands.
@@ -34,7 +35,7 @@ pub enum ClientsCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Delete a client, with its codes and consents.
+    /// Delete a client: a cut-off (its codes, consents, refresh tokens and access tokens end).
     Delete {
         /// The client_id.
         id: String,
@@ -183,13 +184,16 @@ fn read_secret() -> anyhow::Result<String> {
 /// Runs a `clients` command.
 pub async fn run(cmd: ClientsCommand, config: &Config, now: OffsetDateTime) -> anyhow::Result<()> {
     let mut conn = super::connect(config).await?;
+    let reload = config.keys.reload;
     match cmd {
         ClientsCommand::Create(args) => create(&mut conn, args, now).await,
         ClientsCommand::List { json } => list(&mut conn, json).await,
         ClientsCommand::Show { id, json } => show(&mut conn, &id, json).await,
-        ClientsCommand::Delete { id, json } => delete(&mut conn, &id, json, now).await,
+        ClientsCommand::Delete { id, json } => delete(&mut conn, &id, json, reload, now).await,
         ClientsCommand::Update(args) => update(&mut conn, args, now).await,
-        ClientsCommand::RotateSecret { id, json } => rotate_secret(&mut conn, &id, json, now).await,
+        ClientsCommand::RotateSecret { id, json } => {
+            rotate_secret(&mut conn, &id, json, reload, now).await
+        }
     }
 }
 
@@ -344,20 +348,33 @@ async fn delete(
     conn: &mut AsyncPgConnection,
     id: &str,
     json: bool,
+    reload: std::time::Duration,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
-    if !clients::delete(conn, id, &Actor::cli(), now).await? {
+    let Some(families) = client_removal::delete_client(conn, id, &Actor::cli(), now).await? else {
         bail!("no client '{id}'");
-    }
-    let message = format!("deleted client '{id}', its codes and its consents");
-    super::report(json, &json!({ "client_id": id, "deleted": true }), &message)?;
+    };
+    let message = format!(
+        "deleted client '{id}': its codes, consents, refresh tokens ({} families) and access \
+         tokens end now; running servers stop authenticating it within {}",
+        families.len(),
+        humantime_secs(reload)
+    );
+    let out = json!({ "client_id": id, "deleted": true, "families_revoked": families.len() });
+    super::report(json, &out, &message)?;
     Ok(())
+}
+
+/// "30s": a reload interval in the words of the settings.
+fn humantime_secs(d: std::time::Duration) -> String {
+    format!("{}s", d.as_secs().max(1))
 }
 
 async fn rotate_secret(
     conn: &mut AsyncPgConnection,
     id: &str,
     json: bool,
+    reload: std::time::Duration,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
     let Some(secret) = clients::rotate_secret(conn, id, &Actor::cli(), now).await? else {
@@ -369,6 +386,10 @@ async fn rotate_secret(
     } else {
         out!("client_secret\t{}", secret.expose());
     }
-    eprintln!("the old secret stops working now; store the new one: it is shown once");
+    eprintln!(
+        "store the new secret: it is shown once. The old one stops working on every running \
+         server within {} (KEYWARD_KEY_RELOAD)",
+        humantime_secs(reload)
+    );
     Ok(())
 }

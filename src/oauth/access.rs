@@ -4,7 +4,9 @@
 use diesel_async::AsyncPgConnection;
 use time::OffsetDateTime;
 
+use crate::clients;
 use crate::keys::keyring::KeyRing;
+use crate::keys::schedule::CLOCK_LEEWAY;
 use crate::tokens::jwt::{self, AccessTokenClaims};
 use crate::tokens::revoked;
 use crate::users::{self, User};
@@ -31,8 +33,9 @@ pub struct LiveToken {
 }
 
 /// Checks signature, `typ` (RFC 9068 §4: an ID token is no credential here), issuer and expiry,
-/// then what the database knows: not revoked (RFC 7009), and the person still enabled and on the
-/// credential version the token was issued under (a cut-off ends it before its `exp`).
+/// then what the database knows: not revoked (RFC 7009), its client still registered, and the
+/// person still enabled and on the credential version the token was issued under (a cut-off
+/// ends it before its `exp`).
 pub async fn judge(
     conn: &mut AsyncPgConnection,
     keys: &KeyRing,
@@ -44,6 +47,15 @@ pub async fn judge(
         return Ok(Judged::NotOurs);
     };
     if revoked::is_revoked(conn, claims.jti).await? {
+        return Ok(Judged::Ended);
+    }
+    // A deleted client's tokens end with it, its own (client credentials) included, which
+    // nothing else records; one registered again under the same id does not revive them (the
+    // leeway only spares a token issued by a server whose clock is a little behind the CLI's).
+    let client = clients::find(conn, &claims.client_id).await?;
+    let registered_since =
+        |c: &clients::Client| (c.created_at - CLOCK_LEEWAY).unix_timestamp() <= claims.iat;
+    if !client.as_ref().is_some_and(registered_since) {
         return Ok(Judged::Ended);
     }
     let user = match claims.user_id() {

@@ -6,6 +6,7 @@ pub mod access;
 pub mod account;
 pub mod authorize;
 pub mod client_auth;
+pub mod client_removal;
 pub mod consent;
 pub mod error;
 pub mod grant;

@@ -143,6 +143,19 @@ pub async fn update_used(
         .map(|_| ())
 }
 
+/// Deletes every unredeemed code of `client_id`, whoever it was for. A redemption in flight
+/// holds its code's row lock, so this waits for it to commit; its code is then used, and stays.
+pub async fn delete_unredeemed_of_client(
+    conn: &mut AsyncPgConnection,
+    client_id: &str,
+) -> QueryResult<usize> {
+    diesel::delete(authorization_codes::table)
+        .filter(authorization_codes::client_id.eq(client_id))
+        .filter(authorization_codes::used_at.is_null())
+        .execute(conn)
+        .await
+}
+
 /// Deletes `user_id`'s unredeemed codes (for one client, or all). A redemption in flight holds
 /// its code's row lock, so this waits for it to commit; its code is then used, and stays.
 pub async fn delete_unredeemed(

@@ -591,6 +591,27 @@ pub async fn find_history(
     Ok(Some((family, events)))
 }
 
+/// Revokes every live family of `client_id`, whoever it was for; returns their ids.
+pub async fn revoke_families_of_client(
+    conn: &mut AsyncPgConnection,
+    client_id: &str,
+    reason: &str,
+    now: OffsetDateTime,
+) -> QueryResult<Vec<Uuid>> {
+    let ids: Vec<Uuid> = refresh_families::table
+        .filter(refresh_families::client_id.eq(client_id))
+        .filter(refresh_families::revoked_at.is_null())
+        .select(refresh_families::id)
+        .load(conn)
+        .await?;
+    for id in &ids {
+        // Under each family's lock, as every revocation.
+        lock_family(conn, *id).await?;
+        revoke_family(conn, *id, reason, now).await?;
+    }
+    Ok(ids)
+}
+
 /// Revokes every live family of `user_id` (for one client, or all); returns their ids.
 pub async fn revoke_families_of_user(
     conn: &mut AsyncPgConnection,

@@ -1,5 +1,6 @@
 //! The revoked-access-token list: a JWT cannot be recalled, so the `jti`s of revoked ones are kept
-//! until they expire and checked wherever we accept our own access tokens (userinfo, introspection).
+//! until no endpoint of ours would accept them and checked wherever we accept our own access
+//! tokens (userinfo, introspection).
 
 use diesel::prelude::*;
 use diesel::sql_types::{Text, Timestamptz, Uuid as SqlUuid};
@@ -8,6 +9,15 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::db::schema::revoked_access_tokens;
+use crate::keys::schedule::CLOCK_LEEWAY;
+
+/// The oldest expiry a revocation must still record: Keyward's endpoints accept a token up to
+/// [`CLOCK_LEEWAY`] past its `exp` (instances' clocks may differ by that much), so a revoked
+/// token is remembered until then too (RFC 7009 §2.1: revoked means refused).
+#[must_use]
+pub fn still_accepted_after(now: OffsetDateTime) -> OffsetDateTime {
+    now - CLOCK_LEEWAY
+}
 
 /// Records an access token as revoked until it expires.
 pub async fn insert(
@@ -37,7 +47,29 @@ pub async fn is_revoked(conn: &mut AsyncPgConnection, jti: Uuid) -> QueryResult<
         .await
 }
 
-/// Revokes every still-live access token issued in a refresh family, in one statement.
+/// Revokes every still-accepted access token a code of `client_id` issued, whoever it was for.
+pub async fn insert_for_client_codes(
+    conn: &mut AsyncPgConnection,
+    client_id: &str,
+    reason: &str,
+    now: OffsetDateTime,
+) -> QueryResult<()> {
+    diesel::sql_query(
+        "INSERT INTO revoked_access_tokens (jti, expires_at, revoked_at, reason) \
+         SELECT access_token_jti, access_token_expires_at, $2, $3 FROM authorization_codes \
+         WHERE client_id = $1 AND access_token_jti IS NOT NULL \
+         AND access_token_expires_at > $4 ON CONFLICT (jti) DO NOTHING",
+    )
+    .bind::<Text, _>(client_id)
+    .bind::<Timestamptz, _>(now)
+    .bind::<Text, _>(reason)
+    .bind::<Timestamptz, _>(still_accepted_after(now))
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Revokes every still-accepted access token issued in a refresh family, in one statement.
 pub async fn insert_for_family(
     conn: &mut AsyncPgConnection,
     family_id: Uuid,
@@ -47,11 +79,12 @@ pub async fn insert_for_family(
     diesel::sql_query(
         "INSERT INTO revoked_access_tokens (jti, expires_at, revoked_at, reason) \
          SELECT jti, expires_at, $2, $3 FROM family_access_tokens \
-         WHERE family_id = $1 AND expires_at > $2 ON CONFLICT (jti) DO NOTHING",
+         WHERE family_id = $1 AND expires_at > $4 ON CONFLICT (jti) DO NOTHING",
     )
     .bind::<SqlUuid, _>(family_id)
     .bind::<Timestamptz, _>(now)
     .bind::<Text, _>(reason)
+    .bind::<Timestamptz, _>(still_accepted_after(now))
     .execute(conn)
     .await
     .map(|_| ())
@@ -70,12 +103,13 @@ pub async fn insert_for_codes(
         "INSERT INTO revoked_access_tokens (jti, expires_at, revoked_at, reason) \
          SELECT access_token_jti, access_token_expires_at, $3, $4 FROM authorization_codes \
          WHERE user_id = $1 AND client_id = $2 AND access_token_jti IS NOT NULL \
-         AND access_token_expires_at > $3 ON CONFLICT (jti) DO NOTHING",
+         AND access_token_expires_at > $5 ON CONFLICT (jti) DO NOTHING",
     )
     .bind::<SqlUuid, _>(user_id)
     .bind::<Text, _>(client_id)
     .bind::<Timestamptz, _>(now)
     .bind::<Text, _>(reason)
+    .bind::<Timestamptz, _>(still_accepted_after(now))
     .execute(conn)
     .await
     .map(|_| ())
