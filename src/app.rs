@@ -20,6 +20,7 @@ use tower_sessions::{Expiry, SessionManagerLayer};
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::db::{self, DbPool};
+use crate::http::keep_alive::Watch;
 use crate::keys::KeyManager;
 use crate::keys::kek::Kek;
 use crate::sessions::store::PgSessionStore;
@@ -181,7 +182,9 @@ impl App {
         let following = tokio::spawn(follow_other_instances(self.state.clone()));
         let metrics = metrics.map(|l| tokio::spawn(serve_metrics(self.state.clone(), l)));
 
-        let builder = connection_builder(self.state.config.server.header_timeout);
+        let builder = connection_builder();
+        let server = &self.state.config.server;
+        let (idle, header) = (server.idle_timeout, server.header_timeout);
 
         let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
@@ -197,19 +200,34 @@ impl App {
                             continue;
                         }
                     };
+                    let watch = Watch::new(idle, header);
+                    let requests = watch.clone();
                     let service = self.router.clone().map_request(
                         move |mut req: axum::http::Request<hyper::body::Incoming>| {
                             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
                             req
                         },
-                    );
+                    ).map_future(move |answer| {
+                        // Called once the head is complete; answered until the future ends.
+                        let in_flight = requests.request();
+                        async move {
+                            let response = answer.await;
+                            drop(in_flight);
+                            response
+                        }
+                    });
+                    let io = TokioIo::new(watch.io(stream));
                     let conn = builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
+                        .serve_connection_with_upgrades(io, TowerToHyperService::new(service))
                         .into_owned();
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "connection ended with an error");
+                        tokio::select! {
+                            ended = conn => if let Err(e) = ended {
+                                tracing::debug!(error = %e, "connection ended with an error");
+                            },
+                            // Idle too long, or a head too slow: dropping the connection closes it.
+                            () = watch.expired() => tracing::debug!("connection timed out"),
                         }
                     });
                 }
@@ -340,14 +358,15 @@ async fn check_clock(clock: &Clock, pool: &DbPool, max: time::Duration) -> anyho
     Ok(())
 }
 
-/// HTTP/1 and HTTP/2 with timers. `axum::serve` installs no timer, so hyper's header-read timeout
-/// would never fire and a client trickling headers (slowloris) could hold a connection forever.
-fn connection_builder(header_timeout: Duration) -> Builder<TokioExecutor> {
+/// HTTP/1 and HTTP/2 with timers. hyper's own header-read timer is off: it also runs while a
+/// connection waits for its next request, so it would double as a short idle timeout; the
+/// header and idle timeouts are `http::keep_alive`'s instead.
+fn connection_builder() -> Builder<TokioExecutor> {
     let mut builder = Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
+        .header_read_timeout(None)
         // A request head larger than this gets hyper's own 431; smaller ones are measured
         // against the real limits in `http::limits`.
         .max_buf_size(crate::http::size_limits::TRANSPORT_HEADERS_BYTES);

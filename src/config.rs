@@ -69,8 +69,10 @@ pub struct ServerSettings {
     pub metrics_bind: Option<SocketAddr>,
     /// `KEYWARD_REQUEST_TIMEOUT`: a request still running after this gets 408.
     pub request_timeout: std::time::Duration,
-    /// `KEYWARD_HEADER_TIMEOUT`: a client must send its request headers within this.
+    /// `KEYWARD_HEADER_TIMEOUT`: once a request head began to arrive, the rest must within this.
     pub header_timeout: std::time::Duration,
+    /// `KEYWARD_IDLE_TIMEOUT`: how long an idle keep-alive connection stays open.
+    pub idle_timeout: std::time::Duration,
     /// `KEYWARD_SIGNUP_ENABLED`: whether the public sign-up page exists.
     pub signup_enabled: bool,
     /// `KEYWARD_PRODUCT_NAME`: what the hosted pages call the service.
@@ -83,8 +85,20 @@ pub struct ServerSettings {
     pub log_format: crate::telemetry::LogFormat,
     /// `KEYWARD_MAX_CLOCK_SKEW`: how far this instance's clock may be from the database's.
     pub max_clock_skew: Duration,
-    /// `KEYWARD_TRUSTED_PROXIES`: peers whose `Forwarded` / `X-Forwarded-For` we believe.
+    /// `KEYWARD_TRUSTED_PROXIES`: peers whose forwarding header we believe.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `KEYWARD_TRUSTED_PROXY_HEADER`: the one header those proxies set.
+    pub trusted_proxy_header: ProxyHeader,
+}
+
+/// The header trusted proxies name the client in; the other one is ignored, since a proxy
+/// passes through whatever it does not set, and the client could write it (OWASP ASVS 5.0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyHeader {
+    /// `X-Forwarded-For` (nginx's `$proxy_add_x_forwarded_for`, most load balancers).
+    XForwardedFor,
+    /// `Forwarded` (RFC 7239).
+    Forwarded,
 }
 
 /// The database connection.
@@ -235,6 +249,23 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         }
     }
 
+    /// A count of things (threads, queue places) within bounds.
+    fn count(
+        &self,
+        name: &'static str,
+        default: usize,
+        range: RangeInclusive<usize>,
+    ) -> Result<NonZeroUsize, ConfigError> {
+        let value = self.parse(name, default)?;
+        match NonZeroUsize::new(value).filter(|_| range.contains(&value)) {
+            Some(n) => Ok(n),
+            None => Err(ConfigError::new(
+                name,
+                format!("must be between {} and {}", range.start(), range.end()),
+            )),
+        }
+    }
+
     /// A duration like `90s`, `15m`, `12h` or `14d`, within bounds.
     fn duration(
         &self,
@@ -350,6 +381,14 @@ fn server(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<ServerSettings, 
             POSITIVE,
             timeouts,
         )?),
+        // Longer than the 60 s that nginx's upstream keepalive and common load balancers keep an
+        // idle connection: the proxy must close first, or its next request races our close.
+        idle_timeout: to_std(env.duration(
+            "KEYWARD_IDLE_TIMEOUT",
+            75 * Duration::SECOND,
+            Duration::SECOND..=Duration::HOUR,
+            "must be between 1s and 1h",
+        )?),
         signup_enabled: env.flag("KEYWARD_SIGNUP_ENABLED", true)?,
         product_name: product_name(env)?,
         logo_file: env.get("KEYWARD_LOGO_FILE").map(std::path::PathBuf::from),
@@ -357,6 +396,17 @@ fn server(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<ServerSettings, 
         log_format: crate::telemetry::LogFormat::parse(env.get("KEYWARD_LOG_FORMAT").as_deref())
             .ok_or_else(|| ConfigError::new("KEYWARD_LOG_FORMAT", "must be json or text"))?,
         trusted_proxies: trusted_proxies(env)?,
+        trusted_proxy_header: match env.get("KEYWARD_TRUSTED_PROXY_HEADER") {
+            None => ProxyHeader::XForwardedFor,
+            Some(v) if v.eq_ignore_ascii_case("x-forwarded-for") => ProxyHeader::XForwardedFor,
+            Some(v) if v.eq_ignore_ascii_case("forwarded") => ProxyHeader::Forwarded,
+            Some(v) => {
+                return Err(ConfigError::new(
+                    "KEYWARD_TRUSTED_PROXY_HEADER",
+                    format!("expected x-forwarded-for or forwarded, got '{v}'"),
+                ));
+            }
+        },
         max_clock_skew: env.duration(
             "KEYWARD_MAX_CLOCK_SKEW",
             5 * Duration::SECOND,
@@ -487,12 +537,14 @@ fn passwords(
             "must be at least 8 KiB per lane (KEYWARD_ARGON2_PARALLELISM)",
         ));
     }
-    let cores = std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN);
-    let hash_concurrency = env.parse("KEYWARD_HASH_CONCURRENCY", cores)?;
-    let sixteen = NonZeroUsize::new(16).unwrap_or(NonZeroUsize::MIN);
-    let hash_queue = env.parse(
+    let cores = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);
+    // One thread (and argon2 memory block) each: more than 256 is no machine we serve on.
+    let hash_concurrency = env.count("KEYWARD_HASH_CONCURRENCY", cores.min(256), 1..=256)?;
+    // Hashes waiting their turn: a bounded queue, never an allocation sized by a typo.
+    let hash_queue = env.count(
         "KEYWARD_HASH_QUEUE",
-        hash_concurrency.saturating_mul(sixteen),
+        hash_concurrency.get() * 16,
+        1..=65_536,
     )?;
     Ok(PasswordSettings {
         argon2,
@@ -777,5 +829,59 @@ mod tests {
     fn debug_never_shows_the_database_url() {
         let config = Config::from_env(env_with(&[DB])).expect("valid");
         assert!(!format!("{config:?}").contains("u:p@"));
+    }
+
+    /// Every `KEYWARD_*` name this file and the rate limits read.
+    fn every_setting() -> std::collections::BTreeSet<&'static str> {
+        let sources = [
+            include_str!("config.rs"),
+            include_str!("rate_limits/mod.rs"),
+        ];
+        sources
+            .iter()
+            .flat_map(|s| s.split('"').skip(1).step_by(2))
+            .filter(|p| {
+                p.starts_with("KEYWARD_")
+                    && p.chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_setting_refuses_absurd_values_by_name_and_never_panics() {
+        let absurd = [
+            "0",
+            "-1",
+            "18446744073709551615",
+            "1e12",
+            "garbage",
+            "9999999999d",
+        ];
+        let names = every_setting();
+        assert!(names.len() > 30, "the walk found the settings: {names:?}");
+        for name in names {
+            for value in absurd {
+                let read =
+                    std::panic::catch_unwind(|| Config::from_env(env_with(&[DB, (name, value)])));
+                let read = read.unwrap_or_else(|_| panic!("{name}={value} panicked"));
+                if let Err(e) = read {
+                    assert_eq!(e.setting, name, "{name}={value} blamed another setting");
+                }
+            }
+        }
+        // What used to start and then abort (a capacity overflow, a 24 TB queue) or spawn a
+        // thread per unit is refused at once, naming the setting.
+        for (name, value) in [
+            ("KEYWARD_HASH_QUEUE", "18446744073709551615"),
+            ("KEYWARD_HASH_QUEUE", "1000000000000"),
+            ("KEYWARD_HASH_QUEUE", "0"),
+            ("KEYWARD_HASH_CONCURRENCY", "1000000"),
+            ("KEYWARD_HASH_CONCURRENCY", "0"),
+            ("KEYWARD_TRUSTED_PROXY_HEADER", "x-real-ip"),
+        ] {
+            let err = Config::from_env(env_with(&[DB, (name, value)])).expect_err(value);
+            assert_eq!(err.setting, name, "{value}");
+        }
     }
 }

@@ -439,3 +439,76 @@ async fn readyz_fails_while_the_clock_is_off_from_the_database() {
     app.clock().advance(-time::Duration::hours(2));
     assert_eq!(app.browser.get("/readyz").await.status(), StatusCode::OK);
 }
+
+/// Sends a keep-alive `GET /healthz` on `conn` and reads its whole response; `None` if the
+/// server closed the connection instead.
+async fn healthz_on(conn: &mut tokio::net::TcpStream) -> Option<String> {
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .ok()?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        got.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&got).into_owned();
+        let Some((head, body)) = text.split_once("\r\n\r\n") else {
+            continue;
+        };
+        let length: usize = head
+            .lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .strip_prefix("content-length:")
+                    .map(|v| v.trim().to_owned())
+            })
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if body.len() >= length {
+            return Some(head.lines().next().unwrap_or_default().to_owned());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_keep_alive_connection_outlives_the_header_timeout() {
+    let app = TestApp::spawn_with(&[
+        ("KEYWARD_HEADER_TIMEOUT", "1s"),
+        ("KEYWARD_IDLE_TIMEOUT", "1h"),
+    ])
+    .await;
+    let mut conn = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let first = healthz_on(&mut conn).await;
+    assert_eq!(first.as_deref(), Some("HTTP/1.1 200 OK"));
+    // Idle past the header timeout, as a proxy's pooled upstream connection is between
+    // requests: hyper's header timer used to close it here, and the proxy's next request with it.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let second = healthz_on(&mut conn).await;
+    assert_eq!(
+        second.as_deref(),
+        Some("HTTP/1.1 200 OK"),
+        "reused after idling"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let app = TestApp::spawn_with(&[("KEYWARD_IDLE_TIMEOUT", "1s")]).await;
+    let mut conn = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    assert!(healthz_on(&mut conn).await.is_some());
+    // The server hangs up by itself (EOF), well before this bound.
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            match conn.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "an idle connection still open after 30s");
+}

@@ -1,8 +1,10 @@
 //! The client's address: the socket peer, or what a trusted proxy says it forwarded for.
 //!
-//! `Forwarded` (RFC 7239) or `X-Forwarded-For` is believed only when the peer is one of
-//! `KEYWARD_TRUSTED_PROXIES`, and then read from the right, past every trusted hop, to the first
-//! address we do not trust: entries further left were written by the client and prove nothing.
+//! The one header `KEYWARD_TRUSTED_PROXY_HEADER` names (`X-Forwarded-For` by default, or RFC 7239
+//! `Forwarded`) is believed only when the peer is one of `KEYWARD_TRUSTED_PROXIES`, and then read
+//! from the right, past every trusted hop, to the first address we do not trust: entries further
+//! left were written by the client and prove nothing. The other header is never read: a proxy
+//! passes through the one it does not set, so the client could write it.
 //! (The extractor crates take the leftmost or rightmost entry; none walks a list of trusted CIDRs.)
 
 use std::net::{IpAddr, SocketAddr};
@@ -13,6 +15,7 @@ use axum::http::request::Parts;
 use ipnet::IpNet;
 
 use crate::app::AppState;
+use crate::config::ProxyHeader;
 
 /// The address a request is counted and audited under.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,25 +32,33 @@ impl FromRequestParts<AppState> for ClientIp {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+        let server = &state.config.server;
         Ok(Self(client_ip(
             peer,
             &parts.headers,
-            &state.config.server.trusted_proxies,
+            &server.trusted_proxies,
+            server.trusted_proxy_header,
         )))
     }
 }
 
 /// The client address of a request that arrived from `peer`.
 #[must_use]
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+pub fn client_ip(
+    peer: IpAddr,
+    headers: &HeaderMap,
+    trusted: &[IpNet],
+    header: ProxyHeader,
+) -> IpAddr {
     let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(&canonical(*ip)));
     let peer = canonical(peer);
     if !is_trusted(&peer) {
         return peer;
     }
-    // RFC 7239 wins when both are present: it is the standard, and proxies that set it set it
-    // deliberately.
-    let hops = forwarded_for(headers).or_else(|| x_forwarded_for(headers));
+    let hops = match header {
+        ProxyHeader::XForwardedFor => x_forwarded_for(headers),
+        ProxyHeader::Forwarded => forwarded_for(headers),
+    };
     let Some(hops) = hops else {
         return peer;
     };
@@ -129,6 +140,9 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
+    const XFF: ProxyHeader = ProxyHeader::XForwardedFor;
+    const FWD: ProxyHeader = ProxyHeader::Forwarded;
+
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (name, value) in pairs {
@@ -148,9 +162,12 @@ mod tests {
     #[test]
     fn an_untrusted_peer_is_the_client_whatever_it_claims() {
         let h = headers(&[("x-forwarded-for", "1.2.3.4"), ("forwarded", "for=1.2.3.4")]);
-        assert_eq!(client_ip(ip("198.51.100.9"), &h, &[]), ip("198.51.100.9"));
         assert_eq!(
-            client_ip(ip("198.51.100.9"), &h, &nets(&["10.0.0.0/8"])),
+            client_ip(ip("198.51.100.9"), &h, &[], XFF),
+            ip("198.51.100.9")
+        );
+        assert_eq!(
+            client_ip(ip("198.51.100.9"), &h, &nets(&["10.0.0.0/8"]), FWD),
             ip("198.51.100.9")
         );
     }
@@ -160,15 +177,21 @@ mod tests {
         let trusted = nets(&["10.0.0.0/8"]);
         // The client prepended a fake entry; our proxies appended the real one and themselves.
         let h = headers(&[("x-forwarded-for", "6.6.6.6, 203.0.113.5, 10.1.1.1")]);
-        assert_eq!(client_ip(ip("10.0.0.2"), &h, &trusted), ip("203.0.113.5"));
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &h, &trusted, XFF),
+            ip("203.0.113.5")
+        );
         let h = headers(&[(
             "forwarded",
             "for=6.6.6.6, for=\"[2001:db8::7]:4711\";proto=https, for=10.1.1.1",
         )]);
-        assert_eq!(client_ip(ip("10.0.0.2"), &h, &trusted), ip("2001:db8::7"));
+        assert_eq!(
+            client_ip(ip("10.0.0.2"), &h, &trusted, FWD),
+            ip("2001:db8::7")
+        );
         // Nothing forwarded: the proxy itself.
         assert_eq!(
-            client_ip(ip("10.0.0.2"), &headers(&[]), &trusted),
+            client_ip(ip("10.0.0.2"), &headers(&[]), &trusted, XFF),
             ip("10.0.0.2")
         );
     }
@@ -177,9 +200,9 @@ mod tests {
     fn an_unreadable_hop_stops_the_walk_at_the_last_trusted_address() {
         let trusted = nets(&["10.0.0.0/8"]);
         let h = headers(&[("forwarded", "for=6.6.6.6, for=_hidden, for=10.1.1.1")]);
-        assert_eq!(client_ip(ip("10.0.0.2"), &h, &trusted), ip("10.1.1.1"));
+        assert_eq!(client_ip(ip("10.0.0.2"), &h, &trusted, FWD), ip("10.1.1.1"));
         let h = headers(&[("x-forwarded-for", "garbage")]);
-        assert_eq!(client_ip(ip("10.0.0.2"), &h, &trusted), ip("10.0.0.2"));
+        assert_eq!(client_ip(ip("10.0.0.2"), &h, &trusted, XFF), ip("10.0.0.2"));
     }
 
     #[test]
@@ -187,7 +210,35 @@ mod tests {
         let trusted = nets(&["127.0.0.1/32"]);
         let h = headers(&[("x-forwarded-for", "203.0.113.5")]);
         assert_eq!(
-            client_ip(ip("::ffff:127.0.0.1"), &h, &trusted),
+            client_ip(ip("::ffff:127.0.0.1"), &h, &trusted, XFF),
+            ip("203.0.113.5")
+        );
+    }
+
+    #[test]
+    fn only_the_configured_header_is_believed() {
+        let trusted = nets(&["127.0.0.1/32"]);
+        // nginx sets X-Forwarded-For and passes the client's own Forwarded through.
+        let h = headers(&[
+            ("forwarded", "for=6.6.6.6"),
+            ("x-forwarded-for", "203.0.113.5"),
+        ]);
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), &h, &trusted, XFF),
+            ip("203.0.113.5")
+        );
+        let h = headers(&[("forwarded", "for=6.6.6.6")]);
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), &h, &trusted, XFF),
+            ip("127.0.0.1")
+        );
+        // And the other way round.
+        let h = headers(&[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("forwarded", "for=203.0.113.5"),
+        ]);
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), &h, &trusted, FWD),
             ip("203.0.113.5")
         );
     }

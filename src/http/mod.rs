@@ -13,6 +13,7 @@ pub mod form;
 pub mod guard;
 pub mod health;
 pub mod introspect;
+pub mod keep_alive;
 pub mod oauth_error;
 pub mod observe;
 pub mod page;
