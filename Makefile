@@ -24,8 +24,8 @@ test: test-deps node-deps api-fuzz-deps ## Run every test (unit and integration)
 	  DATABASE_URL="$$url" $(CARGO) test --locked --no-fail-fast; \
 	fi
 
-test-deps: ## Install what the tests run besides cargo (Debian's chromium, jq, curl, openssl; root only)
-	@missing=""; for p in chromium:chromium jq:jq curl:curl openssl:openssl; do \
+test-deps: ## Install what the tests run besides cargo (Debian's chromium, nginx, jq, curl, openssl; root only)
+	@missing=""; for p in chromium:chromium nginx:nginx-light jq:jq curl:curl openssl:openssl; do \
 	  command -v "$${p%%:*}" >/dev/null 2>&1 || missing="$$missing $${p#*:}"; \
 	done; \
 	if [ -z "$$missing" ]; then :; \

@@ -9,6 +9,7 @@ mod cli;
 mod client_credentials;
 mod cors;
 mod cutoff;
+mod deployment;
 mod e2e;
 mod examples;
 mod hostile;
