@@ -40,6 +40,8 @@ pub struct CookieSettings {
     pub device: &'static str,
     /// The CSRF cookie of visitors without a session.
     pub csrf: &'static str,
+    /// The sealed pending sign-in of visitors without a session.
+    pub pending: &'static str,
     /// Whether cookies carry `Secure`.
     pub secure: bool,
 }
@@ -53,6 +55,7 @@ impl CookieSettings {
                 session: "__Host-keyward_session",
                 device: "__Host-keyward_device",
                 csrf: "__Host-keyward_csrf",
+                pending: "__Host-keyward_pending",
                 secure: true,
             }
         } else {
@@ -60,6 +63,7 @@ impl CookieSettings {
                 session: "keyward_session",
                 device: "keyward_device",
                 csrf: "keyward_csrf",
+                pending: "keyward_pending",
                 secure: false,
             }
         }
@@ -101,6 +105,8 @@ pub struct Shared {
     pub limits: crate::rate_limits::Limits,
     /// Signs the CSRF tokens of visitors without a session.
     pub csrf: crate::http::csrf::VisitorCsrf,
+    /// Seals the pending sign-ins of visitors without a session.
+    pub pending: crate::http::pending::PendingSeal,
     /// Bounds on classes of database work, for shedding under overload.
     pub work: crate::http::shed::WorkClasses,
     /// The product name and logo of the hosted pages.
@@ -141,6 +147,14 @@ impl App {
             refresh: refresh_policy(&config, &keys),
             limits: crate::rate_limits::Limits::new(config.limits, metrics.clone()),
             csrf: crate::http::csrf::VisitorCsrf::new(keys.csrf_secret()),
+            pending: {
+                let cookies = CookieSettings::for_https(config.server.issuer.is_https());
+                crate::http::pending::PendingSeal::new(
+                    keys.pending_secret(),
+                    cookies.pending,
+                    cookies.secure,
+                )
+            },
             work: crate::http::shed::WorkClasses::new(
                 config.database.pool_size,
                 config.database.pool_wait,

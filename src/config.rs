@@ -478,7 +478,6 @@ fn limits(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<Rates, ConfigErr
         token_per_ip: rate("KEYWARD_LIMIT_TOKEN_PER_IP", 60, MINUTE)?,
         token_per_client: rate("KEYWARD_LIMIT_TOKEN_PER_CLIENT", 300, MINUTE)?,
         sign_up_per_ip: rate("KEYWARD_LIMIT_SIGN_UP_PER_IP", 10, HOUR)?,
-        pending_per_ip: rate("KEYWARD_LIMIT_PENDING_PER_IP", 100, 10 * MINUTE)?,
     })
 }
 

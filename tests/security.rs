@@ -199,8 +199,10 @@ async fn the_session_id_changes_at_sign_in_and_the_old_one_is_dead() {
     app.create_user("mia", GOOD_PASSWORD).await;
     let client = app.register_client("web", ClientSpec::default()).await;
     let b = &app.browser;
-    // An app's authorization request gives the browser a session before anyone signs in.
-    b.get(&app.authorize_url(&client, &Pkce::new(), &[])).await;
+    // Signed in once; an app then asks for a fresh sign-in (prompt=login) on that session.
+    assert_see_other(&b.sign_in("mia", GOOD_PASSWORD).await, "/account");
+    let authorize = app.authorize_url(&client, &Pkce::new(), &[("prompt", "login")]);
+    assert_see_other(&b.get(&authorize).await, "/signin");
     let csrf = b.csrf("/signin").await;
     let before = b.cookie("keyward_session").expect("session before sign-in");
     let resp = b
@@ -332,7 +334,7 @@ async fn over_https_cookies_are_secure_and_host_prefixed() {
         .await;
     let form = app.new_browser().get("/signin").await;
     for (resp, name) in [
-        (pending, "__Host-keyward_session="),
+        (pending, "__Host-keyward_pending="),
         (form, "__Host-keyward_csrf="),
     ] {
         let cookie = resp.headers()["set-cookie"].to_str().unwrap();

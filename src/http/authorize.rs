@@ -1,10 +1,9 @@
 //! `/authorize` (RFC 6749 §4.1, OIDC Core §3.1.2) and the consent page.
 
-use std::net::IpAddr;
-
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Query, RawQuery, State};
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -17,7 +16,6 @@ use crate::http::page::{PageError, PageForm, see_other};
 use crate::oauth::authorize::{self, AuthorizationRequest, Outcome, redirect_with};
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::params::Params;
-use crate::rate_limits::{Key, Limit};
 use crate::sessions::BrowserSession;
 
 /// The consent page.
@@ -38,12 +36,12 @@ pub struct ConsentPage {
 pub async fn get_authorize(
     State(state): State<AppState>,
     session: BrowserSession,
-    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Result<Response, PageError> {
     let visitor = Visitor {
         session: &session,
-        ip,
+        headers: &headers,
     };
     let params = Params::parse(query.unwrap_or_default().as_bytes());
     start(&state, visitor, &params).await
@@ -54,12 +52,12 @@ pub async fn get_authorize(
 pub async fn post_authorize(
     State(state): State<AppState>,
     session: BrowserSession,
-    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     PageForm(pairs): PageForm<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     let visitor = Visitor {
         session: &session,
-        ip,
+        headers: &headers,
     };
     start(&state, visitor, &Params::from_pairs(pairs)).await
 }
@@ -82,11 +80,11 @@ fn error_redirect(
     see_other(&redirect_with(redirect_uri, &params))
 }
 
-/// The browser asking: its session, and its address (new sessions are counted per address).
+/// The browser asking: its session, and its request headers (a visitor's sealed pending cookie).
 #[derive(Clone, Copy)]
 struct Visitor<'a> {
     session: &'a BrowserSession,
-    ip: IpAddr,
+    headers: &'a HeaderMap,
 }
 
 async fn start(
@@ -165,8 +163,8 @@ async fn answer(
 
 /// Keeps the request and sends the person to the sign-in page, which comes back to resume it.
 ///
-/// A browser without a session gets one here, its first state worth keeping: such new sessions
-/// are counted per address (`KEYWARD_LIMIT_PENDING_PER_IP`), so one client cannot fill the table.
+/// A browser without a session keeps it in a sealed cookie (`http::pending`), not in a row: a
+/// crowd behind one address can all start signing in, and anonymous visitors cost no storage.
 async fn send_to_sign_in(
     state: &AppState,
     visitor: Visitor<'_>,
@@ -174,19 +172,21 @@ async fn send_to_sign_in(
     request: &AuthorizationRequest,
 ) -> Result<Response, PageError> {
     let session = visitor.session;
+    let resume = format!("/authorize/resume?request={}", request.id);
     if !session.exists() {
+        // No session yet: nothing is stored for this browser until someone signs in.
         let now = state.clock.now();
-        let mut conn = state.conn().await?;
-        let key = Key::ip(visitor.ip);
-        if let Err(blocked) = state
-            .limits
-            .take(&mut conn, Limit::PendingPerIp, &key, now)
-            .await?
-        {
-            return Err(PageError::TooManyPending {
-                retry_after: blocked.retry_after,
-            });
+        let seal = &state.pending;
+        let mut pending = seal.read(visitor.headers, now).unwrap_or_default();
+        pending.push(request.clone());
+        pending.asking_app = Some(request.asking_app(client));
+        pending.login_hint.clone_from(&request.login_hint);
+        pending.return_to = Some(resume);
+        let mut response = see_other("/signin");
+        if let Some(cookie) = seal.write(pending, now) {
+            response.headers_mut().append(header::SET_COOKIE, cookie);
         }
+        return Ok(response);
     }
     session.put_pending(request).await?;
     session.set_asking_app(&request.asking_app(client)).await?;
@@ -194,7 +194,6 @@ async fn send_to_sign_in(
     session
         .require_sign_in(request.login_hint.as_deref(), reauth)
         .await?;
-    let resume = format!("/authorize/resume?request={}", request.id);
     session.set_return_to(&resume).await?;
     Ok(see_other("/signin"))
 }
@@ -237,14 +236,14 @@ async fn pending(
 pub async fn resume_authorize(
     State(state): State<AppState>,
     session: BrowserSession,
-    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     Query(q): Query<RequestQuery>,
 ) -> Result<Response, PageError> {
     let (request, client) = pending(&state, &session, &q.request).await?;
     let request = request.signed_in_again();
     let visitor = Visitor {
         session: &session,
-        ip,
+        headers: &headers,
     };
     proceed(&state, visitor, &client, request).await
 }
@@ -293,6 +292,7 @@ pub async fn submit_consent(
     State(state): State<AppState>,
     session: BrowserSession,
     ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     PageForm(form): PageForm<ConsentForm>,
 ) -> Result<Response, PageError> {
     csrf::require_for_session(&session, &form.csrf).await?;
@@ -320,7 +320,7 @@ pub async fn submit_consent(
     drop(conn);
     let visitor = Visitor {
         session: &session,
-        ip,
+        headers: &headers,
     };
     answer(&state, visitor, &client, request, outcome).await
 }

@@ -17,6 +17,7 @@ pub mod keep_alive;
 pub mod oauth_error;
 pub mod observe;
 pub mod page;
+pub mod pending;
 pub mod request_id;
 pub mod revoke;
 pub mod rp_logout;

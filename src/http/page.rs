@@ -3,8 +3,8 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::de::DeserializeOwned;
 use tower_sessions::Session;
@@ -54,12 +54,6 @@ pub enum PageError {
     /// A consent or resume link for a request this browser no longer has.
     #[error("no such pending request")]
     StaleRequest,
-    /// Too many sign-ins started from this address (new sessions are counted per address).
-    #[error("too many pending sign-ins")]
-    TooManyPending {
-        /// How long until the next is accepted.
-        retry_after: time::Duration,
-    },
     /// Anything unexpected, including the database being down.
     #[error(transparent)]
     App(#[from] AppError),
@@ -146,12 +140,6 @@ const TOO_LARGE: ErrorPage = page(
     BACK_TO_SIGN_IN,
 );
 
-const TOO_MANY_PENDING: ErrorPage = page(
-    "Too many sign-ins started",
-    "Too many sign-ins were started from your network in a short time. Wait a little, then go back to the app and try again.",
-    BACK_TO_SIGN_IN,
-);
-
 /// The page for a failure that is nobody's mistake on the page.
 fn failure_page(failure: Failure) -> ErrorPage {
     match failure {
@@ -190,15 +178,6 @@ impl IntoResponse for PageError {
             Self::StaleRequest => (StatusCode::BAD_REQUEST, STALE_REQUEST),
             Self::BadForm => (StatusCode::BAD_REQUEST, BAD_FORM),
             Self::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE),
-            Self::TooManyPending { retry_after } => {
-                let mut response =
-                    (StatusCode::TOO_MANY_REQUESTS, TOO_MANY_PENDING).into_response();
-                let secs = retry_after.whole_seconds().max(1);
-                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                    response.headers_mut().insert(header::RETRY_AFTER, v);
-                }
-                return response;
-            }
             Self::App(e) => {
                 let page = failure_page(e.failure());
                 return e.respond(page);

@@ -12,8 +12,8 @@ use tower_sessions::cookie::SameSite;
 use crate::app::AppState;
 use crate::http::client_ip::ClientIp;
 use crate::http::cookies::{cookie_value, set_cookie};
-use crate::http::csrf;
 use crate::http::page::{PageError, PageForm, see_other, wait_in_words};
+use crate::http::{csrf, pending};
 use crate::oauth::sign_in::{Checks, Device, SignInError, sign_in};
 use crate::sessions::{AskingApp, BrowserSession};
 use crate::tokens::opaque::TokenHash;
@@ -58,6 +58,10 @@ pub async fn get_signin(
     Query(query): Query<SignInQuery>,
 ) -> Result<Response, PageError> {
     let (reauth, login_hint) = session.sign_in_requirements().await?;
+    let now = state.clock.now();
+    // A visitor without a session brings its pending sign-in in a cookie.
+    let visitor = state.pending.read(&headers, now);
+    let login_hint = login_hint.or_else(|| visitor.as_ref().and_then(|p| p.login_hint.clone()));
     // An app asking for a fresh sign-in (prompt=login, max_age) gets the form even if signed in.
     if !reauth && session.signed_in().await?.is_some() {
         let to = session.take_return_to().await?;
@@ -71,7 +75,10 @@ pub async fn get_signin(
         error: None,
         notice,
         signup_enabled: state.config.server.signup_enabled,
-        app: session.asking_app().await?,
+        app: match session.asking_app().await? {
+            Some(app) => Some(app),
+            None => visitor.and_then(|p| p.asking_app),
+        },
     };
     Ok(csrf.attach(page.into_response()))
 }
@@ -110,13 +117,9 @@ pub async fn submit_signin(
         Err(e) => return signin_failed(&state, &session, &headers, form.username, e).await,
     };
 
-    let to = session.take_return_to().await?;
     let user = &signed_in.user;
-    session
-        .sign_in(user.id, user.credential_version, now)
-        .await?;
+    let mut response = pending::sign_in_and_continue(&state, &session, &headers, user, now).await?;
     tracing::info!(user_id = %signed_in.user.id, "signed in");
-    let mut response = see_other(to.as_deref().unwrap_or("/account"));
     if let Some(token) = signed_in.new_device_token
         && let Some(v) = set_cookie(
             device_cookie,
@@ -176,7 +179,10 @@ async fn signin_failed(
         error: Some(message),
         notice: None,
         signup_enabled: state.config.server.signup_enabled,
-        app: session.asking_app().await?,
+        app: state
+            .pending
+            .asking_app(session, headers, state.clock.now())
+            .await?,
     };
     let mut response = csrf.attach((status, page).into_response());
     if let Some(secs) = retry_after

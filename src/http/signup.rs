@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use crate::app::AppState;
 use crate::http::client_ip::ClientIp;
-use crate::http::csrf;
 use crate::http::page::{PageError, PageForm, see_other, wait_in_words};
+use crate::http::{csrf, pending};
 use crate::oauth::sign_up::{Application, SignUpError, sign_up};
 use crate::sessions::{AskingApp, BrowserSession};
 
@@ -117,7 +117,10 @@ pub async fn get_signup(
         username: String::new(),
         email: String::new(),
         error: None,
-        app: session.asking_app().await?,
+        app: state
+            .pending
+            .asking_app(&session, &headers, state.clock.now())
+            .await?,
     };
     Ok(csrf.attach(page.into_response()))
 }
@@ -148,11 +151,7 @@ pub async fn submit_signup(
         Err(refusal) => return refused(&state, &session, &headers, &form, refusal).await,
     };
     tracing::info!(user_id = %user.id, "user signed up");
-    let to = session.take_return_to().await?;
-    session
-        .sign_in(user.id, user.credential_version, now)
-        .await?;
-    Ok(see_other(to.as_deref().unwrap_or("/account")))
+    pending::sign_in_and_continue(&state, &session, &headers, &user, now).await
 }
 
 /// The form again, with what was typed (never the password) and the refusal in words.
@@ -195,7 +194,10 @@ async fn refused(
         username: form.username.chars().take(64).collect(),
         email: form.email.chars().take(254).collect(),
         error: Some(error),
-        app: session.asking_app().await?,
+        app: state
+            .pending
+            .asking_app(session, headers, state.clock.now())
+            .await?,
     };
     let mut response = csrf.attach((status, page).into_response());
     if let Some(secs) = retry_after

@@ -63,6 +63,7 @@ pub struct Kek {
     id: String,
     refresh_secret: [u8; 32],
     csrf_secret: [u8; 32],
+    pending_secret: [u8; 32],
 }
 
 impl fmt::Debug for Kek {
@@ -109,12 +110,26 @@ impl Kek {
         );
         let mut csrf_secret = [0u8; 32];
         csrf_secret.copy_from_slice(tag.as_ref());
+        // And one sealing the pending sign-ins of visitors without a session (a cookie).
+        let tag = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes),
+            b"keyward pending sign-in v1",
+        );
+        let mut pending_secret = [0u8; 32];
+        pending_secret.copy_from_slice(tag.as_ref());
         Self {
             key,
             id,
             refresh_secret,
             csrf_secret,
+            pending_secret,
         }
+    }
+
+    /// The key the pending sign-ins of visitors without a session are sealed with.
+    #[must_use]
+    pub fn pending_secret(&self) -> &[u8; 32] {
+        &self.pending_secret
     }
 
     /// The key refresh-token successors are derived with (for the reuse grace window).

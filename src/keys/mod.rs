@@ -89,6 +89,12 @@ impl KeyManager {
         })
     }
 
+    /// The key visitors' pending sign-ins are sealed with.
+    #[must_use]
+    pub fn pending_secret(&self) -> &[u8; 32] {
+        self.kek.pending_secret()
+    }
+
     /// The key anonymous CSRF tokens are signed with.
     #[must_use]
     pub fn csrf_secret(&self) -> &[u8; 32] {

@@ -41,8 +41,6 @@ pub enum Limit {
     TokenPerClient,
     /// Sign-up attempts per address.
     SignUpPerIp,
-    /// New browser sessions (authorization requests waiting for a sign-in) per address.
-    PendingPerIp,
 }
 
 impl Limit {
@@ -55,7 +53,6 @@ impl Limit {
             Self::TokenPerIp => "token_per_ip",
             Self::TokenPerClient => "token_per_client",
             Self::SignUpPerIp => "sign_up_per_ip",
-            Self::PendingPerIp => "pending_per_ip",
         }
     }
 }
@@ -117,8 +114,6 @@ pub struct Rates {
     pub token_per_client: Option<Rate>,
     /// [`Limit::SignUpPerIp`].
     pub sign_up_per_ip: Option<Rate>,
-    /// [`Limit::PendingPerIp`].
-    pub pending_per_ip: Option<Rate>,
 }
 
 impl Rates {
@@ -129,7 +124,6 @@ impl Rates {
             Limit::TokenPerIp => self.token_per_ip,
             Limit::TokenPerClient => self.token_per_client,
             Limit::SignUpPerIp => self.sign_up_per_ip,
-            Limit::PendingPerIp => self.pending_per_ip,
         }
     }
 }
@@ -464,7 +458,6 @@ mod tests {
             token_per_ip: None,
             token_per_client: None,
             sign_up_per_ip: None,
-            pending_per_ip: None,
         };
         let limits = Limits::new(rates, Arc::new(Metrics::new()));
         let key = Key::global();
