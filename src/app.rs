@@ -198,7 +198,7 @@ impl App {
 
         let builder = connection_builder();
         let server = &self.state.config.server;
-        let (idle, header) = (server.idle_timeout, server.header_timeout);
+        let timeouts = (server.idle_timeout, server.header_timeout);
 
         let graceful = GracefulShutdown::new();
         let mut shutdown = std::pin::pin!(shutdown);
@@ -214,36 +214,7 @@ impl App {
                             continue;
                         }
                     };
-                    let watch = Watch::new(idle, header);
-                    let requests = watch.clone();
-                    let service = self.router.clone().map_request(
-                        move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-                            req
-                        },
-                    ).map_future(move |answer| {
-                        // Called once the head is complete; answered until the future ends.
-                        let in_flight = requests.request();
-                        async move {
-                            let response = answer.await;
-                            drop(in_flight);
-                            response
-                        }
-                    });
-                    let io = TokioIo::new(watch.io(stream));
-                    let conn = builder
-                        .serve_connection_with_upgrades(io, TowerToHyperService::new(service))
-                        .into_owned();
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        tokio::select! {
-                            ended = conn => if let Err(e) = ended {
-                                tracing::debug!(error = %e, "connection ended with an error");
-                            },
-                            // Idle too long, or a head too slow: dropping the connection closes it.
-                            () = watch.expired() => tracing::debug!("connection timed out"),
-                        }
-                    });
+                    self.spawn_connection(&builder, &graceful, stream, peer, timeouts);
                 }
                 () = &mut shutdown => break,
             }
@@ -354,6 +325,52 @@ fn refresh_policy(config: &Config, keys: &KeyManager) -> crate::tokens::refresh:
         absolute: config.tokens.refresh_absolute_ttl,
         grace: config.tokens.refresh_reuse_grace,
         secret: *keys.refresh_secret(),
+    }
+}
+
+impl App {
+    /// Serves one accepted connection on its own task, closed by its [`Watch`] when idle too
+    /// long or when a started head takes too long.
+    fn spawn_connection(
+        &self,
+        builder: &Builder<TokioExecutor>,
+        graceful: &GracefulShutdown,
+        stream: tokio::net::TcpStream,
+        peer: SocketAddr,
+        (idle, header): (Duration, Duration),
+    ) {
+        let watch = Watch::new(idle, header);
+        let requests = watch.clone();
+        let service = self
+            .router
+            .clone()
+            .map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
+                req
+            })
+            .map_future(move |answer| {
+                // Called once the head is complete; answered until the future ends.
+                let in_flight = requests.request();
+                async move {
+                    let response = answer.await;
+                    drop(in_flight);
+                    response
+                }
+            });
+        let io = TokioIo::new(watch.io(stream));
+        let conn = builder
+            .serve_connection_with_upgrades(io, TowerToHyperService::new(service))
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            tokio::select! {
+                ended = conn => if let Err(e) = ended {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                },
+                // Idle too long, or a head too slow: dropping the connection closes it.
+                () = watch.expired() => tracing::debug!("connection timed out"),
+            }
+        });
     }
 }
 

@@ -174,13 +174,11 @@ pub async fn sign_in_and_continue(
     state: &AppState,
     session: &BrowserSession,
     headers: &HeaderMap,
-    user: &crate::users::User,
+    (user_id, credential_version): (uuid::Uuid, i32),
     now: OffsetDateTime,
 ) -> Result<Response, PageError> {
     let from_session = session.take_return_to().await?;
-    session
-        .sign_in(user.id, user.credential_version, now)
-        .await?;
+    session.sign_in(user_id, credential_version, now).await?;
     let adopted = state.pending.adopt(session, headers, now).await?;
     let to = match &adopted {
         Some(pending) => pending.return_to.clone().or(from_session),

@@ -118,7 +118,8 @@ pub async fn submit_signin(
     };
 
     let user = &signed_in.user;
-    let mut response = pending::sign_in_and_continue(&state, &session, &headers, user, now).await?;
+    let who = (user.id, user.credential_version);
+    let mut response = pending::sign_in_and_continue(&state, &session, &headers, who, now).await?;
     tracing::info!(user_id = %signed_in.user.id, "signed in");
     if let Some(token) = signed_in.new_device_token
         && let Some(v) = set_cookie(

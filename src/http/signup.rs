@@ -151,7 +151,8 @@ pub async fn submit_signup(
         Err(refusal) => return refused(&state, &session, &headers, &form, refusal).await,
     };
     tracing::info!(user_id = %user.id, "user signed up");
-    pending::sign_in_and_continue(&state, &session, &headers, &user, now).await
+    let who = (user.id, user.credential_version);
+    pending::sign_in_and_continue(&state, &session, &headers, who, now).await
 }
 
 /// The form again, with what was typed (never the password) and the refusal in words.
