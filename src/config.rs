@@ -578,8 +578,8 @@ fn lockout(
         threshold: env.number("KEYWARD_LOCKOUT_THRESHOLD", 5, 1..=100)?,
         base,
         max,
-        // A sign-in waiting for a slot must still be answered well within the request timeout.
-        slot_wait: request_timeout / 2,
+        // A sign-in waiting for a place must still be answered well within the request timeout.
+        hold_wait: request_timeout / 2,
     })
 }
 

@@ -20,7 +20,7 @@ pub struct Purged {
     pub codes: usize,
     /// Refresh families (with their tokens) and family access-token records.
     pub refresh: usize,
-    /// Sign-in lockouts, abandoned sign-in reservations, trusted devices and rate-limit keys.
+    /// Sign-in lockouts, abandoned sign-in holds, trusted devices and rate-limit keys.
     pub sign_in: usize,
 }
 
@@ -73,7 +73,7 @@ pub async fn purge(
             BATCH
         )),
         sign_in: drain!(lockout::delete_expired(conn, now, BATCH))
-            + drain!(lockout::delete_expired_reservations(conn, now, BATCH))
+            + drain!(lockout::delete_expired_holds(conn, now, BATCH))
             + drain!(devices::delete_expired(conn, now, BATCH))
             + drain!(crate::rate_limits::delete_expired(conn, now, BATCH)),
     })

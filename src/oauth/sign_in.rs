@@ -12,7 +12,7 @@ use crate::rate_limits::{Key, Limit, Limits};
 use crate::audit::{self, Actor};
 use crate::db::{self, DbError, DbPool};
 use crate::tokens::opaque::{PlainToken, TokenHash};
-use crate::users::lockout::{self, Attempt, LockoutPolicy, Outcome, Reservation};
+use crate::users::lockout::{self, Attempt, Hold, LockoutPolicy, Outcome};
 use crate::users::name::Username;
 use crate::users::password::{HashError, MAX_PASSWORD_BYTES, PasswordHasher, Verification};
 use crate::users::{self, User, devices};
@@ -154,16 +154,16 @@ async fn judge(
     let (user, trusted) = look_up(pool, &username, device, now).await?;
     // A trusted device of that user is exempt from the lockout (OWASP device cookies): the
     // owner is never locked out by others.
-    let slot = if trusted {
+    let held = if trusted {
         None
     } else {
         refuse_if_limited(checks, now)?;
-        Some(Slot::take(pool, policy, &username.key(), now).await?)
+        Some(HeldAttempt::take(pool, policy, &username.key(), now).await?)
     };
     let verification = check_password(hasher, user.as_ref(), password).await?;
     let (Some(user), Verification::Match { needs_rehash }) = (user, verification) else {
-        if let Some(slot) = slot {
-            slot.end(Outcome::Failed).await?;
+        if let Some(held) = held {
+            held.end(Outcome::Failed).await?;
             count_failure(checks, now).await?;
         }
         if let (true, Some(d)) = (trusted, device) {
@@ -176,8 +176,8 @@ async fn judge(
         // The right password of a disabled account: no guess failed, so no failure is counted.
         return Err(SignInError::Disabled);
     }
-    if let Some(slot) = slot {
-        slot.end(Outcome::Succeeded).await?;
+    if let Some(held) = held {
+        held.end(Outcome::Succeeded).await?;
     }
     let new_hash = if needs_rehash {
         rehash(hasher, password).await?
@@ -227,7 +227,7 @@ async fn record_failure(
 /// Refuses before any hashing when this address, or everyone at once, failed too often. A trusted
 /// device never gets here: its owner keeps signing in through a spraying attack.
 ///
-/// Failures are counted after the fact, not reserved before hashing as the per-username slots
+/// Failures are counted after the fact, not reserved before hashing as the per-username holds
 /// are: a service signing many users in from one address at once must not be refused for its
 /// attempts in flight. So attempts already in flight when the limit is reached are still judged:
 /// at most the hashing queue's worth per instance (`KEYWARD_HASH_QUEUE`) beyond the limit.
@@ -270,24 +270,24 @@ async fn look_up(
     Ok((user, trusted))
 }
 
-/// Wakes attempts waiting for a slot when one ends on this instance; attempts on other
-/// instances are seen by looking again every [`SLOT_POLL`].
-static SLOT_RELEASED: tokio::sync::Notify = tokio::sync::Notify::const_new();
-/// How often a waiting attempt looks for a slot freed on another instance.
-const SLOT_POLL: std::time::Duration = std::time::Duration::from_millis(100);
+/// Wakes attempts waiting for a place when one ends on this instance; attempts on other
+/// instances are seen by looking again every [`HOLD_POLL`].
+static HOLD_RELEASED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+/// How often a waiting attempt looks for a place freed on another instance.
+const HOLD_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// One attempt's place against the username's threshold, held while the password is checked.
-/// Dropped without [`Slot::end`] (an error, or the client went away), it is given back
+/// Dropped without [`HeldAttempt::end`] (an error, or the client went away), it is given back
 /// abandoned, by a task of its own.
-struct Slot {
+struct HeldAttempt {
     pool: DbPool,
     policy: LockoutPolicy,
     now: OffsetDateTime,
-    reservation: Option<Reservation>,
+    hold: Option<Hold>,
 }
 
-impl Slot {
-    /// Reserves a slot, waiting while all are taken by attempts in flight (correct sign-ins in
+impl HeldAttempt {
+    /// Reserves a place, waiting while all are taken by attempts in flight (correct sign-ins in
     /// flight at once then go one after another instead of locking their own user).
     async fn take(
         pool: &DbPool,
@@ -295,10 +295,10 @@ impl Slot {
         key: &str,
         now: OffsetDateTime,
     ) -> Result<Self, SignInError> {
-        let deadline = tokio::time::Instant::now() + policy.slot_wait;
+        let deadline = tokio::time::Instant::now() + policy.hold_wait;
         loop {
             // Listen before looking, so a release between the two is not missed.
-            let released = SLOT_RELEASED.notified();
+            let released = HOLD_RELEASED.notified();
             let mut released = std::pin::pin!(released);
             released.as_mut().enable();
             let attempt = {
@@ -306,12 +306,12 @@ impl Slot {
                 lockout::begin_attempt(&mut conn, policy, key, now).await?
             };
             match attempt {
-                Attempt::Reserved(r) => {
+                Attempt::Held(r) => {
                     return Ok(Self {
                         pool: pool.clone(),
                         policy,
                         now,
-                        reservation: Some(r),
+                        hold: Some(r),
                     });
                 }
                 Attempt::Locked(retry_after) => return Err(SignInError::Locked { retry_after }),
@@ -319,34 +319,34 @@ impl Slot {
                     return Err(SignInError::Busy);
                 }
                 Attempt::Full => {
-                    let look_again = (tokio::time::Instant::now() + SLOT_POLL).min(deadline);
+                    let look_again = (tokio::time::Instant::now() + HOLD_POLL).min(deadline);
                     let _ = tokio::time::timeout_at(look_again, released).await;
                 }
             }
         }
     }
 
-    /// Gives the slot back with the attempt's outcome.
+    /// Gives the place back with the attempt's outcome.
     async fn end(mut self, outcome: Outcome) -> Result<(), SignInError> {
-        let Some(reservation) = self.reservation.take() else {
+        let Some(hold) = self.hold.take() else {
             return Ok(());
         };
-        let ended = end(&self.pool, self.policy, &reservation, outcome, self.now).await;
+        let ended = end(&self.pool, self.policy, &hold, outcome, self.now).await;
         Ok(ended?)
     }
 }
 
-impl Drop for Slot {
+impl Drop for HeldAttempt {
     fn drop(&mut self) {
-        let Some(reservation) = self.reservation.take() else {
+        let Some(hold) = self.hold.take() else {
             return;
         };
         let (pool, policy, now) = (self.pool.clone(), self.policy, self.now);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
-                if let Err(e) = end(&pool, policy, &reservation, Outcome::Abandoned, now).await {
-                    // It expires by itself; until then the username has one slot fewer.
-                    tracing::warn!(error = %e, "could not give back a sign-in slot");
+                if let Err(e) = end(&pool, policy, &hold, Outcome::Abandoned, now).await {
+                    // It expires by itself; until then the username has one place fewer.
+                    tracing::warn!(error = %e, "could not give back a sign-in place");
                 }
             });
         }
@@ -356,13 +356,13 @@ impl Drop for Slot {
 async fn end(
     pool: &DbPool,
     policy: LockoutPolicy,
-    reservation: &Reservation,
+    hold: &Hold,
     outcome: Outcome,
     now: OffsetDateTime,
 ) -> Result<(), DbError> {
     let mut conn = db::connect(pool).await?;
-    lockout::end_attempt(&mut conn, policy, reservation, outcome, now).await?;
-    SLOT_RELEASED.notify_waiters();
+    lockout::end_attempt(&mut conn, policy, hold, outcome, now).await?;
+    HOLD_RELEASED.notify_waiters();
     Ok(())
 }
 

@@ -2,8 +2,8 @@
 //!
 //! Failures are keyed by the username typed, not the account, so locked and unlocked answers look
 //! the same whether or not the account exists. Attempts in flight are counted apart from failures:
-//! each takes a reservation *before* the password is checked, and failures plus reservations never
-//! exceed the threshold, so parallel guesses cannot slip past it; the reservation ends with the
+//! each takes a hold *before* the password is checked, and failures plus holds never
+//! exceed the threshold, so parallel guesses cannot slip past it; the hold ends with the
 //! attempt, whatever its outcome, so parallel correct sign-ins never lock their own user.
 
 use diesel::prelude::*;
@@ -14,9 +14,9 @@ use crate::db::schema::{sign_in_attempts, sign_in_throttle};
 
 /// A failure streak this old is forgotten: "consecutive" means within a day.
 const STREAK_RESET_AFTER: Duration = Duration::days(1);
-/// A reservation left by an instance that died mid-attempt frees its slot after this; longer than
+/// A hold left by an instance that died mid-attempt frees its place after this; longer than
 /// any request may run.
-const RESERVATION_TTL: Duration = Duration::minutes(2);
+const HOLD_TTL: Duration = Duration::minutes(2);
 
 /// When and for how long to lock a username out.
 #[derive(Clone, Copy, Debug)]
@@ -27,15 +27,15 @@ pub struct LockoutPolicy {
     pub base: Duration,
     /// The longest lockout.
     pub max: Duration,
-    /// How long an attempt waits for a slot while others on the same username are in flight,
+    /// How long an attempt waits for a place while others on the same username are in flight,
     /// before it is answered "busy, retry" (never "locked").
-    pub slot_wait: std::time::Duration,
+    pub hold_wait: std::time::Duration,
 }
 
 /// A username's failure streak.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = sign_in_throttle)]
-pub struct ThrottleState {
+pub struct LockoutState {
     /// Consecutive failures (attempts not followed by a success).
     pub failures: i32,
     /// When the last one happened.
@@ -50,7 +50,7 @@ impl LockoutPolicy {
     #[must_use]
     pub fn remaining_lock(
         &self,
-        state: Option<&ThrottleState>,
+        state: Option<&LockoutState>,
         now: OffsetDateTime,
     ) -> Option<Duration> {
         let until = state?.locked_until?;
@@ -59,11 +59,7 @@ impl LockoutPolicy {
 
     /// The state after one more failed attempt at `now`.
     #[must_use]
-    pub fn after_failure(
-        &self,
-        state: Option<&ThrottleState>,
-        now: OffsetDateTime,
-    ) -> ThrottleState {
+    pub fn after_failure(&self, state: Option<&LockoutState>, now: OffsetDateTime) -> LockoutState {
         let previous = match state {
             Some(s) if now - s.last_failure_at < STREAK_RESET_AFTER => s.failures,
             _ => 0,
@@ -73,7 +69,7 @@ impl LockoutPolicy {
             .ok()
             .filter(|f| *f >= self.threshold)
             .map(|f| now + self.lockout_for(f - self.threshold));
-        ThrottleState {
+        LockoutState {
             failures,
             last_failure_at: now,
             locked_until,
@@ -94,7 +90,7 @@ impl LockoutPolicy {
     /// How many attempts may be in flight at once given the streak: the failures still allowed
     /// before the threshold, and one at a time once a lock has expired (its failure doubles it).
     #[must_use]
-    pub fn slots(&self, state: Option<&ThrottleState>, now: OffsetDateTime) -> i64 {
+    pub fn places(&self, state: Option<&LockoutState>, now: OffsetDateTime) -> i64 {
         let failures = match state {
             Some(s) if now - s.last_failure_at < STREAK_RESET_AFTER => s.failures,
             _ => 0,
@@ -107,17 +103,17 @@ impl LockoutPolicy {
 /// The outcome of asking to make an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
-    /// Go ahead: the attempt holds this reservation until [`end_attempt`].
-    Reserved(Reservation),
+    /// Go ahead: the attempt keeps this hold until [`end_attempt`].
+    Held(Hold),
     /// Locked for this long; the password must not even be checked.
     Locked(Duration),
     /// As many attempts as may still fail are in flight: wait for one to end, then ask again.
     Full,
 }
 
-/// A slot held by one attempt in flight.
+/// A place held by one attempt in flight.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reservation {
+pub struct Hold {
     id: uuid::Uuid,
     key: String,
 }
@@ -129,13 +125,13 @@ pub enum Outcome {
     Succeeded,
     /// A wrong password (or no such user): one more failure, maybe a lock.
     Failed,
-    /// Never judged (hashing busy, database down, client gone): only the slot is given back.
+    /// Never judged (hashing busy, database down, client gone): only the place is given back.
     Abandoned,
 }
 
 /// Serialises the attempts on one username key for the rest of the transaction, whether or not
 /// a streak row exists yet (a row lock needs a row; a missing one would let two first attempts
-/// both count the same free slots).
+/// both count the same free places).
 async fn lock_key(conn: &mut AsyncPgConnection, key: &str) -> QueryResult<()> {
     diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended('sign_in:' || $1, 0))")
         .bind::<diesel::sql_types::Text, _>(key)
@@ -147,16 +143,16 @@ async fn lock_key(conn: &mut AsyncPgConnection, key: &str) -> QueryResult<()> {
 async fn current_state(
     conn: &mut AsyncPgConnection,
     key: &str,
-) -> QueryResult<Option<ThrottleState>> {
+) -> QueryResult<Option<LockoutState>> {
     sign_in_throttle::table
         .find(key)
-        .select(ThrottleState::as_select())
+        .select(LockoutState::as_select())
         .first(conn)
         .await
         .optional()
 }
 
-/// Takes a slot for an attempt on `key` unless it is locked or its slots are taken.
+/// Takes a place for an attempt on `key` unless it is locked or its places are taken.
 pub async fn begin_attempt(
     conn: &mut AsyncPgConnection,
     policy: LockoutPolicy,
@@ -176,7 +172,7 @@ pub async fn begin_attempt(
             .count()
             .get_result(conn)
             .await?;
-        if in_flight >= policy.slots(state.as_ref(), now) {
+        if in_flight >= policy.places(state.as_ref(), now) {
             return Ok(Attempt::Full);
         }
         let id = uuid::Uuid::new_v4();
@@ -184,27 +180,27 @@ pub async fn begin_attempt(
             .values((
                 sign_in_attempts::id.eq(id),
                 sign_in_attempts::username_key.eq(&key),
-                sign_in_attempts::expires_at.eq(now + RESERVATION_TTL),
+                sign_in_attempts::expires_at.eq(now + HOLD_TTL),
             ))
             .execute(conn)
             .await?;
-        Ok(Attempt::Reserved(Reservation { id, key }))
+        Ok(Attempt::Held(Hold { id, key }))
     })
     .await
 }
 
-/// Ends an attempt: gives its slot back and records its outcome in the streak.
+/// Ends an attempt: gives its place back and records its outcome in the streak.
 pub async fn end_attempt(
     conn: &mut AsyncPgConnection,
     policy: LockoutPolicy,
-    reservation: &Reservation,
+    hold: &Hold,
     outcome: Outcome,
     now: OffsetDateTime,
 ) -> QueryResult<()> {
     conn.transaction(async |conn| {
-        let key = &reservation.key;
+        let key = &hold.key;
         lock_key(conn, key).await?;
-        diesel::delete(sign_in_attempts::table.find(reservation.id))
+        diesel::delete(sign_in_attempts::table.find(hold.id))
             .execute(conn)
             .await?;
         match outcome {
@@ -231,8 +227,8 @@ pub async fn end_attempt(
     .await
 }
 
-/// Deletes reservations of attempts that never ended (their instance died), at most `batch`.
-pub async fn delete_expired_reservations(
+/// Deletes holds of attempts that never ended (their instance died), at most `batch`.
+pub async fn delete_expired_holds(
     conn: &mut AsyncPgConnection,
     now: OffsetDateTime,
     batch: i64,
@@ -266,11 +262,11 @@ mod tests {
         threshold: 5,
         base: Duration::seconds(30),
         max: Duration::seconds(900),
-        slot_wait: std::time::Duration::from_secs(1),
+        hold_wait: std::time::Duration::from_secs(1),
     };
     const T0: OffsetDateTime = datetime!(2026-01-01 00:00 UTC);
 
-    fn fail_n(n: u32, mut now: OffsetDateTime) -> ThrottleState {
+    fn fail_n(n: u32, mut now: OffsetDateTime) -> LockoutState {
         let mut state = None;
         for _ in 0..n {
             state = Some(POLICY.after_failure(state.as_ref(), now));
@@ -323,13 +319,13 @@ mod tests {
     }
 
     #[test]
-    fn slots_are_the_failures_left_and_one_after_a_lock() {
-        assert_eq!(POLICY.slots(None, T0), 5);
-        assert_eq!(POLICY.slots(Some(&fail_n(3, T0)), T0), 2);
+    fn places_are_the_failures_left_and_one_after_a_lock() {
+        assert_eq!(POLICY.places(None, T0), 5);
+        assert_eq!(POLICY.places(Some(&fail_n(3, T0)), T0), 2);
         let locked = fail_n(5, T0);
-        assert_eq!(POLICY.slots(Some(&locked), T0 + Duration::minutes(1)), 1);
-        assert_eq!(POLICY.slots(Some(&fail_n(9, T0)), T0), 1);
-        assert_eq!(POLICY.slots(Some(&locked), T0 + Duration::days(2)), 5);
+        assert_eq!(POLICY.places(Some(&locked), T0 + Duration::minutes(1)), 1);
+        assert_eq!(POLICY.places(Some(&fail_n(9, T0)), T0), 1);
+        assert_eq!(POLICY.places(Some(&locked), T0 + Duration::days(2)), 5);
     }
 
     #[test]
