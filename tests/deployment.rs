@@ -9,7 +9,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use crate::support::oauth::ClientSpec;
-use crate::support::{GOOD_PASSWORD, TestApp, csrf_of, wait_until};
+use crate::support::{GOOD_PASSWORD, TestApp, csrf_of};
 
 /// The address curl sends from: loopback, but not the trusted proxy's 127.0.0.1.
 const CLIENT_ADDRESS: &str = "127.0.0.2";
@@ -130,25 +130,45 @@ fn curl(jar: &Path, args: &[&str]) -> (u16, String) {
 }
 
 /// Keyward behind nginx, trusting only nginx (127.0.0.1), with a short header timeout so an
-/// idle pooled connection outlives it.
+/// idle pooled connection outlives it. A port taken between choosing and binding it (by a test
+/// running alongside) makes nginx exit: then both start again on other ports.
 async fn behind_nginx() -> (TestApp, Nginx) {
-    let https_port = free_port();
-    let issuer = format!("https://127.0.0.1:{https_port}");
-    let app = TestApp::spawn_with(&[
-        ("KEYWARD_ISSUER", &issuer),
-        ("KEYWARD_TRUSTED_PROXIES", "127.0.0.1"),
-        ("KEYWARD_HEADER_TIMEOUT", "1s"),
-    ])
-    .await;
-    let nginx = Nginx::start(https_port, app.addr);
-    let jar = nginx.dir.join("probe.jar");
-    let url = nginx.url("/healthz");
-    wait_until("nginx answers", || {
-        let (jar, url) = (jar.clone(), url.clone());
-        async move { curl(&jar, &[&url]).0 == 200 }
-    })
-    .await;
-    (app, nginx)
+    loop {
+        let https_port = free_port();
+        let issuer = format!("https://127.0.0.1:{https_port}");
+        let app = TestApp::spawn_with(&[
+            ("KEYWARD_ISSUER", &issuer),
+            ("KEYWARD_TRUSTED_PROXIES", "127.0.0.1"),
+            ("KEYWARD_HEADER_TIMEOUT", "1s"),
+        ])
+        .await;
+        let mut nginx = Nginx::start(https_port, app.addr);
+        if nginx.answers().await {
+            return (app, nginx);
+        }
+    }
+}
+
+impl Nginx {
+    /// Waits until nginx answers through to Keyward (true), or has exited (false).
+    async fn answers(&mut self) -> bool {
+        let jar = self.dir.join("probe.jar");
+        let url = self.url("/healthz");
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            if self.child.try_wait().ok().flatten().is_some() {
+                return false;
+            }
+            if curl(&jar, &[&url]).0 == 200 {
+                return true;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "nginx never answered"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// The addresses of the sign-in events, oldest first.
