@@ -256,6 +256,19 @@ pub fn wait_in_words(secs: i64) -> String {
     }
 }
 
+/// `response` with `Retry-After: secs` (RFC 9110 §10.2.3), when there is a wait to announce.
+#[must_use]
+pub fn with_retry_after(mut response: Response, secs: Option<i64>) -> Response {
+    if let Some(secs) = secs
+        && let Ok(v) = axum::http::HeaderValue::from_str(&secs.to_string())
+    {
+        response
+            .headers_mut()
+            .insert(axum::http::header::RETRY_AFTER, v);
+    }
+    response
+}
+
 /// A 303 See Other, the answer to a successful POST (RFC 9110 §15.4.4).
 #[must_use]
 pub fn see_other(to: &str) -> Response {

@@ -3,7 +3,7 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
@@ -12,7 +12,7 @@ use tower_sessions::cookie::SameSite;
 use crate::app::AppState;
 use crate::http::client_ip::ClientIp;
 use crate::http::cookies::{cookie_value, set_cookie};
-use crate::http::page::{PageError, PageForm, see_other, wait_in_words};
+use crate::http::page::{PageError, PageForm, see_other, wait_in_words, with_retry_after};
 use crate::http::{csrf, pending};
 use crate::oauth::sign_in::{Checks, Device, SignInError, sign_in};
 use crate::sessions::{AskingApp, BrowserSession};
@@ -185,11 +185,8 @@ async fn signin_failed(
             .asking_app(session, headers, state.clock.now())
             .await?,
     };
-    let mut response = csrf.attach((status, page).into_response());
-    if let Some(secs) = retry_after
-        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
-    {
-        response.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    Ok(response)
+    Ok(with_retry_after(
+        csrf.attach((status, page).into_response()),
+        retry_after,
+    ))
 }

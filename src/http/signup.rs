@@ -3,13 +3,13 @@
 use askama::Template;
 use askama_web::WebTemplate;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use crate::app::AppState;
 use crate::http::client_ip::ClientIp;
-use crate::http::page::{PageError, PageForm, see_other, wait_in_words};
+use crate::http::page::{PageError, PageForm, see_other, wait_in_words, with_retry_after};
 use crate::http::{csrf, pending};
 use crate::oauth::sign_up::{Application, SignUpError, sign_up};
 use crate::sessions::{AskingApp, BrowserSession};
@@ -200,11 +200,8 @@ async fn refused(
             .asking_app(session, headers, state.clock.now())
             .await?,
     };
-    let mut response = csrf.attach((status, page).into_response());
-    if let Some(secs) = retry_after
-        && let Ok(v) = HeaderValue::from_str(&secs.to_string())
-    {
-        response.headers_mut().insert(header::RETRY_AFTER, v);
-    }
-    Ok(response)
+    Ok(with_retry_after(
+        csrf.attach((status, page).into_response()),
+        retry_after,
+    ))
 }
