@@ -32,7 +32,7 @@ pub async fn delete_client(
         // Codes first: this waits for a redemption holding a code's lock, so what it issued is
         // committed before the two sweeps below look for it.
         codes::delete_unredeemed_of_client(conn, id).await?;
-        revoked::insert_for_client_codes(conn, id, REASON, now).await?;
+        revoked::insert_for_codes(conn, None, id, REASON, now).await?;
         let families = refresh::revoke_families_of_client(conn, id, REASON, now).await?;
         clients::delete(conn, id, by, now).await?;
         Ok(Some(families))

@@ -29,7 +29,7 @@ pub async fn withdraw(
         // Codes first: this waits for a redemption holding a code's lock, so what it issued is
         // committed before the two sweeps below look for it.
         codes::delete_unredeemed(conn, user_id, Some(client_id)).await?;
-        revoked::insert_for_codes(conn, user_id, client_id, REASON, now).await?;
+        revoked::insert_for_codes(conn, Some(user_id), client_id, REASON, now).await?;
         refresh::revoke_families_of_user(conn, user_id, Some(client_id), REASON, now).await?;
         let event = by
             .event("consent.revoked", now)

@@ -3,7 +3,7 @@
 //! tokens (userinfo, introspection).
 
 use diesel::prelude::*;
-use diesel::sql_types::{Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -47,28 +47,6 @@ pub async fn is_revoked(conn: &mut AsyncPgConnection, jti: Uuid) -> QueryResult<
         .await
 }
 
-/// Revokes every still-accepted access token a code of `client_id` issued, whoever it was for.
-pub async fn insert_for_client_codes(
-    conn: &mut AsyncPgConnection,
-    client_id: &str,
-    reason: &str,
-    now: OffsetDateTime,
-) -> QueryResult<()> {
-    diesel::sql_query(
-        "INSERT INTO revoked_access_tokens (jti, expires_at, revoked_at, reason) \
-         SELECT access_token_jti, access_token_expires_at, $2, $3 FROM authorization_codes \
-         WHERE client_id = $1 AND access_token_jti IS NOT NULL \
-         AND access_token_expires_at > $4 ON CONFLICT (jti) DO NOTHING",
-    )
-    .bind::<Text, _>(client_id)
-    .bind::<Timestamptz, _>(now)
-    .bind::<Text, _>(reason)
-    .bind::<Timestamptz, _>(still_accepted_after(now))
-    .execute(conn)
-    .await
-    .map(|_| ())
-}
-
 /// Revokes every still-accepted access token issued in a refresh family, in one statement.
 pub async fn insert_for_family(
     conn: &mut AsyncPgConnection,
@@ -90,11 +68,12 @@ pub async fn insert_for_family(
     .map(|_| ())
 }
 
-/// Revokes every still-live access token that `user_id`'s codes for `client_id` issued (codes are
-/// kept while their token lives, so this reaches tokens no refresh family knows of).
+/// Revokes every still-accepted access token that codes of `client_id` issued, to `user_id` or
+/// (`None`, the client's deletion) to anyone: codes are kept while their token lives, so this
+/// reaches tokens no refresh family knows of.
 pub async fn insert_for_codes(
     conn: &mut AsyncPgConnection,
-    user_id: Uuid,
+    user_id: Option<Uuid>,
     client_id: &str,
     reason: &str,
     now: OffsetDateTime,
@@ -102,10 +81,11 @@ pub async fn insert_for_codes(
     diesel::sql_query(
         "INSERT INTO revoked_access_tokens (jti, expires_at, revoked_at, reason) \
          SELECT access_token_jti, access_token_expires_at, $3, $4 FROM authorization_codes \
-         WHERE user_id = $1 AND client_id = $2 AND access_token_jti IS NOT NULL \
+         WHERE ($1::uuid IS NULL OR user_id = $1) AND client_id = $2 \
+         AND access_token_jti IS NOT NULL \
          AND access_token_expires_at > $5 ON CONFLICT (jti) DO NOTHING",
     )
-    .bind::<SqlUuid, _>(user_id)
+    .bind::<Nullable<SqlUuid>, _>(user_id)
     .bind::<Text, _>(client_id)
     .bind::<Timestamptz, _>(now)
     .bind::<Text, _>(reason)
