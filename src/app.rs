@@ -103,6 +103,8 @@ pub struct Shared {
     pub refresh: crate::tokens::refresh::RefreshPolicy,
     /// Rate limits, and the keys this instance knows to be blocked.
     pub limits: crate::rate_limits::Limits,
+    /// Issues and checks the sign-in page's proofs of work.
+    pub proofs: crate::rate_limits::proof::ProofOfWork,
     /// Signs the CSRF tokens of visitors without a session.
     pub csrf: crate::http::csrf::VisitorCsrf,
     /// Seals the pending sign-ins of visitors without a session.
@@ -121,6 +123,20 @@ impl AppState {
     /// A connection from the pool: the one way handlers reach the database.
     pub async fn conn(&self) -> Result<db::PooledConn, db::DbError> {
         db::connect(&self.db).await
+    }
+
+    /// What a sign-in from `ip` is checked with and counted against, page or password grant.
+    #[must_use]
+    pub fn sign_in_checks(&self, ip: std::net::IpAddr) -> crate::oauth::sign_in::Checks<'_> {
+        crate::oauth::sign_in::Checks {
+            pool: &self.db,
+            hasher: &self.hasher,
+            lockout: self.config.passwords.lockout,
+            limits: &self.limits,
+            proofs: &self.proofs,
+            ip,
+            metrics: &self.metrics,
+        }
     }
 }
 
@@ -146,6 +162,10 @@ impl App {
         let shared = Shared {
             refresh: refresh_policy(&config, &keys),
             limits: crate::rate_limits::Limits::new(config.limits, metrics.clone()),
+            proofs: crate::rate_limits::proof::ProofOfWork::new(
+                keys.proof_secret(),
+                config.passwords.sign_in_proof_bits,
+            ),
             csrf: crate::http::csrf::VisitorCsrf::new(keys.csrf_secret()),
             pending: {
                 let cookies = CookieSettings::for_https(config.server.issuer.is_https());

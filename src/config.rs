@@ -134,6 +134,9 @@ pub struct PasswordSettings {
     pub hash_queue: NonZeroUsize,
     /// `KEYWARD_LOCKOUT_THRESHOLD`, `KEYWARD_LOCKOUT_BASE`, `KEYWARD_LOCKOUT_MAX`.
     pub lockout: LockoutPolicy,
+    /// `KEYWARD_SIGN_IN_PROOF_BITS`: the proof of work a browser computes to sign in while its
+    /// address (or everyone) is over the sign-in limit.
+    pub sign_in_proof_bits: u8,
 }
 
 /// Browser sessions.
@@ -550,7 +553,16 @@ fn passwords(
         hash_concurrency,
         hash_queue,
         lockout: lockout(env, request_timeout)?,
+        sign_in_proof_bits: sign_in_proof_bits(env)?,
     })
+}
+
+/// 16 bits: about 65,000 SHA-256 hashes, a few hundred milliseconds in a browser.
+fn sign_in_proof_bits(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<u8, ConfigError> {
+    use crate::rate_limits::proof::BITS_RANGE;
+    let range = u32::from(*BITS_RANGE.start())..=u32::from(*BITS_RANGE.end());
+    let bits = env.number("KEYWARD_SIGN_IN_PROOF_BITS", 16, range)?;
+    Ok(u8::try_from(bits).unwrap_or(*BITS_RANGE.end()))
 }
 
 /// The default refresh grace window: Okta's, and longer than relying parties' parallel requests

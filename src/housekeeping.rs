@@ -20,7 +20,8 @@ pub struct Purged {
     pub codes: usize,
     /// Refresh families (with their tokens) and family access-token records.
     pub refresh: usize,
-    /// Sign-in lockouts, abandoned sign-in holds, trusted devices and rate-limit keys.
+    /// Sign-in lockouts, abandoned sign-in holds, trusted devices, rate-limit keys and spent
+    /// proofs of work.
     pub sign_in: usize,
 }
 
@@ -75,6 +76,7 @@ pub async fn purge(
         sign_in: drain!(lockout::delete_expired(conn, now, BATCH))
             + drain!(lockout::delete_expired_holds(conn, now, BATCH))
             + drain!(devices::delete_expired(conn, now, BATCH))
-            + drain!(crate::rate_limits::delete_expired(conn, now, BATCH)),
+            + drain!(crate::rate_limits::delete_expired(conn, now, BATCH))
+            + drain!(crate::rate_limits::proof::delete_expired(conn, now, BATCH)),
     })
 }

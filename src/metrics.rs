@@ -20,6 +20,7 @@ pub struct Metrics {
     tokens_issued: Family<Label, Counter>,
     refresh: Family<Label, Counter>,
     sign_ins: Family<Label, Counter>,
+    sign_in_proofs: Family<Label, Counter>,
     rate_limited: Family<Label, Counter>,
     load_shed: Family<Label, Counter>,
     hash_in_flight: Gauge,
@@ -101,6 +102,7 @@ impl Metrics {
             tokens_issued: Family::default(),
             refresh: Family::default(),
             sign_ins: Family::default(),
+            sign_in_proofs: Family::default(),
             rate_limited: Family::default(),
             load_shed: Family::default(),
             hash_in_flight: Gauge::default(),
@@ -137,6 +139,11 @@ impl Metrics {
             "keyward_sign_ins",
             "Password checks (page and password grant) by outcome",
             m.sign_ins.clone(),
+        );
+        r.register(
+            "keyward_sign_in_proofs",
+            "Proofs of work spent past a reached sign-in limit, accepted or refused",
+            m.sign_in_proofs.clone(),
         );
         r.register(
             "keyward_rate_limited",
@@ -231,6 +238,14 @@ impl Metrics {
             SignInOutcome::Disabled => "disabled",
         };
         self.sign_ins.get_or_create(&[("outcome", name)]).inc();
+    }
+
+    /// A proof of work presented past a reached sign-in limit.
+    pub fn sign_in_proof(&self, accepted: bool) {
+        let outcome = if accepted { "accepted" } else { "refused" };
+        self.sign_in_proofs
+            .get_or_create(&[("outcome", outcome)])
+            .inc();
     }
 
     /// A request refused by `limit` (its setting's suffix, e.g. `sign_in_per_ip`).

@@ -1,7 +1,8 @@
-//! The example SPA (`examples/spa`) and notes-api against a real Keyward, in Debian's Chromium
-//! driven by Playwright (`tests/e2e/spa.mjs`): sign-up, code + PKCE, one refresh for many 401s
-//! and for two tabs, sign-out, and axe-core on every page. This test owns the clock: the
-//! script asks it to move time, and notes-api and the browser read the same time.
+//! Keyward's pages in Debian's Chromium driven by Playwright. The example SPA (`examples/spa`) and
+//! notes-api against a real Keyward (`tests/e2e/spa.mjs`): sign-up, code + PKCE, one refresh for
+//! many 401s and for two tabs, sign-out, and axe-core on every page; this test owns the clock:
+//! the script asks it to move time, and notes-api and the browser read the same time. And a
+//! sign-in past the per-address limit through the page's proof of work (`tests/e2e/crowd.mjs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -10,8 +11,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
-use crate::support::TestApp;
 use crate::support::oauth::ClientSpec;
+use crate::support::{GOOD_PASSWORD, TestApp};
 
 const AUDIENCE: &str = "https://notes.example";
 
@@ -129,5 +130,61 @@ async fn the_spa_signs_in_refreshes_once_across_tabs_and_signs_out_in_chromium()
     assert!(
         status.success() && finished,
         "the browser script failed (its output is above)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn past_the_sign_in_limit_a_new_chromium_solves_the_proof_of_work_and_signs_in() {
+    // The default limits: 20 failed sign-ins per address in 10 minutes.
+    let app = TestApp::spawn().await;
+    app.create_user("owner", GOOD_PASSWORD).await;
+    for i in 0..20 {
+        let resp = app
+            .new_browser()
+            .sign_in(&format!("user{i}"), "Summer2026!")
+            .await;
+        assert_eq!(
+            resp.status(),
+            reqwest::StatusCode::UNAUTHORIZED,
+            "guess {i}"
+        );
+    }
+    let plain = app.new_browser().sign_in("owner", GOOD_PASSWORD).await;
+    assert_eq!(plain.status(), reqwest::StatusCode::TOO_MANY_REQUESTS);
+
+    let output = Command::new("node")
+        .arg(e2e_dir().join("crowd.mjs"))
+        .current_dir(e2e_dir())
+        .env("KEYWARD", &app.base)
+        .env("USERNAME", "owner")
+        .env("PASSWORD", GOOD_PASSWORD)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node runs the Playwright script");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the browser script failed:\n{stderr}"
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).expect("the script's report");
+    eprintln!("proof of work in Chromium: {report}");
+
+    // The wrong password was judged and refused, the right one let in, from this address.
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    let succeeded = keyward::audit::find_by_kind(&mut conn, "signin.succeeded", 10)
+        .await
+        .unwrap();
+    assert_eq!(succeeded.len(), 1);
+    let failed = keyward::audit::find_by_kind(&mut conn, "signin.failed", 100)
+        .await
+        .unwrap();
+    let judged_owner = failed
+        .iter()
+        .filter(|e| e.details["username"] == "owner" && e.details["reason"] == "wrong_credentials")
+        .count();
+    assert_eq!(
+        judged_owner, 1,
+        "the wrong password with its proof was judged"
     );
 }

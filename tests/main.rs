@@ -8,6 +8,7 @@ mod cache;
 mod cli;
 mod client_credentials;
 mod cors;
+mod crowd;
 mod cutoff;
 mod deployment;
 mod e2e;

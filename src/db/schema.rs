@@ -177,6 +177,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    spent_sign_in_proofs (challenge_hash) {
+        challenge_hash -> Bytea,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     trusted_devices (token_hash) {
         token_hash -> Bytea,
         user_id -> Uuid,
@@ -228,6 +235,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     sessions,
     sign_in_attempts,
     sign_in_throttle,
+    spent_sign_in_proofs,
     signing_keys,
     trusted_devices,
     users,

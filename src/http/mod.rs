@@ -78,6 +78,7 @@ fn routes() -> Router<AppState> {
             get(authorize::get_consent).post(authorize::submit_consent),
         )
         .route("/assets/style.css", get(assets::get_style))
+        .route("/assets/proof.js", get(assets::get_proof_script))
         .route("/assets/logo", get(brand::get_logo))
         // Endpoints for apps: browsers sent here by an app, then the app's own calls.
         .route(

@@ -6,6 +6,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use std::net::IpAddr;
 
 use tower_sessions::cookie::SameSite;
 
@@ -14,7 +15,8 @@ use crate::http::client_ip::ClientIp;
 use crate::http::cookies::{cookie_value, set_cookie};
 use crate::http::page::{PageError, PageForm, see_other, wait_in_words, with_retry_after};
 use crate::http::{csrf, pending};
-use crate::oauth::sign_in::{Checks, Device, SignInError, sign_in};
+use crate::oauth::sign_in::{Device, SignInError, extra_step, sign_in};
+use crate::rate_limits::proof::{Challenge, Solution};
 use crate::sessions::{AskingApp, BrowserSession};
 use crate::tokens::opaque::TokenHash;
 use crate::users::devices::DEVICE_TRUST_TTL;
@@ -30,6 +32,8 @@ pub struct SignInPage {
     signup_enabled: bool,
     /// The app this sign-in is for, if one sent the person here.
     app: Option<AskingApp>,
+    /// The proof of work asked of this browser, while its address is over the sign-in limit.
+    proof: Option<Challenge>,
 }
 
 /// Query of `GET /signin`: only flags that choose a notice; nothing here is ever a destination.
@@ -47,6 +51,12 @@ pub struct SignInForm {
     username: String,
     #[serde(default)]
     password: String,
+    /// The challenge the page was given, when it was asked for a proof of work.
+    #[serde(default)]
+    proof_challenge: String,
+    /// The page's solution to it.
+    #[serde(default)]
+    proof: String,
 }
 
 /// `GET /signin`: the form, or straight on if already signed in.
@@ -54,6 +64,7 @@ pub struct SignInForm {
 pub async fn get_signin(
     State(state): State<AppState>,
     session: BrowserSession,
+    ClientIp(client_ip): ClientIp,
     headers: HeaderMap,
     Query(query): Query<SignInQuery>,
 ) -> Result<Response, PageError> {
@@ -79,6 +90,7 @@ pub async fn get_signin(
             Some(app) => Some(app),
             None => visitor.and_then(|p| p.asking_app),
         },
+        proof: extra_step(&state.limits, &state.proofs, client_ip, now),
     };
     Ok(csrf.attach(page.into_response()))
 }
@@ -96,25 +108,25 @@ pub async fn submit_signin(
     let device_cookie = state.cookies.device;
     let device = cookie_value(&headers, device_cookie).map(|v| TokenHash::of(&v));
     let now = state.clock.now();
-    let checks = Checks {
-        pool: &state.db,
-        hasher: &state.hasher,
-        lockout: state.config.passwords.lockout,
-        limits: &state.limits,
-        ip: client_ip,
-        metrics: &state.metrics,
+    let proof = (!form.proof_challenge.is_empty()).then_some(Solution {
+        challenge: &form.proof_challenge,
+        counter: &form.proof,
+    });
+    let from = Device::Browser {
+        device: device.as_ref(),
+        proof,
     };
-    let result = sign_in(
-        &checks,
-        &form.username,
-        &form.password,
-        Device::Browser(device.as_ref()),
-        now,
-    )
-    .await;
+    let checks = state.sign_in_checks(client_ip);
+    let result = sign_in(&checks, &form.username, &form.password, from, now).await;
     let signed_in = match result {
         Ok(s) => s,
-        Err(e) => return signin_failed(&state, &session, &headers, form.username, e).await,
+        Err(e) => {
+            let refused = Refused {
+                username: form.username,
+                ip: client_ip,
+            };
+            return signin_failed(&state, &session, &headers, refused, e).await;
+        }
     };
 
     let user = &signed_in.user;
@@ -135,44 +147,28 @@ pub async fn submit_signin(
     Ok(response)
 }
 
+/// Who was refused: the name they typed and where they are.
+struct Refused {
+    username: String,
+    ip: IpAddr,
+}
+
 async fn signin_failed(
     state: &AppState,
     session: &BrowserSession,
     headers: &HeaderMap,
-    username: String,
+    refused: Refused,
     error: SignInError,
 ) -> Result<Response, PageError> {
-    let (status, message, retry_after) = match &error {
-        // A disabled account gets the wrong-password answer: a distinct one would confirm to
-        // whoever typed it that the password is right. The audit trail records the difference.
-        SignInError::WrongCredentials | SignInError::Disabled => (
-            StatusCode::UNAUTHORIZED,
-            SignInError::WrongCredentials.to_string(),
-            None,
-        ),
-        SignInError::Locked { retry_after } => {
-            let secs = retry_after.whole_seconds().max(1);
-            let message = format!(
-                "Too many failed attempts. Try again in {}.",
-                wait_in_words(secs)
-            );
-            (StatusCode::TOO_MANY_REQUESTS, message, Some(secs))
-        }
-        SignInError::RateLimited { retry_after } => {
-            let secs = retry_after.whole_seconds().max(1);
-            let message = format!(
-                "Too many failed sign-ins from your network. Try again in {}.",
-                wait_in_words(secs)
-            );
-            (StatusCode::TOO_MANY_REQUESTS, message, Some(secs))
-        }
-        SignInError::Busy | SignInError::Db(_) | SignInError::Internal(_) => {
-            return Err(error.into());
-        }
+    let now = state.clock.now();
+    // Asked again after any refusal: a wrong guess may be the one that reached the limit.
+    let proof = extra_step(&state.limits, &state.proofs, refused.ip, now);
+    let Some((status, message, retry_after)) = refusal(&error, proof.is_some()) else {
+        return Err(error.into());
     };
     tracing::info!(reason = ?status, "sign-in refused");
     // The username is shown again (escaped by the template), the password never is.
-    let username: String = username.chars().take(64).collect();
+    let username: String = refused.username.chars().take(64).collect();
     let csrf = csrf::for_visitor(state, session, headers).await?;
     let page = SignInPage {
         csrf: csrf.token.clone(),
@@ -180,13 +176,43 @@ async fn signin_failed(
         error: Some(message),
         notice: None,
         signup_enabled: state.config.server.signup_enabled,
-        app: state
-            .pending
-            .asking_app(session, headers, state.clock.now())
-            .await?,
+        app: state.pending.asking_app(session, headers, now).await?,
+        proof,
     };
     Ok(with_retry_after(
         csrf.attach((status, page).into_response()),
         retry_after,
     ))
+}
+
+/// What the page says to a refusal the person can act on: status, sentence, `Retry-After`
+/// seconds. `None` for failures of ours (an error page).
+fn refusal(error: &SignInError, proof_asked: bool) -> Option<(StatusCode, String, Option<i64>)> {
+    let too_many = |retry_after: &time::Duration, message: &dyn Fn(&str) -> String| {
+        let secs = retry_after.whole_seconds().max(1);
+        let message = message(&wait_in_words(secs));
+        Some((StatusCode::TOO_MANY_REQUESTS, message, Some(secs)))
+    };
+    match error {
+        // A disabled account gets the wrong-password answer: a distinct one would confirm to
+        // whoever typed it that the password is right. The audit trail records the difference.
+        SignInError::WrongCredentials | SignInError::Disabled => Some((
+            StatusCode::UNAUTHORIZED,
+            SignInError::WrongCredentials.to_string(),
+            None,
+        )),
+        SignInError::Locked { retry_after } => too_many(retry_after, &|wait| {
+            format!("Too many failed attempts. Try again in {wait}.")
+        }),
+        // The way on is the proof of work, not the wait; without script only the wait is.
+        SignInError::RateLimited { retry_after } if proof_asked => too_many(retry_after, &|_| {
+            "Too many failed sign-ins from your network. Enter your password again: your \
+             browser first solves a short puzzle that shows it is not an attack."
+                .to_owned()
+        }),
+        SignInError::RateLimited { retry_after } => too_many(retry_after, &|wait| {
+            format!("Too many failed sign-ins from your network. Try again in {wait}.")
+        }),
+        SignInError::Busy | SignInError::Db(_) | SignInError::Internal(_) => None,
+    }
 }

@@ -17,7 +17,6 @@ use crate::http::oauth_error::{TokenError, no_store};
 use crate::oauth::client_auth;
 use crate::oauth::grant::{self, GrantContext, IssuerSettings, TokenRequest};
 use crate::oauth::params::Params;
-use crate::oauth::sign_in::Checks;
 
 /// Authenticates the calling client (RFC 6749 §2.3), from memory when this instance has seen it.
 pub async fn authenticate_client(
@@ -90,14 +89,7 @@ async fn exchange(
     }
     guard.sign_in = matches!(request, TokenRequest::Password(_));
     let ctx = grant_context(state, ip, guard.now);
-    let checks = Checks {
-        pool: &state.db,
-        hasher: &state.hasher,
-        lockout: state.config.passwords.lockout,
-        limits: &state.limits,
-        ip,
-        metrics: &state.metrics,
-    };
+    let checks = state.sign_in_checks(ip);
     let response = grant::run(&ctx, &state.db, &checks, &client, &request).await?;
     Ok(no_store(Json(response).into_response()))
 }

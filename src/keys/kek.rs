@@ -64,6 +64,7 @@ pub struct Kek {
     refresh_secret: [u8; 32],
     csrf_secret: [u8; 32],
     pending_secret: [u8; 32],
+    proof_secret: [u8; 32],
 }
 
 impl fmt::Debug for Kek {
@@ -96,33 +97,16 @@ impl Kek {
             |_| unreachable!("AES-256 takes any 32-byte key"),
             LessSafeKey::new,
         );
-        // A separate key for deriving refresh-token successors, so the KEK itself only seals.
-        let tag = ring::hmac::sign(
-            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes),
-            b"keyward refresh successor v1",
-        );
-        let mut refresh_secret = [0u8; 32];
-        refresh_secret.copy_from_slice(tag.as_ref());
-        // And one for the CSRF tokens of visitors without a session (signed double-submit).
-        let tag = ring::hmac::sign(
-            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes),
-            b"keyward anonymous csrf v1",
-        );
-        let mut csrf_secret = [0u8; 32];
-        csrf_secret.copy_from_slice(tag.as_ref());
-        // And one sealing the pending sign-ins of visitors without a session (a cookie).
-        let tag = ring::hmac::sign(
-            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, bytes),
-            b"keyward pending sign-in v1",
-        );
-        let mut pending_secret = [0u8; 32];
-        pending_secret.copy_from_slice(tag.as_ref());
         Self {
             key,
             id,
-            refresh_secret,
-            csrf_secret,
-            pending_secret,
+            // Separate keys for separate jobs, so the KEK itself only seals: refresh-token
+            // successors, the CSRF tokens of visitors without a session (signed double-submit),
+            // their pending sign-ins (a sealed cookie), and the sign-in page's proofs of work.
+            refresh_secret: derive(bytes, b"keyward refresh successor v1"),
+            csrf_secret: derive(bytes, b"keyward anonymous csrf v1"),
+            pending_secret: derive(bytes, b"keyward pending sign-in v1"),
+            proof_secret: derive(bytes, b"keyward sign-in proof v1"),
         }
     }
 
@@ -130,6 +114,12 @@ impl Kek {
     #[must_use]
     pub fn pending_secret(&self) -> &[u8; 32] {
         &self.pending_secret
+    }
+
+    /// The key the sign-in page's proofs of work are signed with.
+    #[must_use]
+    pub fn proof_secret(&self) -> &[u8; 32] {
+        &self.proof_secret
     }
 
     /// The key refresh-token successors are derived with (for the reuse grace window).
@@ -211,6 +201,14 @@ impl Kek {
 }
 
 /// The path as the operator must look for it: relative paths are the working directory's.
+/// A key for one job, derived from the KEK's bytes and the job's label (HMAC-SHA256 as a PRF).
+fn derive(kek: &[u8; 32], label: &[u8]) -> [u8; 32] {
+    let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, kek), label);
+    let mut key = [0u8; 32];
+    key.copy_from_slice(tag.as_ref());
+    key
+}
+
 fn absolute(path: &Path) -> String {
     std::path::absolute(path)
         .unwrap_or_else(|_| path.to_owned())

@@ -95,6 +95,12 @@ impl KeyManager {
         self.kek.pending_secret()
     }
 
+    /// The key the sign-in page's proofs of work are signed with.
+    #[must_use]
+    pub fn proof_secret(&self) -> &[u8; 32] {
+        self.kek.proof_secret()
+    }
+
     /// The key anonymous CSRF tokens are signed with.
     #[must_use]
     pub fn csrf_secret(&self) -> &[u8; 32] {

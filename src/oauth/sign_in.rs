@@ -1,5 +1,6 @@
-//! Signing a person in with a username and password: lockout and rate limits, constant work for
-//! unknown users, rehash, trusted devices, and the audit trail of every outcome.
+//! Signing a person in with a username and password: lockout and rate limits (with a browser's
+//! proof of work past them), constant work for unknown users, rehash, trusted devices, and the
+//! audit trail of every outcome.
 
 use std::net::IpAddr;
 
@@ -7,7 +8,8 @@ use diesel_async::AsyncConnection as _;
 use time::{Duration, OffsetDateTime};
 
 use crate::metrics::{Metrics, SignInOutcome};
-use crate::rate_limits::{Key, Limit, Limits};
+use crate::rate_limits::proof::{Challenge, ProofOfWork, Solution};
+use crate::rate_limits::{Blocked, Key, Limit, Limits};
 
 use crate::audit::{self, Actor};
 use crate::db::{self, DbError, DbPool};
@@ -77,9 +79,15 @@ impl From<HashError> for SignInError {
 /// Where the credentials come from.
 #[derive(Clone, Copy, Debug)]
 pub enum Device<'a> {
-    /// A browser, with its trusted-device cookie if it has one: it may become trusted.
-    Browser(Option<&'a TokenHash>),
-    /// An API call (the password grant): nothing to remember.
+    /// A browser: it may become trusted, and may prove work to pass a reached limit.
+    Browser {
+        /// Its trusted-device cookie, if it has one.
+        device: Option<&'a TokenHash>,
+        /// The page's solved proof of work, if it was asked for one.
+        proof: Option<Solution<'a>>,
+    },
+    /// An API call (the password grant): nothing to remember, and no page to compute a proof,
+    /// so a reached limit is a refusal.
     Api,
 }
 
@@ -98,6 +106,8 @@ pub struct Checks<'a> {
     pub lockout: LockoutPolicy,
     /// The per-address and global limits on failures.
     pub limits: &'a Limits,
+    /// The proofs of work that pass those limits.
+    pub proofs: &'a ProofOfWork,
     /// The client's address.
     pub ip: IpAddr,
     /// Where each outcome is counted.
@@ -140,13 +150,13 @@ async fn judge(
     now: OffsetDateTime,
 ) -> Result<SignedIn, SignInError> {
     let (pool, hasher, policy) = (checks.pool, checks.hasher, checks.lockout);
-    let device = match from {
-        Device::Browser(d) => d,
-        Device::Api => None,
+    let (device, proof) = match from {
+        Device::Browser { device, proof } => (device, proof),
+        Device::Api => (None, None),
     };
     let Ok(username) = Username::parse(unverified_username) else {
         // No account can have this name; do the same work as for a wrong password anyway.
-        refuse_if_limited(checks, now)?;
+        admit(checks, proof, now).await?;
         hasher.verify_dummy(password).await?;
         count_failure(checks, now).await?;
         return Err(SignInError::WrongCredentials);
@@ -157,7 +167,7 @@ async fn judge(
     let held = if trusted {
         None
     } else {
-        refuse_if_limited(checks, now)?;
+        admit(checks, proof, now).await?;
         Some(HeldAttempt::take(pool, policy, &username.key(), now).await?)
     };
     let verification = check_password(hasher, user.as_ref(), password).await?;
@@ -187,7 +197,7 @@ async fn judge(
     let success = Success {
         new_hash: new_hash.as_deref(),
         trusted_device: device.filter(|_| trusted),
-        remember_device: matches!(from, Device::Browser(_)),
+        remember_device: matches!(from, Device::Browser { .. }),
         ip: checks.ip,
     };
     finish(pool, user, &success, now).await
@@ -224,21 +234,63 @@ async fn record_failure(
     }
 }
 
-/// Refuses before any hashing when this address, or everyone at once, failed too often. A trusted
-/// device never gets here: its owner keeps signing in through a spraying attack.
+/// The proof of work the sign-in page asks of a browser now: a challenge when this address, or
+/// everyone at once, is over the sign-in limit; `None` when a password alone is heard.
+#[must_use]
+pub fn extra_step(
+    limits: &Limits,
+    proofs: &ProofOfWork,
+    ip: IpAddr,
+    now: OffsetDateTime,
+) -> Option<Challenge> {
+    over_limit(limits, ip, now, Limits::peek)
+        .is_err()
+        .then(|| proofs.challenge(now))
+}
+
+/// Refuses before any hashing when this address, or everyone at once, failed too often, unless
+/// the browser spends a proof of work: one solved challenge buys one guess, which is cheap for a
+/// person and costly for a sprayer, and is still counted if wrong. The password grant has no
+/// proof and is refused. A trusted device never gets here: its owner keeps signing in through a
+/// spraying attack.
 ///
 /// Failures are counted after the fact, not reserved before hashing as the per-username holds
 /// are: a service signing many users in from one address at once must not be refused for its
 /// attempts in flight. So attempts already in flight when the limit is reached are still judged:
 /// at most the hashing queue's worth per instance (`KEYWARD_HASH_QUEUE`) beyond the limit.
-fn refuse_if_limited(checks: &Checks<'_>, now: OffsetDateTime) -> Result<(), SignInError> {
-    let limits = checks.limits;
-    limits
-        .check(Limit::SignInPerIp, &Key::ip(checks.ip), now)
-        .and_then(|()| limits.check(Limit::SignInGlobal, &Key::global(), now))
-        .map_err(|b| SignInError::RateLimited {
-            retry_after: b.retry_after,
-        })
+async fn admit(
+    checks: &Checks<'_>,
+    proof: Option<Solution<'_>>,
+    now: OffsetDateTime,
+) -> Result<(), SignInError> {
+    let (limits, ip) = (checks.limits, checks.ip);
+    if over_limit(limits, ip, now, Limits::peek).is_ok() {
+        return Ok(());
+    }
+    if let Some(solution) = proof {
+        let mut conn = db::connect(checks.pool).await?;
+        let redeemed = checks.proofs.redeem(&mut conn, solution, now).await?;
+        checks.metrics.sign_in_proof(redeemed.is_ok());
+        match redeemed {
+            Ok(()) => return Ok(()),
+            Err(e) => tracing::info!(reason = %e, "proof of work refused"),
+        }
+    }
+    // Counted as a refusal only now that nothing lets it through.
+    over_limit(limits, ip, now, Limits::check).map_err(|b| SignInError::RateLimited {
+        retry_after: b.retry_after,
+    })
+}
+
+/// The first of the per-address and global sign-in limits that `look` finds reached.
+fn over_limit(
+    limits: &Limits,
+    ip: IpAddr,
+    now: OffsetDateTime,
+    look: fn(&Limits, Limit, &Key, OffsetDateTime) -> Result<(), Blocked>,
+) -> Result<(), Blocked> {
+    look(limits, Limit::SignInPerIp, &Key::ip(ip), now)
+        .and_then(|()| look(limits, Limit::SignInGlobal, &Key::global(), now))
 }
 
 /// Counts a failed sign-in against its address and the global limit.

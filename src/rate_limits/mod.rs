@@ -16,6 +16,8 @@
 //! No crate keeps GCRA state in PostgreSQL; `governor` keeps it per process, which would multiply
 //! every limit by the number of instances.
 
+pub mod proof;
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -193,21 +195,29 @@ impl Limits {
         }
     }
 
-    /// Refuses when `key` is blocked under `limit` (as far as this instance knows).
+    /// Refuses when `key` is blocked under `limit` (as far as this instance knows), and counts
+    /// the refusal.
     pub fn check(&self, limit: Limit, key: &Key, now: OffsetDateTime) -> Result<(), Blocked> {
+        let result = self.peek(limit, key, now);
+        if result.is_err() {
+            self.metrics.rate_limited(limit.as_str());
+        }
+        result
+    }
+
+    /// Whether `key` is blocked under `limit` (as far as this instance knows), counting nothing:
+    /// for pages that prepare for a refusal before any attempt.
+    pub fn peek(&self, limit: Limit, key: &Key, now: OffsetDateTime) -> Result<(), Blocked> {
         if self.rates.of(limit).is_none() {
             return Ok(());
         }
         let mut blocked = self.blocked.lock().unwrap_or_else(PoisonError::into_inner);
         let map_key = (limit, key.clone());
         match blocked.get(&map_key) {
-            Some(until) if *until > now => {
-                self.metrics.rate_limited(limit.as_str());
-                Err(Blocked {
-                    limit,
-                    retry_after: (*until - now).max(Duration::SECOND),
-                })
-            }
+            Some(until) if *until > now => Err(Blocked {
+                limit,
+                retry_after: (*until - now).max(Duration::SECOND),
+            }),
             Some(_) => {
                 blocked.remove(&map_key);
                 Ok(())

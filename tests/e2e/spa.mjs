@@ -2,13 +2,11 @@
 // the Rust test tests/e2e.rs, which owns Keyward, its database and its clock: this script asks it
 // (one JSON line on stdout, one answer on stdin) to move the clock or to count refresh rotations.
 // Every page on the way is checked with axe-core, light and dark.
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { strict as assert } from 'node:assert';
-import { chromium } from 'playwright-core';
-import { AxeBuilder } from '@axe-core/playwright';
+import { Accessibility, launch } from './browser.mjs';
 
 const { KEYWARD, SPA, UNREGISTERED, START_MS, SCREENSHOTS } = process.env;
 const PASSWORD = 'correct horse battery';
@@ -23,21 +21,7 @@ async function harness(op, args = {}) {
   return JSON.parse(value);
 }
 
-const profile = mkdtempSync(join(tmpdir(), 'keyward-e2e-'));
-const context = await chromium.launchPersistentContext(profile, {
-  executablePath: '/usr/bin/chromium',
-  headless: true,
-  chromiumSandbox: false,
-  args: [
-    '--no-sandbox',
-    '--disable-gpu',
-    '--disable-quic',
-    '--no-first-run',
-    '--disable-background-networking',
-    '--disable-component-update',
-    '--disable-sync',
-  ],
-});
+const { context, close } = await launch();
 // The browser's clock is the test's too: ID tokens are checked against it.
 await context.clock.setFixedTime(Number(START_MS));
 
@@ -47,19 +31,8 @@ async function expireAccessTokens() {
   await context.clock.setFixedTime(now);
 }
 
-const violations = [];
-/** axe-core on the page as it is, in light and in dark mode; serious and critical count. */
-async function checkA11y(page, name) {
-  for (const colorScheme of ['light', 'dark']) {
-    await page.emulateMedia({ colorScheme });
-    const { violations: found } = await new AxeBuilder({ page }).analyze();
-    for (const v of found.filter((f) => f.impact === 'serious' || f.impact === 'critical')) {
-      const where = v.nodes.map((n) => `${n.target.join(' ')}: ${n.failureSummary}`).join('\n    ');
-      violations.push(`${name} (${colorScheme}): ${v.id} (${v.impact}) ${v.help}\n    ${where}`);
-    }
-  }
-  await page.emulateMedia({ colorScheme: 'light' });
-}
+const a11y = new Accessibility();
+const checkA11y = (page, name) => a11y.check(page, name);
 
 async function screenshot(page, file) {
   if (!SCREENSHOTS) return;
@@ -217,10 +190,9 @@ try {
   await second.getByRole('alert').waitFor();
   await checkA11y(second, 'sign-in with an error');
 
-  assert.deepEqual(violations, [], `accessibility:\n${violations.join('\n')}`);
+  assert.deepEqual(a11y.violations, [], `accessibility:\n${a11y.violations.join('\n')}`);
   await harness('done');
 } finally {
   harnessLines.close(); // or stdin keeps the process alive
-  await context.close();
-  rmSync(profile, { recursive: true, force: true });
+  await close();
 }

@@ -316,6 +316,25 @@ impl Browser {
         .await
     }
 
+    /// Signs in through the form, solving the proof of work the page asks for (as its script
+    /// would); returns the response to the POST.
+    pub async fn sign_in_with_proof(&self, username: &str, password: &str) -> Response {
+        let page = self.get("/signin").await.text().await.expect("body");
+        let challenge = hidden_field(&page, "proof_challenge").expect("the page asks for a proof");
+        let counter = solve_proof(&challenge);
+        self.post_form(
+            "/signin",
+            &[
+                ("csrf", &csrf_of(&page)),
+                ("username", username),
+                ("password", password),
+                ("proof_challenge", &challenge),
+                ("proof", &counter),
+            ],
+        )
+        .await
+    }
+
     /// Signs up through the form; returns the response to the POST.
     pub async fn sign_up(&self, username: &str, email: &str, password: &str) -> Response {
         let csrf = self.csrf("/signup").await;
@@ -373,10 +392,30 @@ impl Browser {
 
 /// The CSRF token in a page's form.
 pub fn csrf_of(html: &str) -> String {
-    let marker = "name=\"csrf\" value=\"";
-    let start = html.find(marker).expect("page has a CSRF field") + marker.len();
+    hidden_field(html, "csrf").expect("page has a CSRF field")
+}
+
+/// The value of the form field `name` on a page, if it has one.
+pub fn hidden_field(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
     let len = html[start..].find('"').expect("closing quote");
-    html[start..start + len].to_owned()
+    Some(html[start..start + len].to_owned())
+}
+
+/// Solves a sign-in page's proof of work as its script does, with OpenSSL's SHA-256 (not
+/// Keyward's): the first counter whose hash of `challenge:counter` starts with the challenge's
+/// number of zero bits.
+pub fn solve_proof(challenge: &str) -> String {
+    let bits: u32 = challenge.split('.').next().unwrap().parse().unwrap();
+    (0..u64::MAX)
+        .map(|n| n.to_string())
+        .find(|n| {
+            let hash = openssl::sha::sha256(format!("{challenge}:{n}").as_bytes());
+            let leading = u128::from_be_bytes(hash[..16].try_into().unwrap()).leading_zeros();
+            leading >= bits
+        })
+        .unwrap()
 }
 
 /// The `Location` of a redirect.

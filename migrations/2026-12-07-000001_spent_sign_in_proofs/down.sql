@@ -1,0 +1,1 @@
+DROP TABLE spent_sign_in_proofs;
