@@ -200,7 +200,6 @@ impl Kek {
     }
 }
 
-/// The path as the operator must look for it: relative paths are the working directory's.
 /// A key for one job, derived from the KEK's bytes and the job's label (HMAC-SHA256 as a PRF).
 fn derive(kek: &[u8; 32], label: &[u8]) -> [u8; 32] {
     let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, kek), label);
@@ -209,6 +208,7 @@ fn derive(kek: &[u8; 32], label: &[u8]) -> [u8; 32] {
     key
 }
 
+/// The path as the operator must look for it: relative paths are the working directory's.
 fn absolute(path: &Path) -> String {
     std::path::absolute(path)
         .unwrap_or_else(|_| path.to_owned())
