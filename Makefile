@@ -24,9 +24,12 @@ test: test-deps node-deps api-fuzz-deps ## Run every test (unit and integration)
 	  DATABASE_URL="$$url" $(CARGO) test --locked --no-fail-fast; \
 	fi
 
-test-deps: ## Install what the tests run besides cargo (Debian's chromium, nginx, jq, curl, openssl; root only)
-	@missing=""; for p in chromium:chromium nginx:nginx-light jq:jq curl:curl openssl:openssl; do \
-	  command -v "$${p%%:*}" >/dev/null 2>&1 || missing="$$missing $${p#*:}"; \
+test-deps: ## Install what the tests run besides cargo (Debian's chromium, nginx, aiosmtpd, jq, curl, openssl; root only)
+	@missing=""; for p in chromium:chromium nginx:nginx-light jq:jq curl:curl openssl:openssl \
+	    /usr/lib/python3/dist-packages/aiosmtpd:python3-aiosmtpd; do \
+	  probe="$${p%%:*}"; \
+	  case "$$probe" in /*) [ -e "$$probe" ] ;; *) command -v "$$probe" >/dev/null 2>&1 ;; esac \
+	    || missing="$$missing $${p#*:}"; \
 	done; \
 	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \

@@ -28,6 +28,8 @@ use crate::users::password::PasswordHasher;
 
 /// How often expired sessions, lockout rows and device records are deleted.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_secs(300);
+/// How often each instance looks for mail due in the outbox.
+const MAIL_POLL: Duration = Duration::from_secs(1);
 /// How long open connections get to finish after a shutdown signal.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
@@ -103,6 +105,10 @@ pub struct Shared {
     pub refresh: crate::tokens::refresh::RefreshPolicy,
     /// Rate limits, and the keys this instance knows to be blocked.
     pub limits: crate::rate_limits::Limits,
+    /// Queues mail in the outbox and delivers it.
+    pub courier: crate::mail::delivery::Courier,
+    /// What every mail is signed with; the base of its links.
+    pub letterhead: crate::mail::letters::Letterhead,
     /// Issues and checks the sign-in page's proofs of work.
     pub proofs: crate::rate_limits::proof::ProofOfWork,
     /// Signs the CSRF tokens of visitors without a session.
@@ -162,6 +168,8 @@ impl App {
         let shared = Shared {
             refresh: refresh_policy(&config, &keys),
             limits: crate::rate_limits::Limits::new(config.limits, metrics.clone()),
+            courier: start_courier(&config, keys.mail_secret(), &metrics)?,
+            letterhead: letterhead(&config),
             proofs: crate::rate_limits::proof::ProofOfWork::new(
                 keys.proof_secret(),
                 config.passwords.sign_in_proof_bits,
@@ -213,6 +221,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
         let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
+        let mail = tokio::spawn(deliver_mail(self.state.clone()));
         let following = tokio::spawn(follow_other_instances(self.state.clone()));
         let metrics = metrics.map(|l| tokio::spawn(serve_metrics(self.state.clone(), l)));
 
@@ -248,6 +257,7 @@ impl App {
             tracing::warn!("some connections did not finish in time");
         }
         housekeeping.abort();
+        mail.abort();
         following.abort();
         if let Some(m) = metrics {
             m.abort();
@@ -479,6 +489,60 @@ async fn forget_changed_clients(state: &AppState) {
 }
 
 /// Deletes what has expired, every few minutes, forever.
+/// The mail courier: the configured transport, opened once (a mail directory is created now).
+pub fn start_courier(
+    config: &Config,
+    mail_secret: &[u8; 32],
+    metrics: &Arc<crate::metrics::Metrics>,
+) -> anyhow::Result<crate::mail::delivery::Courier> {
+    let mail = &config.mail;
+    let transport =
+        crate::mail::transport::Transport::open(&mail.route).map_err(anyhow::Error::msg)?;
+    Ok(crate::mail::delivery::Courier::new(
+        crate::mail::outbox::Outbox::new(mail_secret),
+        transport,
+        mail.from.clone(),
+        mail.retry_for,
+        metrics.clone(),
+    ))
+}
+
+/// What every mail is signed with.
+#[must_use]
+pub fn letterhead(config: &Config) -> crate::mail::letters::Letterhead {
+    crate::mail::letters::Letterhead {
+        product: config.server.product_name.clone(),
+        issuer: config.server.issuer.as_str().to_owned(),
+    }
+}
+
+/// Delivers the outbox: every instance, every [`MAIL_POLL`], as long as letters are due.
+async fn deliver_mail(state: AppState) {
+    let mut tick = tokio::time::interval(MAIL_POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        loop {
+            match state
+                .courier
+                .deliver_due(&state.db, state.clock.now())
+                .await
+            {
+                Ok(round) if round.more_due() => {}
+                Ok(_) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, "mail delivery failed");
+                    break;
+                }
+            }
+        }
+        let measured = state.courier.measure_backlog(&state.db, state.clock.now());
+        if let Err(e) = measured.await {
+            tracing::debug!(error = %e, "could not measure the mail backlog");
+        }
+    }
+}
+
 async fn housekeeping(state: AppState) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     let longest = state.config.tokens.access_ttl;

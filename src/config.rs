@@ -6,14 +6,17 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::ops::RangeInclusive;
+use std::path::PathBuf;
 use std::str::FromStr;
 
+use lettre::message::Mailbox;
 use time::Duration;
 use url::Url;
 
 use crate::keys::kek::{KekSource, decode_kek};
 use crate::keys::schedule::{CLOCK_LEEWAY, SchedulePolicy};
 use crate::keys::store::KeyPolicy;
+use crate::mail::transport::{Route, check_smtp_url, parse_sender};
 use crate::rate_limits::{Rate, Rates};
 use crate::sessions::store::SessionLifetimes;
 use crate::users::lockout::LockoutPolicy;
@@ -55,6 +58,19 @@ pub struct Config {
     pub tokens: TokenSettings,
     /// Rate limits on what attackers repeat.
     pub limits: Rates,
+    /// Outbound mail.
+    pub mail: MailSettings,
+}
+
+/// Outbound mail.
+#[derive(Clone, Debug)]
+pub struct MailSettings {
+    /// `KEYWARD_SMTP_URL` and `KEYWARD_SMTP_PASSWORD_FILE`, or without them `KEYWARD_MAIL_DIR`.
+    pub route: Route,
+    /// `KEYWARD_MAIL_FROM`.
+    pub from: Mailbox,
+    /// `KEYWARD_MAIL_RETRY_FOR`: how long a mail is retried before it is given up.
+    pub retry_for: Duration,
 }
 
 /// The public face of the server.
@@ -323,6 +339,7 @@ impl Config {
         let tokens = tokens(&env)?;
         let server = server(&env)?;
         let passwords = passwords(&env, server.request_timeout)?;
+        let mail = mail(&env, &server)?;
         Ok(Self {
             server,
             database: database(&env)?,
@@ -331,8 +348,60 @@ impl Config {
             keys: keys(&env, &tokens)?,
             tokens,
             limits: limits(&env)?,
+            mail,
         })
     }
+}
+
+fn mail(
+    env: &Env<impl Fn(&str) -> Option<String>>,
+    server: &ServerSettings,
+) -> Result<MailSettings, ConfigError> {
+    let password_file = env.get("KEYWARD_SMTP_PASSWORD_FILE").map(PathBuf::from);
+    let route = match env.get("KEYWARD_SMTP_URL") {
+        Some(raw) => Route::Smtp {
+            url: check_smtp_url(&raw).map_err(|m| ConfigError::new("KEYWARD_SMTP_URL", m))?,
+            password_file,
+        },
+        None if password_file.is_some() => {
+            return Err(ConfigError::new(
+                "KEYWARD_SMTP_PASSWORD_FILE",
+                "set without KEYWARD_SMTP_URL",
+            ));
+        }
+        // Development: mail lands in files next to the KEK's default place.
+        None => Route::Files(PathBuf::from(
+            env.get("KEYWARD_MAIL_DIR")
+                .unwrap_or_else(|| ".keyward/mail".to_owned()),
+        )),
+    };
+    let from = match (env.get("KEYWARD_MAIL_FROM"), &route) {
+        (Some(raw), _) => {
+            parse_sender(&raw).map_err(|m| ConfigError::new("KEYWARD_MAIL_FROM", m))?
+        }
+        (None, Route::Smtp { .. }) => {
+            return Err(ConfigError::new(
+                "KEYWARD_MAIL_FROM",
+                "required with KEYWARD_SMTP_URL: the address mail comes from, e.g. \
+                 \"Example <no-reply@example.com>\"",
+            ));
+        }
+        (None, Route::Files(_)) => {
+            parse_sender(&format!("\"{}\" <no-reply@localhost>", server.product_name))
+                .map_err(|m| ConfigError::new("KEYWARD_PRODUCT_NAME", m))?
+        }
+    };
+    let retry_for = env.duration(
+        "KEYWARD_MAIL_RETRY_FOR",
+        DAY,
+        MINUTE..=7 * DAY,
+        "must be between 1m and 7d",
+    )?;
+    Ok(MailSettings {
+        route,
+        from,
+        retry_for,
+    })
 }
 
 fn sessions(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<SessionSettings, ConfigError> {

@@ -3,7 +3,7 @@
 //! # The dependency rule
 //! Knowledge flows one way. [`http`] and [`cli`] are adapters: parse, make one call, render.
 //! [`oauth`] holds the protocol rules and the use cases, and orchestrates the nouns ([`users`],
-//! [`clients`], [`tokens`], [`keys`], [`sessions`], [`rate_limits`]); it writes no SQL. No noun
+//! [`clients`], [`tokens`], [`keys`], [`sessions`], [`rate_limits`], [`mail`]); it writes no SQL. No noun
 //! imports `oauth`, `http` or `config`: each takes its own small policy type, built once from
 //! [`config::Config`]. Only the nouns (and [`audit`], [`housekeeping`]) write SQL, and an
 //! operation records its own audit event; an adapter only says who acts ([`audit::Actor`]).
@@ -20,7 +20,9 @@
 //! - [`tokens`]: opaque secrets and their hashes, codes, refresh families, JWTs, revoked list.
 //! - [`keys`]: sealed signing keys on a published schedule, the in-memory signer and the JWKS.
 //! - [`sessions`]: the typed browser session and its PostgreSQL store.
-//! - [`rate_limits`]: GCRA limits per address, client or everyone, in PostgreSQL.
+//! - [`rate_limits`]: GCRA limits per address, client or everyone, in PostgreSQL, and the
+//!   sign-in page's proofs of work past them.
+//! - [`mail`]: letters from templates, the transactional outbox, delivery over SMTP or to files.
 //! - [`db`], [`audit`], [`housekeeping`]: the pool and schema, the audit trail, expiry cleanup.
 //! - [`config`], [`clock`], [`crypto`], [`scope`], [`metrics`], [`telemetry`], [`error`]:
 //!   plumbing and leaves.
@@ -37,6 +39,7 @@ pub mod error;
 pub mod housekeeping;
 pub mod http;
 pub mod keys;
+pub mod mail;
 pub mod metrics;
 pub mod oauth;
 pub mod rate_limits;
@@ -53,13 +56,14 @@ mod layering {
     use std::path::{Path, PathBuf};
 
     /// The nouns: they hold the storage and must not know who calls them.
-    const NOUNS: [&str; 6] = [
+    const NOUNS: [&str; 7] = [
         "users",
         "clients",
         "tokens",
         "keys",
         "sessions",
         "rate_limits",
+        "mail",
     ];
     /// The adapters: they translate, and leave every rule (and every audit event) below them.
     const ADAPTERS: [&str; 2] = ["http", "cli"];

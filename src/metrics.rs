@@ -21,6 +21,10 @@ pub struct Metrics {
     refresh: Family<Label, Counter>,
     sign_ins: Family<Label, Counter>,
     sign_in_proofs: Family<Label, Counter>,
+    mail_sent: Counter,
+    mail_failed: Family<Label, Counter>,
+    mail_queued: Gauge,
+    mail_oldest: Gauge,
     rate_limited: Family<Label, Counter>,
     load_shed: Family<Label, Counter>,
     hash_in_flight: Gauge,
@@ -103,6 +107,10 @@ impl Metrics {
             refresh: Family::default(),
             sign_ins: Family::default(),
             sign_in_proofs: Family::default(),
+            mail_sent: Counter::default(),
+            mail_failed: Family::default(),
+            mail_queued: Gauge::default(),
+            mail_oldest: Gauge::default(),
             rate_limited: Family::default(),
             load_shed: Family::default(),
             hash_in_flight: Gauge::default(),
@@ -144,6 +152,26 @@ impl Metrics {
             "keyward_sign_in_proofs",
             "Proofs of work spent past a reached sign-in limit, accepted or refused",
             m.sign_in_proofs.clone(),
+        );
+        r.register(
+            "keyward_mail_sent",
+            "Mails handed to the SMTP server (or the file sink)",
+            m.mail_sent.clone(),
+        );
+        r.register(
+            "keyward_mail_failed",
+            "Failed mail attempts: deferred (tried again later) or abandoned (given up, audited)",
+            m.mail_failed.clone(),
+        );
+        r.register(
+            "keyward_mail_queued",
+            "Mails waiting in the outbox",
+            m.mail_queued.clone(),
+        );
+        r.register(
+            "keyward_mail_oldest_age_seconds",
+            "Age of the oldest mail waiting in the outbox",
+            m.mail_oldest.clone(),
         );
         r.register(
             "keyward_rate_limited",
@@ -246,6 +274,24 @@ impl Metrics {
         self.sign_in_proofs
             .get_or_create(&[("outcome", outcome)])
             .inc();
+    }
+
+    /// A mail handed over.
+    pub fn mail_sent(&self) {
+        self.mail_sent.inc();
+    }
+
+    /// A failed mail attempt: `deferred` or `abandoned`.
+    pub fn mail_failed(&self, outcome: &'static str) {
+        self.mail_failed
+            .get_or_create(&[("outcome", outcome)])
+            .inc();
+    }
+
+    /// The outbox's size and the age of its oldest mail, in seconds.
+    pub fn mail_backlog(&self, queued: i64, oldest_seconds: i64) {
+        self.mail_queued.set(queued);
+        self.mail_oldest.set(oldest_seconds);
     }
 
     /// A request refused by `limit` (its setting's suffix, e.g. `sign_in_per_ip`).

@@ -18,6 +18,7 @@ mod introspection;
 mod keys;
 mod limits;
 mod logs;
+mod mail;
 mod metrics;
 mod oauth;
 mod openapi;

@@ -16,6 +16,7 @@ mod check;
 mod clients;
 mod consents;
 mod keys;
+mod mail;
 mod tokens;
 mod users;
 
@@ -80,6 +81,9 @@ enum Command {
     /// Purge expired tokens; explain and revoke refresh families.
     #[command(subcommand)]
     Tokens(tokens::TokensCommand),
+    /// Check outbound mail.
+    #[command(subcommand)]
+    Mail(mail::MailCommand),
 }
 
 /// `serve --help`: every setting, by name (the README's settings table says what each means).
@@ -97,6 +101,8 @@ Environment (README.md, \"Settings\", has defaults and meanings):
   Rate limits   KEYWARD_LIMIT_SIGN_IN_PER_IP, KEYWARD_LIMIT_SIGN_IN_GLOBAL,
                 KEYWARD_LIMIT_TOKEN_PER_IP, KEYWARD_LIMIT_TOKEN_PER_CLIENT,
                 KEYWARD_LIMIT_SIGN_UP_PER_IP, KEYWARD_SIGN_IN_PROOF_BITS
+  Mail          KEYWARD_SMTP_URL, KEYWARD_SMTP_PASSWORD_FILE, KEYWARD_MAIL_FROM, KEYWARD_MAIL_DIR,
+                KEYWARD_MAIL_RETRY_FOR
   Sessions      KEYWARD_SESSION_IDLE_TTL, KEYWARD_SESSION_ABSOLUTE_TTL,
                 KEYWARD_SESSION_PRE_SIGN_IN_TTL
   Keys          KEYWARD_KEK, KEYWARD_KEK_FILE, KEYWARD_KEY_BITS, KEYWARD_KEY_ROTATION,
@@ -123,6 +129,7 @@ pub async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
         Command::Clients(cmd) => clients::run(cmd, &config, now).await,
         Command::Consents(cmd) => consents::run(cmd, &config, now).await,
         Command::Tokens(cmd) => tokens::run(cmd, &config, now).await,
+        Command::Mail(cmd) => mail::run(cmd, &config).await,
     }
 }
 

@@ -85,6 +85,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    mail_outbox (id) {
+        id -> Uuid,
+        kind -> Text,
+        sealed -> Bytea,
+        created_at -> Timestamptz,
+        attempts -> Int4,
+        due_at -> Timestamptz,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     rate_limits (key) {
         key -> Text,
         tat -> Timestamptz,
@@ -228,6 +240,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     consents,
     family_access_tokens,
     key_set_version,
+    mail_outbox,
     rate_limits,
     refresh_families,
     refresh_tokens,

@@ -8,13 +8,12 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::Response;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tower_sessions::cookie::SameSite;
 
 use crate::app::AppState;
-use crate::crypto::random_bytes;
+use crate::crypto::Sealer;
 use crate::http::cookies::{cookie_value, set_cookie};
 use crate::http::page::{PageError, see_other};
 use crate::oauth::authorize::AuthorizationRequest;
@@ -57,7 +56,7 @@ impl Pending {
 /// Seals and opens the cookie; every instance derives the same key from the KEK.
 #[derive(Clone)]
 pub struct PendingSeal {
-    key: std::sync::Arc<LessSafeKey>,
+    sealer: Sealer,
     cookie: &'static str,
     secure: bool,
 }
@@ -72,12 +71,8 @@ impl PendingSeal {
     /// Seals with `secret` into the cookie `cookie`.
     #[must_use]
     pub fn new(secret: &[u8; 32], cookie: &'static str, secure: bool) -> Self {
-        let key = UnboundKey::new(&AES_256_GCM, secret).map_or_else(
-            |_| unreachable!("AES-256 takes any 32-byte key"),
-            LessSafeKey::new,
-        );
         Self {
-            key: std::sync::Arc::new(key),
+            sealer: Sealer::new(secret),
             cookie,
             secure,
         }
@@ -89,17 +84,8 @@ impl PendingSeal {
         let raw = URL_SAFE_NO_PAD
             .decode(cookie_value(headers, self.cookie)?)
             .ok()?;
-        if raw.len() <= NONCE_LEN {
-            return None;
-        }
-        let (nonce, sealed) = raw.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
-        let mut buf = sealed.to_vec();
-        let plain = self
-            .key
-            .open_in_place(nonce, Aad::from(AAD), &mut buf)
-            .ok()?;
-        let pending: Pending = serde_json::from_slice(plain).ok()?;
+        let plain = self.sealer.open(AAD, &raw)?;
+        let pending: Pending = serde_json::from_slice(&plain).ok()?;
         (pending.expires_at > now.unix_timestamp()).then_some(pending)
     }
 
@@ -107,18 +93,8 @@ impl PendingSeal {
     #[must_use]
     pub fn write(&self, mut pending: Pending, now: OffsetDateTime) -> Option<HeaderValue> {
         pending.expires_at = (now + LIFETIME).unix_timestamp();
-        let mut buf = serde_json::to_vec(&pending).ok()?;
-        let nonce = random_bytes::<NONCE_LEN>();
-        self.key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(AAD),
-                &mut buf,
-            )
-            .ok()?;
-        let mut raw = nonce.to_vec();
-        raw.extend_from_slice(&buf);
-        let value = URL_SAFE_NO_PAD.encode(raw);
+        let plain = serde_json::to_vec(&pending).ok()?;
+        let value = URL_SAFE_NO_PAD.encode(self.sealer.seal(AAD, &plain));
         // Lax: the browser comes back from the app's redirect to /authorize with it.
         set_cookie(self.cookie, &value, LIFETIME, SameSite::Lax, self.secure)
     }

@@ -65,6 +65,7 @@ pub struct Kek {
     csrf_secret: [u8; 32],
     pending_secret: [u8; 32],
     proof_secret: [u8; 32],
+    mail_secret: [u8; 32],
 }
 
 impl fmt::Debug for Kek {
@@ -102,11 +103,13 @@ impl Kek {
             id,
             // Separate keys for separate jobs, so the KEK itself only seals: refresh-token
             // successors, the CSRF tokens of visitors without a session (signed double-submit),
-            // their pending sign-ins (a sealed cookie), and the sign-in page's proofs of work.
+            // their pending sign-ins (a sealed cookie), the sign-in page's proofs of work, and
+            // the mails waiting in the outbox (they may carry codes).
             refresh_secret: derive(bytes, b"keyward refresh successor v1"),
             csrf_secret: derive(bytes, b"keyward anonymous csrf v1"),
             pending_secret: derive(bytes, b"keyward pending sign-in v1"),
             proof_secret: derive(bytes, b"keyward sign-in proof v1"),
+            mail_secret: derive(bytes, b"keyward mail outbox v1"),
         }
     }
 
@@ -120,6 +123,12 @@ impl Kek {
     #[must_use]
     pub fn proof_secret(&self) -> &[u8; 32] {
         &self.proof_secret
+    }
+
+    /// The key mails waiting in the outbox are sealed with.
+    #[must_use]
+    pub fn mail_secret(&self) -> &[u8; 32] {
+        &self.mail_secret
     }
 
     /// The key refresh-token successors are derived with (for the reuse grace window).

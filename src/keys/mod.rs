@@ -95,6 +95,12 @@ impl KeyManager {
         self.kek.pending_secret()
     }
 
+    /// The key mails waiting in the outbox are sealed with.
+    #[must_use]
+    pub fn mail_secret(&self) -> &[u8; 32] {
+        self.kek.mail_secret()
+    }
+
     /// The key the sign-in page's proofs of work are signed with.
     #[must_use]
     pub fn proof_secret(&self) -> &[u8; 32] {

@@ -6,6 +6,7 @@ pub mod endpoints;
 pub mod jwt;
 pub mod oauth;
 pub mod proxy;
+pub mod smtp;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -79,7 +80,14 @@ fn test_env(database_url: &str, issuer: &str) -> HashMap<&'static str, String> {
         // Race tests release many requests at once on a small pool: on a busy machine they must
         // queue, not be shed. The shedding test sets its own short wait.
         ("KEYWARD_DB_POOL_WAIT", "30s".to_owned()),
+        // Without an SMTP server, mail lands in files: one directory per test, not the repo's.
+        ("KEYWARD_MAIL_DIR", mail_dir().display().to_string()),
     ])
+}
+
+/// A fresh directory for one test's mail files.
+fn mail_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("keyward-mail-{}", uuid::Uuid::new_v4()))
 }
 
 impl TestApp {
@@ -257,6 +265,7 @@ impl Drop for TestApp {
         }
         if self.owns_db {
             db::drop_test_database(&self.db_name);
+            let _ = std::fs::remove_dir_all(&self.env["KEYWARD_MAIL_DIR"]);
         }
     }
 }
