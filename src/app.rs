@@ -109,6 +109,8 @@ pub struct Shared {
     pub courier: crate::mail::delivery::Courier,
     /// What every mail is signed with; the base of its links.
     pub letterhead: crate::mail::letters::Letterhead,
+    /// How mailed codes are stored.
+    pub codes: crate::users::codes::CodeKey,
     /// Issues and checks the sign-in page's proofs of work.
     pub proofs: crate::rate_limits::proof::ProofOfWork,
     /// Signs the CSRF tokens of visitors without a session.
@@ -131,6 +133,28 @@ impl AppState {
         db::connect(&self.db).await
     }
 
+    /// What account mail (codes, notices) is sent with.
+    #[must_use]
+    pub fn account_mail(&self) -> crate::oauth::verification::AccountMail<'_> {
+        crate::oauth::verification::AccountMail {
+            outbox: self.courier.outbox(),
+            letterhead: &self.letterhead,
+            codes: &self.codes,
+        }
+    }
+
+    /// What a sign-up is checked with and sends mail through.
+    #[must_use]
+    pub fn sign_up_context(&self) -> crate::oauth::sign_up::Context<'_> {
+        crate::oauth::sign_up::Context {
+            pool: &self.db,
+            hasher: &self.hasher,
+            limits: &self.limits,
+            mail: self.account_mail(),
+            policy: self.config.mail.verification,
+        }
+    }
+
     /// What a sign-in from `ip` is checked with and counted against, page or password grant.
     #[must_use]
     pub fn sign_in_checks(&self, ip: std::net::IpAddr) -> crate::oauth::sign_in::Checks<'_> {
@@ -142,6 +166,7 @@ impl AppState {
             proofs: &self.proofs,
             ip,
             metrics: &self.metrics,
+            verification: self.config.mail.verification,
         }
     }
 }
@@ -170,6 +195,7 @@ impl App {
             limits: crate::rate_limits::Limits::new(config.limits, metrics.clone()),
             courier: start_courier(&config, keys.mail_secret(), &metrics)?,
             letterhead: letterhead(&config),
+            codes: crate::users::codes::CodeKey::new(keys.code_secret()),
             proofs: crate::rate_limits::proof::ProofOfWork::new(
                 keys.proof_secret(),
                 config.passwords.sign_in_proof_bits,

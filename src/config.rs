@@ -71,6 +71,8 @@ pub struct MailSettings {
     pub from: Mailbox,
     /// `KEYWARD_MAIL_RETRY_FOR`: how long a mail is retried before it is given up.
     pub retry_for: Duration,
+    /// `KEYWARD_EMAIL_VERIFICATION`.
+    pub verification: crate::oauth::verification::Policy,
 }
 
 /// The public face of the server.
@@ -397,10 +399,16 @@ fn mail(
         MINUTE..=7 * DAY,
         "must be between 1m and 7d",
     )?;
+    let verification = match env.get("KEYWARD_EMAIL_VERIFICATION") {
+        None => crate::oauth::verification::Policy::Optional,
+        Some(raw) => crate::oauth::verification::Policy::parse(&raw)
+            .map_err(|m| ConfigError::new("KEYWARD_EMAIL_VERIFICATION", m))?,
+    };
     Ok(MailSettings {
         route,
         from,
         retry_for,
+        verification,
     })
 }
 
@@ -550,6 +558,8 @@ fn limits(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<Rates, ConfigErr
         token_per_ip: rate("KEYWARD_LIMIT_TOKEN_PER_IP", 60, MINUTE)?,
         token_per_client: rate("KEYWARD_LIMIT_TOKEN_PER_CLIENT", 300, MINUTE)?,
         sign_up_per_ip: rate("KEYWARD_LIMIT_SIGN_UP_PER_IP", 10, HOUR)?,
+        mail_per_account: rate("KEYWARD_LIMIT_MAIL_PER_ACCOUNT", 5, HOUR)?,
+        mail_per_ip: rate("KEYWARD_LIMIT_MAIL_PER_IP", 20, HOUR)?,
     })
 }
 

@@ -20,8 +20,8 @@ pub struct Purged {
     pub codes: usize,
     /// Refresh families (with their tokens) and family access-token records.
     pub refresh: usize,
-    /// Sign-in lockouts, abandoned sign-in holds, trusted devices, rate-limit keys and spent
-    /// proofs of work.
+    /// Sign-in lockouts, abandoned sign-in holds, trusted devices, rate-limit keys, spent
+    /// proofs of work and expired mailed codes.
     pub sign_in: usize,
 }
 
@@ -77,6 +77,7 @@ pub async fn purge(
             + drain!(lockout::delete_expired_holds(conn, now, BATCH))
             + drain!(devices::delete_expired(conn, now, BATCH))
             + drain!(crate::rate_limits::delete_expired(conn, now, BATCH))
+            + drain!(crate::users::codes::delete_expired(conn, now, BATCH))
             + drain!(crate::rate_limits::proof::delete_expired(conn, now, BATCH)),
     })
 }

@@ -2,6 +2,8 @@
 //! nothing, an outage loses nothing), giving up with an audit event, two instances sending each
 //! mail once, the development sink, and `keyward mail test`.
 
+use std::os::unix::fs::PermissionsExt as _;
+
 use diesel::sql_types::{Int4, Nullable, Text};
 use diesel_async::{AsyncConnection as _, RunQueryDsl};
 use keyward::mail::Letter;
@@ -227,7 +229,6 @@ async fn without_smtp_mail_lands_in_files_only_the_owner_reads() {
     let eml = std::fs::read_to_string(&path).unwrap();
     assert!(eml.contains("Subject: Letter 6"), "{eml}");
     assert!(eml.contains("To: e@example.com"), "{eml}");
-    use std::os::unix::fs::PermissionsExt as _;
     let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(
         mode, 0o700,

@@ -4,6 +4,7 @@
 mod support;
 
 mod abuse;
+mod accounts;
 mod cache;
 mod cli;
 mod client_credentials;

@@ -159,27 +159,6 @@ async fn sign_up_refuses_bad_input_with_a_message_on_the_page() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_same_email_cannot_sign_up_twice_in_any_case() {
-    let app = TestApp::spawn().await;
-    let resp = app
-        .browser
-        .sign_up("first", "Same@Example.com", GOOD_PASSWORD)
-        .await;
-    assert_see_other(&resp, "/account");
-    let other = app.new_browser();
-    let resp = other
-        .sign_up("second", "same@example.COM", GOOD_PASSWORD)
-        .await;
-    assert_eq!(resp.status(), StatusCode::CONFLICT);
-    assert!(
-        resp.text()
-            .await
-            .unwrap()
-            .contains("An account with that email already exists.")
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn sign_up_can_be_switched_off() {
     let app = TestApp::spawn_with(&[("KEYWARD_SIGNUP_ENABLED", "false")]).await;
     let resp = app.browser.get("/signup").await;

@@ -1,6 +1,18 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    account_codes (user_id, purpose) {
+        user_id -> Uuid,
+        purpose -> Text,
+        email -> Text,
+        code_hash -> Bytea,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        attempts -> Int4,
+    }
+}
+
+diesel::table! {
     audit_events (id) {
         id -> Int8,
         occurred_at -> Timestamptz,
@@ -218,9 +230,11 @@ diesel::table! {
         disabled_at -> Nullable<Timestamptz>,
         roles -> Array<Text>,
         credential_version -> Int4,
+        email_verified_at -> Nullable<Timestamptz>,
     }
 }
 
+diesel::joinable!(account_codes -> users (user_id));
 diesel::joinable!(authorization_codes -> clients (client_id));
 diesel::joinable!(authorization_codes -> users (user_id));
 diesel::joinable!(consents -> clients (client_id));
@@ -233,6 +247,7 @@ diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(trusted_devices -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    account_codes,
     audit_events,
     authorization_codes,
     client_set_version,

@@ -25,6 +25,8 @@ pub struct AccountPage {
     csrf: String,
     username: String,
     email: Option<String>,
+    /// The address is not proven and the policy asks for proof.
+    email_unconfirmed: bool,
     member_since: String,
     signed_in_at: String,
     consents: Vec<ConsentRow>,
@@ -70,9 +72,14 @@ pub async fn get_account(
         session.sign_out().await?;
         return Ok(see_other("/signin"));
     };
+    let email_unconfirmed = state.config.mail.verification
+        != crate::oauth::verification::Policy::Off
+        && user.email.is_some()
+        && !user.email_verified();
     Ok(AccountPage {
         csrf: csrf::for_session(&session).await?,
         username: user.username,
+        email_unconfirmed,
         email: user.email,
         member_since: human_time(user.created_at),
         signed_in_at: human_time(current.auth_time),

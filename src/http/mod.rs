@@ -28,6 +28,7 @@ pub mod signup;
 pub mod size_limits;
 pub mod token;
 pub mod userinfo;
+pub mod verify;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -69,6 +70,11 @@ fn routes() -> Router<AppState> {
             "/signup",
             get(signup::get_signup).post(signup::submit_signup),
         )
+        .route(
+            "/verify-email",
+            get(verify::get_verify).post(verify::submit_verify),
+        )
+        .route("/verify-email/resend", post(verify::resend))
         .route(
             "/signout",
             get(signout::get_signout).post(signout::submit_signout),

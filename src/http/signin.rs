@@ -14,7 +14,7 @@ use crate::app::AppState;
 use crate::http::client_ip::ClientIp;
 use crate::http::cookies::{cookie_value, set_cookie};
 use crate::http::page::{PageError, PageForm, see_other, wait_in_words, with_retry_after};
-use crate::http::{csrf, pending};
+use crate::http::{csrf, verify};
 use crate::oauth::sign_in::{Device, SignInError, extra_step, sign_in};
 use crate::rate_limits::proof::{Challenge, Solution};
 use crate::sessions::{AskingApp, BrowserSession};
@@ -130,8 +130,8 @@ pub async fn submit_signin(
     };
 
     let user = &signed_in.user;
-    let who = (user.id, user.credential_version);
-    let mut response = pending::sign_in_and_continue(&state, &session, &headers, who, now).await?;
+    let mut response =
+        verify::sign_in_or_verify_first(&state, &session, &headers, user, now).await?;
     tracing::info!(user_id = %signed_in.user.id, "signed in");
     if let Some(token) = signed_in.new_device_token
         && let Some(v) = set_cookie(

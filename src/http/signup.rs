@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::app::AppState;
 use crate::http::client_ip::ClientIp;
 use crate::http::page::{PageError, PageForm, see_other, wait_in_words, with_retry_after};
-use crate::http::{csrf, pending};
+use crate::http::{csrf, verify};
 use crate::oauth::sign_up::{Application, SignUpError, sign_up};
 use crate::sessions::{AskingApp, BrowserSession};
 
@@ -145,14 +145,12 @@ pub async fn submit_signup(
         password_confirm: &form.password_confirm,
     };
     let now = state.clock.now();
-    let (hasher, limits) = (&state.hasher, &state.limits);
-    let user = match sign_up(&state.db, hasher, limits, &application, ip, now).await {
+    let user = match sign_up(&state.sign_up_context(), &application, ip, now).await {
         Ok(user) => user,
         Err(refusal) => return refused(&state, &session, &headers, &form, refusal).await,
     };
     tracing::info!(user_id = %user.id, "user signed up");
-    let who = (user.id, user.credential_version);
-    pending::sign_in_and_continue(&state, &session, &headers, who, now).await
+    verify::sign_in_or_verify_first(&state, &session, &headers, &user, now).await
 }
 
 /// The form again, with what was typed (never the password) and the refusal in words.

@@ -66,6 +66,7 @@ pub struct Kek {
     pending_secret: [u8; 32],
     proof_secret: [u8; 32],
     mail_secret: [u8; 32],
+    code_secret: [u8; 32],
 }
 
 impl fmt::Debug for Kek {
@@ -104,12 +105,13 @@ impl Kek {
             // Separate keys for separate jobs, so the KEK itself only seals: refresh-token
             // successors, the CSRF tokens of visitors without a session (signed double-submit),
             // their pending sign-ins (a sealed cookie), the sign-in page's proofs of work, and
-            // the mails waiting in the outbox (they may carry codes).
+            // the mails waiting in the outbox (they may carry codes), and those codes' hashes.
             refresh_secret: derive(bytes, b"keyward refresh successor v1"),
             csrf_secret: derive(bytes, b"keyward anonymous csrf v1"),
             pending_secret: derive(bytes, b"keyward pending sign-in v1"),
             proof_secret: derive(bytes, b"keyward sign-in proof v1"),
             mail_secret: derive(bytes, b"keyward mail outbox v1"),
+            code_secret: derive(bytes, b"keyward account codes v1"),
         }
     }
 
@@ -123,6 +125,12 @@ impl Kek {
     #[must_use]
     pub fn proof_secret(&self) -> &[u8; 32] {
         &self.proof_secret
+    }
+
+    /// The key mailed codes are hashed with.
+    #[must_use]
+    pub fn code_secret(&self) -> &[u8; 32] {
+        &self.code_secret
     }
 
     /// The key mails waiting in the outbox are sealed with.

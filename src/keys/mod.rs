@@ -95,6 +95,12 @@ impl KeyManager {
         self.kek.pending_secret()
     }
 
+    /// The key mailed codes are hashed with.
+    #[must_use]
+    pub fn code_secret(&self) -> &[u8; 32] {
+        self.kek.code_secret()
+    }
+
     /// The key mails waiting in the outbox are sealed with.
     #[must_use]
     pub fn mail_secret(&self) -> &[u8; 32] {

@@ -47,6 +47,97 @@ pub fn test(letterhead: &Letterhead, to: &str) -> Letter {
     }
 }
 
+#[derive(Template)]
+#[template(path = "mail/verify_email.txt")]
+struct VerifyText<'a> {
+    letterhead: &'a Letterhead,
+    code: &'a str,
+    link: &'a str,
+    valid_for: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/verify_email.html")]
+struct VerifyHtml<'a> {
+    letterhead: &'a Letterhead,
+    subject: &'a str,
+    code: &'a str,
+    link: &'a str,
+    valid_for: &'a str,
+}
+
+/// A code proving `to`, and a link that only fills it in (mail scanners open links: the code is
+/// spent only by a form the person sends). `code` is the eight digits.
+#[must_use]
+pub fn verify_email(letterhead: &Letterhead, to: &str, code: &str, valid_for: &str) -> Letter {
+    let subject = format!("{}: confirm your email address", letterhead.product);
+    let link = format!("{}/verify-email?code={code}", letterhead.issuer);
+    // Grouped for reading aloud and typing; the form ignores the space.
+    let shown = format!(
+        "{} {}",
+        &code[..4.min(code.len())],
+        &code[4.min(code.len())..]
+    );
+    Letter {
+        kind: "verify_email".to_owned(),
+        to: to.to_owned(),
+        text: render(&VerifyText {
+            letterhead,
+            code: &shown,
+            link: &link,
+            valid_for,
+        }),
+        html: render(&VerifyHtml {
+            letterhead,
+            subject: &subject,
+            code: &shown,
+            link: &link,
+            valid_for,
+        }),
+        subject,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "mail/address_in_use.txt")]
+struct InUseText<'a> {
+    letterhead: &'a Letterhead,
+    signin_link: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/address_in_use.html")]
+struct InUseHtml<'a> {
+    letterhead: &'a Letterhead,
+    subject: &'a str,
+    signin_link: &'a str,
+}
+
+/// To the owner of a verified address someone signed up with: the page said the same as for a
+/// new address, so only the owner learns it is taken (OWASP ASVS 5.0, registration).
+#[must_use]
+pub fn address_in_use(letterhead: &Letterhead, to: &str) -> Letter {
+    let subject = format!(
+        "{}: someone tried to sign up with your address",
+        letterhead.product
+    );
+    let signin_link = format!("{}/signin", letterhead.issuer);
+    Letter {
+        kind: "address_in_use".to_owned(),
+        to: to.to_owned(),
+        text: render(&InUseText {
+            letterhead,
+            signin_link: &signin_link,
+        }),
+        html: render(&InUseHtml {
+            letterhead,
+            subject: &subject,
+            signin_link: &signin_link,
+        }),
+        subject,
+    }
+}
+
 /// Renders a template whose fields are all strings: it cannot fail.
 fn render(template: &impl Template) -> String {
     template

@@ -1,5 +1,5 @@
 //! OAuth 2.1 / OpenID Connect rules, orchestrating the nouns: requests and their parameters, PKCE,
-//! client authentication, sign-in, the grants, introspection, revocation and logout. No axum, no
+//! client authentication, sign-in, sign-up and email verification, the grants, introspection, revocation and logout. No axum, no
 //! SQL.
 
 pub mod access;
@@ -18,3 +18,4 @@ pub mod revocation;
 pub mod sign_in;
 pub mod sign_up;
 pub mod userinfo;
+pub mod verification;

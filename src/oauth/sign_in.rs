@@ -112,6 +112,8 @@ pub struct Checks<'a> {
     pub ip: IpAddr,
     /// Where each outcome is counted.
     pub metrics: &'a Metrics,
+    /// Whether a sign-in must wait for the address to be verified.
+    pub verification: crate::oauth::verification::Policy,
 }
 
 /// Checks credentials typed on the sign-in page or sent with the password grant.

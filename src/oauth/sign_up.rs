@@ -1,12 +1,16 @@
 //! Creating an account on the sign-up page: the rules for what a person types, the per-address
-//! limit on new accounts, the hash, and the account with its audit event.
+//! limit on new accounts, the hash, and the account with its audit event and, in the same
+//! transaction, the mail that proves its address.
 
 use std::net::IpAddr;
 
 use time::{Duration, OffsetDateTime};
 
+use diesel_async::AsyncConnection as _;
+
 use crate::audit::Actor;
 use crate::db::{self, DbError, DbPool};
+use crate::oauth::verification::{self, AccountMail, Policy};
 use crate::rate_limits::{Key, Limit, Limits};
 use crate::users::name::{Email, Username};
 use crate::users::password::{HashError, PasswordHasher, check_new_password};
@@ -90,14 +94,42 @@ impl From<diesel::result::Error> for SignUpError {
     }
 }
 
+/// What a sign-up is checked with and sends mail through.
+#[derive(Clone, Copy)]
+#[expect(
+    missing_debug_implementations,
+    reason = "holds the pool, which has no Debug"
+)]
+pub struct Context<'a> {
+    /// The pool (no connection is held while hashing).
+    pub pool: &'a DbPool,
+    /// The hasher.
+    pub hasher: &'a PasswordHasher,
+    /// The per-address limit on new accounts.
+    pub limits: &'a Limits,
+    /// Where the code proving the address is sent.
+    pub mail: AccountMail<'a>,
+    /// `KEYWARD_EMAIL_VERIFICATION`.
+    pub policy: Policy,
+}
+
 /// The form's name, address and password, each checked; the first problem in words.
-pub fn check(form: &Application<'_>) -> Result<(Username, Option<Email>), SignUpError> {
+pub fn check(
+    form: &Application<'_>,
+    policy: Policy,
+) -> Result<(Username, Option<Email>), SignUpError> {
     let invalid = |field, message: &dyn ToString| SignUpError::Invalid {
         field,
         message: message.to_string(),
     };
     let username = Username::parse(form.username).map_err(|e| invalid(Field::Username, &e))?;
     let email = Email::parse_optional(form.email).map_err(|e| invalid(Field::Email, &e))?;
+    if email.is_none() && policy == Policy::Required {
+        return Err(invalid(
+            Field::Email,
+            &"Enter your email address: you confirm it with a code we send there.",
+        ));
+    }
     check_new_password(form.password, &username).map_err(|e| invalid(Field::Password, &e))?;
     if form.password != form.password_confirm {
         return Err(invalid(
@@ -108,18 +140,20 @@ pub fn check(form: &Application<'_>) -> Result<(Username, Option<Email>), SignUp
     Ok((username, email))
 }
 
-/// Creates the account a person asked for from `ip`, recorded as `user.created`.
+/// Creates the account a person asked for from `ip`, recorded as `user.created`, and queues the
+/// mail that proves its address in the same transaction. An address another account verified
+/// gets the same answer as a new one: the account is created with the address unverified, and
+/// the mail goes to the address's owner instead of a code (no account enumeration).
 ///
 /// Takes the pool, not a connection: no connection is held while waiting for a hashing slot.
 pub async fn sign_up(
-    pool: &DbPool,
-    hasher: &PasswordHasher,
-    limits: &Limits,
+    cx: &Context<'_>,
     form: &Application<'_>,
     ip: IpAddr,
     now: OffsetDateTime,
 ) -> Result<User, SignUpError> {
-    let (username, email) = check(form)?;
+    let (pool, hasher, limits) = (cx.pool, cx.hasher, cx.limits);
+    let (username, email) = check(form, cx.policy)?;
     // Counted before the hash and whatever the outcome: a taken name is a probe too.
     let taken = {
         let mut conn = db::connect(pool).await?;
@@ -135,7 +169,17 @@ pub async fn sign_up(
     let hash = hasher.hash(form.password).await?;
     let mut conn = db::connect(pool).await?;
     let new = NewUser::new(&username, email.as_ref(), &hash, now);
-    match users::create(&mut conn, &new, &Actor::system(Some(ip.into()))).await {
+    let by = Actor::system(Some(ip.into()));
+    let created = conn
+        .transaction(async |conn| {
+            let user = users::create(conn, &new, &by).await?;
+            if cx.policy != Policy::Off {
+                verification::send_code(conn, cx.mail, &user, now).await?;
+            }
+            Ok::<_, CreateUserError>(user)
+        })
+        .await;
+    match created {
         Ok(user) => Ok(user),
         Err(e @ CreateUserError::UsernameTaken) => Err(SignUpError::Taken {
             field: Field::Username,

@@ -58,7 +58,7 @@ pub async fn userinfo(
     }
     let info = UserInfo {
         sub: user.id.to_string(),
-        profile: ProfileClaims::for_scopes(&scopes, &user.username, user.email.as_deref()),
+        profile: ProfileClaims::for_scopes(&scopes, &user.username, user.email_claim()),
     };
     Ok((info, claims.client_id))
 }

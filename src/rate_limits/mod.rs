@@ -43,6 +43,10 @@ pub enum Limit {
     TokenPerClient,
     /// Sign-up attempts per address.
     SignUpPerIp,
+    /// Mail a person asks for (codes sent again, password resets) per account: no mail bombing.
+    MailPerAccount,
+    /// The same per address.
+    MailPerIp,
 }
 
 impl Limit {
@@ -55,6 +59,8 @@ impl Limit {
             Self::TokenPerIp => "token_per_ip",
             Self::TokenPerClient => "token_per_client",
             Self::SignUpPerIp => "sign_up_per_ip",
+            Self::MailPerAccount => "mail_per_account",
+            Self::MailPerIp => "mail_per_ip",
         }
     }
 }
@@ -116,6 +122,10 @@ pub struct Rates {
     pub token_per_client: Option<Rate>,
     /// [`Limit::SignUpPerIp`].
     pub sign_up_per_ip: Option<Rate>,
+    /// [`Limit::MailPerAccount`].
+    pub mail_per_account: Option<Rate>,
+    /// [`Limit::MailPerIp`].
+    pub mail_per_ip: Option<Rate>,
 }
 
 impl Rates {
@@ -126,6 +136,8 @@ impl Rates {
             Limit::TokenPerIp => self.token_per_ip,
             Limit::TokenPerClient => self.token_per_client,
             Limit::SignUpPerIp => self.sign_up_per_ip,
+            Limit::MailPerAccount => self.mail_per_account,
+            Limit::MailPerIp => self.mail_per_ip,
         }
     }
 }
@@ -166,6 +178,12 @@ impl Key {
     #[must_use]
     pub fn client(id: &str) -> Self {
         Self(id.chars().take(128).collect())
+    }
+
+    /// The key of an account.
+    #[must_use]
+    pub fn account(id: uuid::Uuid) -> Self {
+        Self(id.to_string())
     }
 
     /// The one key of a global limit.
@@ -468,6 +486,8 @@ mod tests {
             token_per_ip: None,
             token_per_client: None,
             sign_up_per_ip: None,
+            mail_per_account: None,
+            mail_per_ip: None,
         };
         let limits = Limits::new(rates, Arc::new(Metrics::new()));
         let key = Key::global();

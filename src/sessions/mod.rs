@@ -24,6 +24,8 @@ const REAUTH_KEY: &str = "reauth";
 const LOGIN_HINT_KEY: &str = "login_hint";
 const PENDING_LOGOUT_KEY: &str = "pending_logout";
 const ASKING_APP_KEY: &str = "asking_app";
+/// Session key of a user who proved the password but must verify the address first.
+const VERIFYING_KEY: &str = "verifying";
 /// Authorization requests one browser may have open at once (tabs); the oldest is dropped.
 const MAX_PENDING: usize = 4;
 
@@ -123,7 +125,28 @@ impl BrowserSession {
         s.insert(CSRF_KEY, random_token()).await?;
         s.remove_value(REAUTH_KEY).await?;
         s.remove_value(LOGIN_HINT_KEY).await?;
+        s.remove_value(VERIFYING_KEY).await?;
         Ok(())
+    }
+
+    /// Notes that `user_id` proved the password (under `credential_version`) but the sign-in
+    /// waits for the address to be verified: not signed in yet, under a new id and CSRF token.
+    pub async fn await_verification(
+        &self,
+        user_id: Uuid,
+        credential_version: i32,
+    ) -> Result<(), SessionError> {
+        let s = &self.0;
+        s.cycle_id().await?;
+        s.insert(VERIFYING_KEY, (user_id, credential_version))
+            .await?;
+        s.insert(CSRF_KEY, random_token()).await?;
+        Ok(())
+    }
+
+    /// The user whose sign-in waits for verification, and their credential version then.
+    pub async fn awaiting_verification(&self) -> Result<Option<(Uuid, i32)>, SessionError> {
+        self.0.get(VERIFYING_KEY).await
     }
 
     /// Ends the session: its record is deleted and the cookie cleared.

@@ -165,22 +165,23 @@ pub struct ProfileClaims {
     /// `email`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<String>,
-    /// `email`: Keyward does not verify addresses, so this is honestly `false`.
+    /// `email`: whether the person proved they receive mail there.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email_verified: Option<bool>,
 }
 
 impl ProfileClaims {
-    /// The claims `scopes` allow for this user.
+    /// The claims `scopes` allow for this user; `email` is the address and whether it is
+    /// verified.
     #[must_use]
-    pub fn for_scopes(scopes: &Scopes, username: &str, email: Option<&str>) -> Self {
+    pub fn for_scopes(scopes: &Scopes, username: &str, email: Option<(&str, bool)>) -> Self {
         let profile = scopes.contains(scope::PROFILE);
         let email = email.filter(|_| scopes.contains(scope::EMAIL));
         Self {
             preferred_username: profile.then(|| username.to_owned()),
             name: profile.then(|| username.to_owned()),
-            email_verified: email.map(|_| false),
-            email: email.map(str::to_owned),
+            email_verified: email.map(|(_, verified)| verified),
+            email: email.map(|(address, _)| address.to_owned()),
         }
     }
 }
@@ -344,16 +345,15 @@ mod tests {
 
     #[test]
     fn profile_claims_follow_the_scopes() {
-        let none =
-            ProfileClaims::for_scopes(&Scopes::parse("openid").expect("valid"), "bob", Some("b@x"));
+        let openid = Scopes::parse("openid").expect("valid");
+        let none = ProfileClaims::for_scopes(&openid, "bob", Some(("b@x", true)));
         assert!(none.preferred_username.is_none() && none.email.is_none());
-        let all = ProfileClaims::for_scopes(
-            &Scopes::parse("openid profile email").expect("valid"),
-            "bob",
-            Some("b@x"),
-        );
+        let all_scopes = Scopes::parse("openid profile email").expect("valid");
+        let all = ProfileClaims::for_scopes(&all_scopes, "bob", Some(("b@x", false)));
         assert_eq!(all.preferred_username.as_deref(), Some("bob"));
         assert_eq!(all.email.as_deref(), Some("b@x"));
         assert_eq!(all.email_verified, Some(false));
+        let verified = ProfileClaims::for_scopes(&all_scopes, "bob", Some(("b@x", true)));
+        assert_eq!(verified.email_verified, Some(true));
     }
 }

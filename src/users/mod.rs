@@ -1,5 +1,7 @@
-//! People who sign in: their records, names, passwords, consents, lockout and trusted devices.
+//! People who sign in: their records, names, passwords, mailed codes, consents, lockout and
+//! trusted devices.
 
+pub mod codes;
 pub mod consents;
 pub mod devices;
 pub mod lockout;
@@ -23,6 +25,14 @@ diesel::define_sql_function! {
     fn lower(x: diesel::sql_types::Text) -> diesel::sql_types::Text;
 }
 
+diesel::define_sql_function! {
+    /// SQL `lower(text)` of a nullable column (the email).
+    #[sql_name = "lower"]
+    fn lower_nullable(
+        x: diesel::sql_types::Nullable<diesel::sql_types::Text>,
+    ) -> diesel::sql_types::Nullable<diesel::sql_types::Text>;
+}
+
 /// A stored user. `id` is the stable OIDC subject.
 #[derive(Clone, Queryable, Selectable)]
 #[diesel(table_name = users)]
@@ -31,7 +41,7 @@ pub struct User {
     pub id: Uuid,
     /// Display username; unique regardless of case.
     pub username: String,
-    /// Optional email, unique regardless of case.
+    /// Optional email; unique regardless of case among verified addresses.
     pub email: Option<String>,
     /// Argon2id PHC string.
     pub password_hash: String,
@@ -48,6 +58,8 @@ pub struct User {
     /// Bumped by every cut-off; sessions, codes and access tokens carry the version they were
     /// made under and die with it.
     pub credential_version: i32,
+    /// When the person proved they receive mail at `email` (OIDC `email_verified`).
+    pub email_verified_at: Option<OffsetDateTime>,
 }
 
 impl User {
@@ -55,6 +67,19 @@ impl User {
     #[must_use]
     pub fn is_disabled(&self) -> bool {
         self.disabled_at.is_some()
+    }
+
+    /// Whether `email` is proven (OIDC Core §5.1 `email_verified`).
+    #[must_use]
+    pub fn email_verified(&self) -> bool {
+        self.email.is_some() && self.email_verified_at.is_some()
+    }
+
+    /// The address and whether it is proven, as the `email` scope releases them.
+    #[must_use]
+    pub fn email_claim(&self) -> Option<(&str, bool)> {
+        let verified = self.email_verified();
+        self.email.as_deref().map(|e| (e, verified))
     }
 }
 
@@ -129,7 +154,7 @@ pub async fn insert(
         .await
         .map_err(|e| match &e {
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
-                if info.constraint_name() == Some("users_email_lower_key") {
+                if info.constraint_name() == Some("users_verified_email_lower_key") {
                     CreateUserError::EmailTaken
                 } else {
                     CreateUserError::UsernameTaken
@@ -168,6 +193,62 @@ pub async fn find_by_username(
         .first(conn)
         .await
         .optional()
+}
+
+/// The account whose verified address is `email`, ignoring case (at most one: they are unique).
+pub async fn find_by_verified_email(
+    conn: &mut AsyncPgConnection,
+    email: &str,
+) -> QueryResult<Option<User>> {
+    users::table
+        .filter(lower_nullable(users::email).eq(email.to_lowercase()))
+        .filter(users::email_verified_at.is_not_null())
+        .select(User::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Marks `email` proven for `user`, if it is still the account's address; recorded as
+/// `user.email_verified`. `Ok(false)` when the account no longer has that address (changed
+/// since the code was sent); [`EmailTaken`] when another account verified it first.
+pub async fn mark_email_verified(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    email: &str,
+    by: &Actor,
+    now: OffsetDateTime,
+) -> Result<bool, EmailTaken> {
+    conn.transaction(async |conn| {
+        let updated = diesel::update(users::table.find(user))
+            .filter(lower_nullable(users::email).eq(email.to_lowercase()))
+            .set((users::email_verified_at.eq(now), users::updated_at.eq(now)))
+            .execute(conn)
+            .await
+            .map_err(|e| match &e {
+                DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                    EmailTaken::Taken
+                }
+                _ => EmailTaken::Db(e),
+            })?;
+        if updated == 1 {
+            let event = by.event("user.email_verified", now).user(user);
+            crate::audit::insert(conn, &event).await?;
+        }
+        Ok(updated == 1)
+    })
+    .await
+}
+
+/// Why an address could not be marked verified.
+#[derive(Debug, thiserror::Error)]
+pub enum EmailTaken {
+    /// Another account verified this address first.
+    #[error("Another account already uses that email address.")]
+    Taken,
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] DieselError),
 }
 
 /// Finds a user by id.

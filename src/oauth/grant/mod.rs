@@ -341,7 +341,7 @@ fn sign_id_token(
 ) -> Result<String, SignError> {
     let now = ctx.now;
     let profile =
-        ProfileClaims::for_scopes(auth.scopes, &auth.user.username, auth.user.email.as_deref());
+        ProfileClaims::for_scopes(auth.scopes, &auth.user.username, auth.user.email_claim());
     let claims = IdTokenClaims {
         iss: ctx.settings.issuer.to_owned(),
         sub: sub.to_owned(),

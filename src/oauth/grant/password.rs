@@ -73,8 +73,14 @@ pub async fn password(
     )
     .await
     .map_err(refusal)?;
-    let mut conn = db::connect(check.pool).await?;
     let checked = signed_in.user;
+    // The app cannot show the code page: the person confirms the address in a browser first.
+    if check.verification.must_verify(&checked) {
+        return Err(invalid_grant(
+            "the email address is not verified yet; sign in once on the sign-in page to confirm it",
+        ));
+    }
+    let mut conn = db::connect(check.pool).await?;
     conn.transaction(async |conn| {
         // The password was checked against what we read before hashing. Decide under the
         // user's row lock that nothing changed since: a cut-off that won the race is seen here,
