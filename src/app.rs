@@ -542,12 +542,20 @@ pub fn letterhead(config: &Config) -> crate::mail::letters::Letterhead {
     }
 }
 
-/// Delivers the outbox: every instance, every [`MAIL_POLL`], as long as letters are due.
+/// Resolves password reset requests and delivers the outbox: every instance, every
+/// [`MAIL_POLL`], as long as letters are due.
 async fn deliver_mail(state: AppState) {
     let mut tick = tokio::time::interval(MAIL_POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        // Reset requests first: the codes they mail are then delivered in the same round.
+        let (mail, limits) = (state.account_mail(), &state.limits);
+        let now = state.clock.now();
+        let resolved = crate::oauth::recovery::resolve_requests(&state.db, mail, limits, now);
+        if let Err(e) = resolved.await {
+            tracing::warn!(error = %e, "password reset requests could not be resolved");
+        }
         loop {
             match state
                 .courier

@@ -25,6 +25,7 @@ mod oauth;
 mod openapi;
 mod pages;
 mod password_grant;
+mod recovery;
 mod refresh;
 mod robustness;
 mod security;

@@ -143,6 +143,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    reset_requests (id) {
+        id -> Uuid,
+        identifier -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     revoked_access_tokens (jti) {
         jti -> Uuid,
         expires_at -> Timestamptz,
@@ -259,6 +267,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     rate_limits,
     refresh_families,
     refresh_tokens,
+    reset_requests,
     revoked_access_tokens,
     sessions,
     sign_in_attempts,

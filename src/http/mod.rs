@@ -18,6 +18,7 @@ pub mod oauth_error;
 pub mod observe;
 pub mod page;
 pub mod pending;
+pub mod recovery;
 pub mod request_id;
 pub mod revoke;
 pub mod rp_logout;
@@ -75,6 +76,14 @@ fn routes() -> Router<AppState> {
             get(verify::get_verify).post(verify::submit_verify),
         )
         .route("/verify-email/resend", post(verify::resend))
+        .route(
+            "/forgot-password",
+            get(recovery::get_forgot).post(recovery::submit_forgot),
+        )
+        .route(
+            "/reset-password",
+            get(recovery::get_reset).post(recovery::submit_reset),
+        )
         .route(
             "/signout",
             get(signout::get_signout).post(signout::submit_signout),

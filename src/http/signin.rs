@@ -40,6 +40,7 @@ pub struct SignInPage {
 #[derive(Deserialize)]
 pub struct SignInQuery {
     signed_out: Option<String>,
+    reset: Option<String>,
 }
 
 /// Fields of the sign-in form.
@@ -78,7 +79,11 @@ pub async fn get_signin(
         let to = session.take_return_to().await?;
         return Ok(see_other(to.as_deref().unwrap_or("/account")));
     }
-    let notice = query.signed_out.is_some().then_some("You have signed out.");
+    let notice = if query.reset.is_some() {
+        Some("Your password was changed and every device was signed out. Sign in with the new one.")
+    } else {
+        query.signed_out.is_some().then_some("You have signed out.")
+    };
     let csrf = csrf::for_visitor(&state, &session, &headers).await?;
     let page = SignInPage {
         csrf: csrf.token.clone(),

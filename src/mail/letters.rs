@@ -138,6 +138,110 @@ pub fn address_in_use(letterhead: &Letterhead, to: &str) -> Letter {
     }
 }
 
+#[derive(Template)]
+#[template(path = "mail/password_reset.txt")]
+struct ResetText<'a> {
+    letterhead: &'a Letterhead,
+    username: &'a str,
+    code: &'a str,
+    link: &'a str,
+    valid_for: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/password_reset.html")]
+struct ResetHtml<'a> {
+    letterhead: &'a Letterhead,
+    subject: &'a str,
+    username: &'a str,
+    code: &'a str,
+    link: &'a str,
+    valid_for: &'a str,
+}
+
+/// A code that sets a new password for `username`, and a link that only fills it in.
+#[must_use]
+pub fn password_reset(
+    letterhead: &Letterhead,
+    (to, username): (&str, &str),
+    code: &str,
+    valid_for: &str,
+) -> Letter {
+    let subject = format!("{}: your password reset code", letterhead.product);
+    let link = format!(
+        "{}/reset-password?user={}&code={code}",
+        letterhead.issuer,
+        url::form_urlencoded::byte_serialize(username.as_bytes()).collect::<String>()
+    );
+    let shown = grouped(code);
+    Letter {
+        kind: "password_reset".to_owned(),
+        to: to.to_owned(),
+        text: render(&ResetText {
+            letterhead,
+            username,
+            code: &shown,
+            link: &link,
+            valid_for,
+        }),
+        html: render(&ResetHtml {
+            letterhead,
+            subject: &subject,
+            username,
+            code: &shown,
+            link: &link,
+            valid_for,
+        }),
+        subject,
+    }
+}
+
+#[derive(Template)]
+#[template(path = "mail/password_changed.txt")]
+struct ChangedText<'a> {
+    letterhead: &'a Letterhead,
+    username: &'a str,
+    forgot_link: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/password_changed.html")]
+struct ChangedHtml<'a> {
+    letterhead: &'a Letterhead,
+    subject: &'a str,
+    username: &'a str,
+    forgot_link: &'a str,
+}
+
+/// The notice that `username`'s password changed (NIST SP 800-63B §6.1.2.3: notify the owner).
+#[must_use]
+pub fn password_changed(letterhead: &Letterhead, to: &str, username: &str) -> Letter {
+    let subject = format!("{}: your password was changed", letterhead.product);
+    let forgot_link = format!("{}/forgot-password", letterhead.issuer);
+    Letter {
+        kind: "password_changed".to_owned(),
+        to: to.to_owned(),
+        text: render(&ChangedText {
+            letterhead,
+            username,
+            forgot_link: &forgot_link,
+        }),
+        html: render(&ChangedHtml {
+            letterhead,
+            subject: &subject,
+            username,
+            forgot_link: &forgot_link,
+        }),
+        subject,
+    }
+}
+
+/// Eight digits as two groups of four, for reading and typing; forms ignore the space.
+fn grouped(code: &str) -> String {
+    let split = code.len().min(4);
+    format!("{} {}", &code[..split], &code[split..])
+}
+
 /// Renders a template whose fields are all strings: it cannot fail.
 fn render(template: &impl Template) -> String {
     template

@@ -14,6 +14,7 @@ pub mod introspection;
 pub mod logout;
 pub mod params;
 pub mod pkce;
+pub mod recovery;
 pub mod revocation;
 pub mod sign_in;
 pub mod sign_up;

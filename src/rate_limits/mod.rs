@@ -186,6 +186,15 @@ impl Key {
         Self(id.to_string())
     }
 
+    /// The key of what a person typed to name an account (known or not), lower-cased.
+    #[must_use]
+    pub fn identifier(typed: &str) -> Self {
+        Self(format!(
+            "typed:{}",
+            typed.chars().take(128).collect::<String>()
+        ))
+    }
+
     /// The one key of a global limit.
     #[must_use]
     pub fn global() -> Self {

@@ -7,6 +7,7 @@ pub mod devices;
 pub mod lockout;
 pub mod name;
 pub mod password;
+pub mod reset_requests;
 
 use std::fmt;
 
