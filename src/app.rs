@@ -167,6 +167,7 @@ impl AppState {
             ip,
             metrics: &self.metrics,
             verification: self.config.mail.verification,
+            identifiers: self.config.passwords.sign_in_identifier,
         }
     }
 }

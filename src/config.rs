@@ -155,6 +155,8 @@ pub struct PasswordSettings {
     /// `KEYWARD_SIGN_IN_PROOF_BITS`: the proof of work a browser computes to sign in while its
     /// address (or everyone) is over the sign-in limit.
     pub sign_in_proof_bits: u8,
+    /// `KEYWARD_SIGN_IN_IDENTIFIER`: what people type to name their account.
+    pub sign_in_identifier: crate::users::name::Identifiers,
 }
 
 /// Browser sessions.
@@ -340,8 +342,10 @@ impl Config {
         let env = Env { lookup };
         let tokens = tokens(&env)?;
         let server = server(&env)?;
-        let passwords = passwords(&env, server.request_timeout)?;
+        let mut passwords = passwords(&env, server.request_timeout)?;
         let mail = mail(&env, &server)?;
+        // Read after the mail settings, whose verification policy it depends on.
+        passwords.sign_in_identifier = sign_in_identifier(&env, &mail)?;
         Ok(Self {
             server,
             database: database(&env)?,
@@ -633,7 +637,30 @@ fn passwords(
         hash_queue,
         lockout: lockout(env, request_timeout)?,
         sign_in_proof_bits: sign_in_proof_bits(env)?,
+        sign_in_identifier: crate::users::name::Identifiers::Username,
     })
+}
+
+/// Sign-in by email needs addresses that can be proven: only a verified one names one account.
+fn sign_in_identifier(
+    env: &Env<impl Fn(&str) -> Option<String>>,
+    mail: &MailSettings,
+) -> Result<crate::users::name::Identifiers, ConfigError> {
+    use crate::users::name::Identifiers;
+    const NAME: &str = "KEYWARD_SIGN_IN_IDENTIFIER";
+    let Some(raw) = env.get(NAME) else {
+        return Ok(Identifiers::Username);
+    };
+    let identifiers = Identifiers::parse(&raw).map_err(|m| ConfigError::new(NAME, m))?;
+    if identifiers != Identifiers::Username
+        && mail.verification == crate::oauth::verification::Policy::Off
+    {
+        return Err(ConfigError::new(
+            NAME,
+            "signing in by email needs KEYWARD_EMAIL_VERIFICATION optional or required",
+        ));
+    }
+    Ok(identifiers)
 }
 
 /// 16 bits: about 65,000 SHA-256 hashes, a few hundred milliseconds in a browser.
@@ -871,6 +898,14 @@ mod tests {
             let err = Config::from_env(env_with(&[DB, (name, value)])).expect_err(value);
             assert_eq!(err.setting, name, "{value}");
         }
+        // Signing in by an address nobody can prove is refused.
+        let off = [
+            DB,
+            ("KEYWARD_EMAIL_VERIFICATION", "off"),
+            ("KEYWARD_SIGN_IN_IDENTIFIER", "either"),
+        ];
+        let err = Config::from_env(env_with(&off)).expect_err("by email without verification");
+        assert_eq!(err.setting, "KEYWARD_SIGN_IN_IDENTIFIER");
     }
 
     #[test]
@@ -969,6 +1004,8 @@ mod tests {
             ("KEYWARD_HASH_CONCURRENCY", "1000000"),
             ("KEYWARD_HASH_CONCURRENCY", "0"),
             ("KEYWARD_TRUSTED_PROXY_HEADER", "x-real-ip"),
+            ("KEYWARD_EMAIL_VERIFICATION", "sometimes"),
+            ("KEYWARD_SIGN_IN_IDENTIFIER", "phone"),
         ] {
             let err = Config::from_env(env_with(&[DB, (name, value)])).expect_err(value);
             assert_eq!(err.setting, name, "{value}");

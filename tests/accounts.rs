@@ -315,3 +315,74 @@ async fn signing_up_with_a_verified_address_answers_as_for_a_new_one_and_tells_o
     assert!(user_named(&app, "owner").await.email_verified());
     assert!(!user_named(&app, "stranger").await.email_verified());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn people_sign_in_with_the_names_the_setting_accepts_and_lockouts_count_what_was_typed() {
+    let sink = SmtpSink::start().await;
+    let app = app_with_mail(&sink, &[("KEYWARD_SIGN_IN_IDENTIFIER", "either")]).await;
+    let page = app.new_browser().get("/signin").await.text().await.unwrap();
+    assert!(page.contains(">Username or email</label>"), "{page}");
+    app.browser
+        .sign_up("dana", "Dana@Example.com", GOOD_PASSWORD)
+        .await;
+    // Not verified yet, but the only account with that address: it names her, in any case.
+    let by_email = app.new_browser();
+    assert_see_other(
+        &by_email.sign_in("dana@EXAMPLE.com", GOOD_PASSWORD).await,
+        "/account",
+    );
+    // A second account claims the same address unverified: it names neither any more...
+    app.new_browser()
+        .sign_up("mallory", "dana@example.com", GOOD_PASSWORD)
+        .await;
+    let ambiguous = app
+        .new_browser()
+        .sign_in("dana@example.com", GOOD_PASSWORD)
+        .await;
+    assert_eq!(ambiguous.status(), StatusCode::UNAUTHORIZED);
+    // ...until its owner proves it: a verified address names exactly its owner.
+    let (code, _) = code_and_link(&sink.wait_for_mail_to("Dana@Example.com").await);
+    assert_see_other(&submit_code(&app.browser, &code).await, "/account");
+    assert_see_other(
+        &app.new_browser()
+            .sign_in("dana@example.com", GOOD_PASSWORD)
+            .await,
+        "/account",
+    );
+
+    // Lockouts count what was typed: five wrong passwords by address lock the address...
+    for _ in 0..5 {
+        let wrong = app
+            .new_browser()
+            .sign_in("dana@example.com", "Summer2026!")
+            .await;
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    }
+    let locked = app
+        .new_browser()
+        .sign_in("dana@example.com", GOOD_PASSWORD)
+        .await;
+    assert_eq!(locked.status(), StatusCode::TOO_MANY_REQUESTS);
+    // ...as they always counted the username typed.
+    assert_see_other(
+        &app.new_browser().sign_in("dana", GOOD_PASSWORD).await,
+        "/account",
+    );
+
+    // With usernames only (the default), an address names nobody; with addresses only, a
+    // username names nobody.
+    for (setting, refused, accepted) in [
+        ("username", "erin@example.com", "erin"),
+        ("email", "erin", "erin@example.com"),
+    ] {
+        let other = app_with_mail(&sink, &[("KEYWARD_SIGN_IN_IDENTIFIER", setting)]).await;
+        other
+            .browser
+            .sign_up("erin", "erin@example.com", GOOD_PASSWORD)
+            .await;
+        let no = other.new_browser().sign_in(refused, GOOD_PASSWORD).await;
+        assert_eq!(no.status(), StatusCode::UNAUTHORIZED, "{setting}");
+        let yes = other.new_browser().sign_in(accepted, GOOD_PASSWORD).await;
+        assert_see_other(&yes, "/account");
+    }
+}

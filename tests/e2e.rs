@@ -3,6 +3,8 @@
 //! many 401s and for two tabs, sign-out, and axe-core on every page; this test owns the clock:
 //! the script asks it to move time, and notes-api and the browser read the same time. And a
 //! sign-in past the per-address limit through the page's proof of work (`tests/e2e/crowd.mjs`).
+//! And a person confirming their address and resetting a forgotten password with codes from a
+//! real SMTP server (`tests/e2e/accounts.mjs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -12,6 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 
 use crate::support::oauth::ClientSpec;
+use crate::support::smtp::SmtpSink;
 use crate::support::{GOOD_PASSWORD, TestApp};
 
 const AUDIENCE: &str = "https://notes.example";
@@ -186,5 +189,90 @@ async fn past_the_sign_in_limit_a_new_chromium_solves_the_proof_of_work_and_sign
     assert_eq!(
         judged_owner, 1,
         "the wrong password with its proof was judged"
+    );
+}
+
+/// The newest mail to `to` whose subject ends with `subject`, once there are more than `seen`:
+/// its code (the eight digits after "Your code: ") and its link.
+async fn next_mail(sink: &SmtpSink, to: &str, subject: &str, seen: usize) -> Value {
+    loop {
+        let found: Vec<_> = sink
+            .mails()
+            .into_iter()
+            .filter(|m| m.envelope_to.iter().any(|t| t == to) && m.subject.ends_with(subject))
+            .collect();
+        if let Some(mail) = found.get(seen) {
+            let text = mail.text.clone().unwrap_or_default();
+            let code: String = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Your code: "))
+                .unwrap_or_default()
+                .chars()
+                .filter(char::is_ascii_digit)
+                .collect();
+            let link = text
+                .lines()
+                .find(|l| l.contains('?') && l.contains("code="))
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+            return json!({ "code": code, "link": link });
+        }
+        // The script waits for the mail as a person would; the sink is polled until it lands.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_person_confirms_the_address_and_resets_a_forgotten_password_in_chromium() {
+    let sink = SmtpSink::start().await;
+    let url = sink.url();
+    let app = TestApp::spawn_with(&[
+        ("KEYWARD_SMTP_URL", url.as_str()),
+        ("KEYWARD_MAIL_FROM", "Keyward <no-reply@keyward.test>"),
+        ("KEYWARD_EMAIL_VERIFICATION", "required"),
+    ])
+    .await;
+    let mut script = Command::new("node")
+        .arg(e2e_dir().join("accounts.mjs"))
+        .current_dir(e2e_dir())
+        .env("KEYWARD", &app.base)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs the Playwright script");
+    let mut answers = script.stdin.take().unwrap();
+    let mut asks = BufReader::new(script.stdout.take().unwrap()).lines();
+    let mut seen = std::collections::HashMap::<String, usize>::new();
+    let mut finished = false;
+    while let Some(line) = asks.next_line().await.unwrap() {
+        let ask: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line}"));
+        let answer = match ask["op"].as_str().unwrap() {
+            "mail" => {
+                let (to, subject) = (
+                    ask["to"].as_str().unwrap(),
+                    ask["subject"].as_str().unwrap(),
+                );
+                let count = seen.entry(format!("{to} {subject}")).or_default();
+                let mail = next_mail(&sink, to, subject, *count).await;
+                *count += 1;
+                mail
+            }
+            "done" => {
+                finished = true;
+                json!({})
+            }
+            other => panic!("unknown request {other}"),
+        };
+        answers
+            .write_all(format!("{answer}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+    let status = script.wait().await.unwrap();
+    assert!(
+        status.success() && finished,
+        "the browser script failed (its output is above)"
     );
 }

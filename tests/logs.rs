@@ -57,7 +57,8 @@ async fn start_server(
     (child, base, collected)
 }
 
-/// Signs up on the page: the password, the CSRF token and the session cookie it handled.
+/// Signs up on the page, with an address: the password, the CSRF token and the session cookie it
+/// handled.
 async fn sign_up(b: &Browser, user: &str) -> Vec<(&'static str, String)> {
     let csrf = csrf_of(&b.get("/signup").await.text().await.unwrap());
     let signed_up = b
@@ -66,7 +67,7 @@ async fn sign_up(b: &Browser, user: &str) -> Vec<(&'static str, String)> {
             &[
                 ("csrf", &csrf),
                 ("username", user),
-                ("email", ""),
+                ("email", &format!("{user}@example.com")),
                 ("password", GOOD_PASSWORD),
                 ("password_confirm", GOOD_PASSWORD),
             ],
@@ -83,11 +84,91 @@ async fn sign_up(b: &Browser, user: &str) -> Vec<(&'static str, String)> {
     ]
 }
 
+/// The code and link of the mail to `to` about `subject` that the development sink wrote,
+/// waiting for it: the server writes mail in the background.
+async fn mailed_code(app: &TestApp, to: &str, subject: &str) -> (String, String) {
+    let dir = std::path::PathBuf::from(&app.env["KEYWARD_MAIL_DIR"]);
+    loop {
+        let files = std::fs::read_dir(&dir).into_iter().flatten().flatten();
+        for file in files {
+            let eml = std::fs::read_to_string(file.path()).unwrap_or_default();
+            // Quoted-printable: the code line is short and plain; the link may wrap with "=".
+            let unfolded = eml
+                .replace("=\r\n", "")
+                .replace("=\n", "")
+                .replace("=3D", "=");
+            if !unfolded.contains(&format!("Subject: Keyward: {subject}"))
+                || !unfolded.contains(&format!("To: {to}"))
+            {
+                continue;
+            }
+            let Some(shown) = unfolded.lines().find_map(|l| l.strip_prefix("Your code: ")) else {
+                continue;
+            };
+            let code: String = shown.chars().filter(char::is_ascii_digit).collect();
+            let link = unfolded
+                .lines()
+                .find(|l| l.starts_with("http") && l.contains("code="))
+                .unwrap_or_default()
+                .trim()
+                .to_owned();
+            return (code, link);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Confirms `user`'s address with the mailed code: the code and link it handled.
+async fn verify_address(app: &TestApp, b: &Browser, user: &str) -> Vec<(&'static str, String)> {
+    let to = format!("{user}@example.com");
+    let (code, link) = mailed_code(app, &to, "confirm your email address").await;
+    let csrf = csrf_of(&b.get("/verify-email").await.text().await.unwrap());
+    let verified = b
+        .post_form("/verify-email", &[("csrf", &csrf), ("code", &code)])
+        .await;
+    assert_eq!(location(&verified), "/account");
+    vec![("verification code", code), ("verification link", link)]
+}
+
+/// Resets `user`'s password with the mailed code: the code, link and password it handled.
+async fn reset_password(app: &TestApp, base: &str, user: &str) -> Vec<(&'static str, String)> {
+    let visitor = Browser::new(base);
+    let csrf = csrf_of(&visitor.get("/forgot-password").await.text().await.unwrap());
+    visitor
+        .post_form("/forgot-password", &[("csrf", &csrf), ("identifier", user)])
+        .await;
+    let to = format!("{user}@example.com");
+    let (code, link) = mailed_code(app, &to, "your password reset code").await;
+    let new_password = "another correct horse battery";
+    let csrf = csrf_of(&visitor.get("/reset-password").await.text().await.unwrap());
+    let reset = visitor
+        .post_form(
+            "/reset-password",
+            &[
+                ("csrf", &csrf),
+                ("identifier", user),
+                ("code", &code),
+                ("password", new_password),
+                ("password_confirm", new_password),
+            ],
+        )
+        .await;
+    assert_eq!(location(&reset), "/signin?reset=1");
+    vec![
+        ("reset code", code),
+        ("reset link", link),
+        ("new password", new_password.to_owned()),
+    ]
+}
+
 /// The whole flow against a child server; every secret it handled, and the child's stderr.
 async fn run_flow(app: &TestApp, format: &str) -> Run {
     let (mut child, base, collected) = start_server(app, format).await;
     let b = Browser::new(&base);
-    let mut secrets = sign_up(&b, &format!("grace{format}")).await;
+    let user = format!("grace{format}");
+    let mut secrets = sign_up(&b, &user).await;
+    // The mailed code proves the address (codes and their links must stay out of the logs).
+    secrets.extend(verify_address(app, &b, &user).await);
 
     // The code flow, a refresh, introspection, userinfo, revocation (codes, tokens, a secret).
     let client = app
@@ -169,6 +250,9 @@ async fn run_flow(app: &TestApp, format: &str) -> Run {
     post("/revoke", &[("token", &second)]).await;
     secrets.push(("rotated refresh token", second));
     secrets.push(("rotated access token", access));
+
+    // A forgotten password: the reset code, its link and the new password.
+    secrets.extend(reset_password(app, &base, &user).await);
 
     child.start_kill().unwrap();
     child.wait().await.unwrap();

@@ -34,6 +34,8 @@ pub struct SignInPage {
     app: Option<AskingApp>,
     /// The proof of work asked of this browser, while its address is over the sign-in limit.
     proof: Option<Challenge>,
+    /// "Username", "Email" or "Username or email".
+    name_label: &'static str,
 }
 
 /// Query of `GET /signin`: only flags that choose a notice; nothing here is ever a destination.
@@ -96,6 +98,7 @@ pub async fn get_signin(
             None => visitor.and_then(|p| p.asking_app),
         },
         proof: extra_step(&state.limits, &state.proofs, client_ip, now),
+        name_label: state.config.passwords.sign_in_identifier.label(),
     };
     Ok(csrf.attach(page.into_response()))
 }
@@ -173,7 +176,7 @@ async fn signin_failed(
     };
     tracing::info!(reason = ?status, "sign-in refused");
     // The username is shown again (escaped by the template), the password never is.
-    let username: String = refused.username.chars().take(64).collect();
+    let username: String = refused.username.chars().take(254).collect();
     let csrf = csrf::for_visitor(state, session, headers).await?;
     let page = SignInPage {
         csrf: csrf.token.clone(),
@@ -183,6 +186,7 @@ async fn signin_failed(
         signup_enabled: state.config.server.signup_enabled,
         app: state.pending.asking_app(session, headers, now).await?,
         proof,
+        name_label: state.config.passwords.sign_in_identifier.label(),
     };
     Ok(with_retry_after(
         csrf.attach((status, page).into_response()),

@@ -24,6 +24,8 @@ pub struct SignUpPage {
     error: Option<FormError>,
     /// The app this sign-up is for, if one sent the person here.
     app: Option<AskingApp>,
+    /// Whether an address is needed (`KEYWARD_EMAIL_VERIFICATION=required`).
+    email_required: bool,
 }
 
 /// A refusal in words, tied to the field it is about (WCAG 3.3.1: `aria-invalid` and
@@ -117,6 +119,8 @@ pub async fn get_signup(
         username: String::new(),
         email: String::new(),
         error: None,
+        email_required: state.config.mail.verification
+            == crate::oauth::verification::Policy::Required,
         app: state
             .pending
             .asking_app(&session, &headers, state.clock.now())
@@ -193,6 +197,8 @@ async fn refused(
         username: form.username.chars().take(64).collect(),
         email: form.email.chars().take(254).collect(),
         error: Some(error),
+        email_required: state.config.mail.verification
+            == crate::oauth::verification::Policy::Required,
         app: state
             .pending
             .asking_app(session, headers, state.clock.now())

@@ -15,7 +15,7 @@ use crate::audit::{self, Actor};
 use crate::db::{self, DbError, DbPool};
 use crate::tokens::opaque::{PlainToken, TokenHash};
 use crate::users::lockout::{self, Attempt, Hold, LockoutPolicy, Outcome};
-use crate::users::name::Username;
+use crate::users::name::{Identifiers, SignInName};
 use crate::users::password::{HashError, MAX_PASSWORD_BYTES, PasswordHasher, Verification};
 use crate::users::{self, User, devices};
 
@@ -114,6 +114,8 @@ pub struct Checks<'a> {
     pub metrics: &'a Metrics,
     /// Whether a sign-in must wait for the address to be verified.
     pub verification: crate::oauth::verification::Policy,
+    /// What people may type to name their account.
+    pub identifiers: Identifiers,
 }
 
 /// Checks credentials typed on the sign-in page or sent with the password grant.
@@ -156,21 +158,21 @@ async fn judge(
         Device::Browser { device, proof } => (device, proof),
         Device::Api => (None, None),
     };
-    let Ok(username) = Username::parse(unverified_username) else {
+    let Some(name) = SignInName::parse(unverified_username, checks.identifiers) else {
         // No account can have this name; do the same work as for a wrong password anyway.
         admit(checks, proof, now).await?;
         hasher.verify_dummy(password).await?;
         count_failure(checks, now).await?;
         return Err(SignInError::WrongCredentials);
     };
-    let (user, trusted) = look_up(pool, &username, device, now).await?;
+    let (user, trusted) = look_up(pool, &name, device, now).await?;
     // A trusted device of that user is exempt from the lockout (OWASP device cookies): the
     // owner is never locked out by others.
     let held = if trusted {
         None
     } else {
         admit(checks, proof, now).await?;
-        Some(HeldAttempt::take(pool, policy, &username.key(), now).await?)
+        Some(HeldAttempt::take(pool, policy, &name.key(), now).await?)
     };
     let verification = check_password(hasher, user.as_ref(), password).await?;
     let (Some(user), Verification::Match { needs_rehash }) = (user, verification) else {
@@ -221,7 +223,8 @@ async fn record_failure(
         SignInError::Disabled => "disabled",
         SignInError::Busy | SignInError::Db(_) | SignInError::Internal(_) => return,
     };
-    let username = Username::parse(typed).ok().map(|u| u.key());
+    // Whatever kind of name it could be, so the trail shows what was tried.
+    let username = SignInName::parse(typed, Identifiers::Either).map(|n| n.key());
     let by = Actor::system(Some(checks.ip.into()));
     let details = serde_json::json!({ "reason": reason, "username": username });
     let event = by.event("signin.failed", now).details(details);
@@ -311,12 +314,12 @@ async fn count_failure(checks: &Checks<'_>, now: OffsetDateTime) -> Result<(), S
 /// Looks the user up, and whether this browser is a trusted device of that user.
 async fn look_up(
     pool: &DbPool,
-    username: &Username,
+    name: &SignInName,
     device: Option<&TokenHash>,
     now: OffsetDateTime,
 ) -> Result<(Option<User>, bool), SignInError> {
     let mut conn = db::connect(pool).await?;
-    let user = users::find_by_username(&mut conn, username).await?;
+    let user = users::find_for_sign_in(&mut conn, name).await?;
     let trusted = match (&user, device) {
         (Some(u), Some(d)) => devices::is_trusted(&mut conn, d, u.id, now).await?,
         _ => false,

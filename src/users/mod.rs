@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::audit::Actor;
 use crate::db::schema::{sessions, trusted_devices, users};
-use name::{Email, Role, Username};
+use name::{Email, Role, SignInName, Username};
 
 diesel::define_sql_function! {
     /// SQL `lower(text)`, matching the case-insensitive unique indexes.
@@ -208,6 +208,33 @@ pub async fn find_by_verified_email(
         .first(conn)
         .await
         .optional()
+}
+
+/// The account a sign-in name names: a username, or an address; an address names the account
+/// that verified it, or else the one account that has it unverified (so a person whose sign-in
+/// waits for verification can sign in with it), and none when several do.
+pub async fn find_for_sign_in(
+    conn: &mut AsyncPgConnection,
+    name: &SignInName,
+) -> QueryResult<Option<User>> {
+    let email = match name {
+        SignInName::Username(u) => return find_by_username(conn, u).await,
+        SignInName::Email(e) => e.as_str(),
+    };
+    if let Some(user) = find_by_verified_email(conn, email).await? {
+        return Ok(Some(user));
+    }
+    let mut holders: Vec<User> = users::table
+        .filter(lower_nullable(users::email).eq(email.to_lowercase()))
+        .select(User::as_select())
+        .limit(2)
+        .load(conn)
+        .await?;
+    Ok(if holders.len() == 1 {
+        holders.pop()
+    } else {
+        None
+    })
 }
 
 /// Marks `email` proven for `user`, if it is still the account's address; recorded as

@@ -126,6 +126,73 @@ impl Email {
     }
 }
 
+/// What people may type to name their account at sign-in (`KEYWARD_SIGN_IN_IDENTIFIER`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Identifiers {
+    /// Their username.
+    Username,
+    /// Their email address.
+    Email,
+    /// Either.
+    Either,
+}
+
+impl Identifiers {
+    /// Parses the setting's value.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        match raw {
+            "username" => Ok(Self::Username),
+            "email" => Ok(Self::Email),
+            "either" => Ok(Self::Either),
+            other => Err(format!("'{other}' is not username, email or either")),
+        }
+    }
+
+    /// The sign-in field's label.
+    #[must_use]
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Username => "Username",
+            Self::Email => "Email",
+            Self::Either => "Username or email",
+        }
+    }
+}
+
+/// The name a person typed at sign-in, as one of the accepted kinds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SignInName {
+    /// A username.
+    Username(Username),
+    /// An email address.
+    Email(Email),
+}
+
+impl SignInName {
+    /// What `typed` names under `accepted`; `None` if it can name no account (no username has an
+    /// `@`, so the two never overlap).
+    #[must_use]
+    pub fn parse(typed: &str, accepted: Identifiers) -> Option<Self> {
+        let email_allowed = accepted != Identifiers::Username;
+        let username_allowed = accepted != Identifiers::Email;
+        if typed.contains('@') {
+            let email = Email::parse_optional(typed).ok().flatten()?;
+            return email_allowed.then_some(Self::Email(email));
+        }
+        let username = Username::parse(typed).ok()?;
+        username_allowed.then_some(Self::Username(username))
+    }
+
+    /// What lockouts and limits count under: what was typed, lower-cased.
+    #[must_use]
+    pub fn key(&self) -> String {
+        match self {
+            Self::Username(u) => u.key(),
+            Self::Email(e) => e.as_str().to_lowercase(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -180,5 +247,23 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn a_sign_in_name_is_what_the_setting_accepts() {
+        use super::{Identifiers, SignInName};
+        let name = |t, a| SignInName::parse(t, a).map(|n| n.key());
+        assert_eq!(name("Alice", Identifiers::Username), Some("alice".into()));
+        assert_eq!(name("Alice@Example.com", Identifiers::Username), None);
+        assert_eq!(name("Alice", Identifiers::Email), None);
+        assert_eq!(
+            name("Alice@Example.com", Identifiers::Email),
+            Some("alice@example.com".into())
+        );
+        assert_eq!(name("Alice", Identifiers::Either), Some("alice".into()));
+        assert_eq!(name("a@b.c", Identifiers::Either), Some("a@b.c".into()));
+        assert_eq!(name("a@", Identifiers::Either), None);
+        assert_eq!(name("", Identifiers::Either), None);
+        assert!(Identifiers::parse("phone").is_err());
     }
 }
