@@ -224,7 +224,7 @@ async fn next_mail(sink: &SmtpSink, to: &str, subject: &str, seen: usize) -> Val
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_person_confirms_the_address_and_resets_a_forgotten_password_in_chromium() {
+async fn a_person_confirms_the_address_resets_the_password_and_changes_the_address_in_chromium() {
     let sink = SmtpSink::start().await;
     let url = sink.url();
     let app = TestApp::spawn_with(&[

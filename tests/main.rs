@@ -29,4 +29,5 @@ mod recovery;
 mod refresh;
 mod robustness;
 mod security;
+mod self_service;
 mod walkthrough;

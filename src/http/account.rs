@@ -3,7 +3,7 @@
 
 use askama::Template;
 use askama_web::WebTemplate;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use time::OffsetDateTime;
 use time::macros::format_description;
@@ -30,6 +30,14 @@ pub struct AccountPage {
     member_since: String,
     signed_in_at: String,
     consents: Vec<ConsentRow>,
+    /// What was just changed, in words.
+    notice: Option<&'static str>,
+}
+
+/// Query of `GET /account`: which change just happened, to say so.
+#[derive(Deserialize)]
+pub struct AccountQuery {
+    changed: Option<String>,
 }
 
 /// One app the person allowed, as listed on the account page.
@@ -51,6 +59,7 @@ fn human_time(t: OffsetDateTime) -> String {
 pub async fn get_account(
     State(state): State<AppState>,
     session: BrowserSession,
+    Query(query): Query<AccountQuery>,
 ) -> Result<Response, PageError> {
     let Some(current) = session.signed_in().await? else {
         // A session may still name an abandoned app request to return to: replace it. Without
@@ -91,6 +100,13 @@ pub async fn get_account(
                 scopes: c.scopes.join(" "),
             })
             .collect(),
+        notice: match query.changed.as_deref() {
+            Some("password") => {
+                Some("Your password was changed. Every other browser and app was signed out.")
+            }
+            Some("email") => Some("Your email address was changed."),
+            _ => None,
+        },
     }
     .into_response())
 }

@@ -22,6 +22,7 @@ pub mod recovery;
 pub mod request_id;
 pub mod revoke;
 pub mod rp_logout;
+pub mod self_service;
 pub mod shed;
 pub mod signin;
 pub mod signout;
@@ -63,6 +64,22 @@ fn routes() -> Router<AppState> {
         .route("/", get(account::get_account))
         .route("/account", get(account::get_account))
         .route("/account/consents/revoke", post(account::revoke_consent))
+        .route(
+            "/account/password",
+            get(self_service::get_password).post(self_service::submit_password),
+        )
+        .route(
+            "/account/email",
+            get(self_service::get_email).post(self_service::submit_email),
+        )
+        .route(
+            "/account/email/confirm",
+            get(self_service::get_email_confirm).post(self_service::submit_email_confirm),
+        )
+        .route(
+            "/account/delete",
+            get(self_service::get_delete).post(self_service::submit_delete),
+        )
         .route(
             "/signin",
             get(signin::get_signin).post(signin::submit_signin),

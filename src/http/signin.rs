@@ -43,6 +43,7 @@ pub struct SignInPage {
 pub struct SignInQuery {
     signed_out: Option<String>,
     reset: Option<String>,
+    deleted: Option<String>,
 }
 
 /// Fields of the sign-in form.
@@ -81,7 +82,9 @@ pub async fn get_signin(
         let to = session.take_return_to().await?;
         return Ok(see_other(to.as_deref().unwrap_or("/account")));
     }
-    let notice = if query.reset.is_some() {
+    let notice = if query.deleted.is_some() {
+        Some("Your account was deleted.")
+    } else if query.reset.is_some() {
         Some("Your password was changed and every device was signed out. Sign in with the new one.")
     } else {
         query.signed_out.is_some().then_some("You have signed out.")

@@ -48,51 +48,171 @@ pub fn test(letterhead: &Letterhead, to: &str) -> Letter {
 }
 
 #[derive(Template)]
-#[template(path = "mail/verify_email.txt")]
-struct VerifyText<'a> {
+#[template(path = "mail/code.txt")]
+struct CodeText<'a> {
     letterhead: &'a Letterhead,
+    intro: &'a str,
     code: &'a str,
-    link: &'a str,
+    link: Option<&'a str>,
     valid_for: &'a str,
+    if_not_you: &'a str,
 }
 
 #[derive(Template)]
-#[template(path = "mail/verify_email.html")]
-struct VerifyHtml<'a> {
+#[template(path = "mail/code.html")]
+struct CodeHtml<'a> {
     letterhead: &'a Letterhead,
     subject: &'a str,
+    intro: &'a str,
     code: &'a str,
-    link: &'a str,
+    link: Option<&'a str>,
     valid_for: &'a str,
+    if_not_you: &'a str,
 }
 
-/// A code proving `to`, and a link that only fills it in (mail scanners open links: the code is
-/// spent only by a form the person sends). `code` is the eight digits.
+/// What a code letter says around its code.
+struct CodeLetter<'a> {
+    kind: &'a str,
+    subject: String,
+    intro: String,
+    /// A link that only fills the code in (mail scanners open links: the code is spent only by
+    /// a form the person sends).
+    link: Option<String>,
+    if_not_you: &'a str,
+}
+
+fn code_letter(
+    letterhead: &Letterhead,
+    to: &str,
+    code: &str,
+    valid_for: &str,
+    l: &CodeLetter<'_>,
+) -> Letter {
+    let shown = grouped(code);
+    let fields = |subject| CodeHtml {
+        letterhead,
+        subject,
+        intro: &l.intro,
+        code: &shown,
+        link: l.link.as_deref(),
+        valid_for,
+        if_not_you: l.if_not_you,
+    };
+    let html = render(&fields(&l.subject));
+    let text = render(&CodeText {
+        letterhead,
+        intro: &l.intro,
+        code: &shown,
+        link: l.link.as_deref(),
+        valid_for,
+        if_not_you: l.if_not_you,
+    });
+    Letter {
+        kind: l.kind.to_owned(),
+        to: to.to_owned(),
+        subject: l.subject.clone(),
+        text,
+        html,
+    }
+}
+
+/// A code proving `to`, and a link that fills it in. `code` is the eight digits.
 #[must_use]
 pub fn verify_email(letterhead: &Letterhead, to: &str, code: &str, valid_for: &str) -> Letter {
-    let subject = format!("{}: confirm your email address", letterhead.product);
-    let link = format!("{}/verify-email?code={code}", letterhead.issuer);
-    // Grouped for reading aloud and typing; the form ignores the space.
-    let shown = format!(
-        "{} {}",
-        &code[..4.min(code.len())],
-        &code[4.min(code.len())..]
-    );
+    let product = &letterhead.product;
+    let letter = CodeLetter {
+        kind: "verify_email",
+        subject: format!("{product}: confirm your email address"),
+        intro: format!("Confirm your email address for {product}."),
+        link: Some(format!("{}/verify-email?code={code}", letterhead.issuer)),
+        if_not_you: "If you did not ask for it, ignore this mail: nothing changes without the code.",
+    };
+    code_letter(letterhead, to, code, valid_for, &letter)
+}
+
+/// A code that sets a new password for `username`, and a link that fills it in.
+#[must_use]
+pub fn password_reset(
+    letterhead: &Letterhead,
+    (to, username): (&str, &str),
+    code: &str,
+    valid_for: &str,
+) -> Letter {
+    let product = &letterhead.product;
+    let user: String = url::form_urlencoded::byte_serialize(username.as_bytes()).collect();
+    let letter = CodeLetter {
+        kind: "password_reset",
+        subject: format!("{product}: your password reset code"),
+        intro: format!(
+            "Someone, hopefully you, asked to set a new {product} password for the account {username}."
+        ),
+        link: Some(format!(
+            "{}/reset-password?user={user}&code={code}",
+            letterhead.issuer
+        )),
+        if_not_you: "If you did not ask for it, ignore this mail: your password stays as it is.",
+    };
+    code_letter(letterhead, to, code, valid_for, &letter)
+}
+
+/// A code that moves an account to the address `to`. No link: the person is signed in on the
+/// page that asked for it.
+#[must_use]
+pub fn email_change_code(letterhead: &Letterhead, to: &str, code: &str, valid_for: &str) -> Letter {
+    let product = &letterhead.product;
+    let letter = CodeLetter {
+        kind: "email_change",
+        subject: format!("{product}: confirm your new email address"),
+        intro: format!("Confirm this as the new email address of your {product} account."),
+        link: None,
+        if_not_you: "If you did not ask for it, ignore this mail: nothing changes without the code.",
+    };
+    code_letter(letterhead, to, code, valid_for, &letter)
+}
+
+#[derive(Template)]
+#[template(path = "mail/email_change_asked.txt")]
+struct ChangeAskedText<'a> {
+    letterhead: &'a Letterhead,
+    username: &'a str,
+    new_address: &'a str,
+    forgot_link: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/email_change_asked.html")]
+struct ChangeAskedHtml<'a> {
+    letterhead: &'a Letterhead,
+    subject: &'a str,
+    username: &'a str,
+    new_address: &'a str,
+    forgot_link: &'a str,
+}
+
+/// To the old address when someone asks to move `username`'s account to `new_address`.
+#[must_use]
+pub fn email_change_asked(
+    letterhead: &Letterhead,
+    (to, username): (&str, &str),
+    new_address: &str,
+) -> Letter {
+    let subject = format!("{}: a new email address was asked for", letterhead.product);
+    let forgot_link = format!("{}/forgot-password", letterhead.issuer);
     Letter {
-        kind: "verify_email".to_owned(),
+        kind: "email_change_asked".to_owned(),
         to: to.to_owned(),
-        text: render(&VerifyText {
+        text: render(&ChangeAskedText {
             letterhead,
-            code: &shown,
-            link: &link,
-            valid_for,
+            username,
+            new_address,
+            forgot_link: &forgot_link,
         }),
-        html: render(&VerifyHtml {
+        html: render(&ChangeAskedHtml {
             letterhead,
             subject: &subject,
-            code: &shown,
-            link: &link,
-            valid_for,
+            username,
+            new_address,
+            forgot_link: &forgot_link,
         }),
         subject,
     }
@@ -133,64 +253,6 @@ pub fn address_in_use(letterhead: &Letterhead, to: &str) -> Letter {
             letterhead,
             subject: &subject,
             signin_link: &signin_link,
-        }),
-        subject,
-    }
-}
-
-#[derive(Template)]
-#[template(path = "mail/password_reset.txt")]
-struct ResetText<'a> {
-    letterhead: &'a Letterhead,
-    username: &'a str,
-    code: &'a str,
-    link: &'a str,
-    valid_for: &'a str,
-}
-
-#[derive(Template)]
-#[template(path = "mail/password_reset.html")]
-struct ResetHtml<'a> {
-    letterhead: &'a Letterhead,
-    subject: &'a str,
-    username: &'a str,
-    code: &'a str,
-    link: &'a str,
-    valid_for: &'a str,
-}
-
-/// A code that sets a new password for `username`, and a link that only fills it in.
-#[must_use]
-pub fn password_reset(
-    letterhead: &Letterhead,
-    (to, username): (&str, &str),
-    code: &str,
-    valid_for: &str,
-) -> Letter {
-    let subject = format!("{}: your password reset code", letterhead.product);
-    let link = format!(
-        "{}/reset-password?user={}&code={code}",
-        letterhead.issuer,
-        url::form_urlencoded::byte_serialize(username.as_bytes()).collect::<String>()
-    );
-    let shown = grouped(code);
-    Letter {
-        kind: "password_reset".to_owned(),
-        to: to.to_owned(),
-        text: render(&ResetText {
-            letterhead,
-            username,
-            code: &shown,
-            link: &link,
-            valid_for,
-        }),
-        html: render(&ResetHtml {
-            letterhead,
-            subject: &subject,
-            username,
-            code: &shown,
-            link: &link,
-            valid_for,
         }),
         subject,
     }

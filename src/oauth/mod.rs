@@ -16,6 +16,7 @@ pub mod params;
 pub mod pkce;
 pub mod recovery;
 pub mod revocation;
+pub mod self_service;
 pub mod sign_in;
 pub mod sign_up;
 pub mod userinfo;

@@ -21,6 +21,8 @@ pub enum Purpose {
     VerifyEmail,
     /// Setting a new password without the old one.
     ResetPassword,
+    /// Moving the account to the address the code was sent to.
+    ChangeEmail,
 }
 
 impl Purpose {
@@ -28,6 +30,7 @@ impl Purpose {
         match self {
             Self::VerifyEmail => "verify_email",
             Self::ResetPassword => "reset_password",
+            Self::ChangeEmail => "change_email",
         }
     }
 }

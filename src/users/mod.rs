@@ -268,6 +268,36 @@ pub async fn mark_email_verified(
     .await
 }
 
+/// Moves the account to `email`, proven (its code was spent): recorded as `user.email_changed`.
+/// [`EmailTaken`] when another account verified that address first.
+pub async fn change_email(
+    conn: &mut AsyncPgConnection,
+    user: Uuid,
+    email: &str,
+    by: &Actor,
+    now: OffsetDateTime,
+) -> Result<(), EmailTaken> {
+    conn.transaction(async |conn| {
+        diesel::update(users::table.find(user))
+            .set((
+                users::email.eq(email),
+                users::email_verified_at.eq(now),
+                users::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await
+            .map_err(|e| match &e {
+                DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                    EmailTaken::Taken
+                }
+                _ => EmailTaken::Db(e),
+            })?;
+        crate::audit::insert(conn, &by.event("user.email_changed", now).user(user)).await?;
+        Ok(())
+    })
+    .await
+}
+
 /// Why an address could not be marked verified.
 #[derive(Debug, thiserror::Error)]
 pub enum EmailTaken {

@@ -1,6 +1,6 @@
 // People running their own accounts, in Debian's Chromium: sign up, confirm the address with the
 // code from the mail (opened through the mail's link), sign out, forget the password, reset it
-// with the mailed code, and sign in with the new one. Mail goes to a real SMTP server run by the
+// with the mailed code, sign in with the new one, and change the email address. Mail goes to a real SMTP server run by the
 // Rust test (tests/e2e.rs); this script asks it for a mail (one JSON line on stdout, one answer
 // on stdin). Every page on the way is checked with axe-core, light and dark.
 import { createInterface } from 'node:readline';
@@ -84,6 +84,33 @@ try {
   await page.getByLabel('Password').fill(NEW_PASSWORD);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.waitForURL(`${KEYWARD}/account`);
+
+  step('change the email address');
+  await page.getByRole('link', { name: 'Change your email address' }).click();
+  await page.waitForURL(`${KEYWARD}/account/email`);
+  await a11y.check(page, 'change email');
+  await page.getByLabel('New email address').fill('grace@new.example');
+  await page.getByLabel('Current password').fill(NEW_PASSWORD);
+  await page.getByRole('button', { name: 'Send a code' }).click();
+  await page.waitForURL(`${KEYWARD}/account/email/confirm`);
+  await a11y.check(page, 'confirm new email');
+  const change = await harness('mail', { to: 'grace@new.example', subject: 'confirm your new email address' });
+  await page.getByLabel('Code').fill(change.code);
+  await page.getByRole('button', { name: 'Confirm' }).click();
+  await page.waitForURL(`${KEYWARD}/account?changed=email`);
+  await page.getByText('grace@new.example').waitFor();
+  await a11y.check(page, 'account after an email change');
+
+  step('the password and deletion pages');
+  for (const [link, path] of [
+    ['Change your password', '/account/password'],
+    ['Delete your account', '/account/delete'],
+  ]) {
+    await page.goto(`${KEYWARD}/account`);
+    await page.getByRole('link', { name: link }).click();
+    await page.waitForURL(`${KEYWARD}${path}`);
+    await a11y.check(page, path);
+  }
 
   assert.deepEqual(a11y.violations, [], `accessibility:\n${a11y.violations.join('\n')}`);
   await harness('done');

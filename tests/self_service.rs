@@ -1,0 +1,264 @@
+//! The account page's own changes through a real SMTP server: the password (this browser stays,
+//! every other sign-in ends), the email address (a code to the new one, a notice to the old one)
+//! and deleting the account; each only with the current password.
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::support::endpoints::{refreshing, rt};
+use crate::support::smtp::{Mail, SmtpSink};
+use crate::support::{Browser, GOOD_PASSWORD, TestApp, assert_see_other};
+
+const NEW_PASSWORD: &str = "a brand new battery staple";
+
+async fn app_with_mail(sink: &SmtpSink) -> TestApp {
+    let url = sink.url();
+    TestApp::spawn_with(&[
+        ("KEYWARD_SMTP_URL", url.as_str()),
+        ("KEYWARD_MAIL_FROM", "Keyward <no-reply@keyward.test>"),
+    ])
+    .await
+}
+
+async fn post(browser: &Browser, page: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+    let csrf = browser.csrf(page).await;
+    let mut form = vec![("csrf", csrf.as_str())];
+    form.extend_from_slice(fields);
+    browser.post_form(page, &form).await
+}
+
+fn code_of(mail: &Mail) -> String {
+    let text = mail.text.as_deref().unwrap();
+    let shown = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Your code: "))
+        .expect("a code");
+    shown.chars().filter(char::is_ascii_digit).collect()
+}
+
+async fn mail_about(sink: &SmtpSink, to: &str, subject_end: &str) -> Mail {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let found = sink
+            .mails()
+            .into_iter()
+            .find(|m| m.envelope_to.iter().any(|t| t == to) && m.subject.ends_with(subject_end));
+        if let Some(mail) = found {
+            return mail;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no '{subject_end}' to {to}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+async fn user(app: &TestApp, name: &str) -> Option<keyward::users::User> {
+    let mut conn = app.state.conn().await.unwrap();
+    let username = keyward::users::name::Username::parse(name).unwrap();
+    keyward::users::find_by_username(&mut conn, &username)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_password_keeps_this_browser_and_ends_every_other_sign_in() {
+    let sink = SmtpSink::start().await;
+    let app = app_with_mail(&sink).await;
+    app.browser
+        .sign_up("alice", "alice@example.com", GOOD_PASSWORD)
+        .await;
+    let client = app.register_client("web", refreshing()).await;
+    let tokens: Value = app.tokens_for(&client, "openid offline_access").await;
+    let other = app.new_browser();
+    assert_see_other(&other.sign_in("alice", GOOD_PASSWORD).await, "/account");
+    let cookie_before = app.browser.cookie("keyward_session").unwrap();
+
+    let change = |current: &'static str, new: &'static str| {
+        let b = &app.browser;
+        async move {
+            post(
+                b,
+                "/account/password",
+                &[
+                    ("current", current),
+                    ("password", new),
+                    ("password_confirm", new),
+                ],
+            )
+            .await
+        }
+    };
+    // The current password is needed, and the new one follows the sign-up rules.
+    let wrong = change("not my password", NEW_PASSWORD).await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        wrong
+            .text()
+            .await
+            .unwrap()
+            .contains("current password is not right")
+    );
+    let weak = change(GOOD_PASSWORD, "password").await;
+    assert_eq!(weak.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(
+        other.get("/account").await.status(),
+        StatusCode::OK,
+        "nothing changed yet"
+    );
+
+    assert_see_other(
+        &change(GOOD_PASSWORD, NEW_PASSWORD).await,
+        "/account?changed=password",
+    );
+    // This browser stays signed in, under a new session id; every other sign-in ended.
+    let page = app.browser.get("/account?changed=password").await;
+    assert_eq!(page.status(), StatusCode::OK);
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("Your password was changed")
+    );
+    assert_ne!(
+        app.browser.cookie("keyward_session").unwrap(),
+        cookie_before
+    );
+    assert_see_other(&other.get("/account").await, "/signin");
+    let refreshed = app.refresh(&client, &rt(&tokens), None).await;
+    assert_eq!(refreshed.status(), StatusCode::BAD_REQUEST);
+    let fresh = app.new_browser();
+    assert_eq!(
+        fresh.sign_in("alice", GOOD_PASSWORD).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_see_other(&fresh.sign_in("alice", NEW_PASSWORD).await, "/account");
+    mail_about(&sink, "alice@example.com", "your password was changed").await;
+
+    // Guessing the current password from a stolen session runs into the sign-in lockout.
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(change("guess", "another long passphrase").await.status());
+    }
+    assert_eq!(
+        statuses.last(),
+        Some(&StatusCode::TOO_MANY_REQUESTS),
+        "{statuses:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_address_needs_the_password_and_its_code_and_the_old_one_is_told() {
+    let sink = SmtpSink::start().await;
+    let app = app_with_mail(&sink).await;
+    app.browser
+        .sign_up("alice", "old@example.com", GOOD_PASSWORD)
+        .await;
+    let wrong = post(
+        &app.browser,
+        "/account/email",
+        &[("email", "new@example.com"), ("current", "nope")],
+    )
+    .await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let asked = post(
+        &app.browser,
+        "/account/email",
+        &[("email", "new@example.com"), ("current", GOOD_PASSWORD)],
+    )
+    .await;
+    assert_see_other(&asked, "/account/email/confirm");
+    let code =
+        code_of(&mail_about(&sink, "new@example.com", "confirm your new email address").await);
+    let notice = mail_about(
+        &sink,
+        "old@example.com",
+        "a new email address was asked for",
+    )
+    .await;
+    assert!(notice.text.unwrap().contains("new@example.com"));
+    // Until the code comes back the old address stays.
+    assert_eq!(
+        user(&app, "alice").await.unwrap().email.as_deref(),
+        Some("old@example.com")
+    );
+    let bad = post(
+        &app.browser,
+        "/account/email/confirm",
+        &[("code", "00000000")],
+    )
+    .await;
+    assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let done = post(&app.browser, "/account/email/confirm", &[("code", &code)]).await;
+    assert_see_other(&done, "/account?changed=email");
+    let alice = user(&app, "alice").await.unwrap();
+    assert_eq!(alice.email.as_deref(), Some("new@example.com"));
+    assert!(alice.email_verified(), "the code proved it");
+    let again = post(&app.browser, "/account/email/confirm", &[("code", &code)]).await;
+    assert_eq!(again.status(), StatusCode::UNPROCESSABLE_ENTITY, "spent");
+
+    // An address another account verified cannot be taken.
+    let bob = app.new_browser();
+    bob.sign_up("bob", "bob@example.com", GOOD_PASSWORD).await;
+    let bob_code =
+        code_of(&mail_about(&sink, "bob@example.com", "confirm your email address").await);
+    let csrf = bob.csrf("/verify-email").await;
+    bob.post_form("/verify-email", &[("csrf", &csrf), ("code", &bob_code)])
+        .await;
+    post(
+        &app.browser,
+        "/account/email",
+        &[("email", "BOB@example.com"), ("current", GOOD_PASSWORD)],
+    )
+    .await;
+    let code =
+        code_of(&mail_about(&sink, "BOB@example.com", "confirm your new email address").await);
+    let taken = post(&app.browser, "/account/email/confirm", &[("code", &code)]).await;
+    assert_eq!(taken.status(), StatusCode::CONFLICT);
+    assert_eq!(
+        user(&app, "alice").await.unwrap().email.as_deref(),
+        Some("new@example.com")
+    );
+
+    let mut conn = app.state.conn().await.unwrap();
+    let events = keyward::audit::find_by_kind(&mut conn, "user.email_changed", 10)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_the_own_account_needs_the_password_and_is_an_operator_delete() {
+    let sink = SmtpSink::start().await;
+    let app = app_with_mail(&sink).await;
+    app.browser.sign_up("alice", "", GOOD_PASSWORD).await;
+    let client = app.register_client("web", refreshing()).await;
+    let tokens: Value = app.tokens_for(&client, "openid offline_access").await;
+    let wrong = post(&app.browser, "/account/delete", &[("current", "nope")]).await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(user(&app, "alice").await.is_some());
+    let gone = post(
+        &app.browser,
+        "/account/delete",
+        &[("current", GOOD_PASSWORD)],
+    )
+    .await;
+    assert_see_other(&gone, "/signin?deleted=1");
+    assert!(user(&app, "alice").await.is_none());
+    assert_see_other(&app.browser.get("/account").await, "/signin");
+    let refreshed = app.refresh(&client, &rt(&tokens), None).await;
+    assert_eq!(refreshed.status(), StatusCode::BAD_REQUEST);
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(
+        app.userinfo(access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let mut conn = app.state.conn().await.unwrap();
+    let events = keyward::audit::find_by_kind(&mut conn, "user.deleted", 10)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    let id = events[0].user_id.unwrap();
+    assert_eq!(events[0].actor, format!("user:{id}"), "by the person");
+}
