@@ -386,3 +386,33 @@ async fn people_sign_in_with_the_names_the_setting_accepts_and_lockouts_count_wh
         assert_see_other(&yes, "/account");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_the_smtp_server_down_sign_up_succeeds_and_the_code_arrives_when_it_is_back() {
+    let mut sink = SmtpSink::start().await;
+    sink.stop().await;
+    let app = app_with_mail(&sink, &[]).await;
+    let resp = app
+        .browser
+        .sign_up("frank", "frank@example.com", GOOD_PASSWORD)
+        .await;
+    assert_see_other(&resp, "/account");
+    sink.restart().await;
+    // Each retry is due on the injected clock; move it on until the mail lands.
+    let mut rounds = 0;
+    let mail = loop {
+        rounds += 1;
+        assert!(rounds < 3000, "the code never arrived");
+        app.clock().advance(time::Duration::seconds(31));
+        let got = sink
+            .mails()
+            .into_iter()
+            .find(|m| m.envelope_to.iter().any(|t| t == "frank@example.com"));
+        if let Some(mail) = got {
+            break mail;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let (code, _) = code_and_link(&mail);
+    assert_see_other(&submit_code(&app.browser, &code).await, "/account");
+}

@@ -294,3 +294,74 @@ async fn reset_codes_expire_wrong_tries_end_them_and_requests_are_limited() {
     );
     assert_eq!(mails_to(&sink, "bob@example.com", "reset code").len(), 3);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operators_create_vouched_addresses_and_send_resets_that_people_finish_on_the_page() {
+    use crate::support::cli::{keyward, stderr, stdout};
+    let sink = SmtpSink::start().await;
+    let app = app_with_mail(&sink, &[]).await;
+    let password = format!("{GOOD_PASSWORD}\n");
+    let created = keyward(
+        &app,
+        &[
+            "users",
+            "create",
+            "--username",
+            "ops",
+            "--email",
+            "ops@example.com",
+            "--email-verified",
+            "--password-stdin",
+        ],
+        &password,
+    );
+    assert!(created.status.success(), "{}", stderr(&created));
+    // A vouched address is verified, so no other account may verify it.
+    let twice = keyward(
+        &app,
+        &[
+            "users",
+            "create",
+            "--username",
+            "ops2",
+            "--email",
+            "OPS@example.com",
+            "--email-verified",
+            "--password-stdin",
+        ],
+        &password,
+    );
+    assert_eq!(twice.status.code(), Some(1));
+    assert!(stderr(&twice).contains("already"), "{}", stderr(&twice));
+
+    let sent = keyward(&app, &["users", "send-reset", "ops", "--json"], "");
+    assert!(sent.status.success(), "{}", stderr(&sent));
+    let report: Value = serde_json::from_str(&stdout(&sent)).unwrap();
+    assert_eq!(report["queued_to"], "ops@example.com");
+    // A running server delivers it; the person finishes on the page as after "forgot".
+    let (code, link) =
+        code_and_link(&wait_for(&sink, "ops@example.com", "your password reset code", 1).await[0]);
+    assert!(link.starts_with(&format!("{}/reset-password?user=ops&code=", app.base)));
+    let b = app.new_browser();
+    assert_see_other(
+        &reset(&b, "ops", &code, NEW_PASSWORD).await,
+        "/signin?reset=1",
+    );
+    assert_see_other(&b.sign_in("ops", NEW_PASSWORD).await, "/account");
+    let mut conn = app.state.conn().await.unwrap();
+    let events = keyward::audit::find_by_kind(&mut conn, "user.reset_sent", 10)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].actor, "cli");
+
+    // Without an address there is nothing to send.
+    keyward(
+        &app,
+        &["users", "create", "--username", "quiet", "--password-stdin"],
+        &password,
+    );
+    let none = keyward(&app, &["users", "send-reset", "quiet"], "");
+    assert_eq!(none.status.code(), Some(1));
+    assert!(stderr(&none).contains("no email address"));
+}

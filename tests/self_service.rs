@@ -262,3 +262,75 @@ async fn deleting_the_own_account_needs_the_password_and_is_an_operator_delete()
     let id = events[0].user_id.unwrap();
     assert_eq!(events[0].actor, format!("user:{id}"), "by the person");
 }
+
+/// The handles of the "sign out there" buttons on an account page.
+fn handles_on(page: &str) -> Vec<String> {
+    page.split("name=\"session\" value=\"")
+        .skip(1)
+        .map(|rest| rest.split('"').next().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_account_page_lists_where_one_is_signed_in_and_signs_other_browsers_out() {
+    let sink = SmtpSink::start().await;
+    let app = app_with_mail(&sink).await;
+    app.browser.sign_up("alice", "", GOOD_PASSWORD).await;
+    let (laptop, phone) = (app.new_browser(), app.new_browser());
+    for b in [&laptop, &phone] {
+        assert_see_other(&b.sign_in("alice", GOOD_PASSWORD).await, "/account");
+    }
+    let page = app.browser.get("/account").await.text().await.unwrap();
+    assert_eq!(page.matches("(this browser)").count(), 1);
+    assert!(
+        page.contains("127.0.0.1"),
+        "the address each signed in from"
+    );
+    let others = handles_on(&page);
+    assert_eq!(others.len(), 2, "{page}");
+
+    // One other browser, by its handle: exactly one of the two is signed out.
+    let end = |fields: Vec<(&'static str, String)>| {
+        let b = &app.browser;
+        async move {
+            let csrf = b.csrf("/account").await;
+            let mut form: Vec<(&str, &str)> = vec![("csrf", &csrf)];
+            form.extend(fields.iter().map(|(k, v)| (*k, v.as_str())));
+            b.post_form("/account/sessions/end", &form).await
+        }
+    };
+    assert_see_other(
+        &end(vec![("session", others[0].clone())]).await,
+        "/account?changed=sessions",
+    );
+    let signed_in = |b: &Browser| {
+        let b = b.clone();
+        async move { b.get("/account").await.status() == StatusCode::OK }
+    };
+    let still = [signed_in(&laptop).await, signed_in(&phone).await];
+    assert_eq!(still.iter().filter(|s| **s).count(), 1, "{still:?}");
+
+    // Another person's session cannot be named: the handle is looked up among alice's only.
+    let bob = app.new_browser();
+    bob.sign_up("bob", "", GOOD_PASSWORD).await;
+    let mut conn = app.state.conn().await.unwrap();
+    let bob_id = user(&app, "bob").await.unwrap().id;
+    let bobs = keyward::sessions::store::list_for_user(&mut conn, bob_id, app.clock().now())
+        .await
+        .unwrap();
+    end(vec![("session", bobs[0].handle.clone())]).await;
+    assert_eq!(bob.get("/account").await.status(), StatusCode::OK);
+
+    // Every other browser: this one stays.
+    end(vec![]).await;
+    assert!(!signed_in(&laptop).await && !signed_in(&phone).await);
+    assert!(signed_in(&app.browser).await);
+    let events = keyward::audit::find_by_kind(&mut conn, "session.ended", 10)
+        .await
+        .unwrap();
+    let ended: i64 = events
+        .iter()
+        .map(|e| e.details["sessions"].as_i64().unwrap())
+        .sum();
+    assert_eq!(ended, 2);
+}

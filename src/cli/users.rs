@@ -24,6 +24,9 @@ pub enum UsersCommand {
         /// An optional email address.
         #[arg(long)]
         email: Option<String>,
+        /// The operator vouches for the address: it counts as verified.
+        #[arg(long, requires = "email")]
+        email_verified: bool,
         /// Read the password from the first line of standard input (never from arguments).
         #[arg(long, required = true)]
         password_stdin: bool,
@@ -81,6 +84,15 @@ pub enum UsersCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Start a password reset for a user: a code is mailed to their address (through the outbox:
+    /// a running server delivers it) and works for 15 minutes on /reset-password.
+    SendReset {
+        /// The username.
+        username: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Set a user's password (read from stdin) and end their sessions.
     SetPassword {
         /// The username.
@@ -125,9 +137,16 @@ pub async fn run(cmd: UsersCommand, config: &Config, now: OffsetDateTime) -> any
         UsersCommand::Create {
             username,
             email,
+            email_verified,
             json,
             ..
-        } => create(conn, config, &username, email.as_deref(), json, now).await,
+        } => {
+            let email = (email.as_deref(), email_verified);
+            create(conn, config, &username, email, json, now).await
+        }
+        UsersCommand::SendReset { username, json } => {
+            send_reset(conn, config, &username, json, now).await
+        }
         UsersCommand::List { json } => list(conn, json).await,
         UsersCommand::Disable { username, json } => {
             let user = find_user(conn, &username).await?;
@@ -183,14 +202,17 @@ async fn create(
     conn: &mut AsyncPgConnection,
     config: &Config,
     username: &str,
-    email: Option<&str>,
+    (email, verified): (Option<&str>, bool),
     json: bool,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
     let username = Username::parse(username).map_err(|e| anyhow::anyhow!("{e}"))?;
     let email = Email::parse_optional(email.unwrap_or("")).map_err(|e| anyhow::anyhow!("{e}"))?;
     let hash = new_password_hash(config, &username).await?;
-    let new = NewUser::new(&username, email.as_ref(), &hash, now);
+    let mut new = NewUser::new(&username, email.as_ref(), &hash, now);
+    if verified {
+        new = new.email_verified();
+    }
     let user = match users::create(conn, &new, &Actor::cli()).await {
         Ok(u) => u,
         Err(e @ (CreateUserError::UsernameTaken | CreateUserError::EmailTaken)) => bail!("{e}"),
@@ -203,6 +225,39 @@ async fn create(
         out!("{}", user.id);
     }
     Ok(())
+}
+
+/// Mails `username` a reset code, as "Forgot your password?" would, started by an operator.
+async fn send_reset(
+    conn: &mut AsyncPgConnection,
+    config: &Config,
+    username: &str,
+    json: bool,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    let user = find_user(conn, username).await?;
+    let kek = crate::keys::kek::Kek::load(&config.keys.kek)?;
+    let outbox = crate::mail::outbox::Outbox::new(kek.mail_secret());
+    let codes = crate::users::codes::CodeKey::new(kek.code_secret());
+    let letterhead = crate::app::letterhead(config);
+    let mail = crate::oauth::verification::AccountMail {
+        outbox: &outbox,
+        letterhead: &letterhead,
+        codes: &codes,
+    };
+    let Some(to) =
+        crate::oauth::recovery::send_reset(conn, mail, &user, &Actor::cli(), now).await?
+    else {
+        bail!("{} has no email address to send a code to", user.username);
+    };
+    super::report(
+        json,
+        &serde_json::json!({ "username": user.username, "queued_to": to }),
+        &format!(
+            "a reset code for {} is queued to {to}; running servers deliver it within seconds",
+            user.username
+        ),
+    )
 }
 
 async fn list(conn: &mut AsyncPgConnection, json: bool) -> anyhow::Result<()> {

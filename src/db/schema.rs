@@ -167,6 +167,10 @@ diesel::table! {
         expires_at -> Timestamptz,
         credential_version -> Nullable<Int4>,
         absolute_expires_at -> Timestamptz,
+        signed_in_at -> Nullable<Timestamptz>,
+        last_seen_at -> Nullable<Timestamptz>,
+        device -> Nullable<Text>,
+        ip -> Nullable<Text>,
     }
 }
 

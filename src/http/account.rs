@@ -17,6 +17,7 @@ use crate::http::csrf;
 use crate::http::page::{PageError, PageForm, see_other};
 use crate::oauth::{account, consent};
 use crate::sessions::BrowserSession;
+use crate::sessions::store::Which;
 
 /// The account page.
 #[derive(Template, WebTemplate)]
@@ -32,6 +33,18 @@ pub struct AccountPage {
     consents: Vec<ConsentRow>,
     /// What was just changed, in words.
     notice: Option<&'static str>,
+    /// Where the person is signed in.
+    sessions: Vec<SessionRow>,
+}
+
+/// One signed-in browser, as listed on the account page.
+pub struct SessionRow {
+    handle: String,
+    device: String,
+    ip: String,
+    signed_in: String,
+    last_seen: String,
+    this_browser: bool,
 }
 
 /// Query of `GET /account`: which change just happened, to say so.
@@ -70,12 +83,13 @@ pub async fn get_account(
         return Ok(see_other("/signin"));
     };
     let mut conn = state.conn().await?;
-    let overview = account::overview(&mut conn, &current).await?;
+    let overview = account::overview(&mut conn, &current, state.clock.now()).await?;
     drop(conn);
     // A user disabled or deleted since signing in loses the session on their next request.
     let Some(account::Overview {
         user,
         consents: granted,
+        sessions,
     }) = overview
     else {
         session.sign_out().await?;
@@ -100,11 +114,26 @@ pub async fn get_account(
                 scopes: c.scopes.join(" "),
             })
             .collect(),
+        sessions: {
+            let this = session.handle();
+            sessions
+                .into_iter()
+                .map(|v| SessionRow {
+                    this_browser: this.as_deref() == Some(v.handle.as_str()),
+                    device: v.device.unwrap_or_else(|| "unknown browser".to_owned()),
+                    ip: v.ip.unwrap_or_default(),
+                    signed_in: v.signed_in_at.map(human_time).unwrap_or_default(),
+                    last_seen: v.last_seen_at.map(human_time).unwrap_or_default(),
+                    handle: v.handle,
+                })
+                .collect()
+        },
         notice: match query.changed.as_deref() {
             Some("password") => {
                 Some("Your password was changed. Every other browser and app was signed out.")
             }
             Some("email") => Some("Your email address was changed."),
+            Some("sessions") => Some("Those browsers were signed out."),
             _ => None,
         },
     }
@@ -138,4 +167,36 @@ pub async fn revoke_consent(
     let by = Actor::user(current.user_id, Some(ip.into()));
     consent::withdraw(&mut conn, current.user_id, &form.client_id, &by, now).await?;
     Ok(see_other("/account"))
+}
+
+/// Fields of the "sign out" buttons of the sessions list.
+#[derive(Deserialize)]
+pub struct EndSessionForm {
+    #[serde(default)]
+    csrf: String,
+    /// The session's handle; absent: every other browser.
+    session: Option<String>,
+}
+
+/// `POST /account/sessions/end`: signs one other browser, or every other, out.
+#[tracing::instrument(skip_all)]
+pub async fn end_sessions(
+    State(state): State<AppState>,
+    session: BrowserSession,
+    ClientIp(ip): ClientIp,
+    PageForm(form): PageForm<EndSessionForm>,
+) -> Result<Response, PageError> {
+    csrf::require_for_session(&session, &form.csrf).await?;
+    let (Some(current), Some(this)) = (session.signed_in().await?, session.handle()) else {
+        return Ok(see_other("/signin"));
+    };
+    let which = match form.session.as_deref() {
+        // Never this browser: signing out here is the sign-out button's job.
+        Some(handle) if handle != this => Which::Only(handle),
+        Some(_) => return Ok(see_other("/account")),
+        None => Which::AllBut(&this),
+    };
+    let mut conn = state.conn().await?;
+    account::sign_out_browsers(&mut conn, &current, which, ip, state.clock.now()).await?;
+    Ok(see_other("/account?changed=sessions"))
 }

@@ -64,6 +64,7 @@ fn routes() -> Router<AppState> {
         .route("/", get(account::get_account))
         .route("/account", get(account::get_account))
         .route("/account/consents/revoke", post(account::revoke_consent))
+        .route("/account/sessions/end", post(account::end_sessions))
         .route(
             "/account/password",
             get(self_service::get_password).post(self_service::submit_password),

@@ -150,11 +150,11 @@ pub async fn sign_in_and_continue(
     state: &AppState,
     session: &BrowserSession,
     headers: &HeaderMap,
-    (user_id, credential_version): (uuid::Uuid, i32),
+    (who, ip): ((uuid::Uuid, i32), std::net::IpAddr),
     now: OffsetDateTime,
 ) -> Result<Response, PageError> {
     let from_session = session.take_return_to().await?;
-    session.sign_in(user_id, credential_version, now).await?;
+    session.sign_in(who, &seen_from(headers, ip), now).await?;
     let adopted = state.pending.adopt(session, headers, now).await?;
     let to = match &adopted {
         Some(pending) => pending.return_to.clone().or(from_session),
@@ -171,6 +171,15 @@ pub async fn sign_in_and_continue(
         response.headers_mut().append(header::SET_COOKIE, clear);
     }
     Ok(response)
+}
+
+/// Where a browser signs in from: its `User-Agent` and address.
+#[must_use]
+pub fn seen_from(headers: &HeaderMap, ip: std::net::IpAddr) -> crate::sessions::SeenFrom {
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok());
+    crate::sessions::SeenFrom::new(agent, ip)
 }
 
 #[cfg(test)]

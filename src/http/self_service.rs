@@ -160,6 +160,7 @@ pub async fn submit_password(
     State(state): State<AppState>,
     session: BrowserSession,
     ClientIp(ip): ClientIp,
+    headers: axum::http::HeaderMap,
     PageForm(form): PageForm<PasswordForm>,
 ) -> Result<Response, PageError> {
     csrf::require_for_session(&session, &form.csrf).await?;
@@ -175,9 +176,9 @@ pub async fn submit_password(
     );
     match self_service::change_password(with, user.id, passwords, now).await {
         Ok(user) => {
-            session
-                .sign_in(user.id, user.credential_version, now)
-                .await?;
+            let from = crate::http::pending::seen_from(&headers, ip);
+            let who = (user.id, user.credential_version);
+            session.sign_in(who, &from, now).await?;
             Ok(see_other("/account?changed=password"))
         }
         Err(e) => {

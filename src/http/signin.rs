@@ -142,7 +142,7 @@ pub async fn submit_signin(
 
     let user = &signed_in.user;
     let mut response =
-        verify::sign_in_or_verify_first(&state, &session, &headers, user, now).await?;
+        verify::sign_in_or_verify_first(&state, &session, &headers, (user, client_ip), now).await?;
     tracing::info!(user_id = %signed_in.user.id, "signed in");
     if let Some(token) = signed_in.new_device_token
         && let Some(v) = set_cookie(

@@ -154,7 +154,7 @@ pub async fn submit_signup(
         Err(refusal) => return refused(&state, &session, &headers, &form, refusal).await,
     };
     tracing::info!(user_id = %user.id, "user signed up");
-    verify::sign_in_or_verify_first(&state, &session, &headers, &user, now).await
+    verify::sign_in_or_verify_first(&state, &session, &headers, (&user, ip), now).await
 }
 
 /// The form again, with what was typed (never the password) and the refusal in words.

@@ -55,11 +55,11 @@ pub async fn sign_in_or_verify_first(
     state: &AppState,
     session: &BrowserSession,
     headers: &HeaderMap,
-    user: &User,
+    (user, ip): (&User, std::net::IpAddr),
     now: time::OffsetDateTime,
 ) -> Result<Response, PageError> {
     if !state.config.mail.verification.must_verify(user) {
-        let who = (user.id, user.credential_version);
+        let who = ((user.id, user.credential_version), ip);
         return pending::sign_in_and_continue(state, session, headers, who, now).await;
     }
     verification::ensure_code_sent(&state.db, state.account_mail(), user, now).await?;
@@ -102,7 +102,7 @@ pub async fn submit_verify(
     let now = state.clock.now();
     match verification::confirm(&state.db, &state.codes, (user.id, ip), &form.code, now).await {
         Ok(user) if waiting => {
-            let who = (user.id, user.credential_version);
+            let who = ((user.id, user.credential_version), ip);
             pending::sign_in_and_continue(&state, &session, &headers, who, now).await
         }
         Ok(_) | Err(VerifyError::NothingToVerify) => Ok(see_other("/account")),

@@ -1,8 +1,11 @@
-//! What a signed-in person sees of their own account: who they are, and the apps they allowed.
+//! What a signed-in person sees of their own account: who they are, the apps they allowed, and
+//! where they are signed in (and signing other browsers out).
 
 use diesel_async::AsyncPgConnection;
 
+use crate::audit::Actor;
 use crate::sessions::SignedInSession;
+use crate::sessions::store::{self as session_store, SessionView, Which};
 use crate::users::consents::{self, ConsentView};
 use crate::users::{self, User};
 
@@ -13,6 +16,8 @@ pub struct Overview {
     pub user: User,
     /// The apps they allowed, and what to.
     pub consents: Vec<ConsentView>,
+    /// The browsers signed in, most recently used first.
+    pub sessions: Vec<SessionView>,
 }
 
 /// The signed-in person as they are now: `None` when disabled or deleted since, and the
@@ -30,10 +35,29 @@ pub async fn current_user(
 pub async fn overview(
     conn: &mut AsyncPgConnection,
     signed: &SignedInSession,
+    now: time::OffsetDateTime,
 ) -> diesel::QueryResult<Option<Overview>> {
     let Some(user) = current_user(conn, signed).await? else {
         return Ok(None);
     };
     let consents = consents::list_for_user(conn, user.id).await?;
-    Ok(Some(Overview { user, consents }))
+    let sessions = session_store::list_for_user(conn, user.id, now).await?;
+    Ok(Some(Overview {
+        user,
+        consents,
+        sessions,
+    }))
+}
+
+/// Signs other browsers of the signed-in person out: one, or all but the asking one. Recorded
+/// as `session.ended` by the person; returns how many ended.
+pub async fn sign_out_browsers(
+    conn: &mut AsyncPgConnection,
+    signed: &SignedInSession,
+    which: Which<'_>,
+    ip: std::net::IpAddr,
+    now: time::OffsetDateTime,
+) -> diesel::QueryResult<usize> {
+    let by = Actor::user(signed.user_id, Some(ip.into()));
+    session_store::end_for_user(conn, signed.user_id, which, &by, now).await
 }

@@ -139,6 +139,31 @@ pub async fn resolve_requests(
     Ok(taken)
 }
 
+/// An operator's reset (`keyward users send-reset`): a code to `user`'s address now, recorded as
+/// `user.reset_sent` by `by`, in one transaction; the address, or `None` without one.
+pub async fn send_reset(
+    conn: &mut AsyncPgConnection,
+    mail: AccountMail<'_>,
+    user: &User,
+    by: &Actor,
+    now: OffsetDateTime,
+) -> diesel::QueryResult<Option<String>> {
+    let Some(address) = user.email.clone() else {
+        return Ok(None);
+    };
+    conn.transaction(async |conn| {
+        let purpose = (user.id, Purpose::ResetPassword, address.as_str());
+        let code = mail.codes.issue(conn, purpose, CODE_TTL, now).await?;
+        let to = (address.as_str(), user.username.as_str());
+        let letter = letters::password_reset(mail.letterhead, to, code.expose(), CODE_TTL_WORDS);
+        mail.outbox.enqueue(conn, &letter, now).await?;
+        let event = by.event("user.reset_sent", now).user(user.id);
+        crate::audit::insert(conn, &event).await
+    })
+    .await?;
+    Ok(Some(address))
+}
+
 /// The account `identifier` names: a username, or an address some account verified (only a
 /// verified address names one account).
 async fn account_named(

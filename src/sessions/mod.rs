@@ -13,6 +13,8 @@ use uuid::Uuid;
 /// Session key of the signed-in user's id (also mirrored into the `sessions.user_id` column).
 const USER_ID_KEY: &str = "uid";
 const AUTH_TIME_KEY: &str = "auth_time";
+/// Session key of where the browser signed in from (mirrored into columns for the account page).
+const DEVICE_KEY: &str = "device";
 /// Session key of the user's credential version at sign-in (mirrored into its own column, and
 /// compared with the user's on every load).
 const CREDENTIAL_VERSION_KEY: &str = "cv";
@@ -59,6 +61,32 @@ pub struct AskingApp {
 pub trait PendingRequest: Serialize + DeserializeOwned + Clone {
     /// The random id naming it within the session.
     fn pending_id(&self) -> &str;
+}
+
+/// Where a browser signed in from, as the account page shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenFrom {
+    /// Its `User-Agent`, shortened and without control characters.
+    pub user_agent: String,
+    /// Its address.
+    pub ip: String,
+}
+
+impl SeenFrom {
+    /// From a raw `User-Agent` (if any) and an address.
+    #[must_use]
+    pub fn new(user_agent: Option<&str>, ip: std::net::IpAddr) -> Self {
+        let user_agent = user_agent
+            .unwrap_or("unknown browser")
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect();
+        Self {
+            user_agent,
+            ip: ip.to_string(),
+        }
+    }
 }
 
 /// Where to go after a confirmed sign-out, and the `state` to send.
@@ -112,12 +140,13 @@ impl BrowserSession {
     /// happened since, the session is dead on arrival.
     pub async fn sign_in(
         &self,
-        user_id: Uuid,
-        credential_version: i32,
+        (user_id, credential_version): (Uuid, i32),
+        from: &SeenFrom,
         now: OffsetDateTime,
     ) -> Result<(), SessionError> {
         let s = &self.0;
         s.cycle_id().await?;
+        s.insert(DEVICE_KEY, from).await?;
         s.insert(USER_ID_KEY, user_id).await?;
         s.insert(CREDENTIAL_VERSION_KEY, credential_version).await?;
         s.insert(AUTH_TIME_KEY, now.unix_timestamp()).await?;
@@ -147,6 +176,12 @@ impl BrowserSession {
     /// The user whose sign-in waits for verification, and their credential version then.
     pub async fn awaiting_verification(&self) -> Result<Option<(Uuid, i32)>, SessionError> {
         self.0.get(VERIFYING_KEY).await
+    }
+
+    /// The handle of this browser's session on the account page's list, if it has one.
+    #[must_use]
+    pub fn handle(&self) -> Option<String> {
+        self.0.id().map(|id| store::handle_of(&id))
     }
 
     /// Ends the session: its record is deleted and the cookie cleared.

@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::clock::Clock;
 use crate::db::schema::{sessions, users};
 use crate::db::{self, DbPool};
-use crate::sessions::{CREDENTIAL_VERSION_KEY, USER_ID_KEY};
+use crate::sessions::{AUTH_TIME_KEY, CREDENTIAL_VERSION_KEY, DEVICE_KEY, SeenFrom, USER_ID_KEY};
 use crate::tokens::opaque::TokenHash;
 
 /// How long sessions live.
@@ -78,7 +78,10 @@ impl PgSessionStore {
         let next = self.idle_expiry(absolute_expires_at);
         if next - expires_at > TOUCH_AFTER {
             diesel::update(sessions::table.find(id_hash(id)))
-                .set(sessions::expires_at.eq(next))
+                .set((
+                    sessions::expires_at.eq(next),
+                    sessions::last_seen_at.eq(self.clock.now()),
+                ))
                 .execute(conn)
                 .await
                 .map_err(backend)?;
@@ -118,6 +121,21 @@ fn credential_version_of(record: &Record) -> Option<i32> {
         .and_then(|v| i32::try_from(v).ok())
 }
 
+fn signed_in_at(record: &Record) -> Option<OffsetDateTime> {
+    record
+        .data
+        .get(AUTH_TIME_KEY)
+        .and_then(serde_json::Value::as_i64)
+        .and_then(|t| OffsetDateTime::from_unix_timestamp(t).ok())
+}
+
+fn seen_from(record: &Record) -> Option<SeenFrom> {
+    record
+        .data
+        .get(DEVICE_KEY)
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+}
+
 fn encode(record: &Record) -> session_store::Result<Vec<u8>> {
     rmp_serde::to_vec(record).map_err(|e| session_store::Error::Encode(e.to_string()))
 }
@@ -143,6 +161,10 @@ impl SessionStore for PgSessionStore {
                     sessions::data.eq(encode(record)?),
                     sessions::expires_at.eq(self.idle_expiry(absolute)),
                     sessions::absolute_expires_at.eq(absolute),
+                    sessions::signed_in_at.eq(signed_in_at(record)),
+                    sessions::last_seen_at.eq(self.clock.now()),
+                    sessions::device.eq(seen_from(record).map(|s| s.user_agent)),
+                    sessions::ip.eq(seen_from(record).map(|s| s.ip)),
                 ))
                 .on_conflict_do_nothing()
                 .execute(&mut conn)
@@ -172,6 +194,7 @@ impl SessionStore for PgSessionStore {
                 )
                 .bind::<diesel::sql_types::Timestamptz, _>(idle)
                 .sql(", absolute_expires_at)")),
+                sessions::last_seen_at.eq(self.clock.now()),
             ))
             .execute(&mut conn)
             .await
@@ -220,4 +243,116 @@ impl SessionStore for PgSessionStore {
             .map_err(backend)?;
         Ok(())
     }
+}
+
+/// A signed-in browser session of a user, as the account page lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionView {
+    /// A handle naming the session in forms: the start of the hash of its id, which neither is
+    /// nor reveals the id.
+    pub handle: String,
+    /// When the password was typed.
+    pub signed_in_at: Option<OffsetDateTime>,
+    /// Its last request (to the minute: reads write at most once a minute).
+    pub last_seen_at: Option<OffsetDateTime>,
+    /// The browser's `User-Agent`, shortened.
+    pub device: Option<String>,
+    /// The address it signed in from.
+    pub ip: Option<String>,
+}
+
+/// The handle of the session with this id.
+#[must_use]
+pub fn handle_of(id: &Id) -> String {
+    handle_of_hash(&id_hash(id))
+}
+
+fn handle_of_hash(hash: &TokenHash) -> String {
+    hash.short_hex()
+}
+
+/// The live signed-in sessions of `user`, most recently used first.
+pub async fn list_for_user(
+    conn: &mut diesel_async::AsyncPgConnection,
+    user: Uuid,
+    now: OffsetDateTime,
+) -> QueryResult<Vec<SessionView>> {
+    let rows: Vec<SessionRow> = sessions::table
+        .filter(sessions::user_id.eq(user))
+        .filter(sessions::expires_at.gt(now))
+        .order(sessions::last_seen_at.desc().nulls_last())
+        .select(SessionRow::as_select())
+        .load(conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| SessionView {
+            handle: handle_of_hash(&r.id_hash),
+            signed_in_at: r.signed_in_at,
+            last_seen_at: r.last_seen_at,
+            device: r.device,
+            ip: r.ip,
+        })
+        .collect())
+}
+
+/// The columns [`list_for_user`] reads.
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = sessions)]
+struct SessionRow {
+    id_hash: TokenHash,
+    signed_in_at: Option<OffsetDateTime>,
+    last_seen_at: Option<OffsetDateTime>,
+    device: Option<String>,
+    ip: Option<String>,
+}
+
+/// Ends `user`'s sessions whose handle is `handle` (or, with `keep`, every one but that), and
+/// records `session.ended` by `by` with how many; returns how many ended.
+pub async fn end_for_user(
+    conn: &mut diesel_async::AsyncPgConnection,
+    user: Uuid,
+    which: Which<'_>,
+    by: &crate::audit::Actor,
+    now: OffsetDateTime,
+) -> QueryResult<usize> {
+    use diesel_async::AsyncConnection as _;
+    let sessions = list_for_user(conn, user, now).await?;
+    let chosen: Vec<String> = sessions
+        .into_iter()
+        .map(|s| s.handle)
+        .filter(|h| match which {
+            Which::Only(handle) => h == handle,
+            Which::AllBut(handle) => h != handle,
+        })
+        .collect();
+    if chosen.is_empty() {
+        return Ok(0);
+    }
+    conn.transaction(async |conn| {
+        let n = diesel::sql_query(
+            "DELETE FROM sessions WHERE user_id = $1 \
+             AND encode(substring(id_hash from 1 for 8), 'hex') = ANY($2)",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(user)
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(&chosen)
+        .execute(conn)
+        .await?;
+        let event = by
+            .event("session.ended", now)
+            .user(user)
+            .details(serde_json::json!({ "sessions": n }));
+        crate::audit::insert(conn, &event).await?;
+        Ok(n)
+    })
+    .await
+}
+
+/// Which sessions [`end_for_user`] ends.
+#[derive(Clone, Copy, Debug)]
+pub enum Which<'a> {
+    /// The one with this handle.
+    Only(&'a str),
+    /// Every one but the one with this handle (the browser asking).
+    AllBut(&'a str),
 }

@@ -86,6 +86,17 @@ impl TokenHash {
         out.copy_from_slice(d.as_ref());
         Self(out)
     }
+
+    /// The first 8 bytes in hex: a public name for what is stored under this hash (it neither
+    /// is nor reveals the secret), e.g. a session on the account page.
+    #[must_use]
+    pub fn short_hex(&self) -> String {
+        self.0[..8].iter().fold(String::new(), |mut acc, b| {
+            use fmt::Write as _;
+            let _ = write!(acc, "{b:02x}");
+            acc
+        })
+    }
 }
 
 impl PartialEq for TokenHash {
