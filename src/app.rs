@@ -247,10 +247,18 @@ impl App {
         metrics: Option<TcpListener>,
         shutdown: impl Future<Output = ()> + Send,
     ) -> anyhow::Result<()> {
-        let housekeeping = tokio::spawn(housekeeping(self.state.clone()));
-        let mail = tokio::spawn(deliver_mail(self.state.clone()));
-        let following = tokio::spawn(follow_other_instances(self.state.clone()));
-        let metrics = metrics.map(|l| tokio::spawn(serve_metrics(self.state.clone(), l)));
+        // Ended with the server however it ends: also when the caller drops this future, or
+        // they would run on (and poll a database that may be gone) for the process's life.
+        let mut background = Background(vec![
+            tokio::spawn(housekeeping(self.state.clone())),
+            tokio::spawn(deliver_mail(self.state.clone())),
+            tokio::spawn(follow_other_instances(self.state.clone())),
+        ]);
+        if let Some(l) = metrics {
+            background
+                .0
+                .push(tokio::spawn(serve_metrics(self.state.clone(), l)));
+        }
 
         let builder = connection_builder();
         let server = &self.state.config.server;
@@ -283,13 +291,19 @@ impl App {
         {
             tracing::warn!("some connections did not finish in time");
         }
-        housekeeping.abort();
-        mail.abort();
-        following.abort();
-        if let Some(m) = metrics {
-            m.abort();
-        }
+        drop(background);
         Ok(())
+    }
+}
+
+/// Tasks that live as long as the server: aborted when this is dropped.
+struct Background(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
     }
 }
 
