@@ -41,6 +41,112 @@ impl ConfigError {
     }
 }
 
+/// Every setting Keyward reads (a unit test checks this against the code that reads them).
+pub const SETTINGS: &[&str] = &[
+    "DATABASE_URL",
+    "KEYWARD_ACCESS_TOKEN_TTL",
+    "KEYWARD_ARGON2_ITERATIONS",
+    "KEYWARD_ARGON2_MEMORY_KIB",
+    "KEYWARD_ARGON2_PARALLELISM",
+    "KEYWARD_BIND",
+    "KEYWARD_DB_POOL_SIZE",
+    "KEYWARD_DB_POOL_WAIT",
+    "KEYWARD_EMAIL_VERIFICATION",
+    "KEYWARD_HASH_CONCURRENCY",
+    "KEYWARD_HASH_QUEUE",
+    "KEYWARD_HEADER_TIMEOUT",
+    "KEYWARD_ID_TOKEN_TTL",
+    "KEYWARD_IDLE_TIMEOUT",
+    "KEYWARD_ISSUER",
+    "KEYWARD_JWKS_MAX_AGE",
+    "KEYWARD_KEK",
+    "KEYWARD_KEK_FILE",
+    "KEYWARD_KEY_BITS",
+    "KEYWARD_KEY_PREPUBLISH",
+    "KEYWARD_KEY_RELOAD",
+    "KEYWARD_KEY_ROTATION",
+    "KEYWARD_LIMIT_MAIL_PER_ACCOUNT",
+    "KEYWARD_LIMIT_MAIL_PER_IP",
+    "KEYWARD_LIMIT_SIGN_IN_GLOBAL",
+    "KEYWARD_LIMIT_SIGN_IN_PER_IP",
+    "KEYWARD_LIMIT_SIGN_UP_PER_IP",
+    "KEYWARD_LIMIT_TOKEN_PER_CLIENT",
+    "KEYWARD_LIMIT_TOKEN_PER_IP",
+    "KEYWARD_LOCKOUT_BASE",
+    "KEYWARD_LOCKOUT_MAX",
+    "KEYWARD_LOCKOUT_THRESHOLD",
+    "KEYWARD_LOG",
+    "KEYWARD_LOG_FORMAT",
+    "KEYWARD_LOGO_FILE",
+    "KEYWARD_MAIL_DIR",
+    "KEYWARD_MAIL_FROM",
+    "KEYWARD_MAIL_RETRY_FOR",
+    "KEYWARD_MAX_CLOCK_SKEW",
+    "KEYWARD_METRICS_BIND",
+    "KEYWARD_PRODUCT_NAME",
+    "KEYWARD_REFRESH_ABSOLUTE_TTL",
+    "KEYWARD_REFRESH_IDLE_TTL",
+    "KEYWARD_REFRESH_REUSE_GRACE",
+    "KEYWARD_REQUEST_TIMEOUT",
+    "KEYWARD_SESSION_ABSOLUTE_TTL",
+    "KEYWARD_SESSION_IDLE_TTL",
+    "KEYWARD_SESSION_PRE_SIGN_IN_TTL",
+    "KEYWARD_SIGN_IN_IDENTIFIER",
+    "KEYWARD_SIGN_IN_PROOF_BITS",
+    "KEYWARD_SIGNUP_ENABLED",
+    "KEYWARD_SMTP_PASSWORD_FILE",
+    "KEYWARD_SMTP_URL",
+    "KEYWARD_TRUSTED_PROXIES",
+    "KEYWARD_TRUSTED_PROXY_HEADER",
+];
+
+/// Variables of the tools around Keyward that share its prefix: `.ci/pg`'s, the tests'.
+const TOOL_VARIABLES: [&str; 3] = [
+    "KEYWARD_PG_PORT",
+    "KEYWARD_PG_DURABLE",
+    "KEYWARD_SCREENSHOTS",
+];
+
+/// A warning for each `KEYWARD_*` variable in `names` that is no setting, naming the closest
+/// real one: a misspelt setting would otherwise be silently ignored.
+#[must_use]
+pub fn unknown_settings(names: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut unknown: Vec<String> = names
+        .into_iter()
+        .filter(|n| n.starts_with("KEYWARD_"))
+        .filter(|n| !SETTINGS.contains(&n.as_str()) && !TOOL_VARIABLES.contains(&n.as_str()))
+        .collect();
+    unknown.sort();
+    unknown
+        .into_iter()
+        .map(|name| {
+            let closest = SETTINGS
+                .iter()
+                .min_by_key(|s| edit_distance(&name, s))
+                .map_or(String::new(), |s| format!("; did you mean {s}?"));
+            format!("{name} is not a setting and is ignored{closest}")
+        })
+        .collect()
+}
+
+/// Levenshtein distance; no crate needed for a dozen short names.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let here = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(here + 1);
+            prev = here;
+        }
+    }
+    row[b.len()]
+}
+
 /// Everything Keyward can be told from outside; built by [`Config::from_env`].
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -128,6 +234,22 @@ pub struct DatabaseSettings {
     pub pool_size: usize,
     /// `KEYWARD_DB_POOL_WAIT`: how long a request waits for a free connection before its 503.
     pub pool_wait: std::time::Duration,
+}
+
+impl DatabaseSettings {
+    /// Where the database is, for messages: user, host, port and database, never the password.
+    #[must_use]
+    pub fn whereabouts(&self) -> String {
+        let Ok(url) = Url::parse(&self.url) else {
+            return "an unreadable URL".to_owned();
+        };
+        let host = url.host_str().unwrap_or("localhost");
+        let port = url.port().unwrap_or(5432);
+        let database = url.path().trim_start_matches('/');
+        let user = url.username();
+        let database = if database.is_empty() { user } else { database };
+        format!("database '{database}' as '{user}' at {host}:{port}")
+    }
 }
 
 impl fmt::Debug for DatabaseSettings {
@@ -476,7 +598,11 @@ fn server(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<ServerSettings, 
         signup_enabled: env.flag("KEYWARD_SIGNUP_ENABLED", true)?,
         product_name: product_name(env)?,
         logo_file: env.get("KEYWARD_LOGO_FILE").map(std::path::PathBuf::from),
-        log_filter: env.get("KEYWARD_LOG").unwrap_or_else(|| "info".into()),
+        log_filter: {
+            let raw = env.get("KEYWARD_LOG").unwrap_or_else(|| "info".into());
+            crate::telemetry::check_filter(&raw).map_err(|m| ConfigError::new("KEYWARD_LOG", m))?;
+            raw
+        },
         log_format: crate::telemetry::LogFormat::parse(env.get("KEYWARD_LOG_FORMAT").as_deref())
             .ok_or_else(|| ConfigError::new("KEYWARD_LOG_FORMAT", "must be json or text"))?,
         trusted_proxies: trusted_proxies(env)?,
@@ -967,10 +1093,45 @@ mod tests {
             .flat_map(|s| s.split('"').skip(1).step_by(2))
             .filter(|p| {
                 p.starts_with("KEYWARD_")
+                    && p.len() > "KEYWARD_".len()
                     && p.chars()
                         .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
             })
             .collect()
+    }
+
+    #[test]
+    fn the_list_of_settings_is_exactly_what_the_code_reads() {
+        let read: std::collections::BTreeSet<&str> = every_setting()
+            .into_iter()
+            .filter(|n| !TOOL_VARIABLES.contains(n))
+            .collect();
+        let mut listed: std::collections::BTreeSet<&str> = SETTINGS.iter().copied().collect();
+        listed.remove("DATABASE_URL");
+        assert_eq!(read, listed);
+    }
+
+    #[test]
+    fn an_unknown_variable_is_named_with_the_closest_setting() {
+        let names = [
+            "KEYWARD_SMTP_UR",
+            "KEYWARD_LOG",
+            "KEYWARD_PG_PORT",
+            "PATH",
+            "KEYWARD_ISUER",
+        ];
+        let warnings = unknown_settings(names.iter().map(ToString::to_string));
+        assert_eq!(
+            warnings,
+            [
+                "KEYWARD_ISUER is not a setting and is ignored; did you mean KEYWARD_ISSUER?",
+                "KEYWARD_SMTP_UR is not a setting and is ignored; did you mean KEYWARD_SMTP_URL?",
+            ]
+        );
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        let err =
+            Config::from_env(env_with(&[DB, ("KEYWARD_LOG", "verbose")])).expect_err("silent");
+        assert_eq!(err.setting, "KEYWARD_LOG");
     }
 
     #[test]

@@ -16,6 +16,10 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // A misspelt setting would otherwise be ignored without a word.
+    for warning in keyward::config::unknown_settings(std::env::vars().map(|(name, _)| name)) {
+        eprintln!("keyward: warning: {warning}");
+    }
     keyward::telemetry::init(&config.server.log_filter, config.server.log_format);
     match cli::run(cli, config).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -40,6 +40,29 @@ fn filter(directives: &str) -> EnvFilter {
     EnvFilter::try_new(&directives).unwrap_or_else(|_| EnvFilter::new("info"))
 }
 
+/// Refuses a `KEYWARD_LOG` that parses to nothing useful: every directive names a target that is
+/// not Keyward's (`verbose` is read as "the target called verbose, at every level", which
+/// silences every line Keyward writes). A level alone, `off`, or a `keyward...` target is fine.
+pub fn check_filter(directives: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    EnvFilter::try_new(directives).map_err(|e| format!("'{directives}' is not a filter: {e}"))?;
+    let reaches_keyward = directives.split(',').map(str::trim).any(|d| {
+        let target = d.split('=').next().unwrap_or_default();
+        LEVELS.contains(&d.to_ascii_lowercase().as_str())
+            || target == "keyward"
+            || target.starts_with("keyward::")
+            || target.starts_with("keyward[")
+    });
+    if reaches_keyward {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{directives}' enables no line of Keyward's: use a level (error, warn, info, debug, \
+             trace) or a filter such as keyward=debug,info"
+        ))
+    }
+}
+
 /// Installs the global subscriber once; later calls (as in tests) are no-ops.
 pub fn init(directives: &str, format: LogFormat) {
     let ansi = std::io::stderr().is_terminal();
@@ -62,6 +85,28 @@ pub fn init(directives: &str, format: LogFormat) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_filter_must_reach_keyward_s_own_lines() {
+        for ok in [
+            "info",
+            "debug",
+            "off",
+            "keyward=debug,info",
+            "warn,tower_http=debug",
+            "keyward::http=trace",
+        ] {
+            assert_eq!(check_filter(ok), Ok(()), "{ok}");
+        }
+        for bad in [
+            "verbose",
+            "hyper=debug",
+            "tower_http=trace,axum=debug",
+            "keyward=loud",
+        ] {
+            assert!(check_filter(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn formats_parse_and_the_driver_stays_quiet() {

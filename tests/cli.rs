@@ -148,13 +148,41 @@ fn a_bad_setting_or_unreachable_database_names_the_setting() {
         .unwrap();
     assert!(!down.status.success());
     let err = stderr(&down);
+    // Where it tried, and the driver's reason; never the password.
     assert!(
-        err.starts_with("keyward: DATABASE_URL: cannot migrate the database"),
+        err.starts_with(
+            "keyward: DATABASE_URL: cannot migrate the database 'x' as 'u' at 127.0.0.1:1"
+        ),
         "{err}"
     );
+    assert!(err.to_lowercase().contains("refused"), "{err}");
     assert!(
         !err.contains("secret-pw"),
         "the password never reaches output"
+    );
+
+    // A log filter that would silence Keyward is refused; a misspelt setting is named, with the
+    // closest real one, and the command goes on.
+    let silent = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .arg("migrate")
+        .env("DATABASE_URL", "postgres://u:p@127.0.0.1:1/x")
+        .env("KEYWARD_LOG", "verbose")
+        .output()
+        .unwrap();
+    assert_eq!(silent.status.code(), Some(2));
+    assert!(stderr(&silent).starts_with("keyward: KEYWARD_LOG:"));
+    let typo = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .arg("migrate")
+        .env("DATABASE_URL", "postgres://u:p@127.0.0.1:1/x")
+        .env("KEYWARD_SMTP_UR", "smtp://mail.example.com")
+        .output()
+        .unwrap();
+    let err = stderr(&typo);
+    assert!(
+        err.contains(
+            "keyward: warning: KEYWARD_SMTP_UR is not a setting and is ignored; did you mean KEYWARD_SMTP_URL?"
+        ),
+        "{err}"
     );
 }
 

@@ -220,7 +220,7 @@ const MIGRATION_LOCK: i64 = 0x6b77_6d69_6772_6174;
 /// runtime (the harness blocks in place).
 pub async fn run_migrations(database_url: &str) -> anyhow::Result<usize> {
     use diesel_async::RunQueryDsl;
-    let mut conn = AsyncPgConnection::establish(database_url).await?;
+    let mut conn = establish(database_url).await?;
     diesel::sql_query("SELECT pg_advisory_lock($1)")
         .bind::<diesel::sql_types::BigInt, _>(MIGRATION_LOCK)
         .execute(&mut conn)
@@ -232,9 +232,38 @@ pub async fn run_migrations(database_url: &str) -> anyhow::Result<usize> {
     Ok(applied.len())
 }
 
+/// One connection for a command; when it fails, the reason the network gives too: the driver
+/// says only "error connecting to server" (its cause is lost in diesel's string).
+pub async fn establish(database_url: &str) -> anyhow::Result<AsyncPgConnection> {
+    match AsyncPgConnection::establish(database_url).await {
+        Ok(conn) => Ok(conn),
+        Err(e) => match unreachable_because(database_url).await {
+            Some(why) => Err(anyhow::anyhow!("{e}: {why}")),
+            None => Err(e.into()),
+        },
+    }
+}
+
+/// Why the database's host and port cannot be reached over TCP, if they cannot.
+pub async fn unreachable_because(database_url: &str) -> Option<String> {
+    let url = url::Url::parse(database_url).ok()?;
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    let port = url.port().unwrap_or(5432);
+    let probe = tokio::net::TcpStream::connect((host.as_str(), port));
+    match tokio::time::timeout(std::time::Duration::from_secs(5), probe).await {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(e.to_string()),
+        Err(_) => Some("no answer within 5 s".to_owned()),
+    }
+}
+
 /// The migrations this binary has that the database has not applied yet, by name.
 pub async fn pending_migrations(database_url: &str) -> anyhow::Result<Vec<String>> {
-    let conn = AsyncPgConnection::establish(database_url).await?;
+    let conn = establish(database_url).await?;
     let mut harness = AsyncMigrationHarness::new(conn);
     let pending = harness
         .pending_migrations(MIGRATIONS)
