@@ -140,6 +140,7 @@ mod layering {
             "db",
             "housekeeping",
             "keys",
+            "mail",
             "metrics",
             "oauth",
             "rate_limits",

@@ -101,7 +101,7 @@ mod tests {
         for bad in [
             "verbose",
             "hyper=debug",
-            "tower_http=trace,axum=debug",
+            "tower_http=trace,h2=debug",
             "keyward=loud",
         ] {
             assert!(check_filter(bad).is_err(), "{bad}");

@@ -540,6 +540,7 @@ async fn consents_and_families_are_listed_and_ended_from_the_cli_in_json() {
     let why = json(&["tokens", "why", refresh, "--json"]);
     assert_eq!(why["client_id"], "web");
     assert_eq!(why["revoked_at"], Value::Null);
+
     assert_eq!(
         json(&["tokens", "revoke", refresh, "--json"])["revoked"],
         true
@@ -573,6 +574,7 @@ async fn consents_and_families_are_listed_and_ended_from_the_cli_in_json() {
     // The other commands answer in JSON too.
     let roles = json(&["users", "set-roles", "alice", "--role", "admin", "--json"]);
     assert_eq!(roles["roles"], serde_json::json!(["admin"]));
+
     let rotated = json(&["clients", "rotate-secret", "web", "--json"]);
     assert!(
         rotated["client_secret"]
@@ -715,4 +717,53 @@ async fn each_user_command_leaves_exactly_one_audit_event() {
     );
     assert!(!out.status.success());
     assert_eq!(user_events(&app, id).await.len(), steps.len());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_tokens_are_explained_and_users_shown_from_the_cli() {
+    use serde_json::Value;
+    let app = TestApp::spawn().await;
+    app.create_user("alice", GOOD_PASSWORD).await;
+    let web = app
+        .register_client("web", crate::support::endpoints::refreshing())
+        .await;
+    let json = |args: &[&str]| -> Value {
+        let out = keyward(&app, args, "");
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        serde_json::from_str(&stdout(&out)).unwrap()
+    };
+    let first = app.tokens_for(&web, "openid offline_access").await;
+    let refresh = first["refresh_token"].as_str().unwrap();
+    let access = first["access_token"].as_str().unwrap();
+    // An access token leads to its family; a machine's token is from none.
+    let why = json(&["tokens", "why", refresh, "--json"]);
+    assert_eq!(
+        json(&["tokens", "why", access, "--json"])["family"],
+        why["family"]
+    );
+    let machine_spec = crate::support::oauth::ClientSpec {
+        grants: vec!["client_credentials"],
+        scopes: "notes:read",
+        ..crate::support::oauth::ClientSpec::default()
+    };
+    let machine = app.register_client("machine", machine_spec).await;
+    let issued: Value = app
+        .token_request(&machine, &[("grant_type", "client_credentials")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let token = issued["access_token"].as_str().unwrap();
+    let own = json(&["tokens", "why", token, "--json"]);
+    assert_eq!(own["family"], Value::Null, "{own}");
+    assert_eq!(own["client_id"], "machine");
+    assert_eq!(own["revoked"], false);
+
+    // Roles read back, with the address's state and where she is signed in.
+    json(&["users", "set-roles", "alice", "--role", "admin", "--json"]);
+    let shown = json(&["users", "show", "alice", "--json"]);
+    assert_eq!(shown["roles"], serde_json::json!(["admin"]));
+    assert_eq!(shown["email_verified"], false);
+    assert_eq!(shown["sessions"].as_array().unwrap().len(), 1, "{shown}");
+    assert_eq!(shown["sessions"][0]["ip"], "127.0.0.1");
 }

@@ -34,6 +34,15 @@ pub enum UsersCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Show one user: id, email (and whether it is verified), status, roles, and where they are
+    /// signed in.
+    Show {
+        /// The username.
+        username: String,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// List users: id, username, email, status, created_at (tab-separated), or JSON.
     List {
         /// Print a JSON array instead.
@@ -148,6 +157,7 @@ pub async fn run(cmd: UsersCommand, config: &Config, now: OffsetDateTime) -> any
             send_reset(conn, config, &username, json, now).await
         }
         UsersCommand::List { json } => list(conn, json).await,
+        UsersCommand::Show { username, json } => show(conn, &username, json, now).await,
         UsersCommand::Disable { username, json } => {
             let user = find_user(conn, &username).await?;
             let changed = users::update_disabled(conn, user.id, &Actor::cli(), now).await?;
@@ -354,6 +364,62 @@ async fn set_password(
         &serde_json::json!({ "username": user.username, "password_set": true }),
         &message,
     )
+}
+
+/// `users show`: the record, its roles, and its signed-in browsers.
+async fn show(
+    conn: &mut AsyncPgConnection,
+    username: &str,
+    json: bool,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    let user = find_user(conn, username).await?;
+    let sessions = crate::sessions::store::list_for_user(conn, user.id, now).await?;
+    let at = |t: Option<OffsetDateTime>| t.and_then(|t| t.format(&Rfc3339).ok());
+    if json {
+        let mut out = user_json(&user);
+        out["email_verified"] = user.email_verified().into();
+        out["roles"] = serde_json::json!(user.roles);
+        out["sessions"] = sessions
+            .iter()
+            .map(|s| {
+                serde_json::json!({
+                    "device": s.device,
+                    "ip": s.ip,
+                    "signed_in_at": at(s.signed_in_at),
+                    "last_seen_at": at(s.last_seen_at),
+                })
+            })
+            .collect();
+        out!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    out!("id\t{}", user.id);
+    out!("username\t{}", user.username);
+    let verified = if user.email_verified() {
+        "verified"
+    } else {
+        "not verified"
+    };
+    match &user.email {
+        Some(email) => out!("email\t{email}\t{verified}"),
+        None => out!("email\t-"),
+    }
+    out!("status\t{}", status(&user));
+    out!("roles\t{}", user.roles.join(" "));
+    out!(
+        "created_at\t{}",
+        at(Some(user.created_at)).unwrap_or_default()
+    );
+    for s in &sessions {
+        out!(
+            "session\t{}\t{}\t{}",
+            s.device.as_deref().unwrap_or("-"),
+            s.ip.as_deref().unwrap_or("-"),
+            at(s.last_seen_at).unwrap_or_default()
+        );
+    }
+    Ok(())
 }
 
 fn status(u: &User) -> &'static str {

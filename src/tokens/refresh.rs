@@ -291,6 +291,19 @@ pub async fn insert_access_token(
         .map(|_| ())
 }
 
+/// The family an access token was issued in, if it was issued in one (and is still recorded).
+pub async fn family_of_access_token(
+    conn: &mut AsyncPgConnection,
+    jti: Uuid,
+) -> QueryResult<Option<Uuid>> {
+    family_access_tokens::table
+        .find(jti)
+        .select(family_access_tokens::family_id)
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// Finds a token by its hash.
 pub async fn find_token(
     conn: &mut AsyncPgConnection,
