@@ -532,3 +532,16 @@ async fn only_a_server_on_an_empty_key_store_creates_a_kek_file() {
     drop(first);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_kid_starting_with_a_dash_is_a_kid_not_an_option() {
+    // Thumbprints are base64url: one in 64 starts with '-'.
+    let app = TestApp::spawn().await;
+    let out = keyward(&app, &["keys", "revoke", "-Vq3x", "--reason", "test"], "");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        !stderr(&out).contains("unexpected argument"),
+        "{}",
+        stderr(&out)
+    );
+}

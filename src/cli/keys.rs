@@ -37,7 +37,8 @@ pub enum KeysCommand {
     },
     /// Withdraw a key from the JWKS at once; if it was signing, the next key takes over.
     Revoke {
-        /// The key's kid.
+        /// The key's kid (a thumbprint may start with `-`).
+        #[arg(allow_hyphen_values = true)]
         kid: String,
         /// Why (kept in the audit trail).
         #[arg(long)]

@@ -192,6 +192,19 @@ impl TestApp {
         App::build(config, self.clock().clone()).await
     }
 
+    /// A connection from the app's pool for a fixture, waiting while the app's own background
+    /// work holds them all (tests with a tiny pool), never for a fixed time.
+    pub async fn conn(&self) -> keyward::db::PooledConn {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            match keyward::db::connect(&self.state.db).await {
+                Ok(conn) => return conn,
+                Err(keyward::db::DbError::Exhausted) if tokio::time::Instant::now() < deadline => {}
+                Err(e) => panic!("connection: {e:?}"),
+            }
+        }
+    }
+
     /// A second, independent browser (its own cookies).
     pub fn new_browser(&self) -> Browser {
         Browser::new(&self.base)
@@ -206,9 +219,7 @@ impl TestApp {
     pub async fn create_user(&self, username: &str, password: &str) -> User {
         let username = Username::parse(username).expect("valid username");
         let hash = self.state.hasher.hash(password).await.expect("hash");
-        let mut conn = keyward::db::connect(&self.state.db)
-            .await
-            .expect("connection");
+        let mut conn = self.conn().await;
         users::insert(
             &mut conn,
             &NewUser::new(&username, None, &hash, self.clock().now()),
@@ -227,9 +238,7 @@ impl TestApp {
 
     /// The user called `username`, if there is one.
     pub async fn find_user_named(&self, username: &str) -> Option<User> {
-        let mut conn = keyward::db::connect(&self.state.db)
-            .await
-            .expect("connection");
+        let mut conn = self.conn().await;
         let name = Username::parse(username).expect("valid username");
         users::find_by_username(&mut conn, &name)
             .await
@@ -238,9 +247,7 @@ impl TestApp {
 
     /// Reads a user back from the database.
     pub async fn find_user(&self, id: uuid::Uuid) -> Option<User> {
-        let mut conn = keyward::db::connect(&self.state.db)
-            .await
-            .expect("connection");
+        let mut conn = self.conn().await;
         users::find(&mut conn, id).await.expect("query")
     }
 

@@ -106,9 +106,7 @@ impl TestApp {
             created_at: now,
             updated_at: now,
         };
-        let mut conn = keyward::db::connect(&self.state.db)
-            .await
-            .expect("connection");
+        let mut conn = self.conn().await;
         clients::insert(&mut conn, &new)
             .await
             .expect("insert client");
