@@ -9,32 +9,9 @@ use crate::support::oauth::{ClientSpec, claims_of};
 use crate::support::smtp::{Mail, SmtpSink};
 use crate::support::{Browser, GOOD_PASSWORD, TestApp, assert_see_other, location};
 
-async fn app_with_mail(sink: &SmtpSink, extra: &[(&'static str, &str)]) -> TestApp {
-    let url = sink.url();
-    let mut settings = vec![
-        ("KEYWARD_SMTP_URL", url.as_str()),
-        ("KEYWARD_MAIL_FROM", "Keyward <no-reply@keyward.test>"),
-    ];
-    settings.extend_from_slice(extra);
-    TestApp::spawn_with(&settings).await
-}
-
 /// The eight digits of a verification mail, and its link.
 fn code_and_link(mail: &Mail) -> (String, String) {
-    let text = mail.text.as_deref().expect("a text part");
-    let shown = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Your code: "))
-        .expect("the code line");
-    let code: String = shown.chars().filter(char::is_ascii_digit).collect();
-    assert_eq!(code.len(), 8, "{shown}");
-    let link = text
-        .lines()
-        .find(|l| l.contains("/verify-email?code="))
-        .expect("the link")
-        .trim()
-        .to_owned();
-    (code, link)
+    (mail.code(), mail.link().expect("the link"))
 }
 
 /// Posts `code` on the verify page of `browser`.
@@ -76,7 +53,7 @@ async fn user_named(app: &TestApp, name: &str) -> keyward::users::User {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_mailed_code_proves_the_address_once_and_tokens_then_say_so() {
     let sink = SmtpSink::start().await;
-    let app = app_with_mail(&sink, &[]).await;
+    let app = TestApp::with_mail(&sink, &[]).await;
     // A forged Host never reaches a mailed link: links are built from the issuer.
     let csrf = app.browser.csrf("/signup").await;
     let resp = app
@@ -158,7 +135,7 @@ async fn a_mailed_code_proves_the_address_once_and_tokens_then_say_so() {
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_expired_and_replaced_codes_fail_and_resending_is_limited() {
     let sink = SmtpSink::start().await;
-    let app = app_with_mail(&sink, &[("KEYWARD_LIMIT_MAIL_PER_ACCOUNT", "3/1h")]).await;
+    let app = TestApp::with_mail(&sink, &[("KEYWARD_LIMIT_MAIL_PER_ACCOUNT", "3/1h")]).await;
     let resp = app
         .browser
         .sign_up("bob", "bob@example.com", GOOD_PASSWORD)
@@ -223,7 +200,7 @@ async fn wrong_expired_and_replaced_codes_fail_and_resending_is_limited() {
 #[tokio::test(flavor = "multi_thread")]
 async fn with_verification_required_a_sign_in_finishes_only_after_the_code() {
     let sink = SmtpSink::start().await;
-    let app = app_with_mail(&sink, &[("KEYWARD_EMAIL_VERIFICATION", "required")]).await;
+    let app = TestApp::with_mail(&sink, &[("KEYWARD_EMAIL_VERIFICATION", "required")]).await;
     // An address is needed to sign up at all.
     let none = app.new_browser().sign_up("nomail", "", GOOD_PASSWORD).await;
     assert_eq!(none.status(), StatusCode::UNPROCESSABLE_ENTITY);
@@ -283,7 +260,7 @@ async fn with_verification_required_a_sign_in_finishes_only_after_the_code() {
 #[tokio::test(flavor = "multi_thread")]
 async fn signing_up_with_a_verified_address_answers_as_for_a_new_one_and_tells_only_its_owner() {
     let sink = SmtpSink::start().await;
-    let app = app_with_mail(&sink, &[]).await;
+    let app = TestApp::with_mail(&sink, &[]).await;
     app.browser
         .sign_up("owner", "owner@example.com", GOOD_PASSWORD)
         .await;
@@ -319,7 +296,7 @@ async fn signing_up_with_a_verified_address_answers_as_for_a_new_one_and_tells_o
 #[tokio::test(flavor = "multi_thread")]
 async fn people_sign_in_with_the_names_the_setting_accepts_and_lockouts_count_what_was_typed() {
     let sink = SmtpSink::start().await;
-    let app = app_with_mail(&sink, &[("KEYWARD_SIGN_IN_IDENTIFIER", "either")]).await;
+    let app = TestApp::with_mail(&sink, &[("KEYWARD_SIGN_IN_IDENTIFIER", "either")]).await;
     let page = app.new_browser().get("/signin").await.text().await.unwrap();
     assert!(page.contains(">Username or email</label>"), "{page}");
     app.browser
@@ -375,7 +352,7 @@ async fn people_sign_in_with_the_names_the_setting_accepts_and_lockouts_count_wh
         ("username", "erin@example.com", "erin"),
         ("email", "erin", "erin@example.com"),
     ] {
-        let other = app_with_mail(&sink, &[("KEYWARD_SIGN_IN_IDENTIFIER", setting)]).await;
+        let other = TestApp::with_mail(&sink, &[("KEYWARD_SIGN_IN_IDENTIFIER", setting)]).await;
         other
             .browser
             .sign_up("erin", "erin@example.com", GOOD_PASSWORD)
@@ -391,7 +368,7 @@ async fn people_sign_in_with_the_names_the_setting_accepts_and_lockouts_count_wh
 async fn with_the_smtp_server_down_sign_up_succeeds_and_the_code_arrives_when_it_is_back() {
     let mut sink = SmtpSink::start().await;
     sink.stop().await;
-    let app = app_with_mail(&sink, &[]).await;
+    let app = TestApp::with_mail(&sink, &[]).await;
     let resp = app
         .browser
         .sign_up("frank", "frank@example.com", GOOD_PASSWORD)

@@ -195,32 +195,9 @@ async fn past_the_sign_in_limit_a_new_chromium_solves_the_proof_of_work_and_sign
 /// The newest mail to `to` whose subject ends with `subject`, once there are more than `seen`:
 /// its code (the eight digits after "Your code: ") and its link.
 async fn next_mail(sink: &SmtpSink, to: &str, subject: &str, seen: usize) -> Value {
-    loop {
-        let found: Vec<_> = sink
-            .mails()
-            .into_iter()
-            .filter(|m| m.envelope_to.iter().any(|t| t == to) && m.subject.ends_with(subject))
-            .collect();
-        if let Some(mail) = found.get(seen) {
-            let text = mail.text.clone().unwrap_or_default();
-            let code: String = text
-                .lines()
-                .find_map(|l| l.strip_prefix("Your code: "))
-                .unwrap_or_default()
-                .chars()
-                .filter(char::is_ascii_digit)
-                .collect();
-            let link = text
-                .lines()
-                .find(|l| l.contains('?') && l.contains("code="))
-                .unwrap_or_default()
-                .trim()
-                .to_owned();
-            return json!({ "code": code, "link": link });
-        }
-        // The script waits for the mail as a person would; the sink is polled until it lands.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let mails = sink.wait_for_about(to, subject, seen + 1).await;
+    let mail = &mails[seen];
+    json!({ "code": mail.code(), "link": mail.link().unwrap_or_default() })
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -23,16 +23,6 @@ fn letter(to: &str, n: usize) -> Letter {
     }
 }
 
-async fn app_sending_to(sink: &SmtpSink, extra: &[(&'static str, &str)]) -> TestApp {
-    let url = sink.url();
-    let mut settings = vec![
-        ("KEYWARD_SMTP_URL", url.as_str()),
-        ("KEYWARD_MAIL_FROM", "Keyward Tests <no-reply@keyward.test>"),
-    ];
-    settings.extend_from_slice(extra);
-    TestApp::spawn_with(&settings).await
-}
-
 /// Queues `letter` in a transaction of its own, as an operation would in its own.
 async fn enqueue(app: &TestApp, letter: &Letter) {
     let mut conn = app.state.conn().await.unwrap();
@@ -88,7 +78,7 @@ async fn metrics(app: &TestApp) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_committed_letter_arrives_once_and_a_rolled_back_one_never_exists() {
     let sink = SmtpSink::start().await;
-    let app = app_sending_to(&sink, &[]).await;
+    let app = TestApp::with_mail(&sink, &[]).await;
     let now = app.clock().now();
     let outbox = app.state.courier.outbox();
     // Queued, then the operation that caused it fails: nothing was ever there to send.
@@ -107,7 +97,7 @@ async fn a_committed_letter_arrives_once_and_a_rolled_back_one_never_exists() {
     enqueue(&app, &letter("b@example.com", 2)).await;
     let mail = sink.wait_for_mail_to("b@example.com").await;
     assert_eq!(mail.subject, "Letter 2");
-    assert_eq!(mail.from, "Keyward Tests <no-reply@keyward.test>");
+    assert_eq!(mail.from, "Keyward <no-reply@keyward.test>");
     assert_eq!(mail.to, "b@example.com");
     assert_eq!(
         mail.text.as_deref().map(str::trim_end),
@@ -133,7 +123,7 @@ async fn a_committed_letter_arrives_once_and_a_rolled_back_one_never_exists() {
 async fn a_waiting_letter_is_sealed_and_survives_an_smtp_outage() {
     let mut sink = SmtpSink::start().await;
     sink.stop().await;
-    let app = app_sending_to(&sink, &[]).await;
+    let app = TestApp::with_mail(&sink, &[]).await;
     enqueue(&app, &letter("c@example.com", 3)).await;
     let rows = wait_for_outbox(&app, "a failed attempt is recorded", |rows| {
         rows.first().is_some_and(|r| r.last_error.is_some())
@@ -162,7 +152,7 @@ async fn a_waiting_letter_is_sealed_and_survives_an_smtp_outage() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refused_letter_and_one_failing_past_the_retry_period_are_given_up_and_audited() {
     let mut sink = SmtpSink::start().await;
-    let app = app_sending_to(&sink, &[("KEYWARD_MAIL_RETRY_FOR", "10m")]).await;
+    let app = TestApp::with_mail(&sink, &[("KEYWARD_MAIL_RETRY_FOR", "10m")]).await;
     // A 550 is final: no retry.
     enqueue(&app, &letter("reject-me@example.com", 4)).await;
     wait_for_outbox(&app, "the refused mail is given up", <[Row]>::is_empty).await;
@@ -201,7 +191,7 @@ async fn a_refused_letter_and_one_failing_past_the_retry_period_are_given_up_and
 #[tokio::test(flavor = "multi_thread")]
 async fn two_instances_deliver_every_letter_exactly_once() {
     let sink = SmtpSink::start().await;
-    let app = app_sending_to(&sink, &[]).await;
+    let app = TestApp::with_mail(&sink, &[]).await;
     let other = app.another_instance(&[]).await;
     for n in 0..60 {
         let on = if n % 2 == 0 { &app } else { &other };
@@ -239,7 +229,7 @@ async fn without_smtp_mail_lands_in_files_only_the_owner_reads() {
 #[tokio::test(flavor = "multi_thread")]
 async fn mail_test_reaches_a_real_smtp_server_and_a_refusal_exits_non_zero() {
     let sink = SmtpSink::start().await;
-    let app = app_sending_to(&sink, &[("KEYWARD_PRODUCT_NAME", "Acme ID")]).await;
+    let app = TestApp::with_mail(&sink, &[("KEYWARD_PRODUCT_NAME", "Acme ID")]).await;
     let out = keyward(&app, &["mail", "test", "ops@example.com", "--json"], "");
     assert!(out.status.success(), "{}", stderr(&out));
     let report: Value = serde_json::from_str(&stdout(&out)).unwrap();

@@ -11,31 +11,9 @@ use crate::support::{Browser, GOOD_PASSWORD, TestApp, assert_see_other, location
 
 const NEW_PASSWORD: &str = "a brand new battery staple";
 
-async fn app_with_mail(sink: &SmtpSink, extra: &[(&'static str, &str)]) -> TestApp {
-    let url = sink.url();
-    let mut settings = vec![
-        ("KEYWARD_SMTP_URL", url.as_str()),
-        ("KEYWARD_MAIL_FROM", "Keyward <no-reply@keyward.test>"),
-    ];
-    settings.extend_from_slice(extra);
-    TestApp::spawn_with(&settings).await
-}
-
 /// The code of a reset mail and its link.
 fn code_and_link(mail: &Mail) -> (String, String) {
-    let text = mail.text.as_deref().expect("a text part");
-    let shown = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Your code: "))
-        .expect("the code line");
-    let code: String = shown.chars().filter(char::is_ascii_digit).collect();
-    let link = text
-        .lines()
-        .find(|l| l.contains("/reset-password?"))
-        .expect("the link")
-        .trim()
-        .to_owned();
-    (code, link)
+    (mail.code(), mail.link().expect("the link"))
 }
 
 async fn ask_for_reset(browser: &Browser, identifier: &str) -> reqwest::Response {
@@ -73,29 +51,18 @@ async fn reset(
 fn mails_to(sink: &SmtpSink, to: &str, subject_end: &str) -> Vec<Mail> {
     sink.mails()
         .into_iter()
-        .filter(|m| m.envelope_to.iter().any(|t| t == to) && m.subject.ends_with(subject_end))
+        .filter(|m| m.is(to, subject_end))
         .collect()
 }
 
 async fn wait_for(sink: &SmtpSink, to: &str, subject_end: &str, count: usize) -> Vec<Mail> {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(300);
-    loop {
-        let found = mails_to(sink, to, subject_end);
-        if found.len() >= count {
-            return found;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no '{subject_end}' mail to {to}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    sink.wait_for_about(to, subject_end, count).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_mailed_code_sets_a_new_password_and_ends_everything_issued_before() {
     let sink = SmtpSink::start().await;
-    let app = app_with_mail(&sink, &[]).await;
+    let app = TestApp::with_mail(&sink, &[]).await;
     let signed_up = app
         .browser
         .sign_up("alice", "alice@example.com", GOOD_PASSWORD)
@@ -179,7 +146,7 @@ async fn a_mailed_code_sets_a_new_password_and_ends_everything_issued_before() {
 #[tokio::test(flavor = "multi_thread")]
 async fn known_and_unknown_accounts_get_the_same_answer_and_the_same_statements() {
     let sink = SmtpSink::start().await;
-    let app = app_with_mail(&sink, &[]).await;
+    let app = TestApp::with_mail(&sink, &[]).await;
     app.browser
         .sign_up("alice", "alice@example.com", GOOD_PASSWORD)
         .await;
@@ -253,7 +220,7 @@ fn url_encoded(s: &str) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn reset_codes_expire_wrong_tries_end_them_and_requests_are_limited() {
     let sink = SmtpSink::start().await;
-    let app = app_with_mail(&sink, &[("KEYWARD_LIMIT_MAIL_PER_ACCOUNT", "3/1h")]).await;
+    let app = TestApp::with_mail(&sink, &[("KEYWARD_LIMIT_MAIL_PER_ACCOUNT", "3/1h")]).await;
     app.browser
         .sign_up("bob", "bob@example.com", GOOD_PASSWORD)
         .await;
@@ -299,7 +266,7 @@ async fn reset_codes_expire_wrong_tries_end_them_and_requests_are_limited() {
 async fn operators_create_vouched_addresses_and_send_resets_that_people_finish_on_the_page() {
     use crate::support::cli::{keyward, stderr, stdout};
     let sink = SmtpSink::start().await;
-    let app = app_with_mail(&sink, &[]).await;
+    let app = TestApp::with_mail(&sink, &[]).await;
     let password = format!("{GOOD_PASSWORD}\n");
     let created = keyward(
         &app,

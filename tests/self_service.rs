@@ -11,15 +11,6 @@ use crate::support::{Browser, GOOD_PASSWORD, TestApp, assert_see_other};
 
 const NEW_PASSWORD: &str = "a brand new battery staple";
 
-async fn app_with_mail(sink: &SmtpSink) -> TestApp {
-    let url = sink.url();
-    TestApp::spawn_with(&[
-        ("KEYWARD_SMTP_URL", url.as_str()),
-        ("KEYWARD_MAIL_FROM", "Keyward <no-reply@keyward.test>"),
-    ])
-    .await
-}
-
 async fn post(browser: &Browser, page: &str, fields: &[(&str, &str)]) -> reqwest::Response {
     let csrf = browser.csrf(page).await;
     let mut form = vec![("csrf", csrf.as_str())];
@@ -28,30 +19,11 @@ async fn post(browser: &Browser, page: &str, fields: &[(&str, &str)]) -> reqwest
 }
 
 fn code_of(mail: &Mail) -> String {
-    let text = mail.text.as_deref().unwrap();
-    let shown = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Your code: "))
-        .expect("a code");
-    shown.chars().filter(char::is_ascii_digit).collect()
+    mail.code()
 }
 
 async fn mail_about(sink: &SmtpSink, to: &str, subject_end: &str) -> Mail {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(300);
-    loop {
-        let found = sink
-            .mails()
-            .into_iter()
-            .find(|m| m.envelope_to.iter().any(|t| t == to) && m.subject.ends_with(subject_end));
-        if let Some(mail) = found {
-            return mail;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no '{subject_end}' to {to}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    sink.wait_for_about(to, subject_end, 1).await.remove(0)
 }
 
 async fn user(app: &TestApp, name: &str) -> Option<keyward::users::User> {
@@ -65,7 +37,7 @@ async fn user(app: &TestApp, name: &str) -> Option<keyward::users::User> {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_password_keeps_this_browser_and_ends_every_other_sign_in() {
     let sink = SmtpSink::start().await;
-    let app = app_with_mail(&sink).await;
+    let app = TestApp::with_mail(&sink, &[]).await;
     app.browser
         .sign_up("alice", "alice@example.com", GOOD_PASSWORD)
         .await;
@@ -151,7 +123,7 @@ async fn a_new_password_keeps_this_browser_and_ends_every_other_sign_in() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_address_needs_the_password_and_its_code_and_the_old_one_is_told() {
     let sink = SmtpSink::start().await;
-    let app = app_with_mail(&sink).await;
+    let app = TestApp::with_mail(&sink, &[]).await;
     app.browser
         .sign_up("alice", "old@example.com", GOOD_PASSWORD)
         .await;
@@ -231,7 +203,7 @@ async fn a_new_address_needs_the_password_and_its_code_and_the_old_one_is_told()
 #[tokio::test(flavor = "multi_thread")]
 async fn deleting_the_own_account_needs_the_password_and_is_an_operator_delete() {
     let sink = SmtpSink::start().await;
-    let app = app_with_mail(&sink).await;
+    let app = TestApp::with_mail(&sink, &[]).await;
     app.browser.sign_up("alice", "", GOOD_PASSWORD).await;
     let client = app.register_client("web", refreshing()).await;
     let tokens: Value = app.tokens_for(&client, "openid offline_access").await;
@@ -274,7 +246,7 @@ fn handles_on(page: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_account_page_lists_where_one_is_signed_in_and_signs_other_browsers_out() {
     let sink = SmtpSink::start().await;
-    let app = app_with_mail(&sink).await;
+    let app = TestApp::with_mail(&sink, &[]).await;
     app.browser.sign_up("alice", "", GOOD_PASSWORD).await;
     let (laptop, phone) = (app.new_browser(), app.new_browser());
     for b in [&laptop, &phone] {

@@ -264,12 +264,7 @@ pub async fn mark_email_verified(
             .set((users::email_verified_at.eq(now), users::updated_at.eq(now)))
             .execute(conn)
             .await
-            .map_err(|e| match &e {
-                DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
-                    EmailTaken::Taken
-                }
-                _ => EmailTaken::Db(e),
-            })?;
+            .map_err(EmailTaken::from_update)?;
         if updated == 1 {
             let event = by.event("user.email_verified", now).user(user);
             crate::audit::insert(conn, &event).await?;
@@ -297,12 +292,7 @@ pub async fn change_email(
             ))
             .execute(conn)
             .await
-            .map_err(|e| match &e {
-                DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
-                    EmailTaken::Taken
-                }
-                _ => EmailTaken::Db(e),
-            })?;
+            .map_err(EmailTaken::from_update)?;
         crate::audit::insert(conn, &by.event("user.email_changed", now).user(user)).await?;
         Ok(())
     })
@@ -318,6 +308,17 @@ pub enum EmailTaken {
     /// The database failed.
     #[error(transparent)]
     Db(#[from] DieselError),
+}
+
+impl EmailTaken {
+    /// An update that made an address verified: the unique index on verified addresses refusing
+    /// it means another account has it.
+    fn from_update(e: DieselError) -> Self {
+        match &e {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => Self::Taken,
+            _ => Self::Db(e),
+        }
+    }
 }
 
 /// Finds a user by id.

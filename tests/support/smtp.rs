@@ -28,6 +28,44 @@ pub struct Mail {
     pub html: Option<String>,
 }
 
+impl Mail {
+    /// The eight digits after "Your code: " in the text part.
+    pub fn code(&self) -> String {
+        let text = self.text.as_deref().expect("a text part");
+        let shown = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Your code: "))
+            .expect("a code line");
+        shown.chars().filter(char::is_ascii_digit).collect()
+    }
+
+    /// The link that fills the code in, if the mail has one.
+    pub fn link(&self) -> Option<String> {
+        let text = self.text.as_deref()?;
+        text.lines()
+            .find(|l| l.starts_with("http") && l.contains("code="))
+            .map(|l| l.trim().to_owned())
+    }
+
+    /// Whether it went to `to` and its subject ends with `subject_end`.
+    pub fn is(&self, to: &str, subject_end: &str) -> bool {
+        self.envelope_to.iter().any(|t| t == to) && self.subject.ends_with(subject_end)
+    }
+}
+
+impl crate::support::TestApp {
+    /// An app sending mail to `sink`, with `extra` settings.
+    pub async fn with_mail(sink: &SmtpSink, extra: &[(&'static str, &str)]) -> Self {
+        let url = sink.url();
+        let mut settings = vec![
+            ("KEYWARD_SMTP_URL", url.as_str()),
+            ("KEYWARD_MAIL_FROM", "Keyward <no-reply@keyward.test>"),
+        ];
+        settings.extend_from_slice(extra);
+        Self::spawn_with(&settings).await
+    }
+}
+
 /// The server, its port and the directory of what it received.
 pub struct SmtpSink {
     child: Option<Child>,
@@ -95,6 +133,27 @@ impl SmtpSink {
                 tokio::time::Instant::now() < deadline,
                 "{} of {count} mails arrived",
                 mails.len()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The mails to `to` whose subject ends with `subject_end`, once there are `count`.
+    pub async fn wait_for_about(&self, to: &str, subject_end: &str, count: usize) -> Vec<Mail> {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(300);
+        loop {
+            let found: Vec<Mail> = self
+                .mails()
+                .into_iter()
+                .filter(|m| m.is(to, subject_end))
+                .collect();
+            if found.len() >= count {
+                return found;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} of {count} '{subject_end}' mails to {to}",
+                found.len()
             );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
