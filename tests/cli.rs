@@ -612,7 +612,7 @@ async fn check_reports_each_part_and_never_prints_a_secret() {
         .iter()
         .map(|c| c["check"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["database", "migrations", "keys", "clock"]);
+    assert_eq!(names, ["database", "migrations", "keys", "clock", "mail"]);
     assert!(report["settings"].as_str().unwrap().contains("issuer"));
     let url = url::Url::parse(&app.env["DATABASE_URL"]).unwrap();
     let mut secrets = vec![app.env["KEYWARD_KEK"].clone()];
@@ -646,7 +646,8 @@ async fn check_reports_each_part_and_never_prints_a_secret() {
             ("database", true),
             ("migrations", true),
             ("keys", false),
-            ("clock", true)
+            ("clock", true),
+            ("mail", true)
         ]
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains(wrong.as_str()));
@@ -766,4 +767,45 @@ async fn access_tokens_are_explained_and_users_shown_from_the_cli() {
     assert_eq!(shown["email_verified"], false);
     assert_eq!(shown["sessions"].as_array().unwrap().len(), 1, "{shown}");
     assert_eq!(shown["sessions"][0]["ip"], "127.0.0.1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn check_tells_whether_mail_can_leave() {
+    use serde_json::Value;
+    let mut sink = crate::support::smtp::SmtpSink::start().await;
+    let app = TestApp::with_mail(&sink, &[]).await;
+    let mail_check = |extra: &[(&str, &str)]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_keyward"))
+            .args(["check", "--json"])
+            .envs(app.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .envs(extra.iter().copied())
+            .output()
+            .unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let mail = report["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["check"] == "mail")
+            .unwrap()
+            .clone();
+        (out.status.code(), mail)
+    };
+    let (code, mail) = mail_check(&[]);
+    assert_eq!((code, &mail["ok"]), (Some(0), &Value::Bool(true)), "{mail}");
+    // An unreadable password file, then a server that is down: failed, and said why.
+    let (code, mail) = mail_check(&[("KEYWARD_SMTP_PASSWORD_FILE", "/nonexistent/smtp")]);
+    assert_eq!(code, Some(1));
+    let detail = mail["detail"].as_str().unwrap();
+    assert!(detail.contains("KEYWARD_SMTP_PASSWORD_FILE"), "{mail}");
+    sink.stop().await;
+    let (code, mail) = mail_check(&[]);
+    assert_eq!(code, Some(1));
+    assert!(
+        mail["detail"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be reached"),
+        "{mail}"
+    );
 }

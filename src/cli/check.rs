@@ -79,6 +79,39 @@ async fn check_clock(config: &Config, clock: &Clock) -> anyhow::Result<String> {
     Ok(format!("{offset} from the database's (at most {max})"))
 }
 
+/// Where mail goes, checked without sending: the password file can be read and the SMTP server
+/// answers on its port (`keyward mail test` sends a real mail).
+async fn check_mail(config: &Config) -> anyhow::Result<String> {
+    use crate::mail::transport::{Route, without_credentials};
+    match &config.mail.route {
+        Route::Files(dir) => Ok(format!(
+            "no SMTP server configured: mail is written as .eml files into {}",
+            std::path::absolute(dir)
+                .unwrap_or_else(|_| dir.clone())
+                .display()
+        )),
+        Route::Smtp { url, password_file } => {
+            if let Some(file) = password_file {
+                let password = std::fs::read_to_string(file).map_err(|e| {
+                    anyhow::anyhow!("KEYWARD_SMTP_PASSWORD_FILE {}: {e}", file.display())
+                })?;
+                anyhow::ensure!(
+                    !password.trim().is_empty(),
+                    "KEYWARD_SMTP_PASSWORD_FILE {} is empty",
+                    file.display()
+                );
+            }
+            let shown = without_credentials(url);
+            if let Some(why) = db::unreachable_because(url).await {
+                anyhow::bail!("KEYWARD_SMTP_URL {shown} cannot be reached: {why}");
+            }
+            Ok(format!(
+                "{shown} answers; `keyward mail test ADDRESS` sends a real mail"
+            ))
+        }
+    }
+}
+
 /// Runs every check; fails (exit 1) if any did, after printing them all.
 pub async fn run(config: &Config, json: bool) -> anyhow::Result<()> {
     let clock = Clock::system();
@@ -110,7 +143,8 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<()> {
     );
     let keys = verdict("keys", check_keys(config, &clock).await);
     let time = verdict("clock", check_clock(config, &clock).await);
-    let verdicts = [database, migrations, keys, time];
+    let mail = verdict("mail", check_mail(config).await);
+    let verdicts = [database, migrations, keys, time, mail];
     // Debug output redacts every secret (the database URL, an inline KEK).
     let settings = format!("{config:#?}");
     if json {

@@ -244,15 +244,21 @@ pub async fn establish(database_url: &str) -> anyhow::Result<AsyncPgConnection> 
     }
 }
 
-/// Why the database's host and port cannot be reached over TCP, if they cannot.
-pub async fn unreachable_because(database_url: &str) -> Option<String> {
-    let url = url::Url::parse(database_url).ok()?;
+/// Why the host and port of a service URL (the database's, the SMTP server's) cannot be reached
+/// over TCP, if they cannot.
+pub async fn unreachable_because(service_url: &str) -> Option<String> {
+    let url = url::Url::parse(service_url).ok()?;
     let host = url
         .host_str()?
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_owned();
-    let port = url.port().unwrap_or(5432);
+    let default_port = match url.scheme() {
+        "smtp" => 587,
+        "smtps" => 465,
+        _ => 5432,
+    };
+    let port = url.port().unwrap_or(default_port);
     let probe = tokio::net::TcpStream::connect((host.as_str(), port));
     match tokio::time::timeout(std::time::Duration::from_secs(5), probe).await {
         Ok(Ok(_)) => None,
