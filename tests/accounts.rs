@@ -41,15 +41,6 @@ async fn live_codes(app: &TestApp) -> i64 {
         .unwrap()
 }
 
-async fn user_named(app: &TestApp, name: &str) -> keyward::users::User {
-    let mut conn = app.state.conn().await.unwrap();
-    let username = keyward::users::name::Username::parse(name).unwrap();
-    keyward::users::find_by_username(&mut conn, &username)
-        .await
-        .unwrap()
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_mailed_code_proves_the_address_once_and_tokens_then_say_so() {
     let sink = SmtpSink::start().await;
@@ -94,7 +85,13 @@ async fn a_mailed_code_proves_the_address_once_and_tokens_then_say_so() {
         );
     }
     assert_eq!(live_codes(&app).await, 1, "a GET consumes nothing");
-    assert!(user_named(&app, "alice").await.email_verified_at.is_none());
+    assert!(
+        app.user_named("alice")
+            .await
+            .unwrap()
+            .email_verified_at
+            .is_none()
+    );
 
     // A wrong code is refused and counted; the right one proves the address.
     let wrong = submit_code(&app.browser, "00000000").await;
@@ -102,7 +99,7 @@ async fn a_mailed_code_proves_the_address_once_and_tokens_then_say_so() {
     assert!(wrong.text().await.unwrap().contains("4 more tries"));
     let spaced = format!("{} {}", &code[..4], &code[4..]);
     assert_see_other(&submit_code(&app.browser, &spaced).await, "/account");
-    let alice = user_named(&app, "alice").await;
+    let alice = app.user_named("alice").await.unwrap();
     assert!(alice.email_verified());
     assert_eq!(live_codes(&app).await, 0, "spent");
     let account = app.browser.get("/account").await.text().await.unwrap();
@@ -194,7 +191,7 @@ async fn wrong_expired_and_replaced_codes_fail_and_resending_is_limited() {
     let (sixth, _) = code_and_link(&sink.wait_for(6).await[5]);
     assert_see_other(&submit_code(&app.browser, &sixth).await, "/account");
     assert_eq!(sink.mails().len(), 6);
-    assert!(user_named(&app, "bob").await.email_verified());
+    assert!(app.user_named("bob").await.unwrap().email_verified());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -289,8 +286,8 @@ async fn signing_up_with_a_verified_address_answers_as_for_a_new_one_and_tells_o
     sink.wait_for_mail_to("new@example.com").await;
     assert_eq!(sink.mails().len(), 3);
     // The owner keeps the address.
-    assert!(user_named(&app, "owner").await.email_verified());
-    assert!(!user_named(&app, "stranger").await.email_verified());
+    assert!(app.user_named("owner").await.unwrap().email_verified());
+    assert!(!app.user_named("stranger").await.unwrap().email_verified());
 }
 
 #[tokio::test(flavor = "multi_thread")]

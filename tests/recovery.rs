@@ -126,19 +126,10 @@ async fn a_mailed_code_sets_a_new_password_and_ends_everything_issued_before() {
     let refreshed = app.refresh(&client, &rt(&tokens), None).await;
     assert_eq!(refreshed.status(), StatusCode::BAD_REQUEST);
     // The person then signs in as usual, with the new password only.
-    let fresh = app.new_browser();
-    assert_eq!(
-        fresh.sign_in("alice", GOOD_PASSWORD).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
-    assert_see_other(&fresh.sign_in("alice", NEW_PASSWORD).await, "/account");
+    app.assert_signs_in_only_with("alice", NEW_PASSWORD, GOOD_PASSWORD)
+        .await;
     // The code went to her address: it is proven now. And she is told.
-    let mut conn = app.state.conn().await.unwrap();
-    let username = keyward::users::name::Username::parse("alice").unwrap();
-    let alice = keyward::users::find_by_username(&mut conn, &username)
-        .await
-        .unwrap()
-        .unwrap();
+    let alice = app.user_named("alice").await.unwrap();
     assert!(alice.email_verified());
     wait_for(&sink, "alice@example.com", "your password was changed", 1).await;
 }

@@ -26,14 +26,6 @@ async fn mail_about(sink: &SmtpSink, to: &str, subject_end: &str) -> Mail {
     sink.wait_for_about(to, subject_end, 1).await.remove(0)
 }
 
-async fn user(app: &TestApp, name: &str) -> Option<keyward::users::User> {
-    let mut conn = app.state.conn().await.unwrap();
-    let username = keyward::users::name::Username::parse(name).unwrap();
-    keyward::users::find_by_username(&mut conn, &username)
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_new_password_keeps_this_browser_and_ends_every_other_sign_in() {
     let sink = SmtpSink::start().await;
@@ -100,12 +92,8 @@ async fn a_new_password_keeps_this_browser_and_ends_every_other_sign_in() {
     assert_see_other(&other.get("/account").await, "/signin");
     let refreshed = app.refresh(&client, &rt(&tokens), None).await;
     assert_eq!(refreshed.status(), StatusCode::BAD_REQUEST);
-    let fresh = app.new_browser();
-    assert_eq!(
-        fresh.sign_in("alice", GOOD_PASSWORD).await.status(),
-        StatusCode::UNAUTHORIZED
-    );
-    assert_see_other(&fresh.sign_in("alice", NEW_PASSWORD).await, "/account");
+    app.assert_signs_in_only_with("alice", NEW_PASSWORD, GOOD_PASSWORD)
+        .await;
     mail_about(&sink, "alice@example.com", "your password was changed").await;
 
     // Guessing the current password from a stolen session runs into the sign-in lockout.
@@ -152,7 +140,7 @@ async fn a_new_address_needs_the_password_and_its_code_and_the_old_one_is_told()
     assert!(notice.text.unwrap().contains("new@example.com"));
     // Until the code comes back the old address stays.
     assert_eq!(
-        user(&app, "alice").await.unwrap().email.as_deref(),
+        app.user_named("alice").await.unwrap().email.as_deref(),
         Some("old@example.com")
     );
     let bad = post(
@@ -164,7 +152,7 @@ async fn a_new_address_needs_the_password_and_its_code_and_the_old_one_is_told()
     assert_eq!(bad.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let done = post(&app.browser, "/account/email/confirm", &[("code", &code)]).await;
     assert_see_other(&done, "/account?changed=email");
-    let alice = user(&app, "alice").await.unwrap();
+    let alice = app.user_named("alice").await.unwrap();
     assert_eq!(alice.email.as_deref(), Some("new@example.com"));
     assert!(alice.email_verified(), "the code proved it");
     let again = post(&app.browser, "/account/email/confirm", &[("code", &code)]).await;
@@ -189,7 +177,7 @@ async fn a_new_address_needs_the_password_and_its_code_and_the_old_one_is_told()
     let taken = post(&app.browser, "/account/email/confirm", &[("code", &code)]).await;
     assert_eq!(taken.status(), StatusCode::CONFLICT);
     assert_eq!(
-        user(&app, "alice").await.unwrap().email.as_deref(),
+        app.user_named("alice").await.unwrap().email.as_deref(),
         Some("new@example.com")
     );
 
@@ -209,7 +197,7 @@ async fn deleting_the_own_account_needs_the_password_and_is_an_operator_delete()
     let tokens: Value = app.tokens_for(&client, "openid offline_access").await;
     let wrong = post(&app.browser, "/account/delete", &[("current", "nope")]).await;
     assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
-    assert!(user(&app, "alice").await.is_some());
+    assert!(app.user_named("alice").await.is_some());
     let gone = post(
         &app.browser,
         "/account/delete",
@@ -217,7 +205,7 @@ async fn deleting_the_own_account_needs_the_password_and_is_an_operator_delete()
     )
     .await;
     assert_see_other(&gone, "/signin?deleted=1");
-    assert!(user(&app, "alice").await.is_none());
+    assert!(app.user_named("alice").await.is_none());
     assert_see_other(&app.browser.get("/account").await, "/signin");
     let refreshed = app.refresh(&client, &rt(&tokens), None).await;
     assert_eq!(refreshed.status(), StatusCode::BAD_REQUEST);
@@ -286,7 +274,7 @@ async fn the_account_page_lists_where_one_is_signed_in_and_signs_other_browsers_
     let bob = app.new_browser();
     bob.sign_up("bob", "", GOOD_PASSWORD).await;
     let mut conn = app.state.conn().await.unwrap();
-    let bob_id = user(&app, "bob").await.unwrap().id;
+    let bob_id = app.user_named("bob").await.unwrap().id;
     let bobs = keyward::sessions::store::list_for_user(&mut conn, bob_id, app.clock().now())
         .await
         .unwrap();

@@ -135,9 +135,17 @@ fn refusal(error: ChangeError) -> Result<(StatusCode, String, Option<i64>), Page
     }
 }
 
-/// `page` with `status` and `Retry-After`.
-fn answer(page: impl IntoResponse, status: StatusCode, retry_after: Option<i64>) -> Response {
-    with_retry_after((status, page).into_response(), retry_after)
+/// The form again, built by `page` from a fresh CSRF token and the refusal in words, with the
+/// refusal's status and `Retry-After`.
+async fn refused<P: IntoResponse>(
+    session: &BrowserSession,
+    error: ChangeError,
+    page: impl FnOnce(String, String) -> P,
+) -> Result<Response, PageError> {
+    let (status, message, retry_after) = refusal(error)?;
+    let csrf = csrf::for_session(session).await?;
+    let response = (status, page(csrf, message)).into_response();
+    Ok(with_retry_after(response, retry_after))
 }
 
 /// `GET /account/password`.
@@ -182,13 +190,11 @@ pub async fn submit_password(
             Ok(see_other("/account?changed=password"))
         }
         Err(e) => {
-            let (status, message, retry_after) = refusal(e)?;
-            let csrf = csrf::for_session(&session).await?;
-            let page = PasswordPage {
+            refused(&session, e, |csrf, message| PasswordPage {
                 csrf,
                 error: Some(message),
-            };
-            Ok(answer(page, status, retry_after))
+            })
+            .await
         }
     }
 }
@@ -229,14 +235,14 @@ pub async fn submit_email(
     match self_service::request_email_change(with, user.id, asked, now).await {
         Ok(()) => Ok(see_other("/account/email/confirm")),
         Err(e) => {
-            let (status, message, retry_after) = refusal(e)?;
-            let page = EmailPage {
-                csrf: csrf::for_session(&session).await?,
+            let email = form.email.chars().take(254).collect();
+            refused(&session, e, |csrf, message| EmailPage {
+                csrf,
                 current: user.email,
-                email: form.email.chars().take(254).collect(),
+                email,
                 error: Some(message),
-            };
-            Ok(answer(page, status, retry_after))
+            })
+            .await
         }
     }
 }
@@ -272,13 +278,11 @@ pub async fn submit_email_confirm(
     {
         Ok(()) => Ok(see_other("/account?changed=email")),
         Err(e) => {
-            let (status, message, retry_after) = refusal(e)?;
-            let csrf = csrf::for_session(&session).await?;
-            let page = EmailConfirmPage {
+            refused(&session, e, |csrf, message| EmailConfirmPage {
                 csrf,
                 error: Some(message),
-            };
-            Ok(answer(page, status, retry_after))
+            })
+            .await
         }
     }
 }
@@ -320,13 +324,12 @@ pub async fn submit_delete(
             Ok(see_other("/signin?deleted=1"))
         }
         Err(e) => {
-            let (status, message, retry_after) = refusal(e)?;
-            let page = DeletePage {
-                csrf: csrf::for_session(&session).await?,
+            refused(&session, e, |csrf, message| DeletePage {
+                csrf,
                 username: user.username,
                 error: Some(message),
-            };
-            Ok(answer(page, status, retry_after))
+            })
+            .await
         }
     }
 }

@@ -264,11 +264,7 @@ pub struct SessionView {
 /// The handle of the session with this id.
 #[must_use]
 pub fn handle_of(id: &Id) -> String {
-    handle_of_hash(&id_hash(id))
-}
-
-fn handle_of_hash(hash: &TokenHash) -> String {
-    hash.short_hex()
+    id_hash(id).short_hex()
 }
 
 /// The live signed-in sessions of `user`, most recently used first.
@@ -287,7 +283,7 @@ pub async fn list_for_user(
     Ok(rows
         .into_iter()
         .map(|r| SessionView {
-            handle: handle_of_hash(&r.id_hash),
+            handle: r.id_hash.short_hex(),
             signed_in_at: r.signed_in_at,
             last_seen_at: r.last_seen_at,
             device: r.device,

@@ -205,6 +205,27 @@ impl TestApp {
         }
     }
 
+    /// A user read back by username.
+    pub async fn user_named(&self, name: &str) -> Option<User> {
+        let username = Username::parse(name).expect("valid username");
+        let mut conn = self.conn().await;
+        users::find_by_username(&mut conn, &username)
+            .await
+            .expect("query")
+    }
+
+    /// A new browser signs `name` in with `good` and is refused with `bad`.
+    pub async fn assert_signs_in_only_with(&self, name: &str, good: &str, bad: &str) {
+        let fresh = self.new_browser();
+        let refused = fresh.sign_in(name, bad).await;
+        assert_eq!(
+            refused.status(),
+            StatusCode::UNAUTHORIZED,
+            "{name} with {bad}"
+        );
+        assert_see_other(&fresh.sign_in(name, good).await, "/account");
+    }
+
     /// A second, independent browser (its own cookies).
     pub fn new_browser(&self) -> Browser {
         Browser::new(&self.base)
