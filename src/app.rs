@@ -155,6 +155,21 @@ impl AppState {
         }
     }
 
+    /// What a second factor typed at `ip` is checked with.
+    #[must_use]
+    pub fn factor_checks(
+        &self,
+        ip: std::net::IpAddr,
+    ) -> crate::oauth::second_factor::FactorChecks<'_> {
+        crate::oauth::second_factor::FactorChecks {
+            pool: &self.db,
+            kek: self.keys.kek(),
+            lockout: self.config.passwords.lockout,
+            mail: self.account_mail(),
+            ip,
+        }
+    }
+
     /// What a sign-in from `ip` is checked with and counted against, page or password grant.
     #[must_use]
     pub fn sign_in_checks(&self, ip: std::net::IpAddr) -> crate::oauth::sign_in::Checks<'_> {
@@ -168,6 +183,7 @@ impl AppState {
             metrics: &self.metrics,
             verification: self.config.mail.verification,
             identifiers: self.config.passwords.sign_in_identifier,
+            mfa: self.config.passwords.mfa,
         }
     }
 }

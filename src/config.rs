@@ -83,6 +83,7 @@ pub const SETTINGS: &[&str] = &[
     "KEYWARD_MAIL_RETRY_FOR",
     "KEYWARD_MAX_CLOCK_SKEW",
     "KEYWARD_METRICS_BIND",
+    "KEYWARD_MFA",
     "KEYWARD_PRODUCT_NAME",
     "KEYWARD_REFRESH_ABSOLUTE_TTL",
     "KEYWARD_REFRESH_IDLE_TTL",
@@ -279,6 +280,8 @@ pub struct PasswordSettings {
     pub sign_in_proof_bits: u8,
     /// `KEYWARD_SIGN_IN_IDENTIFIER`: what people type to name their account.
     pub sign_in_identifier: crate::users::name::Identifiers,
+    /// `KEYWARD_MFA`: whether everyone must sign in with a second factor.
+    pub mfa: crate::oauth::second_factor::Policy,
 }
 
 /// Browser sessions.
@@ -764,6 +767,11 @@ fn passwords(
         lockout: lockout(env, request_timeout)?,
         sign_in_proof_bits: sign_in_proof_bits(env)?,
         sign_in_identifier: crate::users::name::Identifiers::Username,
+        mfa: match env.get("KEYWARD_MFA") {
+            None => crate::oauth::second_factor::Policy::default(),
+            Some(raw) => crate::oauth::second_factor::Policy::parse(&raw)
+                .map_err(|m| ConfigError::new("KEYWARD_MFA", m))?,
+        },
     })
 }
 

@@ -15,7 +15,8 @@
 //! - [`cli`]: the operator's commands, on the same operations as the handlers.
 //! - [`oauth`]: parameters, client authentication, sign-in and sign-up, one file per grant,
 //!   authorization requests, the access-token check, userinfo, introspection, revocation, logout.
-//! - [`users`]: accounts, names and roles, password rules and hashing, consents, lockout, devices.
+//! - [`users`]: accounts, names and roles, password rules and hashing, second factors (TOTP,
+//!   recovery codes), consents, lockout, devices.
 //! - [`clients`]: relying parties, their registration rules, exact redirect URIs, hashed secrets.
 //! - [`tokens`]: opaque secrets and their hashes, codes, refresh families, JWTs, revoked list.
 //! - [`keys`]: sealed signing keys on a published schedule, the in-memory signer and the JWKS.
@@ -24,11 +25,12 @@
 //!   sign-in page's proofs of work past them.
 //! - [`mail`]: letters from templates, the transactional outbox, delivery over SMTP or to files.
 //! - [`db`], [`audit`], [`housekeeping`]: the pool and schema, the audit trail, expiry cleanup.
-//! - [`config`], [`clock`], [`crypto`], [`scope`], [`metrics`], [`telemetry`], [`error`]:
-//!   plumbing and leaves.
+//! - [`config`], [`clock`], [`crypto`], [`scope`], [`auth_methods`], [`metrics`], [`telemetry`],
+//!   [`error`]: plumbing and leaves.
 
 pub mod app;
 pub mod audit;
+pub mod auth_methods;
 pub mod cli;
 pub mod clients;
 pub mod clock;
@@ -132,6 +134,7 @@ mod layering {
     fn only_app_error_and_http_know_axum() {
         let all = [
             "audit",
+            "auth_methods",
             "cli",
             "clients",
             "clock",

@@ -28,6 +28,7 @@ mod password_grant;
 mod recovery;
 mod refresh;
 mod robustness;
+mod second_factor;
 mod security;
 mod self_service;
 mod walkthrough;

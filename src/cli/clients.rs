@@ -94,6 +94,10 @@ pub struct CreateArgs {
     /// Operated by you: people are not asked for consent.
     #[arg(long)]
     first_party: bool,
+    /// Its users must prove a second factor (an authenticator app) to sign in to it; those
+    /// without one set one up at sign-in.
+    #[arg(long)]
+    require_mfa: bool,
     /// Exact post-logout redirect URI; repeat for several.
     #[arg(long = "post-logout-redirect-uri")]
     post_logout_redirect_uris: Vec<String>,
@@ -151,6 +155,9 @@ pub struct UpdateArgs {
     /// Whether it is operated by you (people are not asked for consent).
     #[arg(long, value_name = "true|false")]
     first_party: Option<bool>,
+    /// Whether its users must prove a second factor to sign in to it.
+    #[arg(long, value_name = "true|false")]
+    require_mfa: Option<bool>,
     /// Print the client as JSON.
     #[arg(long)]
     json: bool,
@@ -162,6 +169,7 @@ fn client_json(c: &Client) -> serde_json::Value {
         "name": c.name,
         "type": if c.is_public { "public" } else { "confidential" },
         "first_party": c.is_first_party,
+        "require_mfa": c.require_mfa,
         "redirect_uris": c.redirect_uris,
         "post_logout_redirect_uris": c.post_logout_redirect_uris,
         "grant_types": c.grant_types,
@@ -216,6 +224,7 @@ fn registration(args: CreateArgs) -> anyhow::Result<Registration> {
         grants: args.grants,
         scope: args.scope,
         audiences: args.audiences,
+        require_mfa: args.require_mfa,
     })
 }
 
@@ -271,6 +280,7 @@ fn edit(args: UpdateArgs) -> Edit {
         grants: list(args.grants, false),
         scope: args.scope,
         audiences: list(args.audiences, args.clear_audiences),
+        require_mfa: args.require_mfa,
     }
 }
 

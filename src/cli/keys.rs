@@ -179,17 +179,21 @@ pub async fn run(cmd: KeysCommand, config: &Config, now: OffsetDateTime) -> anyh
             let old = Kek::load(&config.keys.kek)?;
             // The one other place a KEK file is made: the new KEK this command seals under.
             let new = Kek::load_or_create(&KekSource::File(new_kek_file.clone()))?;
-            let n = store::rewrap(&mut conn, &old, &new, now).await?;
+            let done = crate::oauth::rewrap::rewrap(&mut conn, &old, &new, now).await?;
             eprintln!(
-                "re-sealed {n} key(s) under KEK {}; now point KEYWARD_KEK_FILE at {}",
+                "re-sealed {} key(s) and {} authenticator app secret(s) under KEK {}; now point \
+                 KEYWARD_KEK_FILE at {}",
+                done.keys,
+                done.totp_secrets,
                 new.id(),
                 new_kek_file.display()
             );
-            print_value(
-                json,
-                &json!({ "rewrapped": n, "kek_id": new.id() }),
-                new.id(),
-            )?;
+            let value = json!({
+                "rewrapped": done.keys,
+                "totp_secrets": done.totp_secrets,
+                "kek_id": new.id(),
+            });
+            print_value(json, &value, new.id())?;
         }
     }
     Ok(())

@@ -102,6 +102,16 @@ pub enum UsersCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Turn two-step sign-in off for someone who lost every factor: removes their authenticator
+    /// app and recovery codes (recorded as `mfa.reset`) and mails them a notice. Their password
+    /// alone signs them in again; they can set up a new app from their account page.
+    ResetMfa {
+        /// The username.
+        username: String,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Set a user's password (read from stdin) and end their sessions.
     SetPassword {
         /// The username.
@@ -155,6 +165,9 @@ pub async fn run(cmd: UsersCommand, config: &Config, now: OffsetDateTime) -> any
         }
         UsersCommand::SendReset { username, json } => {
             send_reset(conn, config, &username, json, now).await
+        }
+        UsersCommand::ResetMfa { username, json } => {
+            reset_mfa(conn, config, &username, json, now).await
         }
         UsersCommand::List { json } => list(conn, json).await,
         UsersCommand::Show { username, json } => show(conn, &username, json, now).await,
@@ -246,17 +259,9 @@ async fn send_reset(
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
     let user = find_user(conn, username).await?;
-    let kek = crate::keys::kek::Kek::load(&config.keys.kek)?;
-    let outbox = crate::mail::outbox::Outbox::new(kek.mail_secret());
-    let codes = crate::users::codes::CodeKey::new(kek.code_secret());
-    let letterhead = crate::app::letterhead(config);
-    let mail = crate::oauth::verification::AccountMail {
-        outbox: &outbox,
-        letterhead: &letterhead,
-        codes: &codes,
-    };
+    let kit = MailKit::load(config)?;
     let Some(to) =
-        crate::oauth::recovery::send_reset(conn, mail, &user, &Actor::cli(), now).await?
+        crate::oauth::recovery::send_reset(conn, kit.mail(), &user, &Actor::cli(), now).await?
     else {
         bail!("{} has no email address to send a code to", user.username);
     };
@@ -266,6 +271,62 @@ async fn send_reset(
         &format!(
             "a reset code for {} is queued to {to}; running servers deliver it within seconds",
             user.username
+        ),
+    )
+}
+
+/// What account mail is queued with from the command line (the KEK's keys, the letterhead).
+struct MailKit {
+    outbox: crate::mail::outbox::Outbox,
+    codes: crate::users::codes::CodeKey,
+    letterhead: crate::mail::letters::Letterhead,
+}
+
+impl MailKit {
+    fn load(config: &Config) -> anyhow::Result<Self> {
+        let kek = crate::keys::kek::Kek::load(&config.keys.kek)?;
+        Ok(Self {
+            outbox: crate::mail::outbox::Outbox::new(kek.mail_secret()),
+            codes: crate::users::codes::CodeKey::new(kek.code_secret()),
+            letterhead: crate::app::letterhead(config),
+        })
+    }
+
+    fn mail(&self) -> crate::oauth::verification::AccountMail<'_> {
+        crate::oauth::verification::AccountMail {
+            outbox: &self.outbox,
+            letterhead: &self.letterhead,
+            codes: &self.codes,
+        }
+    }
+}
+
+/// Removes every second factor of `username` (they lost them all).
+async fn reset_mfa(
+    conn: &mut AsyncPgConnection,
+    config: &Config,
+    username: &str,
+    json: bool,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    let name = Username::parse(username).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let kit = MailKit::load(config)?;
+    let by = Actor::cli();
+    let Some(had) = crate::oauth::second_factor::reset(conn, kit.mail(), &name, &by, now).await?
+    else {
+        bail!("no user '{username}'");
+    };
+    super::report(
+        json,
+        &serde_json::json!({
+            "username": username,
+            "removed": { "authenticator_app": had.totp, "recovery_codes": had.recovery_left },
+        }),
+        &format!(
+            "two-step sign-in is off for {username} (authenticator app removed: {}, unused \
+             recovery codes removed: {}); they sign in with their password alone",
+            if had.totp { "yes" } else { "none set up" },
+            had.recovery_left
         ),
     )
 }

@@ -229,6 +229,8 @@ pub struct Client {
     pub updated_at: OffsetDateTime,
     /// Browser origins its pages may call the token endpoints from (CORS).
     pub allowed_origins: Vec<String>,
+    /// Its users must prove a second factor to sign in to it (`--require-mfa`).
+    pub require_mfa: bool,
 }
 
 impl fmt::Debug for Client {
@@ -319,6 +321,8 @@ pub struct NewClient {
     pub updated_at: OffsetDateTime,
     /// CORS origins: those of the redirect URIs and any given explicitly ([`cors_origins`]).
     pub allowed_origins: Vec<String>,
+    /// Its users must prove a second factor.
+    pub require_mfa: bool,
 }
 
 /// Generates a client secret: 256 bits behind a recognisable prefix.
@@ -509,6 +513,8 @@ pub struct ClientChanges {
     pub audiences: Vec<String>,
     /// CORS origins ([`cors_origins`]).
     pub allowed_origins: Vec<String>,
+    /// Its users must prove a second factor.
+    pub require_mfa: bool,
     /// Now.
     pub updated_at: OffsetDateTime,
 }
@@ -526,6 +532,7 @@ impl Client {
             scopes: self.scopes.clone(),
             audiences: self.audiences.clone(),
             allowed_origins: self.allowed_origins.clone(),
+            require_mfa: self.require_mfa,
             updated_at: now,
         }
     }
@@ -670,6 +677,7 @@ mod tests {
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,
             allowed_origins: vec![],
+            require_mfa: false,
         };
         assert!(client.verify_secret(secret.expose()));
         assert!(!client.verify_secret("kwcs_wrong"));

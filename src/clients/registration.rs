@@ -85,6 +85,8 @@ pub struct Registration {
     pub scope: String,
     /// Resource servers its access tokens may name.
     pub audiences: Vec<String>,
+    /// Its users must prove a second factor to sign in to it.
+    pub require_mfa: bool,
 }
 
 /// A checked registration: the row to insert, and the generated secret to show once.
@@ -134,6 +136,7 @@ impl Registration {
             audiences: audiences(self.audiences)?,
             created_at: now,
             updated_at: now,
+            require_mfa: self.require_mfa,
         };
         Ok(Checked { new, secret: shown })
     }
@@ -159,6 +162,8 @@ pub struct Edit {
     pub scope: Option<String>,
     /// New audiences.
     pub audiences: Option<Vec<String>>,
+    /// Whether its users must prove a second factor.
+    pub require_mfa: Option<bool>,
 }
 
 impl Edit {
@@ -174,6 +179,9 @@ impl Edit {
         }
         if let Some(first_party) = self.is_first_party {
             changes.is_first_party = first_party;
+        }
+        if let Some(require) = self.require_mfa {
+            changes.require_mfa = require;
         }
         if let Some(g) = self.grants {
             changes.grant_types = grants(g)?;
@@ -270,6 +278,7 @@ mod tests {
             redirect_uris: vec!["https://app.example/cb".into()],
             post_logout_redirect_uris: vec![],
             allowed_origins: vec![],
+            require_mfa: false,
             grants: vec![],
             scope: "openid".into(),
             audiences: vec![],

@@ -44,6 +44,7 @@ diesel::table! {
         access_token_jti -> Nullable<Uuid>,
         access_token_expires_at -> Nullable<Timestamptz>,
         refresh_family_id -> Nullable<Uuid>,
+        amr -> Array<Text>,
     }
 }
 
@@ -62,6 +63,7 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         allowed_origins -> Array<Text>,
+        require_mfa -> Bool,
     }
 }
 
@@ -127,6 +129,16 @@ diesel::table! {
         absolute_expires_at -> Timestamptz,
         revoked_at -> Nullable<Timestamptz>,
         revoked_reason -> Nullable<Text>,
+        amr -> Array<Text>,
+    }
+}
+
+diesel::table! {
+    recovery_codes (user_id, code_hash) {
+        user_id -> Uuid,
+        code_hash -> Bytea,
+        created_at -> Timestamptz,
+        used_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -220,6 +232,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    totp_factors (user_id) {
+        user_id -> Uuid,
+        sealed_secret -> Bytea,
+        seal_nonce -> Bytea,
+        kek_id -> Text,
+        last_step -> Nullable<Int8>,
+        created_at -> Timestamptz,
+        confirmed_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     trusted_devices (token_hash) {
         token_hash -> Bytea,
         user_id -> Uuid,
@@ -252,10 +276,12 @@ diesel::joinable!(authorization_codes -> users (user_id));
 diesel::joinable!(consents -> clients (client_id));
 diesel::joinable!(consents -> users (user_id));
 diesel::joinable!(family_access_tokens -> refresh_families (family_id));
+diesel::joinable!(recovery_codes -> users (user_id));
 diesel::joinable!(refresh_families -> clients (client_id));
 diesel::joinable!(refresh_families -> users (user_id));
 diesel::joinable!(refresh_tokens -> refresh_families (family_id));
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(totp_factors -> users (user_id));
 diesel::joinable!(trusted_devices -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -269,6 +295,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     key_set_version,
     mail_outbox,
     rate_limits,
+    recovery_codes,
     refresh_families,
     refresh_tokens,
     reset_requests,
@@ -278,6 +305,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     sign_in_throttle,
     spent_sign_in_proofs,
     signing_keys,
+    totp_factors,
     trusted_devices,
     users,
 );

@@ -35,6 +35,12 @@ pub struct AccountPage {
     notice: Option<&'static str>,
     /// Where the person is signed in.
     sessions: Vec<SessionRow>,
+    /// Whether an authenticator app is set up.
+    has_app: bool,
+    /// Unused recovery codes.
+    recovery_left: i64,
+    /// How this browser signed in, in words.
+    signed_in_with: &'static str,
 }
 
 /// One signed-in browser, as listed on the account page.
@@ -90,6 +96,7 @@ pub async fn get_account(
         user,
         consents: granted,
         sessions,
+        factors,
     }) = overview
     else {
         session.sign_out().await?;
@@ -106,6 +113,13 @@ pub async fn get_account(
         email: user.email,
         member_since: human_time(user.created_at),
         signed_in_at: human_time(current.auth_time),
+        has_app: factors.totp,
+        recovery_left: factors.recovery_left,
+        signed_in_with: if current.methods.is_multi_factor() {
+            "password and a second step"
+        } else {
+            "password"
+        },
         consents: granted
             .into_iter()
             .map(|c| ConsentRow {
@@ -134,6 +148,15 @@ pub async fn get_account(
             }
             Some("email") => Some("Your email address was changed."),
             Some("sessions") => Some("Those browsers were signed out."),
+            Some("authenticator") => {
+                Some("Two-step sign-in is on: signing in now also takes a code from your app.")
+            }
+            Some("authenticator-removed") => {
+                Some("Your authenticator app was removed: signing in takes only your password.")
+            }
+            Some("recovery-codes") => {
+                Some("You have new recovery codes. The old ones no longer work.")
+            }
             _ => None,
         },
     }

@@ -106,8 +106,12 @@ async fn start(
         &base64::engine::general_purpose::URL_SAFE_NO_PAD,
         random_bytes::<16>(),
     );
-    match authorize::validate(params, &client, redirect_uri, id) {
-        Ok(request) => proceed(state, visitor, &client, request).await,
+    match authorize::validate(params, &client, (redirect_uri, id)) {
+        Ok(request) => {
+            let signed = visitor.session.signed_in().await?;
+            let request = request.received_by(signed.as_ref());
+            proceed(state, visitor, &client, request).await
+        }
         Err(error) => {
             let client_state = authorize::echoable_state(params);
             Ok(error_redirect(state, redirect_uri, error, client_state))
@@ -126,7 +130,9 @@ async fn proceed(
     let signed = visitor.session.signed_in().await?;
     let now = state.clock.now();
     let mut conn = state.conn().await?;
-    let outcome = authorize::proceed(&mut conn, client, &request, signed.as_ref(), now).await?;
+    let policy = state.config.passwords.mfa;
+    let outcome =
+        authorize::proceed(&mut conn, (client, policy), &request, signed.as_ref(), now).await?;
     drop(conn);
     answer(state, visitor, client, request, outcome).await
 }
@@ -158,6 +164,14 @@ async fn answer(
             Ok(see_other(&format!("/consent?request={}", request.id)))
         }
         Outcome::SignIn => send_to_sign_in(state, visitor, client, &request).await,
+        Outcome::SecondFactor => {
+            // Signed in, but the request demands more: the second step, then back here.
+            session.put_pending(&request).await?;
+            session.set_asking_app(&request.asking_app(client)).await?;
+            let resume = format!("/authorize/resume?request={}", request.id);
+            session.set_return_to(&resume).await?;
+            Ok(see_other("/signin/second-factor"))
+        }
     }
 }
 
@@ -240,7 +254,6 @@ pub async fn resume_authorize(
     Query(q): Query<RequestQuery>,
 ) -> Result<Response, PageError> {
     let (request, client) = pending(&state, &session, &q.request).await?;
-    let request = request.signed_in_again();
     let visitor = Visitor {
         session: &session,
         headers: &headers,
@@ -315,8 +328,9 @@ pub async fn submit_consent(
     let request = request.consent_given();
     let mut conn = state.conn().await?;
     let by_ip = Some(ip.into());
+    let with = (&client, state.config.passwords.mfa);
     let outcome =
-        authorize::consent_and_proceed(&mut conn, &client, &request, &signed, by_ip, now).await?;
+        authorize::consent_and_proceed(&mut conn, with, &request, &signed, by_ip, now).await?;
     drop(conn);
     let visitor = Visitor {
         session: &session,

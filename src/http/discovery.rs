@@ -69,6 +69,8 @@ impl Documents {
                         "exp",
                         "iat",
                         "auth_time",
+                        "acr",
+                        "amr",
                         "nonce",
                         "at_hash",
                         "sid",
@@ -79,6 +81,10 @@ impl Documents {
                         // In access tokens, for users with roles.
                         "roles"
                     ]),
+                ),
+                (
+                    "acr_values_supported",
+                    json!(crate::auth_methods::ACR_VALUES_SUPPORTED),
                 ),
                 ("claims_parameter_supported", json!(false)),
                 ("request_parameter_supported", json!(false)),

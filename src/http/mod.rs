@@ -22,6 +22,7 @@ pub mod recovery;
 pub mod request_id;
 pub mod revoke;
 pub mod rp_logout;
+pub mod second_factor;
 pub mod self_service;
 pub mod shed;
 pub mod signin;
@@ -57,7 +58,32 @@ const CSP: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; frame
 /// `Strict-Transport-Security` of every response when the issuer is https.
 const HSTS: &str = "max-age=31536000; includeSubDomains";
 
-/// Every route, on one screen, grouped by who calls it.
+/// The second step of signing in, and setting it up from the account page (hosted pages).
+fn second_factor_routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/signin/second-factor",
+            get(second_factor::get_second_factor).post(second_factor::submit_second_factor),
+        )
+        .route(
+            "/signin/second-factor/set-up",
+            post(second_factor::submit_sign_in_set_up),
+        )
+        .route(
+            "/account/authenticator",
+            get(second_factor::get_account_set_up).post(second_factor::submit_account_set_up),
+        )
+        .route(
+            "/account/authenticator/remove",
+            get(second_factor::get_remove).post(second_factor::submit_remove),
+        )
+        .route(
+            "/account/recovery-codes",
+            get(second_factor::get_new_codes).post(second_factor::submit_new_codes),
+        )
+}
+
+/// Every route, on one screen, grouped by who calls it (and the second factor's, above).
 fn routes() -> Router<AppState> {
     Router::new()
         // Hosted pages: people, in a browser, on Keyward's own origin.
@@ -89,6 +115,7 @@ fn routes() -> Router<AppState> {
             "/signup",
             get(signup::get_signup).post(signup::submit_signup),
         )
+        .merge(second_factor_routes())
         .route(
             "/verify-email",
             get(verify::get_verify).post(verify::submit_verify),

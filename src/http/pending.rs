@@ -151,10 +151,13 @@ pub async fn sign_in_and_continue(
     session: &BrowserSession,
     headers: &HeaderMap,
     (who, ip): ((uuid::Uuid, i32), std::net::IpAddr),
+    methods: &crate::auth_methods::AuthMethods,
     now: OffsetDateTime,
 ) -> Result<Response, PageError> {
     let from_session = session.take_return_to().await?;
-    session.sign_in(who, &seen_from(headers, ip), now).await?;
+    session
+        .sign_in(who, methods, &seen_from(headers, ip), now)
+        .await?;
     let adopted = state.pending.adopt(session, headers, now).await?;
     let to = match &adopted {
         Some(pending) => pending.return_to.clone().or(from_session),

@@ -172,7 +172,7 @@ pub async fn submit_password(
     PageForm(form): PageForm<PasswordForm>,
 ) -> Result<Response, PageError> {
     csrf::require_for_session(&session, &form.csrf).await?;
-    let Some((_, user)) = signed_in(&state, &session).await? else {
+    let Some((signed, user)) = signed_in(&state, &session).await? else {
         return Ok(see_other("/signin"));
     };
     let now = state.clock.now();
@@ -186,7 +186,8 @@ pub async fn submit_password(
         Ok(user) => {
             let from = crate::http::pending::seen_from(&headers, ip);
             let who = (user.id, user.credential_version);
-            session.sign_in(who, &from, now).await?;
+            // The password was proven again; the factors proven at sign-in still hold.
+            session.sign_in(who, &signed.methods, &from, now).await?;
             Ok(see_other("/account?changed=password"))
         }
         Err(e) => {

@@ -14,7 +14,7 @@ use crate::app::AppState;
 use crate::http::client_ip::ClientIp;
 use crate::http::cookies::{cookie_value, set_cookie};
 use crate::http::page::{PageError, PageForm, see_other, wait_in_words, with_retry_after};
-use crate::http::{csrf, verify};
+use crate::http::{csrf, second_factor};
 use crate::oauth::sign_in::{Device, SignInError, extra_step, sign_in};
 use crate::rate_limits::proof::{Challenge, Solution};
 use crate::sessions::{AskingApp, BrowserSession};
@@ -142,7 +142,7 @@ pub async fn submit_signin(
 
     let user = &signed_in.user;
     let mut response =
-        verify::sign_in_or_verify_first(&state, &session, &headers, (user, client_ip), now).await?;
+        second_factor::after_password(&state, &session, &headers, (user, client_ip), now).await?;
     tracing::info!(user_id = %signed_in.user.id, "signed in");
     if let Some(token) = signed_in.new_device_token
         && let Some(v) = set_cookie(

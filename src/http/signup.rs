@@ -10,7 +10,7 @@ use serde::Deserialize;
 use crate::app::AppState;
 use crate::http::client_ip::ClientIp;
 use crate::http::page::{PageError, PageForm, see_other, wait_in_words, with_retry_after};
-use crate::http::{csrf, verify};
+use crate::http::{csrf, second_factor};
 use crate::oauth::sign_up::{Application, SignUpError, sign_up};
 use crate::sessions::{AskingApp, BrowserSession};
 
@@ -154,7 +154,7 @@ pub async fn submit_signup(
         Err(refusal) => return refused(&state, &session, &headers, &form, refusal).await,
     };
     tracing::info!(user_id = %user.id, "user signed up");
-    verify::sign_in_or_verify_first(&state, &session, &headers, (&user, ip), now).await
+    second_factor::after_password(&state, &session, &headers, (&user, ip), now).await
 }
 
 /// The form again, with what was typed (never the password) and the refusal in words.

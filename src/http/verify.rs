@@ -11,9 +11,9 @@ use serde::Deserialize;
 use crate::app::AppState;
 use crate::http::client_ip::ClientIp;
 use crate::http::page::{PageError, PageForm, see_other, wait_in_words, with_retry_after};
-use crate::http::{csrf, pending};
+use crate::http::{csrf, pending, second_factor};
 use crate::oauth::verification::{self, VerifyError};
-use crate::sessions::BrowserSession;
+use crate::sessions::{BrowserSession, Proving};
 use crate::users::User;
 
 /// The code form.
@@ -49,23 +49,24 @@ pub struct ResendForm {
     csrf: String,
 }
 
-/// After a password was proven (sign-in or sign-up): signed in and on, or, when the policy wants
-/// the address verified first, a code sent (unless one is live) and the code page.
+/// Once every factor a sign-in needs is proven: signed in and on, or, when the policy wants
+/// the address verified first, a code sent (unless one is live) and the code page (the person
+/// stays part-way signed in: [`Proving`], under a new session id when `fresh`).
 pub async fn sign_in_or_verify_first(
     state: &AppState,
     session: &BrowserSession,
     headers: &HeaderMap,
-    (user, ip): (&User, std::net::IpAddr),
+    (user, proving, ip): (&User, &Proving, std::net::IpAddr),
+    fresh: bool,
     now: time::OffsetDateTime,
 ) -> Result<Response, PageError> {
     if !state.config.mail.verification.must_verify(user) {
         let who = ((user.id, user.credential_version), ip);
-        return pending::sign_in_and_continue(state, session, headers, who, now).await;
+        let methods = &proving.methods;
+        return pending::sign_in_and_continue(state, session, headers, who, methods, now).await;
     }
+    session.put_proving(proving, fresh).await?;
     verification::ensure_code_sent(&state.db, state.account_mail(), user, now).await?;
-    session
-        .await_verification(user.id, user.credential_version)
-        .await?;
     Ok(see_other("/verify-email"))
 }
 
@@ -101,9 +102,13 @@ pub async fn submit_verify(
     };
     let now = state.clock.now();
     match verification::confirm(&state.db, &state.codes, (user.id, ip), &form.code, now).await {
+        // On with the sign-in that waited: whatever else it needs is checked again there.
         Ok(user) if waiting => {
-            let who = ((user.id, user.credential_version), ip);
-            pending::sign_in_and_continue(&state, &session, &headers, who, now).await
+            let Some(proving) = session.proving().await? else {
+                return Ok(see_other("/signin"));
+            };
+            second_factor::continue_sign_in(&state, &session, &headers, (&user, proving, ip), now)
+                .await
         }
         Ok(_) | Err(VerifyError::NothingToVerify) => Ok(see_other("/account")),
         Err(e) => refused(&session, &user, verification::prefill(&form.code), e).await,
@@ -139,7 +144,10 @@ async fn whose(
     session: &BrowserSession,
 ) -> Result<Option<(User, bool)>, PageError> {
     let signed_in = session.signed_in().await?.map(|s| s.user_id);
-    let waiting = session.awaiting_verification().await?;
+    let waiting = session
+        .proving()
+        .await?
+        .map(|p| (p.user_id, p.credential_version));
     Ok(verification::whose(&state.db, signed_in, waiting).await?)
 }
 

@@ -89,6 +89,12 @@ impl KeyManager {
         })
     }
 
+    /// The KEK itself: it seals second-factor secrets as it seals signing keys.
+    #[must_use]
+    pub fn kek(&self) -> &Kek {
+        &self.kek
+    }
+
     /// The key visitors' pending sign-ins are sealed with.
     #[must_use]
     pub fn pending_secret(&self) -> &[u8; 32] {

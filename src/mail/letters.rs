@@ -310,3 +310,133 @@ fn render(template: &impl Template) -> String {
         .render()
         .unwrap_or_else(|e| unreachable!("a letter of strings renders: {e}"))
 }
+
+#[derive(Template)]
+#[template(path = "mail/factor_notice.txt")]
+struct FactorText<'a> {
+    letterhead: &'a Letterhead,
+    username: &'a str,
+    what: &'a str,
+    more: Option<&'a str>,
+    account_link: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/factor_notice.html")]
+struct FactorHtml<'a> {
+    letterhead: &'a Letterhead,
+    subject: &'a str,
+    username: &'a str,
+    what: &'a str,
+    more: Option<&'a str>,
+    account_link: &'a str,
+}
+
+/// A change to how an account signs in, for its owner to read (NIST SP 800-63B §6.1.2.3:
+/// authenticator binding and use of a recovery code are notified).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FactorChange {
+    /// An authenticator app was set up.
+    AppAdded,
+    /// The authenticator app was removed.
+    AppRemoved,
+    /// A recovery code was used; this many are left.
+    RecoveryCodeUsed {
+        /// Unused codes left.
+        left: i64,
+        /// Whether that is few enough to make new ones.
+        few: bool,
+    },
+    /// A new set of recovery codes replaced the old one.
+    RecoveryCodesReplaced,
+    /// An operator removed every second factor.
+    Reset,
+}
+
+impl FactorChange {
+    fn kind(self) -> &'static str {
+        match self {
+            Self::AppAdded => "factor_added",
+            Self::AppRemoved => "factor_removed",
+            Self::RecoveryCodeUsed { .. } => "recovery_code_used",
+            Self::RecoveryCodesReplaced => "recovery_codes_replaced",
+            Self::Reset => "factors_reset",
+        }
+    }
+
+    fn subject(self) -> &'static str {
+        match self {
+            Self::AppAdded => "an authenticator app was added",
+            Self::AppRemoved => "your authenticator app was removed",
+            Self::RecoveryCodeUsed { .. } => "a recovery code was used",
+            Self::RecoveryCodesReplaced => "you have new recovery codes",
+            Self::Reset => "your two-step sign-in was turned off",
+        }
+    }
+
+    fn what(self) -> &'static str {
+        match self {
+            Self::AppAdded => {
+                "An authenticator app was just set up as the second step of signing in"
+            }
+            Self::AppRemoved => {
+                "The authenticator app was just removed: signing in now takes only your password"
+            }
+            Self::RecoveryCodeUsed { .. } => "A recovery code was just used to sign in",
+            Self::RecoveryCodesReplaced => {
+                "New recovery codes were just made; the ones you had before no longer work"
+            }
+            Self::Reset => {
+                "An administrator just removed your authenticator app and recovery codes: \
+                 signing in now takes only your password"
+            }
+        }
+    }
+
+    fn more(self) -> Option<String> {
+        match self {
+            Self::RecoveryCodeUsed { left, few } if few => Some(format!(
+                "You have {left} recovery code(s) left. Make a new set on your account page \
+                 before you run out."
+            )),
+            Self::RecoveryCodeUsed { left, .. } => {
+                Some(format!("You have {left} recovery codes left."))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The notice of `change` to the account `username`.
+#[must_use]
+pub fn factor_notice(
+    letterhead: &Letterhead,
+    to: &str,
+    username: &str,
+    change: FactorChange,
+) -> Letter {
+    let subject = format!("{}: {}", letterhead.product, change.subject());
+    let account_link = format!("{}/account", letterhead.issuer);
+    let what = change.what();
+    let more = change.more();
+    Letter {
+        kind: change.kind().to_owned(),
+        to: to.to_owned(),
+        text: render(&FactorText {
+            letterhead,
+            username,
+            what,
+            more: more.as_deref(),
+            account_link: &account_link,
+        }),
+        html: render(&FactorHtml {
+            letterhead,
+            subject: &subject,
+            username,
+            what,
+            more: more.as_deref(),
+            account_link: &account_link,
+        }),
+        subject,
+    }
+}

@@ -18,6 +18,8 @@ pub struct Overview {
     pub consents: Vec<ConsentView>,
     /// The browsers signed in, most recently used first.
     pub sessions: Vec<SessionView>,
+    /// Their second factors.
+    pub factors: crate::users::factors::Factors,
 }
 
 /// The signed-in person as they are now: `None` when disabled or deleted since, and the
@@ -42,10 +44,12 @@ pub async fn overview(
     };
     let consents = consents::list_for_user(conn, user.id).await?;
     let sessions = session_store::list_for_user(conn, user.id, now).await?;
+    let factors = crate::users::factors::of(conn, user.id).await?;
     Ok(Some(Overview {
         user,
         consents,
         sessions,
+        factors,
     }))
 }
 

@@ -7,10 +7,12 @@ use time::OffsetDateTime;
 use url::Url;
 
 use crate::audit::Actor;
+use crate::auth_methods::acr_values_demand_mfa;
 use crate::clients::Client;
 use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::params::Params;
 use crate::oauth::pkce::{CodeChallenge, PkceError};
+use crate::oauth::second_factor::Policy as MfaPolicy;
 use crate::scope::Scopes;
 use crate::sessions::{AskingApp, PendingRequest, SignedInSession};
 use crate::tokens::codes::{self, NewCode};
@@ -69,6 +71,15 @@ pub struct AuthorizationRequest {
     pub login_hint: Option<String>,
     /// Audiences (RFC 8707 resources, or the client's defaults).
     pub audiences: Vec<String>,
+    /// A second factor is demanded: by `acr_values` (OIDC Core §3.1.2.1, RFC 9470 step-up) or by
+    /// the client's registration (`--require-mfa`).
+    #[serde(default)]
+    pub mfa: bool,
+    /// `prompt=login` from a signed-in browser: the OIDC `sid` of that sign-in, which no longer
+    /// counts for this request (going back to it without signing in again is not a sign-in;
+    /// every sign-in has a new `sid`).
+    #[serde(default)]
+    pub stale_sid: Option<String>,
 }
 
 impl PendingRequest for AuthorizationRequest {
@@ -84,13 +95,23 @@ impl AuthorizationRequest {
         Scopes::parse(&self.scope).unwrap_or_default()
     }
 
-    /// Whether a sign-in at `auth_time` is fresh enough for this request (`prompt=login`,
-    /// `max_age`, OIDC Core §3.1.2.1).
+    /// Whether a sign-in at `auth_time` is fresh enough for this request (`max_age`, OIDC Core
+    /// §3.1.2.1; `prompt=login` is [`Self::stale_sid`]).
     #[must_use]
     pub fn accepts_sign_in_at(&self, auth_time: OffsetDateTime, now: OffsetDateTime) -> bool {
-        // prompt=login always means a sign-in now; coming back from it clears the flag (resume).
         let age = now.unix_timestamp() - auth_time.unix_timestamp();
-        !self.prompt.login && self.max_age.is_none_or(|m| age <= m)
+        self.max_age.is_none_or(|m| age <= m)
+    }
+
+    /// The request as first received from a browser signed in as `signed`: with `prompt=login`,
+    /// that sign-in is stale for it.
+    #[must_use]
+    pub fn received_by(self, signed: Option<&SignedInSession>) -> Self {
+        let stale_sid = match signed {
+            Some(s) if self.prompt.login => Some(s.sid.clone()),
+            _ => None,
+        };
+        Self { stale_sid, ..self }
     }
 
     /// The app asking, as the hosted pages name it: its registered name, and the origin of the
@@ -100,19 +121,6 @@ impl AuthorizationRequest {
         AskingApp {
             name: client.name.clone(),
             origin: crate::clients::origin_of_redirect_uri(&self.redirect_uri).unwrap_or_default(),
-        }
-    }
-
-    /// The request once the person signed in for it: `prompt=login` is satisfied once, for this
-    /// request, not forever.
-    #[must_use]
-    pub fn signed_in_again(self) -> Self {
-        Self {
-            prompt: Prompt {
-                login: false,
-                ..self.prompt
-            },
-            ..self
         }
     }
 
@@ -130,23 +138,18 @@ impl AuthorizationRequest {
 
     /// What the code for this request, approved by this sign-in, is bound to.
     #[must_use]
-    pub fn new_code<'a>(
-        &'a self,
-        user_id: uuid::Uuid,
-        auth_time: OffsetDateTime,
-        sid: &'a str,
-        scopes: &'a Scopes,
-    ) -> NewCode<'a> {
+    pub fn new_code<'a>(&'a self, signed: &'a SignedInSession, scopes: &'a Scopes) -> NewCode<'a> {
         NewCode {
             client_id: &self.client_id,
-            user_id,
             redirect_uri: &self.redirect_uri,
             code_challenge: &self.code_challenge,
             nonce: self.nonce.as_deref(),
             scopes,
             audiences: &self.audiences,
-            auth_time,
-            sid,
+            user_id: signed.user_id,
+            auth_time: signed.auth_time,
+            sid: &signed.sid,
+            methods: &signed.methods,
         }
     }
 }
@@ -156,12 +159,16 @@ impl AuthorizationRequest {
 pub enum Next {
     /// Nobody (fresh enough) is signed in: the sign-in page.
     SignIn,
+    /// A second factor is demanded and the sign-in has none: the second-step page.
+    SecondFactor,
     /// `prompt=none` and nobody fresh is signed in.
     LoginRequired,
     /// The consent page.
     Consent,
     /// `prompt=none` and consent is missing.
     ConsentRequired,
+    /// `prompt=none` and a second factor is missing (OIDC Core §3.1.2.6 `interaction_required`).
+    InteractionRequired,
     /// Everything is in place: issue the code.
     IssueCode,
 }
@@ -208,6 +215,8 @@ pub enum Outcome {
     Consent,
     /// The sign-in page.
     SignIn,
+    /// The second-step page (step-up), then back here.
+    SecondFactor,
     /// Back to the client with this error (`prompt=none` cannot be satisfied).
     Refused(OAuthError),
 }
@@ -217,7 +226,7 @@ pub enum Outcome {
 /// needs it; [`decide`] chooses; and the code is issued when everything is in place.
 pub async fn proceed(
     conn: &mut AsyncPgConnection,
-    client: &Client,
+    (client, policy): (&Client, MfaPolicy),
     request: &AuthorizationRequest,
     signed: Option<&SignedInSession>,
     now: OffsetDateTime,
@@ -236,20 +245,30 @@ pub async fn proceed(
         Some(s) if client.needs_consent() => consents::find(conn, s.user_id, &client.id).await?,
         _ => None,
     };
-    let auth_time = signed.map(|s| s.auth_time);
+    let demanded = request.mfa || policy == MfaPolicy::Required;
+    let signed_in = signed.map(|s| SignedIn {
+        at: s.auth_time,
+        stale: request.stale_sid.as_deref() == Some(s.sid.as_str()),
+        lacks_second_factor: demanded && !s.methods.is_multi_factor(),
+    });
     let next = decide(
         request,
         client.needs_consent(),
-        auth_time,
+        signed_in,
         consent.as_ref(),
         now,
     );
     Ok(match (next, signed) {
         (Next::IssueCode, Some(s)) => {
             let scopes = request.scopes();
-            let new = request.new_code(s.user_id, s.auth_time, &s.sid, &scopes);
+            let new = request.new_code(s, &scopes);
             Outcome::Code(codes::insert(conn, &new, now).await?)
         }
+        (Next::InteractionRequired, _) => Outcome::Refused(OAuthError::new(
+            ErrorCode::InteractionRequired,
+            "a second factor is required and the user has not proven one",
+        )),
+        (Next::SecondFactor, _) => Outcome::SecondFactor,
         (Next::LoginRequired, _) => Outcome::Refused(OAuthError::new(
             ErrorCode::LoginRequired,
             "the user is not signed in",
@@ -268,7 +287,7 @@ pub async fn proceed(
 /// connection.
 pub async fn consent_and_proceed(
     conn: &mut AsyncPgConnection,
-    client: &Client,
+    (client, policy): (&Client, MfaPolicy),
     request: &AuthorizationRequest,
     signed: &SignedInSession,
     ip: Option<ipnet::IpNet>,
@@ -277,25 +296,43 @@ pub async fn consent_and_proceed(
     let by = Actor::user(signed.user_id, ip);
     let scopes = request.scopes();
     consents::grant(conn, signed.user_id, &client.id, &scopes, &by, now).await?;
-    proceed(conn, client, request, Some(signed), now).await
+    proceed(conn, (client, policy), request, Some(signed), now).await
 }
 
-/// Decides the next step: `signed_in_at` is the auth time of an active signed-in user, and
-/// `consented` the scopes that user granted this client before (when it needs consent).
+/// An active signed-in user, as [`decide`] needs them.
+#[derive(Clone, Copy, Debug)]
+pub struct SignedIn {
+    /// When they authenticated.
+    pub at: OffsetDateTime,
+    /// The request asked for a new sign-in than this one (`prompt=login`).
+    pub stale: bool,
+    /// A second factor is demanded and their sign-in did not prove one.
+    pub lacks_second_factor: bool,
+}
+
+/// Decides the next step: `signed_in` is the active signed-in user, and `consented` the scopes
+/// that user granted this client before (when it needs consent).
 #[must_use]
 pub fn decide(
     request: &AuthorizationRequest,
     needs_consent: bool,
-    signed_in_at: Option<OffsetDateTime>,
+    signed_in: Option<SignedIn>,
     consented: Option<&Scopes>,
     now: OffsetDateTime,
 ) -> Next {
-    let fresh = signed_in_at.is_some_and(|t| request.accepts_sign_in_at(t, now));
-    if !fresh {
+    let fresh = signed_in.filter(|s| !s.stale && request.accepts_sign_in_at(s.at, now));
+    let Some(fresh) = fresh else {
         return if request.prompt.none {
             Next::LoginRequired
         } else {
             Next::SignIn
+        };
+    };
+    if fresh.lacks_second_factor {
+        return if request.prompt.none {
+            Next::InteractionRequired
+        } else {
+            Next::SecondFactor
         };
     }
     let covered = !request.prompt.consent
@@ -334,8 +371,7 @@ fn invalid(description: &'static str) -> OAuthError {
 pub fn validate(
     params: &Params,
     client: &Client,
-    redirect_uri: &str,
-    id: String,
+    (redirect_uri, id): (&str, String),
 ) -> Result<AuthorizationRequest, OAuthError> {
     // Every parameter but `resource` (RFC 8707 §2) must appear at most once (RFC 6749 §3.1).
     params.reject_repeated(&["resource"])?;
@@ -343,6 +379,8 @@ pub fn validate(
     check_response_kind(params, client)?;
     let challenge = code_challenge(params)?;
     let scopes = requested_scopes(params, client)?;
+    let prompt = parse_prompt(params.get("prompt"))?;
+    let acr_values = bounded(params, "acr_values", "acr_values is too long")?;
     Ok(AuthorizationRequest {
         id,
         client_id: client.id.clone(),
@@ -351,12 +389,14 @@ pub fn validate(
         scope: scopes.to_string(),
         nonce: bounded(params, "nonce", "nonce is too long")?,
         code_challenge: challenge.as_str().to_owned(),
-        prompt: parse_prompt(params.get("prompt"))?,
+        prompt,
         max_age: max_age(params)?,
         login_hint: params
             .get("login_hint")
             .map(|h| h.chars().take(64).collect()),
         audiences: audiences_for(params, client)?,
+        mfa: client.require_mfa || acr_values.as_deref().is_some_and(acr_values_demand_mfa),
+        stale_sid: None,
     })
 }
 
@@ -538,6 +578,7 @@ mod tests {
             created_at: OffsetDateTime::UNIX_EPOCH,
             updated_at: OffsetDateTime::UNIX_EPOCH,
             allowed_origins: vec![],
+            require_mfa: false,
         }
     }
 
@@ -573,8 +614,7 @@ mod tests {
         validate(
             &params(extra),
             &client(),
-            "https://app.example/cb",
-            "id".into(),
+            ("https://app.example/cb", "id".into()),
         )
     }
 
@@ -623,8 +663,7 @@ mod tests {
         let err = validate(
             &Params::from_pairs(p),
             &client(),
-            "https://app.example/cb",
-            "id".into(),
+            ("https://app.example/cb", "id".into()),
         )
         .expect_err("dup");
         assert_eq!(err.code, ErrorCode::InvalidRequest);
@@ -640,6 +679,75 @@ mod tests {
         OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(seconds)
     }
 
+    fn signed_at(seconds: i64) -> SignedIn {
+        SignedIn {
+            at: at(seconds),
+            stale: false,
+            lacks_second_factor: false,
+        }
+    }
+
+    #[test]
+    fn prompt_login_wants_another_sign_in_and_a_missing_second_factor_is_asked_for() {
+        let was = SignedInSession {
+            user_id: uuid::Uuid::nil(),
+            auth_time: at(0),
+            sid: "first".into(),
+            methods: crate::auth_methods::AuthMethods::password(),
+        };
+        let login = check(&[("prompt", "login")])
+            .expect("valid")
+            .received_by(Some(&was));
+        assert_eq!(login.stale_sid.as_deref(), Some("first"));
+        let stale = SignedIn {
+            stale: true,
+            ..signed_at(0)
+        };
+        assert_eq!(
+            decide(&login, false, Some(stale), None, at(20)),
+            Next::SignIn
+        );
+        assert_eq!(
+            decide(&login, false, Some(signed_at(0)), None, at(20)),
+            Next::IssueCode
+        );
+        let plain = check(&[]).expect("valid").received_by(Some(&was));
+        assert_eq!(plain.stale_sid, None, "only prompt=login makes it stale");
+        let request = check(&[]).expect("valid");
+        let lacking = Some(SignedIn {
+            lacks_second_factor: true,
+            ..signed_at(0)
+        });
+        assert_eq!(
+            decide(&request, false, lacking, None, at(1)),
+            Next::SecondFactor
+        );
+        let silent = check(&[("prompt", "none")]).expect("valid");
+        assert_eq!(
+            decide(&silent, false, lacking, None, at(1)),
+            Next::InteractionRequired
+        );
+    }
+
+    #[test]
+    fn acr_values_or_the_client_demand_a_second_factor() {
+        use crate::auth_methods::{ACR_MFA, ACR_ONE_FACTOR};
+        assert!(!check(&[]).expect("valid").mfa);
+        assert!(check(&[("acr_values", ACR_MFA)]).expect("valid").mfa);
+        let either = format!("{ACR_MFA} {ACR_ONE_FACTOR}");
+        assert!(!check(&[("acr_values", &either)]).expect("valid").mfa);
+        let strict = Client {
+            require_mfa: true,
+            ..client()
+        };
+        let request = validate(
+            &params(&[]),
+            &strict,
+            ("https://app.example/cb", "id".into()),
+        );
+        assert!(request.expect("valid").mfa);
+    }
+
     #[test]
     fn nobody_signed_in_goes_to_sign_in_or_login_required_with_prompt_none() {
         let request = check(&[]).expect("valid");
@@ -652,17 +760,12 @@ mod tests {
     }
 
     #[test]
-    fn a_sign_in_older_than_max_age_or_prompt_login_is_not_fresh() {
+    fn a_sign_in_older_than_max_age_is_not_fresh() {
         let request = check(&[("max_age", "60")]).expect("valid");
         let granted = request.scopes();
-        let decide_at = |now| decide(&request, true, Some(at(0)), Some(&granted), at(now));
+        let decide_at = |now| decide(&request, true, Some(signed_at(0)), Some(&granted), at(now));
         assert_eq!(decide_at(60), Next::IssueCode);
         assert_eq!(decide_at(61), Next::SignIn);
-        let login = check(&[("prompt", "login")]).expect("valid");
-        assert_eq!(
-            decide(&login, false, Some(at(0)), None, at(0)),
-            Next::SignIn
-        );
     }
 
     #[test]
@@ -670,7 +773,7 @@ mod tests {
         let request = check(&[("scope", "openid profile")]).expect("valid");
         let narrow = Scopes::parse("openid").expect("valid");
         let wide = Scopes::parse("openid profile").expect("valid");
-        let signed = Some(at(0));
+        let signed = Some(signed_at(0));
         assert_eq!(decide(&request, true, signed, None, at(1)), Next::Consent);
         assert_eq!(
             decide(&request, true, signed, Some(&narrow), at(1)),

@@ -31,6 +31,8 @@ pub enum ErrorCode {
     LoginRequired,
     /// OIDC: `prompt=none` but consent is needed.
     ConsentRequired,
+    /// OIDC: `prompt=none` but the person must interact (here: prove a second factor).
+    InteractionRequired,
     /// OIDC: the `request` parameter is not supported.
     RequestNotSupported,
     /// OIDC: the `request_uri` parameter is not supported.
@@ -55,6 +57,7 @@ impl ErrorCode {
             Self::TemporarilyUnavailable => "temporarily_unavailable",
             Self::LoginRequired => "login_required",
             Self::ConsentRequired => "consent_required",
+            Self::InteractionRequired => "interaction_required",
             Self::RequestNotSupported => "request_not_supported",
             Self::RequestUriNotSupported => "request_uri_not_supported",
         }

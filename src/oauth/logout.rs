@@ -163,6 +163,8 @@ mod tests {
             exp: 0,
             iat: 0,
             auth_time: 0,
+            acr: String::new(),
+            amr: vec![],
             nonce: None,
             at_hash: String::new(),
             sid: "s".into(),
@@ -185,6 +187,7 @@ mod tests {
             created_at: time::OffsetDateTime::UNIX_EPOCH,
             updated_at: time::OffsetDateTime::UNIX_EPOCH,
             allowed_origins: vec![],
+            require_mfa: false,
         }
     }
 

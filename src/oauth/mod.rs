@@ -16,6 +16,8 @@ pub mod params;
 pub mod pkce;
 pub mod recovery;
 pub mod revocation;
+pub mod rewrap;
+pub mod second_factor;
 pub mod self_service;
 pub mod sign_in;
 pub mod sign_up;

@@ -116,6 +116,8 @@ pub struct Checks<'a> {
     pub verification: crate::oauth::verification::Policy,
     /// What people may type to name their account.
     pub identifiers: Identifiers,
+    /// `KEYWARD_MFA`.
+    pub mfa: crate::oauth::second_factor::Policy,
 }
 
 /// Checks credentials typed on the sign-in page or sent with the password grant.
@@ -336,7 +338,7 @@ const HOLD_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 /// One attempt's place against the username's threshold, held while the password is checked.
 /// Dropped without [`HeldAttempt::end`] (an error, or the client went away), it is given back
 /// abandoned, by a task of its own.
-struct HeldAttempt {
+pub(crate) struct HeldAttempt {
     pool: DbPool,
     policy: LockoutPolicy,
     now: OffsetDateTime,
@@ -346,7 +348,7 @@ struct HeldAttempt {
 impl HeldAttempt {
     /// Reserves a place, waiting while all are taken by attempts in flight (correct sign-ins in
     /// flight at once then go one after another instead of locking their own user).
-    async fn take(
+    pub(crate) async fn take(
         pool: &DbPool,
         policy: LockoutPolicy,
         key: &str,
@@ -384,7 +386,7 @@ impl HeldAttempt {
     }
 
     /// Gives the place back with the attempt's outcome.
-    async fn end(mut self, outcome: Outcome) -> Result<(), SignInError> {
+    pub(crate) async fn end(mut self, outcome: Outcome) -> Result<(), SignInError> {
         let Some(hold) = self.hold.take() else {
             return Ok(());
         };

@@ -10,6 +10,8 @@ use time::OffsetDateTime;
 use tower_sessions::Session;
 use uuid::Uuid;
 
+use crate::auth_methods::AuthMethods;
+
 /// Session key of the signed-in user's id (also mirrored into the `sessions.user_id` column).
 const USER_ID_KEY: &str = "uid";
 const AUTH_TIME_KEY: &str = "auth_time";
@@ -26,8 +28,10 @@ const REAUTH_KEY: &str = "reauth";
 const LOGIN_HINT_KEY: &str = "login_hint";
 const PENDING_LOGOUT_KEY: &str = "pending_logout";
 const ASKING_APP_KEY: &str = "asking_app";
-/// Session key of a user who proved the password but must verify the address first.
-const VERIFYING_KEY: &str = "verifying";
+/// Session key of a person part-way through signing in ([`Proving`]).
+const PROVING_KEY: &str = "proving";
+/// Session key of how the signed-in person authenticated (RFC 8176 `amr`).
+const METHODS_KEY: &str = "amr";
 /// Authorization requests one browser may have open at once (tabs); the oldest is dropped.
 const MAX_PENDING: usize = 4;
 
@@ -43,6 +47,22 @@ pub struct SignedInSession {
     pub auth_time: OffsetDateTime,
     /// The OIDC session id (`sid`): public, unlike the cookie's session id.
     pub sid: String,
+    /// How they authenticated (RFC 8176 `amr`).
+    pub methods: AuthMethods,
+}
+
+/// A person part-way through signing in: they proved `methods` (the password, at least) but a
+/// second factor, setting one up, or proving their address is still to come. Not signed in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proving {
+    /// Who.
+    pub user_id: Uuid,
+    /// Their credential version when the password was checked: a cut-off since ends this.
+    pub credential_version: i32,
+    /// What they proved so far.
+    pub methods: AuthMethods,
+    /// When they proved the password (Unix time).
+    pub since: i64,
 }
 
 /// The app a sign-in is for, named on the sign-in and sign-up pages so that people know who
@@ -128,10 +148,17 @@ impl BrowserSession {
             return Ok(None);
         };
         let sid = self.0.get::<String>(SID_KEY).await?.unwrap_or_default();
+        // Sessions from before methods were kept were all password sign-ins.
+        let methods = self
+            .0
+            .get::<AuthMethods>(METHODS_KEY)
+            .await?
+            .unwrap_or_else(AuthMethods::password);
         Ok(Some(SignedInSession {
             user_id,
             auth_time,
             sid,
+            methods,
         }))
     }
 
@@ -141,6 +168,7 @@ impl BrowserSession {
     pub async fn sign_in(
         &self,
         (user_id, credential_version): (Uuid, i32),
+        methods: &AuthMethods,
         from: &SeenFrom,
         now: OffsetDateTime,
     ) -> Result<(), SessionError> {
@@ -150,32 +178,54 @@ impl BrowserSession {
         s.insert(USER_ID_KEY, user_id).await?;
         s.insert(CREDENTIAL_VERSION_KEY, credential_version).await?;
         s.insert(AUTH_TIME_KEY, now.unix_timestamp()).await?;
+        s.insert(METHODS_KEY, methods).await?;
         s.insert(SID_KEY, Uuid::new_v4().to_string()).await?;
         s.insert(CSRF_KEY, random_token()).await?;
         s.remove_value(REAUTH_KEY).await?;
         s.remove_value(LOGIN_HINT_KEY).await?;
-        s.remove_value(VERIFYING_KEY).await?;
+        s.remove_value(PROVING_KEY).await?;
         Ok(())
     }
 
-    /// Notes that `user_id` proved the password (under `credential_version`) but the sign-in
-    /// waits for the address to be verified: not signed in yet, under a new id and CSRF token.
-    pub async fn await_verification(
+    /// Adds `methods` to the signed-in person's (a second factor proven on request, RFC 9470
+    /// step-up): this is a new authentication (`auth_time` is now), under a new session id
+    /// (privileges changed) and CSRF token. The OIDC `sid` stays: it is the same sign-in session.
+    pub async fn step_up(
         &self,
-        user_id: Uuid,
-        credential_version: i32,
+        methods: &AuthMethods,
+        now: OffsetDateTime,
     ) -> Result<(), SessionError> {
         let s = &self.0;
         s.cycle_id().await?;
-        s.insert(VERIFYING_KEY, (user_id, credential_version))
-            .await?;
+        s.insert(AUTH_TIME_KEY, now.unix_timestamp()).await?;
+        s.insert(METHODS_KEY, methods).await?;
         s.insert(CSRF_KEY, random_token()).await?;
         Ok(())
     }
 
-    /// The user whose sign-in waits for verification, and their credential version then.
-    pub async fn awaiting_verification(&self) -> Result<Option<(Uuid, i32)>, SessionError> {
-        self.0.get(VERIFYING_KEY).await
+    /// Notes a person part-way through signing in (see [`Proving`]): not signed in, under a new
+    /// session id and CSRF token when they just proved the password.
+    pub async fn put_proving(&self, proving: &Proving, new_id: bool) -> Result<(), SessionError> {
+        let s = &self.0;
+        if new_id {
+            s.cycle_id().await?;
+            s.insert(CSRF_KEY, random_token()).await?;
+        }
+        s.insert(PROVING_KEY, proving).await
+    }
+
+    /// The person part-way through signing in, if any.
+    pub async fn proving(&self) -> Result<Option<Proving>, SessionError> {
+        match self.0.get::<Proving>(PROVING_KEY).await {
+            // A record of an older shape (a deploy mid-sign-in) reads as none: sign in again.
+            Err(tower_sessions::session::Error::SerdeJson(_)) => Ok(None),
+            other => other,
+        }
+    }
+
+    /// Forgets a person part-way through signing in (it took too long, or they gave up).
+    pub async fn forget_proving(&self) -> Result<(), SessionError> {
+        self.0.remove_value(PROVING_KEY).await.map(|_| ())
     }
 
     /// The handle of this browser's session on the account page's list, if it has one.

@@ -6,6 +6,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
+use crate::auth_methods::AuthMethods;
 use crate::db::schema::authorization_codes;
 use crate::scope::Scopes;
 use crate::tokens::opaque::{PlainToken, TokenHash};
@@ -49,6 +50,8 @@ pub struct AuthorizationCode {
     pub access_token_expires_at: Option<OffsetDateTime>,
     /// The refresh family the first redemption started, if any.
     pub refresh_family_id: Option<Uuid>,
+    /// How the person authenticated (RFC 8176 `amr` names).
+    pub amr: Vec<String>,
 }
 
 /// What a redemption issued, remembered so a replay can revoke it.
@@ -81,6 +84,8 @@ pub struct NewCode<'a> {
     pub auth_time: OffsetDateTime,
     /// The sign-in session id (OIDC `sid`).
     pub sid: &'a str,
+    /// How the person authenticated.
+    pub methods: &'a AuthMethods,
 }
 
 /// Creates a code; returns it for the redirect.
@@ -102,6 +107,7 @@ pub async fn insert(
             authorization_codes::audiences.eq(new.audiences),
             authorization_codes::auth_time.eq(new.auth_time),
             authorization_codes::sid.eq(new.sid),
+            authorization_codes::amr.eq(new.methods.to_stored()),
             authorization_codes::created_at.eq(now),
             authorization_codes::expires_at.eq(now + AUTHORIZATION_CODE_TTL),
         ))

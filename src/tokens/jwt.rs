@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::auth_methods::AuthMethods;
 use crate::keys::keyring::{KeyRing, SignError, VerifyError};
 use crate::scope::{self, Scopes};
 
@@ -78,6 +79,12 @@ pub struct AccessTokenClaims {
     /// When the person authenticated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
+    /// How the person authenticated (RFC 9068 §2.2.1, from OIDC Core §2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    /// The methods they used (RFC 8176).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
     /// The user's roles, when they have any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub roles: Vec<String>,
@@ -133,6 +140,10 @@ pub struct IdTokenClaims {
     pub iat: i64,
     /// When the person authenticated.
     pub auth_time: i64,
+    /// The authentication context class the sign-in satisfied.
+    pub acr: String,
+    /// The methods it used (RFC 8176).
+    pub amr: Vec<String>,
     /// Echo of the request's nonce.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nonce: Option<String>,
@@ -212,6 +223,8 @@ pub struct AccessGrant<'a> {
     pub audiences: &'a [String],
     /// Authentication time, for user tokens.
     pub auth_time: Option<OffsetDateTime>,
+    /// How the person authenticated, for user tokens.
+    pub methods: Option<&'a AuthMethods>,
     /// Roles, for user tokens.
     pub roles: &'a [String],
     /// The user's credential version, for user tokens.
@@ -236,6 +249,8 @@ pub fn sign_access_token(
         exp: expires_at.unix_timestamp(),
         jti,
         auth_time: grant.auth_time.map(OffsetDateTime::unix_timestamp),
+        acr: grant.methods.map(|m| m.acr().to_owned()),
+        amr: grant.methods.map(AuthMethods::amr),
         roles: grant.roles.to_vec(),
         cv: grant.credential_version,
     };
@@ -304,6 +319,8 @@ mod tests {
             exp: 60,
             jti: Uuid::nil(),
             auth_time: None,
+            acr: None,
+            amr: None,
             roles: vec![],
             cv: Some(3),
         }

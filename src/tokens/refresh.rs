@@ -14,6 +14,7 @@ use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
 use crate::audit::Actor;
+use crate::auth_methods::AuthMethods;
 use crate::db::schema::{family_access_tokens, refresh_families, refresh_tokens};
 use crate::scope::Scopes;
 use crate::tokens::opaque::{PlainToken, TokenHash};
@@ -93,6 +94,8 @@ pub struct Family {
     pub revoked_at: Option<OffsetDateTime>,
     /// Why.
     pub revoked_reason: Option<String>,
+    /// How the user authenticated (RFC 8176 `amr` names).
+    pub amr: Vec<String>,
 }
 
 /// One refresh token of a family.
@@ -197,6 +200,8 @@ pub struct NewFamily<'a> {
     pub audiences: &'a [String],
     /// Authentication time.
     pub auth_time: OffsetDateTime,
+    /// How the user authenticated.
+    pub methods: &'a AuthMethods,
     /// The access token issued together with the first refresh token.
     pub access_token: (Uuid, OffsetDateTime),
 }
@@ -219,6 +224,7 @@ pub async fn insert_family(
         absolute_expires_at: now + policy.absolute,
         revoked_at: None,
         revoked_reason: None,
+        amr: new.methods.to_stored(),
     };
     diesel::insert_into(refresh_families::table)
         .values((
@@ -230,6 +236,7 @@ pub async fn insert_family(
             refresh_families::auth_time.eq(family.auth_time),
             refresh_families::created_at.eq(now),
             refresh_families::absolute_expires_at.eq(family.absolute_expires_at),
+            refresh_families::amr.eq(&family.amr),
         ))
         .execute(conn)
         .await?;
@@ -386,6 +393,9 @@ pub struct Rotated {
     /// When the user authenticated.
     #[diesel(sql_type = Timestamptz)]
     pub auth_time: OffsetDateTime,
+    /// How the user authenticated (RFC 8176 `amr` names).
+    #[diesel(sql_type = Array<Text>)]
+    pub amr: Vec<String>,
     /// The user's roles.
     #[diesel(sql_type = Array<Text>)]
     pub roles: Vec<String>,
@@ -452,7 +462,7 @@ impl QueryFragment<Pg> for RotateUnused<'_> {
         out.push_bind_param::<Timestamptz, _>(&r.now)?;
         out.push_sql(
             "), family AS (\
-             SELECT f.id, f.user_id, f.audiences, f.auth_time, f.absolute_expires_at \
+             SELECT f.id, f.user_id, f.audiences, f.auth_time, f.amr, f.absolute_expires_at \
              FROM refresh_families f \
              WHERE f.id = (SELECT family_id FROM presented) AND f.client_id = ",
         );
@@ -499,7 +509,7 @@ impl QueryFragment<Pg> for RotateUnused<'_> {
         out.push_bind_param::<Timestamptz, _>(&r.access_token.1)?;
         out.push_sql(
             " FROM spent) \
-             SELECT family.user_id, family.audiences, family.auth_time, \
+             SELECT family.user_id, family.audiences, family.auth_time, family.amr, \
              holder.roles, holder.credential_version, successor.scopes \
              FROM family, holder, successor",
         );

@@ -1,13 +1,16 @@
-//! People who sign in: their records, names, passwords, mailed codes, consents, lockout and
-//! trusted devices.
+//! People who sign in: their records, names, passwords, second factors, mailed codes, consents,
+//! lockout and trusted devices.
 
 pub mod codes;
 pub mod consents;
 pub mod devices;
+pub mod factors;
 pub mod lockout;
 pub mod name;
 pub mod password;
+pub mod recovery_codes;
 pub mod reset_requests;
+pub mod totp;
 
 use std::fmt;
 

@@ -7,6 +7,7 @@ pub mod jwt;
 pub mod oauth;
 pub mod proxy;
 pub mod smtp;
+pub mod totp;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

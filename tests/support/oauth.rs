@@ -42,6 +42,8 @@ pub struct ClientSpec {
     pub grants: Vec<&'static str>,
     /// CORS origins besides the redirect URI's.
     pub origins: Vec<&'static str>,
+    /// Its users must prove a second factor.
+    pub require_mfa: bool,
 }
 
 impl Default for ClientSpec {
@@ -55,6 +57,7 @@ impl Default for ClientSpec {
             redirect_uri: None,
             grants: vec!["authorization_code"],
             origins: vec![],
+            require_mfa: false,
         }
     }
 }
@@ -105,6 +108,7 @@ impl TestApp {
             audiences: spec.audiences,
             created_at: now,
             updated_at: now,
+            require_mfa: spec.require_mfa,
         };
         let mut conn = self.conn().await;
         clients::insert(&mut conn, &new)

@@ -6,6 +6,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::audit::{self, NewAuditEvent};
+use crate::auth_methods::AuthMethods;
 use crate::clients::Client;
 use crate::oauth::error::OAuthError;
 use crate::oauth::grant::{
@@ -168,11 +169,13 @@ async fn issue(
     user: &users::User,
 ) -> Result<Outcome, GrantError> {
     let scopes = Scopes::from_stored(&row.scopes);
+    let methods = AuthMethods::from_stored(&row.amr);
     let auth = Authorization {
         user,
         scopes: &scopes,
         audiences: &row.audiences,
         auth_time: row.auth_time,
+        methods: &methods,
         sid: &row.sid,
         nonce: row.nonce.as_deref(),
     };

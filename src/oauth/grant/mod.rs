@@ -14,6 +14,7 @@ use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
+use crate::auth_methods::AuthMethods;
 use crate::clients::{Client, GrantType};
 use crate::error::AppError;
 use crate::keys::keyring::{KeyRing, SignError};
@@ -238,6 +239,7 @@ impl GrantContext<'_> {
                 scopes,
                 audiences,
                 auth_time: person.map(|p| p.auth_time),
+                methods: person.map(|p| p.methods),
                 roles: person.map_or(&[], |p| p.roles),
                 credential_version: person.map(|p| p.credential_version),
             },
@@ -253,14 +255,16 @@ struct Person<'a> {
     roles: &'a [String],
     credential_version: i32,
     auth_time: OffsetDateTime,
+    methods: &'a AuthMethods,
 }
 
 impl<'a> Person<'a> {
-    fn of(user: &'a users::User, auth_time: OffsetDateTime) -> Self {
+    fn of(user: &'a users::User, (auth_time, methods): (OffsetDateTime, &'a AuthMethods)) -> Self {
         Self {
             roles: &user.roles,
             credential_version: user.credential_version,
             auth_time,
+            methods,
         }
     }
 }
@@ -271,6 +275,7 @@ struct Authorization<'a> {
     scopes: &'a Scopes,
     audiences: &'a [String],
     auth_time: OffsetDateTime,
+    methods: &'a AuthMethods,
     sid: &'a str,
     nonce: Option<&'a str>,
 }
@@ -296,7 +301,7 @@ async fn issue_for_user(
         &sub,
         auth.scopes,
         auth.audiences,
-        Some(Person::of(auth.user, auth.auth_time)),
+        Some(Person::of(auth.user, (auth.auth_time, auth.methods))),
     )?;
     let id_token = if auth.scopes.contains(scope::OPENID) {
         Some(sign_id_token(ctx, client, auth, &sub, &access.token)?)
@@ -312,6 +317,7 @@ async fn issue_for_user(
             scopes: auth.scopes,
             audiences: auth.audiences,
             auth_time: auth.auth_time,
+            methods: auth.methods,
             access_token: (access.jti, access.expires_at),
         };
         let (id, token) = refresh::insert_family(conn, ctx.refresh, &family, ctx.now).await?;
@@ -349,6 +355,8 @@ fn sign_id_token(
         exp: (now + ctx.settings.id_ttl).unix_timestamp(),
         iat: now.unix_timestamp(),
         auth_time: auth.auth_time.unix_timestamp(),
+        acr: auth.methods.acr().to_owned(),
+        amr: auth.methods.amr(),
         nonce: auth.nonce.map(str::to_owned),
         at_hash: jwt::at_hash(access_token),
         sid: auth.sid.to_owned(),

@@ -4,6 +4,7 @@
 
 use diesel_async::AsyncConnection;
 
+use crate::auth_methods::AuthMethods;
 use crate::clients::Client;
 use crate::db;
 use crate::error::AppError;
@@ -13,9 +14,11 @@ use crate::oauth::grant::{
     requested_scope,
 };
 use crate::oauth::params::Params;
+use crate::oauth::second_factor::Policy as MfaPolicy;
 use crate::oauth::sign_in::{Checks, Device, SignInError, sign_in};
 use crate::scope::Scopes;
 use crate::users;
+use crate::users::factors;
 
 /// A password grant request, as sent.
 pub struct PasswordRequest {
@@ -81,6 +84,16 @@ pub async fn password(
         ));
     }
     let mut conn = db::connect(check.pool).await?;
+    // The app cannot show the second-step page either: a person who has a second factor, or
+    // must use one (the policy, or this client's registration), signs in through a browser.
+    let has_factor = factors::of(&mut conn, checked.id).await?.any();
+    if has_factor || client.require_mfa || check.mfa == MfaPolicy::Required {
+        return Err(invalid_grant(
+            "this account signs in with a second factor, which the password grant cannot ask \
+             for; use the authorization code flow in a browser",
+        ));
+    }
+    let methods = AuthMethods::password();
     conn.transaction(async |conn| {
         // The password was checked against what we read before hashing. Decide under the
         // user's row lock that nothing changed since: a cut-off that won the race is seen here,
@@ -96,6 +109,7 @@ pub async fn password(
             scopes: &request.scope,
             audiences: &client.audiences,
             auth_time: ctx.now,
+            methods: &methods,
             sid: &sid,
             nonce: None,
         };

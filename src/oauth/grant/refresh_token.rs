@@ -6,6 +6,7 @@ use serde_json::json;
 use time::OffsetDateTime;
 
 use crate::audit::{self, NewAuditEvent};
+use crate::auth_methods::AuthMethods;
 use crate::clients::Client;
 use crate::metrics::RefreshOutcome;
 use crate::oauth::error::OAuthError;
@@ -127,10 +128,12 @@ async fn rotate_in_one_statement(
         return Ok(None);
     };
     let scopes = Scopes::from_stored(&rotated.scopes);
+    let methods = AuthMethods::from_stored(&rotated.amr);
     let person = Person {
         roles: &rotated.roles,
         credential_version: rotated.credential_version,
         auth_time: rotated.auth_time,
+        methods: &methods,
     };
     let sub = rotated.user_id.to_string();
     let access = ctx.access_token_as(
@@ -310,12 +313,13 @@ async fn respond(
     rotation: Rotation,
 ) -> Result<Outcome, GrantError> {
     let sub = user.id.to_string();
+    let methods = AuthMethods::from_stored(&family.amr);
     let access = ctx.access_token(
         client,
         &sub,
         &rotation.scopes,
         &family.audiences,
-        Some(Person::of(user, family.auth_time)),
+        Some(Person::of(user, (family.auth_time, &methods))),
     )?;
     refresh::insert_access_token(conn, family.id, access.jti, access.expires_at).await?;
     Ok(Outcome::Issued {

@@ -1,0 +1,53 @@
+//! What second factors a person has, and the operator's way out for someone who lost them all.
+
+use diesel_async::{AsyncConnection as _, AsyncPgConnection};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::audit::Actor;
+
+use super::{recovery_codes, totp};
+
+/// A person's second factors.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Factors {
+    /// A confirmed authenticator app.
+    pub totp: bool,
+    /// Unused recovery codes (a way back in, not a factor of their own).
+    pub recovery_left: i64,
+}
+
+impl Factors {
+    /// Whether a sign-in must prove a second factor.
+    #[must_use]
+    pub fn any(&self) -> bool {
+        self.totp
+    }
+}
+
+/// The factors of `user_id`.
+pub async fn of(conn: &mut AsyncPgConnection, user_id: Uuid) -> diesel::QueryResult<Factors> {
+    Ok(Factors {
+        totp: totp::is_enrolled(conn, user_id).await?,
+        recovery_left: recovery_codes::left(conn, user_id).await?,
+    })
+}
+
+/// Removes every second factor and recovery code of `user_id` (`users reset-mfa`), recorded as
+/// `mfa.reset`. Returns what they had.
+pub async fn reset_all(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    by: &Actor,
+    now: OffsetDateTime,
+) -> diesel::QueryResult<Factors> {
+    conn.transaction(async |conn| {
+        let had = of(conn, user_id).await?;
+        totp::remove(conn, user_id, by, now).await?;
+        recovery_codes::delete_all(conn, user_id).await?;
+        let details = serde_json::json!({ "totp": had.totp, "recovery_codes": had.recovery_left });
+        super::record(conn, by, "mfa.reset", user_id, details, now).await?;
+        Ok(had)
+    })
+    .await
+}
