@@ -127,13 +127,7 @@ impl AuthMethods {
         }
     }
 
-    /// The methods as stored (the `amr` names, `mfa` included: it is recomputed when read).
-    #[must_use]
-    pub fn to_stored(&self) -> Vec<String> {
-        self.amr()
-    }
-
-    /// Methods read back from storage: unknown names are dropped, and nothing known reads as a
+    /// Methods read back from stored `amr` names (`mfa` is recomputed): unknown names are dropped, and nothing known reads as a
     /// password (every sign-in before methods were recorded was one).
     #[must_use]
     pub fn from_stored(names: &[String]) -> Self {
@@ -153,7 +147,7 @@ impl From<Vec<String>> for AuthMethods {
 
 impl From<AuthMethods> for Vec<String> {
     fn from(methods: AuthMethods) -> Self {
-        methods.to_stored()
+        methods.amr()
     }
 }
 
@@ -191,7 +185,7 @@ mod tests {
     #[test]
     fn stored_methods_round_trip_and_nothing_known_reads_as_a_password() {
         let both = AuthMethods::password().with(&[Method::Otp]);
-        assert_eq!(AuthMethods::from_stored(&both.to_stored()), both);
+        assert_eq!(AuthMethods::from_stored(&both.amr()), both);
         assert_eq!(AuthMethods::from_stored(&[]), AuthMethods::password());
         assert_eq!(
             AuthMethods::from_stored(&["mfa".to_owned(), "bogus".to_owned()]),

@@ -309,13 +309,10 @@ async fn reset_mfa(
     json: bool,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
-    let name = Username::parse(username).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let user = find_user(conn, username).await?;
     let kit = MailKit::load(config)?;
     let by = Actor::cli();
-    let Some(had) = crate::oauth::second_factor::reset(conn, kit.mail(), &name, &by, now).await?
-    else {
-        bail!("no user '{username}'");
-    };
+    let had = crate::oauth::second_factor::reset(conn, kit.mail(), &user, &by, now).await?;
     super::report(
         json,
         &serde_json::json!({

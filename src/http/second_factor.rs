@@ -13,6 +13,7 @@ use crate::app::AppState;
 use crate::auth_methods::AuthMethods;
 use crate::http::client_ip::ClientIp;
 use crate::http::page::{PageError, PageForm, see_other, wait_in_words, with_retry_after};
+use crate::http::self_service::signed_in;
 use crate::http::{csrf, verify};
 use crate::oauth::second_factor::{self, FactorError, Next, Proof, SECOND_STEP_TTL};
 use crate::oauth::{account, verification};
@@ -197,8 +198,7 @@ pub async fn get_second_factor(
         return Ok(see_other("/signin"));
     };
     let step_up = matches!(who, Who::SignedIn(..));
-    let factors = second_factor::factors_of(&state.db, who.user().id).await?;
-    if factors.any() {
+    if second_factor::has_factor(&state.db, who.user().id).await? {
         return code_page(&session, step_up, None, StatusCode::OK).await;
     }
     set_up_page(
@@ -401,7 +401,7 @@ async fn confirm_form(
     let Some((_, user)) = signed_in(state, session).await? else {
         return Ok(see_other("/signin"));
     };
-    if !second_factor::factors_of(&state.db, user.id).await?.any() {
+    if !second_factor::has_factor(&state.db, user.id).await? {
         return Ok(see_other("/account"));
     }
     confirm_page(session, what, None, StatusCode::OK).await
@@ -450,19 +450,6 @@ pub async fn submit_new_codes(
     }
 }
 
-async fn signed_in(
-    state: &AppState,
-    session: &BrowserSession,
-) -> Result<Option<(SignedInSession, User)>, PageError> {
-    let Some(signed) = session.signed_in().await? else {
-        return Ok(None);
-    };
-    let mut conn = state.conn().await?;
-    Ok(account::current_user(&mut conn, &signed)
-        .await?
-        .map(|user| (signed, user)))
-}
-
 /// A refusal in words, its status and `Retry-After`; failures of ours are errors.
 fn refusal(error: FactorError) -> Result<(StatusCode, String, Option<i64>), PageError> {
     Ok(match error {
@@ -479,7 +466,6 @@ fn refusal(error: FactorError) -> Result<(StatusCode, String, Option<i64>), Page
             "Too many attempts at once. Try again in a moment.".to_owned(),
             Some(1),
         ),
-        e @ FactorError::AlreadySetUp => (StatusCode::CONFLICT, e.to_string(), None),
         e @ (FactorError::Code(_) | FactorError::WrongRecoveryCode) => {
             (StatusCode::UNAUTHORIZED, e.to_string(), None)
         }
@@ -511,11 +497,10 @@ async fn set_up_page(
     let now = state.clock.now();
     let product = &state.letterhead.product;
     let kek = state.keys.kek();
-    let enrolment = match second_factor::begin_app(&state.db, kek, user, product, now).await {
-        Ok(e) => e,
+    let Some(enrolment) = second_factor::begin_app(&state.db, kek, user, product, now).await?
+    else {
         // Already set up: nothing to do here.
-        Err(FactorError::AlreadySetUp) => return Ok(see_other("/account")),
-        Err(e) => return Err(refusal(e).err().unwrap_or(PageError::NotFound)),
+        return Ok(see_other("/account"));
     };
     let (status, error) = match error {
         Some((status, message)) => (status, Some(message)),

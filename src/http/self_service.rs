@@ -95,7 +95,8 @@ pub struct DeleteForm {
 }
 
 /// The signed-in person as they are now; `None` sends the browser to sign in.
-async fn signed_in(
+/// The signed-in person as they are now (`None`: nobody, or disabled or deleted since).
+pub(crate) async fn signed_in(
     state: &AppState,
     session: &BrowserSession,
 ) -> Result<Option<(SignedInSession, User)>, PageError> {

@@ -143,7 +143,7 @@ pub async fn submit_signin(
     let user = &signed_in.user;
     let mut response =
         second_factor::after_password(&state, &session, &headers, (user, client_ip), now).await?;
-    tracing::info!(user_id = %signed_in.user.id, "signed in");
+    tracing::info!(user_id = %signed_in.user.id, "password accepted");
     if let Some(token) = signed_in.new_device_token
         && let Some(v) = set_cookie(
             device_cookie,

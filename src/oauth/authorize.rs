@@ -304,7 +304,7 @@ pub async fn consent_and_proceed(
 pub struct SignedIn {
     /// When they authenticated.
     pub at: OffsetDateTime,
-    /// The request asked for a new sign-in than this one (`prompt=login`).
+    /// The request asked for another sign-in than this one (`prompt=login`).
     pub stale: bool,
     /// A second factor is demanded and their sign-in did not prove one.
     pub lacks_second_factor: bool,

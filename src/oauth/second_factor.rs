@@ -14,11 +14,11 @@ use crate::keys::kek::Kek;
 use crate::mail::letters::{self, FactorChange};
 use crate::oauth::sign_in::{HeldAttempt, SignInError};
 use crate::oauth::verification::AccountMail;
+use crate::users::User;
 use crate::users::factors::{self, Factors};
 use crate::users::lockout::{LockoutPolicy, Outcome};
 use crate::users::recovery_codes::{self, FEW_LEFT, RecoveryCode};
 use crate::users::totp::{self, Enrolment, Label, TotpConfirmError, TotpError};
-use crate::users::{self, User};
 
 /// How long a person who proved the password has to prove the second factor.
 pub const SECOND_STEP_TTL: Duration = Duration::minutes(15);
@@ -69,8 +69,7 @@ pub async fn next(
     if methods.is_multi_factor() {
         return Ok(Next::Done);
     }
-    let factors = factors::of(conn, user_id).await?;
-    Ok(if factors.any() {
+    Ok(if factors::has_any(conn, user_id).await? {
         Next::SecondFactor
     } else if demanded || policy == Policy::Required {
         Next::SetUp
@@ -79,10 +78,10 @@ pub async fn next(
     })
 }
 
-/// The factors of `user_id`, for the pages that offer them.
-pub async fn factors_of(pool: &DbPool, user_id: uuid::Uuid) -> Result<Factors, DbError> {
+/// Whether `user_id` has a second factor to prove, for the pages that ask for one.
+pub async fn has_factor(pool: &DbPool, user_id: uuid::Uuid) -> Result<bool, DbError> {
     let mut conn = db::connect(pool).await?;
-    Ok(factors::of(&mut conn, user_id).await?)
+    Ok(factors::has_any(&mut conn, user_id).await?)
 }
 
 /// A second factor as typed on a page.
@@ -109,9 +108,6 @@ pub enum FactorError {
         /// How long until the next is accepted.
         retry_after: Duration,
     },
-    /// An app is already set up.
-    #[error("An authenticator app is already set up. Remove it first to set up another.")]
-    AlreadySetUp,
     /// Too many attempts at once; retry shortly.
     #[error("too many attempts at once")]
     Busy,
@@ -158,19 +154,9 @@ impl FactorChecks<'_> {
     fn by(&self, user: &User) -> Actor {
         Actor::user(user.id, Some(self.ip.into()))
     }
-
-    /// Mails `change` to the owner, if they have an address, inside the caller's transaction.
-    async fn notify(
-        &self,
-        conn: &mut AsyncPgConnection,
-        user: &User,
-        change: FactorChange,
-        now: OffsetDateTime,
-    ) -> diesel::QueryResult<()> {
-        notify(conn, self.mail, user, change, now).await
-    }
 }
 
+/// Mails `change` to the owner, if they have an address, inside the caller's transaction.
 async fn notify(
     conn: &mut AsyncPgConnection,
     mail: AccountMail<'_>,
@@ -255,7 +241,7 @@ async fn judge(
                     if let Some(left) = left {
                         let few = left <= FEW_LEFT;
                         let change = FactorChange::RecoveryCodeUsed { left, few };
-                        checks.notify(conn, user, change, now).await?;
+                        notify(conn, checks.mail, user, change, now).await?;
                     }
                     Ok::<_, diesel::result::Error>(left)
                 })
@@ -268,22 +254,21 @@ async fn judge(
     }
 }
 
-/// Starts setting up an authenticator app for `user`, labelled with `issuer` (the product name).
+/// Starts setting up an authenticator app for `user`, labelled with `issuer` (the product
+/// name); `None` when one is set up already.
 pub async fn begin_app(
     pool: &DbPool,
     kek: &Kek,
     user: &User,
     issuer: &str,
     now: OffsetDateTime,
-) -> Result<Enrolment, FactorError> {
+) -> Result<Option<Enrolment>, DbError> {
     let mut conn = db::connect(pool).await?;
     let label = Label {
         issuer,
         account: &user.username,
     };
-    totp::begin(&mut conn, kek, user.id, label, now)
-        .await?
-        .ok_or(FactorError::AlreadySetUp)
+    Ok(totp::begin(&mut conn, kek, user.id, label, now).await?)
 }
 
 /// Confirms the app being set up with a code it shows; mails the owner. Returns the recovery
@@ -304,9 +289,7 @@ pub async fn confirm_app(
             } else {
                 None
             };
-            checks
-                .notify(conn, user, FactorChange::AppAdded, now)
-                .await?;
+            notify(conn, checks.mail, user, FactorChange::AppAdded, now).await?;
             Ok::<_, FactorError>(codes)
         })
         .await?;
@@ -327,9 +310,7 @@ pub async fn remove_app(
     conn.transaction(async |conn| {
         if totp::remove(conn, user.id, &by, now).await? {
             recovery_codes::delete_all(conn, user.id).await?;
-            checks
-                .notify(conn, user, FactorChange::AppRemoved, now)
-                .await?;
+            notify(conn, checks.mail, user, FactorChange::AppRemoved, now).await?;
         }
         Ok::<_, diesel::result::Error>(())
     })
@@ -351,7 +332,7 @@ pub async fn replace_recovery_codes(
         .transaction(async |conn| {
             let codes = recovery_codes::replace(conn, user.id, &by, now).await?;
             let change = FactorChange::RecoveryCodesReplaced;
-            checks.notify(conn, user, change, now).await?;
+            notify(conn, checks.mail, user, change, now).await?;
             Ok::<_, diesel::result::Error>(codes)
         })
         .await?;
@@ -359,24 +340,18 @@ pub async fn replace_recovery_codes(
 }
 
 /// The operator's way out for someone who lost every factor (`users reset-mfa`): removes them
-/// all (recorded as `mfa.reset` by `by`) and mails the owner. `None` when there is no such
-/// user.
+/// all (recorded as `mfa.reset` by `by`) and mails the owner. Returns what they had.
 pub async fn reset(
     conn: &mut AsyncPgConnection,
     mail: AccountMail<'_>,
-    username: &crate::users::name::Username,
+    user: &User,
     by: &Actor,
     now: OffsetDateTime,
-) -> Result<Option<Factors>, DbError> {
-    let Some(user) = users::find_by_username(conn, username).await? else {
-        return Ok(None);
-    };
-    let had = conn
-        .transaction(async |conn| {
-            let had = factors::reset_all(conn, user.id, by, now).await?;
-            notify(conn, mail, &user, FactorChange::Reset, now).await?;
-            Ok::<_, diesel::result::Error>(had)
-        })
-        .await?;
-    Ok(Some(had))
+) -> diesel::QueryResult<Factors> {
+    conn.transaction(async |conn| {
+        let had = factors::reset_all(conn, user.id, by, now).await?;
+        notify(conn, mail, user, FactorChange::Reset, now).await?;
+        Ok(had)
+    })
+    .await
 }

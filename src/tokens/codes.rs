@@ -107,7 +107,7 @@ pub async fn insert(
             authorization_codes::audiences.eq(new.audiences),
             authorization_codes::auth_time.eq(new.auth_time),
             authorization_codes::sid.eq(new.sid),
-            authorization_codes::amr.eq(new.methods.to_stored()),
+            authorization_codes::amr.eq(new.methods.amr()),
             authorization_codes::created_at.eq(now),
             authorization_codes::expires_at.eq(now + AUTHORIZATION_CODE_TTL),
         ))

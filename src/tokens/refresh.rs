@@ -224,7 +224,7 @@ pub async fn insert_family(
         absolute_expires_at: now + policy.absolute,
         revoked_at: None,
         revoked_reason: None,
-        amr: new.methods.to_stored(),
+        amr: new.methods.amr(),
     };
     diesel::insert_into(refresh_families::table)
         .values((

@@ -17,12 +17,11 @@ pub struct Factors {
     pub recovery_left: i64,
 }
 
-impl Factors {
-    /// Whether a sign-in must prove a second factor.
-    #[must_use]
-    pub fn any(&self) -> bool {
-        self.totp
-    }
+impl Factors {}
+
+/// Whether `user_id` has a second factor (one read: what every sign-in asks).
+pub async fn has_any(conn: &mut AsyncPgConnection, user_id: Uuid) -> diesel::QueryResult<bool> {
+    totp::is_enrolled(conn, user_id).await
 }
 
 /// The factors of `user_id`.

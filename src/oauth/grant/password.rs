@@ -86,7 +86,7 @@ pub async fn password(
     let mut conn = db::connect(check.pool).await?;
     // The app cannot show the second-step page either: a person who has a second factor, or
     // must use one (the policy, or this client's registration), signs in through a browser.
-    let has_factor = factors::of(&mut conn, checked.id).await?.any();
+    let has_factor = factors::has_any(&mut conn, checked.id).await?;
     if has_factor || client.require_mfa || check.mfa == MfaPolicy::Required {
         return Err(invalid_grant(
             "this account signs in with a second factor, which the password grant cannot ask \
