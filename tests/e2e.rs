@@ -4,7 +4,9 @@
 //! the script asks it to move time, and notes-api and the browser read the same time. And a
 //! sign-in past the per-address limit through the page's proof of work (`tests/e2e/crowd.mjs`).
 //! And a person confirming their address and resetting a forgotten password with codes from a
-//! real SMTP server (`tests/e2e/accounts.mjs`).
+//! real SMTP server (`tests/e2e/accounts.mjs`). And the SPA asking for a second factor (step-up),
+//! an authenticator app set up and then asked for at each sign-in (`tests/e2e/second_factor.mjs`,
+//! codes from npm `otpauth` at the test clock).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -70,6 +72,39 @@ async fn start_examples(app: &TestApp, clock_file: &Path) -> (Child, String, Str
     }
 }
 
+/// Runs a browser script that asks this test for things (one JSON line each way: `answer`
+/// replies) until it says `done`; fails unless it ended well after that.
+async fn drive(script: &mut Command, mut answer: impl AsyncFnMut(&Value) -> Value) {
+    let mut child = script
+        .current_dir(e2e_dir())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs the Playwright script");
+    let mut answers = child.stdin.take().unwrap();
+    let mut asks = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut finished = false;
+    while let Some(line) = asks.next_line().await.unwrap() {
+        let ask: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line}"));
+        let reply = if ask["op"] == "done" {
+            finished = true;
+            json!({})
+        } else {
+            answer(&ask).await
+        };
+        answers
+            .write_all(format!("{reply}\n").as_bytes())
+            .await
+            .unwrap();
+    }
+    let status = child.wait().await.unwrap();
+    assert!(
+        status.success() && finished,
+        "the browser script failed (its output is above)"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn the_spa_signs_in_refreshes_once_across_tabs_and_signs_out_in_chromium() {
     let app = TestApp::spawn_with(&[("KEYWARD_ACCESS_TOKEN_TTL", "1m")]).await;
@@ -91,49 +126,26 @@ async fn the_spa_signs_in_refreshes_once_across_tabs_and_signs_out_in_chromium()
 
     // The same server on 127.0.0.1 is another origin, one no client registered.
     let unregistered = spa.replace("localhost", "127.0.0.1");
-    let mut script = Command::new("node")
+    let mut script = Command::new("node");
+    script
         .arg(e2e_dir().join("spa.mjs"))
-        .current_dir(e2e_dir())
         .env("KEYWARD", &app.base)
         .env("SPA", &spa)
         .env("UNREGISTERED", &unregistered)
         .env("START_MS", start_ms.to_string())
-        .env("SCREENSHOTS", screenshot_dir())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node runs the Playwright script");
-    let mut answers = script.stdin.take().unwrap();
-    let mut asks = BufReader::new(script.stdout.take().unwrap()).lines();
-    let mut finished = false;
-    while let Some(line) = asks.next_line().await.unwrap() {
-        let ask: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line}"));
-        let answer = match ask["op"].as_str().unwrap() {
-            "advance" => {
-                let seconds = ask["seconds"].as_i64().unwrap();
-                app.clock().advance(time::Duration::seconds(seconds));
-                json!({ "now_ms": publish_time(&app, &clock_file) })
-            }
-            "rotations" => json!({ "count": app.family_rows().await.0 }),
-            "families" => json!({ "revoked": app.family_rows().await.1 }),
-            "done" => {
-                finished = true;
-                json!({})
-            }
-            other => panic!("unknown request {other}"),
-        };
-        answers
-            .write_all(format!("{answer}\n").as_bytes())
-            .await
-            .unwrap();
-    }
-    let status = script.wait().await.unwrap();
+        .env("SCREENSHOTS", screenshot_dir());
+    drive(&mut script, async |ask| match ask["op"].as_str().unwrap() {
+        "advance" => {
+            let seconds = ask["seconds"].as_i64().unwrap();
+            app.clock().advance(time::Duration::seconds(seconds));
+            json!({ "now_ms": publish_time(&app, &clock_file) })
+        }
+        "rotations" => json!({ "count": app.family_rows().await.0 }),
+        "families" => json!({ "revoked": app.family_rows().await.1 }),
+        other => panic!("unknown request {other}"),
+    })
+    .await;
     let _ = std::fs::remove_dir_all(&scratch);
-    assert!(
-        status.success() && finished,
-        "the browser script failed (its output is above)"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -210,46 +222,61 @@ async fn a_person_confirms_the_address_resets_the_password_and_changes_the_addre
         ("KEYWARD_EMAIL_VERIFICATION", "required"),
     ])
     .await;
-    let mut script = Command::new("node")
+    let mut script = Command::new("node");
+    script
         .arg(e2e_dir().join("accounts.mjs"))
-        .current_dir(e2e_dir())
-        .env("KEYWARD", &app.base)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node runs the Playwright script");
-    let mut answers = script.stdin.take().unwrap();
-    let mut asks = BufReader::new(script.stdout.take().unwrap()).lines();
+        .env("KEYWARD", &app.base);
     let mut seen = std::collections::HashMap::<String, usize>::new();
-    let mut finished = false;
-    while let Some(line) = asks.next_line().await.unwrap() {
-        let ask: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line}"));
-        let answer = match ask["op"].as_str().unwrap() {
-            "mail" => {
-                let (to, subject) = (
-                    ask["to"].as_str().unwrap(),
-                    ask["subject"].as_str().unwrap(),
-                );
-                let count = seen.entry(format!("{to} {subject}")).or_default();
-                let mail = next_mail(&sink, to, subject, *count).await;
-                *count += 1;
-                mail
-            }
-            "done" => {
-                finished = true;
-                json!({})
-            }
-            other => panic!("unknown request {other}"),
-        };
-        answers
-            .write_all(format!("{answer}\n").as_bytes())
-            .await
-            .unwrap();
-    }
-    let status = script.wait().await.unwrap();
-    assert!(
-        status.success() && finished,
-        "the browser script failed (its output is above)"
-    );
+    drive(&mut script, async |ask| match ask["op"].as_str().unwrap() {
+        "mail" => {
+            let (to, subject) = (
+                ask["to"].as_str().unwrap(),
+                ask["subject"].as_str().unwrap(),
+            );
+            let count = seen.entry(format!("{to} {subject}")).or_default();
+            let mail = next_mail(&sink, to, subject, *count).await;
+            *count += 1;
+            mail
+        }
+        other => panic!("unknown request {other}"),
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_spa_asks_for_a_second_factor_and_every_sign_in_then_needs_the_app_in_chromium() {
+    let app = TestApp::spawn().await;
+    app.create_user("grace", GOOD_PASSWORD).await;
+    let scratch = std::env::temp_dir().join(format!("keyward-e2e-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let clock_file = scratch.join("now");
+    let start_ms = publish_time(&app, &clock_file);
+    let (_examples, spa, _api) = start_examples(&app, &clock_file).await;
+    let spec = ClientSpec {
+        public: true,
+        first_party: true,
+        scopes: "openid profile offline_access notes:read notes:write",
+        audiences: vec![AUDIENCE.to_owned()],
+        redirect_uri: Some(format!("{spa}/callback")),
+        post_logout: vec![format!("{spa}/")],
+        grants: vec!["authorization_code", "refresh_token"],
+        ..ClientSpec::default()
+    };
+    app.register_client("notes-spa", spec).await;
+    let mut script = Command::new("node");
+    script
+        .arg(e2e_dir().join("second_factor.mjs"))
+        .env("KEYWARD", &app.base)
+        .env("SPA", &spa)
+        .env("START_MS", start_ms.to_string());
+    drive(&mut script, async |ask| match ask["op"].as_str().unwrap() {
+        "advance" => {
+            let seconds = ask["seconds"].as_i64().unwrap();
+            app.clock().advance(time::Duration::seconds(seconds));
+            json!({ "now_ms": publish_time(&app, &clock_file) })
+        }
+        other => panic!("unknown request {other}"),
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&scratch);
 }

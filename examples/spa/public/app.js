@@ -1,5 +1,7 @@
 // The page: what it shows signed in and signed out. All protocol work is in auth.js and api.js.
-import { completeSignIn, currentSession, onSessionChange, signIn, signOut, userInfo, SignedOut } from './auth.js';
+import {
+  ACR_MFA, completeSignIn, currentSession, onSessionChange, signIn, signOut, userInfo, SignedOut,
+} from './auth.js';
 import { addNote, listNotes } from './api.js';
 
 const $ = (id) => document.getElementById(id);
@@ -25,6 +27,12 @@ onSessionChange(async (session) => {
     $('notes').replaceChildren();
     return;
   }
+  // How they signed in, from the verified ID token (`acr`; `amr` lists the methods).
+  const strong = session.claims.acr === ACR_MFA;
+  $('assurance').textContent = strong
+    ? 'Signed in with a second factor.'
+    : 'Signed in with your password only.';
+  $('step-up').hidden = strong;
   // A refresh changes the tokens, not the person: load their profile once per sign-in.
   if (shownFor === session.claims.sub) return;
   shownFor = session.claims.sub;
@@ -38,6 +46,8 @@ onSessionChange(async (session) => {
 });
 
 $('sign-in').addEventListener('click', () => signIn().catch(showError));
+// Step-up (RFC 9470): ask Keyward for a second factor before something sensitive.
+$('step-up').addEventListener('click', () => signIn({ acrValues: ACR_MFA }).catch(showError));
 $('sign-out').addEventListener('click', () => signOut().catch(showError));
 $('reload').addEventListener('click', () => renderNotes().catch(showError));
 $('add-note').addEventListener('submit', async (event) => {

@@ -112,8 +112,15 @@ function sessionFrom(result, previous) {
   };
 }
 
-/** Sends the browser to Keyward's sign-in page. */
-export async function signIn() {
+/** Keyward's `acr` of a sign-in with a second factor (its discovery lists it). */
+export const ACR_MFA = 'urn:keyward:acr:mfa';
+
+/**
+ * Sends the browser to Keyward's sign-in page. With `{ acrValues: ACR_MFA }` the app asks for a
+ * second factor for this sign-in (RFC 9470 step-up): someone signed in with a password alone is
+ * asked for their authenticator app's code (or sets one up) and comes back with `acr` mfa.
+ */
+export async function signIn({ acrValues } = {}) {
   const verifier = oauth.generateRandomCodeVerifier();
   const state = oauth.generateRandomState();
   const nonce = oauth.generateRandomNonce();
@@ -130,6 +137,7 @@ export async function signIn() {
     code_challenge_method: 'S256',
     state,
     nonce,
+    ...(acrValues ? { acr_values: acrValues } : {}),
   });
   location.assign(url);
 }
