@@ -44,6 +44,8 @@ pub struct CookieSettings {
     pub csrf: &'static str,
     /// The sealed pending sign-in of visitors without a session.
     pub pending: &'static str,
+    /// The sealed passkey challenge of the sign-in page.
+    pub passkey: &'static str,
     /// Whether cookies carry `Secure`.
     pub secure: bool,
 }
@@ -58,6 +60,7 @@ impl CookieSettings {
                 device: "__Host-keyward_device",
                 csrf: "__Host-keyward_csrf",
                 pending: "__Host-keyward_pending",
+                passkey: "__Host-keyward_passkey",
                 secure: true,
             }
         } else {
@@ -66,6 +69,7 @@ impl CookieSettings {
                 device: "keyward_device",
                 csrf: "keyward_csrf",
                 pending: "keyward_pending",
+                passkey: "keyward_passkey",
                 secure: false,
             }
         }
@@ -113,6 +117,8 @@ pub struct Shared {
     pub codes: crate::users::codes::CodeKey,
     /// Issues and checks the sign-in page's proofs of work.
     pub proofs: crate::rate_limits::proof::ProofOfWork,
+    /// The `WebAuthn` relying party; `None` when the issuer's host is an IP address.
+    pub passkeys: Option<crate::oauth::passkeys::Passkeys>,
     /// Signs the CSRF tokens of visitors without a session.
     pub csrf: crate::http::csrf::VisitorCsrf,
     /// Seals the pending sign-ins of visitors without a session.
@@ -217,6 +223,11 @@ impl App {
                 keys.proof_secret(),
                 config.passwords.sign_in_proof_bits,
             ),
+            passkeys: url::Url::parse(config.server.issuer.as_str())
+                .ok()
+                .and_then(|issuer| {
+                    crate::oauth::passkeys::Passkeys::new(&issuer, &config.server.product_name)
+                }),
             csrf: crate::http::csrf::VisitorCsrf::new(keys.csrf_secret()),
             pending: {
                 let cookies = CookieSettings::for_https(config.server.issuer.is_https());

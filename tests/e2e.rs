@@ -6,7 +6,8 @@
 //! And a person confirming their address and resetting a forgotten password with codes from a
 //! real SMTP server (`tests/e2e/accounts.mjs`). And the SPA asking for a second factor (step-up),
 //! an authenticator app set up and then asked for at each sign-in (`tests/e2e/second_factor.mjs`,
-//! codes from npm `otpauth` at the test clock).
+//! codes from npm `otpauth` at the test clock). And passkeys with Chromium's virtual
+//! authenticator (`tests/e2e/passkeys.mjs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -279,4 +280,39 @@ async fn the_spa_asks_for_a_second_factor_and_every_sign_in_then_needs_the_app_i
     })
     .await;
     let _ = std::fs::remove_dir_all(&scratch);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_passkey_is_registered_proven_after_the_password_and_signs_in_alone_in_chromium() {
+    let app = TestApp::spawn_on_localhost(&[]).await;
+    assert!(app.base.starts_with("http://localhost:"));
+    app.create_user("grace", GOOD_PASSWORD).await;
+    let output = Command::new("node")
+        .arg(e2e_dir().join("passkeys.mjs"))
+        .current_dir(e2e_dir())
+        .env("KEYWARD", &app.base)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("node runs the Playwright script");
+    assert!(
+        output.status.success() && output.stdout.starts_with(b"ok"),
+        "the browser script failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // What happened is in the audit trail: added, proven, signed in with, removed.
+    let mut conn = app.conn().await;
+    for kind in ["mfa.passkey_added", "mfa.verified", "mfa.passkey_removed"] {
+        let events = keyward::audit::find_by_kind(&mut conn, kind, 10)
+            .await
+            .unwrap();
+        assert!(!events.is_empty(), "{kind} recorded");
+    }
+    let signed_in = keyward::audit::find_by_kind(&mut conn, "signin.succeeded", 20)
+        .await
+        .unwrap();
+    assert!(
+        signed_in.iter().any(|e| e.details["method"] == "passkey"),
+        "a sign-in with the passkey alone"
+    );
 }

@@ -103,7 +103,7 @@ pub enum UsersCommand {
         json: bool,
     },
     /// Turn two-step sign-in off for someone who lost every factor: removes their authenticator
-    /// app and recovery codes (recorded as `mfa.reset`) and mails them a notice. Their password
+    /// app, passkeys and recovery codes (recorded as `mfa.reset`) and mails them a notice. Their password
     /// alone signs them in again; they can set up a new app from their account page.
     ResetMfa {
         /// The username.
@@ -317,12 +317,18 @@ async fn reset_mfa(
         json,
         &serde_json::json!({
             "username": username,
-            "removed": { "authenticator_app": had.totp, "recovery_codes": had.recovery_left },
+            "removed": {
+                "authenticator_app": had.totp,
+                "passkeys": had.passkeys,
+                "recovery_codes": had.recovery_left,
+            },
         }),
         &format!(
-            "two-step sign-in is off for {username} (authenticator app removed: {}, unused \
-             recovery codes removed: {}); they sign in with their password alone",
+            "two-step sign-in is off for {username} (authenticator app removed: {}, passkeys \
+             removed: {}, unused recovery codes removed: {}); they sign in with their password \
+             alone",
             if had.totp { "yes" } else { "none set up" },
+            had.passkeys,
             had.recovery_left
         ),
     )

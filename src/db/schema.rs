@@ -111,6 +111,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    passkeys (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        credential_id -> Bytea,
+        name -> Text,
+        passkey -> Jsonb,
+        created_at -> Timestamptz,
+        last_used_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
     rate_limits (key) {
         key -> Text,
         tat -> Timestamptz,
@@ -276,6 +288,7 @@ diesel::joinable!(authorization_codes -> users (user_id));
 diesel::joinable!(consents -> clients (client_id));
 diesel::joinable!(consents -> users (user_id));
 diesel::joinable!(family_access_tokens -> refresh_families (family_id));
+diesel::joinable!(passkeys -> users (user_id));
 diesel::joinable!(recovery_codes -> users (user_id));
 diesel::joinable!(refresh_families -> clients (client_id));
 diesel::joinable!(refresh_families -> users (user_id));
@@ -294,6 +307,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     family_access_tokens,
     key_set_version,
     mail_outbox,
+    passkeys,
     rate_limits,
     recovery_codes,
     refresh_families,

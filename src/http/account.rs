@@ -39,6 +39,10 @@ pub struct AccountPage {
     has_app: bool,
     /// Unused recovery codes.
     recovery_left: i64,
+    /// Whether this server can have passkeys (its issuer is a domain name).
+    passkeys_on: bool,
+    /// How many passkeys the person has.
+    passkeys: i64,
     /// How this browser signed in, in words.
     signed_in_with: &'static str,
 }
@@ -66,7 +70,20 @@ pub struct ConsentRow {
     scopes: String,
 }
 
-fn human_time(t: OffsetDateTime) -> String {
+/// How this browser signed in, in words.
+fn signed_in_with(methods: &crate::auth_methods::AuthMethods) -> &'static str {
+    use crate::auth_methods::Method;
+    if !methods.contains(Method::Pwd) {
+        "a passkey"
+    } else if methods.is_multi_factor() {
+        "your password and a second step"
+    } else {
+        "your password"
+    }
+}
+
+/// A time as the account pages show it, to the minute.
+pub(crate) fn human_time(t: OffsetDateTime) -> String {
     t.format(format_description!(
         "[year]-[month]-[day] [hour]:[minute] UTC"
     ))
@@ -115,11 +132,9 @@ pub async fn get_account(
         signed_in_at: human_time(current.auth_time),
         has_app: factors.totp,
         recovery_left: factors.recovery_left,
-        signed_in_with: if current.methods.is_multi_factor() {
-            "password and a second step"
-        } else {
-            "password"
-        },
+        passkeys_on: state.passkeys.is_some(),
+        passkeys: factors.passkeys,
+        signed_in_with: signed_in_with(&current.methods),
         consents: granted
             .into_iter()
             .map(|c| ConsentRow {

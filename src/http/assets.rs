@@ -1,11 +1,12 @@
-//! The stylesheet of the hosted pages and the sign-in page's proof-of-work script, compiled into
-//! the binary.
+//! The stylesheet of the hosted pages and their two scripts (the sign-in page's proof of work,
+//! passkeys), compiled into the binary.
 
 use axum::http::header;
 use axum::response::IntoResponse;
 
 const STYLE_CSS: &str = include_str!("../../templates/assets/style.css");
 const PROOF_JS: &str = include_str!("../../templates/assets/proof.js");
+const PASSKEYS_JS: &str = include_str!("../../templates/assets/passkeys.js");
 
 /// `GET /assets/style.css`.
 pub async fn get_style() -> impl IntoResponse {
@@ -15,6 +16,11 @@ pub async fn get_style() -> impl IntoResponse {
 /// `GET /assets/proof.js`.
 pub async fn get_proof_script() -> impl IntoResponse {
     asset("text/javascript; charset=utf-8", PROOF_JS)
+}
+
+/// `GET /assets/passkeys.js`.
+pub async fn get_passkeys_script() -> impl IntoResponse {
+    asset("text/javascript; charset=utf-8", PASSKEYS_JS)
 }
 
 /// A file of ours, cached an hour: a new release is picked up within it.

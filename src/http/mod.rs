@@ -17,6 +17,7 @@ pub mod keep_alive;
 pub mod oauth_error;
 pub mod observe;
 pub mod page;
+pub mod passkeys;
 pub mod pending;
 pub mod recovery;
 pub mod request_id;
@@ -77,6 +78,25 @@ fn second_factor_routes() -> Router<AppState> {
             "/account/authenticator/remove",
             get(second_factor::get_remove).post(second_factor::submit_remove),
         )
+        .route(
+            "/account/passkeys",
+            get(passkeys::get_passkeys).post(passkeys::submit_passkey),
+        )
+        .route(
+            "/account/passkeys/options",
+            post(passkeys::registration_options),
+        )
+        .route("/account/passkeys/rename", post(passkeys::rename))
+        .route("/account/passkeys/remove", post(passkeys::remove))
+        .route(
+            "/signin/second-factor/passkey",
+            post(passkeys::submit_proof),
+        )
+        .route(
+            "/signin/second-factor/passkey/options",
+            post(passkeys::proof_options),
+        )
+        .route("/signin/passkey", post(passkeys::submit_sign_in))
         .route(
             "/account/recovery-codes",
             get(second_factor::get_new_codes).post(second_factor::submit_new_codes),
@@ -139,6 +159,7 @@ fn routes() -> Router<AppState> {
         )
         .route("/assets/style.css", get(assets::get_style))
         .route("/assets/proof.js", get(assets::get_proof_script))
+        .route("/assets/passkeys.js", get(assets::get_passkeys_script))
         .route("/assets/logo", get(brand::get_logo))
         // Endpoints for apps: browsers sent here by an app, then the app's own calls.
         .route(

@@ -29,6 +29,10 @@ pub struct SecondFactorPage {
     error: Option<String>,
     /// Whether the person is signed in already and an app asked for more (step-up).
     step_up: bool,
+    /// Whether they have an authenticator app (else only passkeys and recovery codes).
+    has_app: bool,
+    /// Whether they have a passkey (the page offers it, with script).
+    has_passkey: bool,
 }
 
 /// Setting up an authenticator app: the QR code, the secret to type instead, the code form.
@@ -106,7 +110,19 @@ pub async fn after_password(
         methods: AuthMethods::password(),
         since: now.unix_timestamp(),
     };
-    step(state, session, headers, (user, proving, ip), true, now).await
+    after_first_step(state, session, headers, (user, proving, ip), now).await
+}
+
+/// After the first thing a sign-in proved (a password, or a passkey alone): the session takes
+/// a new id and the sign-in goes on to whatever else it needs.
+pub async fn after_first_step(
+    state: &AppState,
+    session: &BrowserSession,
+    headers: &HeaderMap,
+    who: (&User, Proving, std::net::IpAddr),
+    now: OffsetDateTime,
+) -> Result<Response, PageError> {
+    step(state, session, headers, who, true, now).await
 }
 
 /// Takes a person part-way signed in to the next step: their second factor (or setting one
@@ -149,7 +165,7 @@ async fn step(
 }
 
 /// Who is at the second-step page.
-enum Who {
+pub(crate) enum Who {
     /// Part-way through signing in.
     Proving(User, Proving),
     /// Signed in, and asked for more by an app (step-up).
@@ -157,14 +173,16 @@ enum Who {
 }
 
 impl Who {
-    fn user(&self) -> &User {
+    /// The person.
+    pub(crate) fn user(&self) -> &User {
         match self {
             Self::Proving(u, _) | Self::SignedIn(u, _) => u,
         }
     }
 }
 
-async fn who(
+/// Who is at the second step: part-way signed in (first), or signed in (a step-up).
+pub(crate) async fn who(
     state: &AppState,
     session: &BrowserSession,
     now: OffsetDateTime,
@@ -199,7 +217,7 @@ pub async fn get_second_factor(
     };
     let step_up = matches!(who, Who::SignedIn(..));
     if second_factor::has_factor(&state.db, who.user().id).await? {
-        return code_page(&session, step_up, None, StatusCode::OK).await;
+        return code_page(&state, &session, (who.user(), step_up), None).await;
     }
     set_up_page(
         &state,
@@ -231,14 +249,20 @@ pub async fn submit_second_factor(
         Err(e) => {
             let step_up = matches!(who, Who::SignedIn(..));
             let (status, message, retry_after) = refusal(e)?;
-            let page = code_page(&session, step_up, Some(message), status).await?;
+            let page = code_page(
+                &state,
+                &session,
+                (who.user(), step_up),
+                Some((status, message)),
+            )
+            .await?;
             Ok(with_retry_after(page, retry_after))
         }
     }
 }
 
 /// On after a factor was proven: a sign-in goes to its next step, a step-up back to the app.
-async fn proven(
+pub(crate) async fn proven(
     state: &AppState,
     session: &BrowserSession,
     headers: &HeaderMap,
@@ -292,7 +316,7 @@ pub async fn submit_sign_in_set_up(
 
 /// The recovery codes page, whose "Continue" goes where `next` redirects (its cookies kept);
 /// just `next` when there are no new codes to show.
-fn show_codes_then(codes: Option<Vec<RecoveryCode>>, next: Response) -> Response {
+pub(crate) fn show_codes_then(codes: Option<Vec<RecoveryCode>>, next: Response) -> Response {
     let Some(codes) = codes else {
         return next;
     };
@@ -473,16 +497,24 @@ fn refusal(error: FactorError) -> Result<(StatusCode, String, Option<i64>), Page
     })
 }
 
-async fn code_page(
+/// The second-step page for `user`, offering what they have; with a refusal's status and words.
+pub(crate) async fn code_page(
+    state: &AppState,
     session: &BrowserSession,
-    step_up: bool,
-    error: Option<String>,
-    status: StatusCode,
+    (user, step_up): (&User, bool),
+    error: Option<(StatusCode, String)>,
 ) -> Result<Response, PageError> {
+    let factors = second_factor::factors_of(&state.db, user.id).await?;
+    let (status, error) = match error {
+        Some((status, message)) => (status, Some(message)),
+        None => (StatusCode::OK, None),
+    };
     let page = SecondFactorPage {
         csrf: csrf::for_session(session).await?,
         error,
         step_up,
+        has_app: factors.totp,
+        has_passkey: factors.passkeys > 0 && state.passkeys.is_some(),
     };
     Ok((status, page).into_response())
 }

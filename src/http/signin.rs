@@ -14,7 +14,7 @@ use crate::app::AppState;
 use crate::http::client_ip::ClientIp;
 use crate::http::cookies::{cookie_value, set_cookie};
 use crate::http::page::{PageError, PageForm, see_other, wait_in_words, with_retry_after};
-use crate::http::{csrf, second_factor};
+use crate::http::{csrf, passkeys, second_factor};
 use crate::oauth::sign_in::{Device, SignInError, extra_step, sign_in};
 use crate::rate_limits::proof::{Challenge, Solution};
 use crate::sessions::{AskingApp, BrowserSession};
@@ -36,6 +36,64 @@ pub struct SignInPage {
     proof: Option<Challenge>,
     /// "Username", "Email" or "Username or email".
     name_label: &'static str,
+    /// The passkey sign-in's options (JSON), when the server can have passkeys.
+    passkey_options: Option<String>,
+}
+
+/// What a sign-in page says besides its form.
+struct Shown {
+    username: String,
+    error: Option<String>,
+    notice: Option<&'static str>,
+    proof: Option<Challenge>,
+    status: StatusCode,
+}
+
+/// The sign-in page: its form, the app asking, and the passkey sign-in (its sealed challenge set
+/// as a cookie); CSRF for a visitor or the session.
+async fn page(
+    state: &AppState,
+    session: &BrowserSession,
+    headers: &HeaderMap,
+    shown: Shown,
+) -> Result<Response, PageError> {
+    let now = state.clock.now();
+    let csrf = csrf::for_visitor(state, session, headers).await?;
+    let offer = passkeys::sign_in_offer(state, now);
+    let page = SignInPage {
+        csrf: csrf.token.clone(),
+        username: shown.username,
+        error: shown.error,
+        notice: shown.notice,
+        signup_enabled: state.config.server.signup_enabled,
+        app: state.pending.asking_app(session, headers, now).await?,
+        proof: shown.proof,
+        name_label: state.config.passwords.sign_in_identifier.label(),
+        passkey_options: offer.as_ref().map(|(options, _)| options.clone()),
+    };
+    let mut response = csrf.attach((shown.status, page).into_response());
+    if let Some((_, cookie)) = offer {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// The sign-in page again with `message` (a passkey that did not sign anyone in).
+pub async fn with_error(
+    state: &AppState,
+    session: &BrowserSession,
+    headers: &HeaderMap,
+    (ip, message): (IpAddr, String),
+) -> Result<Response, PageError> {
+    let now = state.clock.now();
+    let shown = Shown {
+        username: String::new(),
+        error: Some(message),
+        notice: None,
+        proof: extra_step(&state.limits, &state.proofs, ip, now),
+        status: StatusCode::UNAUTHORIZED,
+    };
+    page(state, session, headers, shown).await
 }
 
 /// Query of `GET /signin`: only flags that choose a notice; nothing here is ever a destination.
@@ -89,21 +147,14 @@ pub async fn get_signin(
     } else {
         query.signed_out.is_some().then_some("You have signed out.")
     };
-    let csrf = csrf::for_visitor(&state, &session, &headers).await?;
-    let page = SignInPage {
-        csrf: csrf.token.clone(),
+    let shown = Shown {
         username: login_hint.unwrap_or_default(),
         error: None,
         notice,
-        signup_enabled: state.config.server.signup_enabled,
-        app: match session.asking_app().await? {
-            Some(app) => Some(app),
-            None => visitor.and_then(|p| p.asking_app),
-        },
         proof: extra_step(&state.limits, &state.proofs, client_ip, now),
-        name_label: state.config.passwords.sign_in_identifier.label(),
+        status: StatusCode::OK,
     };
-    Ok(csrf.attach(page.into_response()))
+    page(&state, &session, &headers, shown).await
 }
 
 /// `POST /signin`: checks the credentials and signs the browser in.
@@ -179,22 +230,15 @@ async fn signin_failed(
     };
     tracing::info!(reason = ?status, "sign-in refused");
     // The username is shown again (escaped by the template), the password never is.
-    let username: String = refused.username.chars().take(254).collect();
-    let csrf = csrf::for_visitor(state, session, headers).await?;
-    let page = SignInPage {
-        csrf: csrf.token.clone(),
-        username,
+    let shown = Shown {
+        username: refused.username.chars().take(254).collect(),
         error: Some(message),
         notice: None,
-        signup_enabled: state.config.server.signup_enabled,
-        app: state.pending.asking_app(session, headers, now).await?,
         proof,
-        name_label: state.config.passwords.sign_in_identifier.label(),
+        status,
     };
-    Ok(with_retry_after(
-        csrf.attach((status, page).into_response()),
-        retry_after,
-    ))
+    let page = page(state, session, headers, shown).await?;
+    Ok(with_retry_after(page, retry_after))
 }
 
 /// What the page says to a refusal the person can act on: status, sentence, `Retry-After`

@@ -340,6 +340,10 @@ pub enum FactorChange {
     AppAdded,
     /// The authenticator app was removed.
     AppRemoved,
+    /// A passkey was added.
+    PasskeyAdded,
+    /// A passkey was removed.
+    PasskeyRemoved,
     /// A recovery code was used; this many are left.
     RecoveryCodeUsed {
         /// Unused codes left.
@@ -356,8 +360,8 @@ pub enum FactorChange {
 impl FactorChange {
     fn kind(self) -> &'static str {
         match self {
-            Self::AppAdded => "factor_added",
-            Self::AppRemoved => "factor_removed",
+            Self::AppAdded | Self::PasskeyAdded => "factor_added",
+            Self::AppRemoved | Self::PasskeyRemoved => "factor_removed",
             Self::RecoveryCodeUsed { .. } => "recovery_code_used",
             Self::RecoveryCodesReplaced => "recovery_codes_replaced",
             Self::Reset => "factors_reset",
@@ -368,6 +372,8 @@ impl FactorChange {
         match self {
             Self::AppAdded => "an authenticator app was added",
             Self::AppRemoved => "your authenticator app was removed",
+            Self::PasskeyAdded => "a passkey was added",
+            Self::PasskeyRemoved => "a passkey was removed",
             Self::RecoveryCodeUsed { .. } => "a recovery code was used",
             Self::RecoveryCodesReplaced => "you have new recovery codes",
             Self::Reset => "your two-step sign-in was turned off",
@@ -382,13 +388,15 @@ impl FactorChange {
             Self::AppRemoved => {
                 "The authenticator app was just removed: signing in now takes only your password"
             }
+            Self::PasskeyAdded => "A passkey was just added: it signs you in on its own",
+            Self::PasskeyRemoved => "A passkey was just removed and no longer signs you in",
             Self::RecoveryCodeUsed { .. } => "A recovery code was just used to sign in",
             Self::RecoveryCodesReplaced => {
                 "New recovery codes were just made; the ones you had before no longer work"
             }
             Self::Reset => {
-                "An administrator just removed your authenticator app and recovery codes: \
-                 signing in now takes only your password"
+                "An administrator just removed your authenticator app, passkeys and recovery \
+                 codes: signing in now takes only your password"
             }
         }
     }

@@ -13,6 +13,7 @@ pub mod grant;
 pub mod introspection;
 pub mod logout;
 pub mod params;
+pub mod passkeys;
 pub mod pkce;
 pub mod recovery;
 pub mod revocation;

@@ -78,6 +78,12 @@ pub async fn next(
     })
 }
 
+/// What second factors `user_id` has, for the page that offers them.
+pub async fn factors_of(pool: &DbPool, user_id: uuid::Uuid) -> Result<Factors, DbError> {
+    let mut conn = db::connect(pool).await?;
+    Ok(factors::of(&mut conn, user_id).await?)
+}
+
 /// Whether `user_id` has a second factor to prove, for the pages that ask for one.
 pub async fn has_factor(pool: &DbPool, user_id: uuid::Uuid) -> Result<bool, DbError> {
     let mut conn = db::connect(pool).await?;
@@ -157,7 +163,7 @@ impl FactorChecks<'_> {
 }
 
 /// Mails `change` to the owner, if they have an address, inside the caller's transaction.
-async fn notify(
+pub(crate) async fn notify(
     conn: &mut AsyncPgConnection,
     mail: AccountMail<'_>,
     user: &User,
@@ -297,7 +303,7 @@ pub async fn confirm_app(
 }
 
 /// Removes the app after a fresh proof with it (a current code) or a recovery code; with no
-/// factor left the recovery codes go too. Mailed to the owner.
+/// factor left (no passkey either) the recovery codes go too. Mailed to the owner.
 pub async fn remove_app(
     checks: &FactorChecks<'_>,
     user: &User,
@@ -309,7 +315,10 @@ pub async fn remove_app(
     let by = checks.by(user);
     conn.transaction(async |conn| {
         if totp::remove(conn, user.id, &by, now).await? {
-            recovery_codes::delete_all(conn, user.id).await?;
+            // Recovery codes stand in for a factor: with none left, they mean nothing.
+            if !factors::has_any(conn, user.id).await? {
+                recovery_codes::delete_all(conn, user.id).await?;
+            }
             notify(conn, checks.mail, user, FactorChange::AppRemoved, now).await?;
         }
         Ok::<_, diesel::result::Error>(())

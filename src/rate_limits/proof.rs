@@ -113,20 +113,13 @@ impl ProofOfWork {
             Ok(expires) => expires,
             Err(e) => return Ok(Err(e)),
         };
-        let spent = digest::digest(&digest::SHA256, solution.challenge.as_bytes());
-        let inserted = diesel::sql_query(
-            "INSERT INTO spent_sign_in_proofs (challenge_hash, expires_at) VALUES ($1, $2) \
-             ON CONFLICT (challenge_hash) DO NOTHING",
+        Ok(
+            if spend_once(conn, solution.challenge.as_bytes(), expires).await? {
+                Ok(())
+            } else {
+                Err(ProofError::Spent)
+            },
         )
-        .bind::<Bytea, _>(spent.as_ref())
-        .bind::<Timestamptz, _>(expires)
-        .execute(conn)
-        .await?;
-        Ok(if inserted == 1 {
-            Ok(())
-        } else {
-            Err(ProofError::Spent)
-        })
     }
 
     /// Everything but single use; the challenge's expiry when it holds.
@@ -194,6 +187,26 @@ fn leading_zero_bits(challenge: &str, counter: &str) -> u32 {
         }
     }
     zeros
+}
+
+/// Records `challenge` (any one-time sign-in challenge: a proof of work, a passkey's) as spent
+/// until `expires_at`, when it is dead anyway; `true` exactly once per challenge, on any
+/// instance.
+pub async fn spend_once(
+    conn: &mut AsyncPgConnection,
+    challenge: &[u8],
+    expires_at: OffsetDateTime,
+) -> diesel::QueryResult<bool> {
+    let spent = digest::digest(&digest::SHA256, challenge);
+    let inserted = diesel::sql_query(
+        "INSERT INTO spent_sign_in_proofs (challenge_hash, expires_at) VALUES ($1, $2) \
+         ON CONFLICT (challenge_hash) DO NOTHING",
+    )
+    .bind::<Bytea, _>(spent.as_ref())
+    .bind::<Timestamptz, _>(expires_at)
+    .execute(conn)
+    .await?;
+    Ok(inserted == 1)
 }
 
 /// Deletes spent challenges past their expiry (they are refused as expired anyway), at most

@@ -30,6 +30,8 @@ const PENDING_LOGOUT_KEY: &str = "pending_logout";
 const ASKING_APP_KEY: &str = "asking_app";
 /// Session key of a person part-way through signing in ([`Proving`]).
 const PROVING_KEY: &str = "proving";
+/// Session key prefix of a ceremony's state (a passkey challenge), per purpose.
+const CEREMONY_KEY: &str = "ceremony";
 /// Session key of how the signed-in person authenticated (RFC 8176 `amr`).
 const METHODS_KEY: &str = "amr";
 /// Authorization requests one browser may have open at once (tabs); the oldest is dropped.
@@ -221,6 +223,36 @@ impl BrowserSession {
             Err(tower_sessions::session::Error::SerdeJson(_)) => Ok(None),
             other => other,
         }
+    }
+
+    /// Keeps the state of a ceremony (a passkey's challenge) for `purpose`, replacing any earlier
+    /// one: it is bound to this browser's session, and [`Self::take_ceremony`] spends it.
+    pub async fn put_ceremony<T: Serialize>(
+        &self,
+        purpose: &str,
+        state: &T,
+        now: OffsetDateTime,
+    ) -> Result<(), SessionError> {
+        let key = format!("{CEREMONY_KEY}:{purpose}");
+        self.0.insert(&key, (now.unix_timestamp(), state)).await
+    }
+
+    /// Takes (so at most once) the ceremony state kept for `purpose`, if it is younger than
+    /// `ttl`.
+    pub async fn take_ceremony<T: DeserializeOwned>(
+        &self,
+        purpose: &str,
+        ttl: time::Duration,
+        now: OffsetDateTime,
+    ) -> Result<Option<T>, SessionError> {
+        let key = format!("{CEREMONY_KEY}:{purpose}");
+        let kept = match self.0.remove::<(i64, T)>(&key).await {
+            Err(tower_sessions::session::Error::SerdeJson(_)) => None,
+            other => other?,
+        };
+        Ok(kept
+            .filter(|(at, _)| now.unix_timestamp() - at <= ttl.whole_seconds())
+            .map(|(_, state)| state))
     }
 
     /// Forgets a person part-way through signing in (it took too long, or they gave up).

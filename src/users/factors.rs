@@ -1,4 +1,5 @@
-//! What second factors a person has, and the operator's way out for someone who lost them all.
+//! What second factors a person has (an authenticator app, passkeys), and the operator's way
+//! out for someone who lost them all.
 
 use diesel_async::{AsyncConnection as _, AsyncPgConnection};
 use time::OffsetDateTime;
@@ -6,28 +7,31 @@ use uuid::Uuid;
 
 use crate::audit::Actor;
 
-use super::{recovery_codes, totp};
+use super::{passkeys, recovery_codes, totp};
 
 /// A person's second factors.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Factors {
     /// A confirmed authenticator app.
     pub totp: bool,
+    /// Passkeys.
+    pub passkeys: i64,
     /// Unused recovery codes (a way back in, not a factor of their own).
     pub recovery_left: i64,
 }
 
 impl Factors {}
 
-/// Whether `user_id` has a second factor (one read: what every sign-in asks).
+/// Whether `user_id` has a second factor (what every sign-in asks).
 pub async fn has_any(conn: &mut AsyncPgConnection, user_id: Uuid) -> diesel::QueryResult<bool> {
-    totp::is_enrolled(conn, user_id).await
+    Ok(totp::is_enrolled(conn, user_id).await? || passkeys::count(conn, user_id).await? > 0)
 }
 
 /// The factors of `user_id`.
 pub async fn of(conn: &mut AsyncPgConnection, user_id: Uuid) -> diesel::QueryResult<Factors> {
     Ok(Factors {
         totp: totp::is_enrolled(conn, user_id).await?,
+        passkeys: passkeys::count(conn, user_id).await?,
         recovery_left: recovery_codes::left(conn, user_id).await?,
     })
 }
@@ -43,8 +47,13 @@ pub async fn reset_all(
     conn.transaction(async |conn| {
         let had = of(conn, user_id).await?;
         totp::remove(conn, user_id, by, now).await?;
+        passkeys::delete_all(conn, user_id).await?;
         recovery_codes::delete_all(conn, user_id).await?;
-        let details = serde_json::json!({ "totp": had.totp, "recovery_codes": had.recovery_left });
+        let details = serde_json::json!({
+            "totp": had.totp,
+            "passkeys": had.passkeys,
+            "recovery_codes": had.recovery_left,
+        });
         super::record(conn, by, "mfa.reset", user_id, details, now).await?;
         Ok(had)
     })

@@ -7,6 +7,7 @@ pub mod devices;
 pub mod factors;
 pub mod lockout;
 pub mod name;
+pub mod passkeys;
 pub mod password;
 pub mod recovery_codes;
 pub mod reset_requests;

@@ -64,6 +64,11 @@ pub fn random_kek() -> String {
     base64::engine::general_purpose::STANDARD.encode(keyward::crypto::random_bytes::<32>())
 }
 
+// Set while `TestApp::spawn_on_localhost` starts an app: its base names `localhost`.
+tokio::task_local! {
+    static LOCALHOST: bool;
+}
+
 /// Settings every test starts from: cheap argon2, the test database, its own KEK.
 fn test_env(database_url: &str, issuer: &str) -> HashMap<&'static str, String> {
     HashMap::from([
@@ -104,6 +109,19 @@ impl TestApp {
         Self::spawn_on(db_name, database_url.clone(), database_url, settings, None).await
     }
 
+    /// Starts the app with its issuer at `http://localhost:PORT`: `WebAuthn` takes a domain name
+    /// as the relying party's id, never an address, so passkeys need one.
+    pub async fn spawn_on_localhost(settings: &[(&'static str, &str)]) -> Self {
+        let db_name = db::create_test_database().await;
+        let url = db::url_for(&db_name);
+        LOCALHOST
+            .scope(
+                true,
+                Self::spawn_on(db_name, url.clone(), url, settings, None),
+            )
+            .await
+    }
+
     /// Starts the app reaching its database through `app_database_url` (a proxy, say).
     pub async fn spawn_through(
         app_database_url: impl FnOnce(&str) -> String,
@@ -126,7 +144,11 @@ impl TestApp {
             .await
             .expect("bind a random port");
         let addr = listener.local_addr().expect("local address");
-        let base = format!("http://{addr}");
+        let base = if LOCALHOST.try_with(|l| *l).unwrap_or(false) {
+            format!("http://localhost:{}", addr.port())
+        } else {
+            format!("http://{addr}")
+        };
         let mut env = test_env(&app_database_url, &base);
         for (k, v) in settings {
             env.insert(k, (*v).to_owned());
