@@ -532,3 +532,147 @@ async fn with_the_policy_required_a_person_without_a_factor_sets_one_up_at_sign_
     assert!(done.text().await.unwrap().contains("href=\"/account\""));
     assert_eq!(app.browser.get("/account").await.status(), StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn passkeys_need_a_domain_name_and_junk_answers_get_a_page_not_a_500() {
+    // An address as the issuer: WebAuthn has no relying party for it, so no passkey anywhere.
+    let by_address = TestApp::spawn().await;
+    by_address.create_user("alice", GOOD_PASSWORD).await;
+    let page = by_address
+        .browser
+        .get("/signin")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(!page.contains("passkeys.js"), "no passkey script");
+    by_address.browser.sign_in("alice", GOOD_PASSWORD).await;
+    let status = by_address.browser.get("/account/passkeys").await.status();
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let app = TestApp::spawn_on_localhost(&[]).await;
+    app.create_user("alice", GOOD_PASSWORD).await;
+    let html = app.browser.get("/signin").await.text().await.unwrap();
+    assert!(
+        html.contains("data-options="),
+        "the sign-in page offers a passkey"
+    );
+    let junk = [
+        "",
+        "not json",
+        r#"{"id":"x","rawId":"eA","type":"public-key","response":{}}"#,
+    ];
+    for credential in junk {
+        let resp = app
+            .browser
+            .post_form(
+                "/signin/passkey",
+                &[("csrf", &csrf_of(&html)), ("credential", credential)],
+            )
+            .await;
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{credential:?}");
+        let body = resp.text().await.unwrap();
+        // Refused for what it is, not as "expired": each refusal's page brings a new challenge.
+        assert!(body.contains("could not be checked"), "{body}");
+        assert_see_other(&app.browser.get("/account").await, "/signin");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn passkey_challenges_want_verified_discoverable_keys_and_work_once_for_5_minutes() {
+    let app = TestApp::spawn_on_localhost(&[]).await;
+    app.create_user("alice", GOOD_PASSWORD).await;
+    // Registering needs the form's CSRF token and a sign-in.
+    let refused = app
+        .browser
+        .post_form("/account/passkeys/options", &[("csrf", "forged")])
+        .await;
+    assert_ne!(refused.status(), StatusCode::OK);
+    app.browser.sign_in("alice", GOOD_PASSWORD).await;
+    let page = app
+        .browser
+        .get("/account/passkeys")
+        .await
+        .text()
+        .await
+        .unwrap();
+    let options = app
+        .browser
+        .post_form("/account/passkeys/options", &[("csrf", &csrf_of(&page))])
+        .await;
+    assert_eq!(options.status(), StatusCode::OK);
+    let options: Value = options.json().await.unwrap();
+    assert_eq!(
+        options["publicKey"]["authenticatorSelection"]["residentKey"],
+        "required"
+    );
+    assert_eq!(
+        options["publicKey"]["authenticatorSelection"]["userVerification"],
+        "required"
+    );
+    // An answer that is not a passkey's, after real options: refused on the page, nothing stored.
+    let added = app
+        .browser
+        .post_form(
+            "/account/passkeys",
+            &[
+                ("csrf", &csrf_of(&page)),
+                ("credential", "{}"),
+                ("name", "x"),
+            ],
+        )
+        .await;
+    assert_eq!(added.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let body = added.text().await.unwrap();
+    assert!(body.contains("could not be checked"), "{body}");
+    assert!(body.contains("You have no passkey yet."));
+    // A challenge lives five minutes, and is spent by its first answer.
+    let again = app
+        .browser
+        .post_form(
+            "/account/passkeys",
+            &[
+                ("csrf", &csrf_of(&body)),
+                ("credential", "{}"),
+                ("name", "x"),
+            ],
+        )
+        .await;
+    assert!(again.text().await.unwrap().contains("expired"), "spent");
+    app.browser
+        .post_form("/account/passkeys/options", &[("csrf", &csrf_of(&body))])
+        .await;
+    app.clock()
+        .advance(Duration::minutes(5) + Duration::seconds(1));
+    let late = app
+        .browser
+        .post_form(
+            "/account/passkeys",
+            &[
+                ("csrf", &csrf_of(&body)),
+                ("credential", "{}"),
+                ("name", "x"),
+            ],
+        )
+        .await;
+    assert!(late.text().await.unwrap().contains("expired"), "too old");
+    // Removing one wants a sign-in of the last ten minutes: an older one signs in again first.
+    app.clock().advance(Duration::minutes(6));
+    let stale = app
+        .browser
+        .post_form(
+            "/account/passkeys/remove",
+            &[
+                ("csrf", &csrf_of(&body)),
+                ("id", &uuid::Uuid::new_v4().to_string()),
+            ],
+        )
+        .await;
+    assert_see_other(&stale, "/signin");
+    let form = app.browser.get("/signin").await;
+    assert_eq!(
+        form.status(),
+        StatusCode::OK,
+        "the form, although signed in"
+    );
+}

@@ -406,14 +406,7 @@ pub async fn submit_sign_in(
                 .await
         }
     };
-    let clear = set_cookie(
-        state.cookies.passkey,
-        "",
-        time::Duration::ZERO,
-        SameSite::Strict,
-        state.cookies.secure,
-    );
-    let mut response = match result {
+    match result {
         Ok((user, methods)) => {
             tracing::info!(user_id = %user.id, "passkey accepted");
             let proving = Proving {
@@ -422,17 +415,26 @@ pub async fn submit_sign_in(
                 methods: AuthMethods::default().with(&methods),
                 since: now.unix_timestamp(),
             };
-            second_factor::after_first_step(&state, &session, &headers, (&user, proving, ip), now)
-                .await?
+            let who = (&user, proving, ip);
+            let mut response =
+                second_factor::after_first_step(&state, &session, &headers, who, now).await?;
+            // Spent: the cookie goes too. (A refusal's page sets a new one instead.)
+            let clear = set_cookie(
+                state.cookies.passkey,
+                "",
+                time::Duration::ZERO,
+                SameSite::Strict,
+                state.cookies.secure,
+            );
+            if let Some(clear) = clear {
+                response.headers_mut().append(header::SET_COOKIE, clear);
+            }
+            Ok(response)
         }
-        Err(PasskeyError::Db(e)) => return Err(e.into()),
+        Err(PasskeyError::Db(e)) => Err(e.into()),
         Err(e) => {
             let refusal = (ip, e.to_string());
-            crate::http::signin::with_error(&state, &session, &headers, refusal).await?
+            crate::http::signin::with_error(&state, &session, &headers, refusal).await
         }
-    };
-    if let Some(clear) = clear {
-        response.headers_mut().append(header::SET_COOKIE, clear);
     }
-    Ok(response)
 }

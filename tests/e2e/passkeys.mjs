@@ -115,6 +115,20 @@ try {
   });
   await page.getByText('with a passkey').waitFor();
 
+  step('or from the username field\'s autofill (conditional mediation), without a click');
+  await signOut();
+  // Leave the sign-in page sign-out ended on: its own autofill request must not be the one
+  // answered (its challenge's cookie is replaced by the next page's).
+  await page.goto('about:blank');
+  await touching(async () => {
+    // The person picks the passkey the username field offers: the page's pending request
+    // answers. The authenticator answers from before the page loads, so whenever the page's
+    // script starts its request (a busy machine makes that late), it is answered.
+    await page.goto(`${KEYWARD}/signin`, { waitUntil: 'commit' });
+    await page.waitForURL(`${KEYWARD}/account`);
+  });
+  await page.getByText('with a passkey').waitFor();
+
   step('rename and remove it');
   await page.goto(`${KEYWARD}/account/passkeys`);
   await page.getByLabel('New name for Laptop').fill('Work laptop');
