@@ -9,7 +9,7 @@ use time::Duration;
 
 use crate::support::cli::{keyward, stdout};
 use crate::support::oauth::{
-    ClientSpec, Pkce, assert_oauth_error, callback_params, claims_of, param,
+    ClientSpec, Pkce, TestClient, assert_oauth_error, callback_params, claims_of, param,
 };
 use crate::support::smtp::SmtpSink;
 use crate::support::totp::code_at;
@@ -306,23 +306,26 @@ async fn the_password_grant_is_refused_for_a_person_with_a_second_factor() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn acr_values_asking_for_a_second_factor_step_up_a_password_only_sign_in() {
+/// An app, alice signed in to it with her password alone, and a first-party client "web" of
+/// `spec`.
+async fn alice_signed_in_for(spec: ClientSpec) -> (TestApp, TestClient) {
     let app = TestApp::spawn().await;
     app.create_user("alice", GOOD_PASSWORD).await;
-    let client = app
-        .register_client(
-            "web",
-            ClientSpec {
-                first_party: true,
-                ..ClientSpec::default()
-            },
-        )
-        .await;
+    let spec = ClientSpec {
+        first_party: true,
+        ..spec
+    };
+    let client = app.register_client("web", spec).await;
     assert_see_other(
         &app.browser.sign_in("alice", GOOD_PASSWORD).await,
         "/account",
     );
+    (app, client)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn acr_values_asking_for_a_second_factor_step_up_a_password_only_sign_in() {
+    let (app, client) = alice_signed_in_for(ClientSpec::default()).await;
     let pkce = Pkce::new();
     // Without interaction it cannot be met.
     let silent = app.authorize_url(&client, &pkce, &[("acr_values", MFA), ("prompt", "none")]);
@@ -388,22 +391,11 @@ async fn acr_values_asking_for_a_second_factor_step_up_a_password_only_sign_in()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_registered_to_require_it_steps_up_a_password_only_sign_in() {
-    let app = TestApp::spawn().await;
-    app.create_user("alice", GOOD_PASSWORD).await;
-    let strict = app
-        .register_client(
-            "strict",
-            ClientSpec {
-                first_party: true,
-                require_mfa: true,
-                ..ClientSpec::default()
-            },
-        )
-        .await;
-    assert_see_other(
-        &app.browser.sign_in("alice", GOOD_PASSWORD).await,
-        "/account",
-    );
+    let spec = ClientSpec {
+        require_mfa: true,
+        ..ClientSpec::default()
+    };
+    let (app, strict) = alice_signed_in_for(spec).await;
     let url = app.authorize_url(&strict, &Pkce::new(), &[]);
     assert_see_other(&app.browser.get(&url).await, "/signin/second-factor");
 }
