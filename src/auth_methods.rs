@@ -23,8 +23,6 @@ pub enum Method {
     Hwk,
     /// Proof of possession of a software key (a synced passkey).
     Swk,
-    /// A user presence test.
-    User,
     /// A PIN or biometric that unlocked the key (`WebAuthn` user verification).
     Pin,
 }
@@ -38,7 +36,6 @@ impl Method {
             Self::Otp => "otp",
             Self::Hwk => "hwk",
             Self::Swk => "swk",
-            Self::User => "user",
             Self::Pin => "pin",
         }
     }
@@ -49,7 +46,6 @@ impl Method {
             "otp" => Self::Otp,
             "hwk" => Self::Hwk,
             "swk" => Self::Swk,
-            "user" => Self::User,
             "pin" => Self::Pin,
             _ => return None,
         })
@@ -60,7 +56,6 @@ impl Method {
         match self {
             Self::Pwd | Self::Pin => Factor::Know,
             Self::Otp | Self::Hwk | Self::Swk => Factor::Have,
-            Self::User => Factor::Presence,
         }
     }
 }
@@ -69,7 +64,6 @@ impl Method {
 enum Factor {
     Know,
     Have,
-    Presence,
 }
 
 /// The methods of one sign-in, without repeats, in a fixed order.
@@ -178,8 +172,8 @@ mod tests {
         assert_eq!(both.acr(), ACR_MFA);
         let key_and_pin = AuthMethods::default().with(&[Method::Hwk, Method::Pin]);
         assert!(key_and_pin.is_multi_factor());
-        let key_and_presence = AuthMethods::default().with(&[Method::Swk, Method::User]);
-        assert!(!key_and_presence.is_multi_factor());
+        let key_alone = AuthMethods::default().with(&[Method::Swk]);
+        assert!(!key_alone.is_multi_factor());
     }
 
     #[test]

@@ -439,6 +439,11 @@ async fn a_password_reset_keeps_the_factor_and_only_an_operator_can_remove_them_
         "/signin/second-factor",
     );
 
+    // What the operator sees of it.
+    let shown = keyward(&app, &["users", "show", "alice", "--json"], "");
+    let shown: Value = serde_json::from_str(&stdout(&shown)).unwrap();
+    assert_eq!(shown["two_step"]["authenticator_app"], true);
+    assert_eq!(shown["two_step"]["recovery_codes_left"], 10);
     // Lost every factor: the operator turns two-step sign-in off, and she is told.
     let out = keyward(&app, &["users", "reset-mfa", "alice", "--json"], "");
     assert!(out.status.success(), "{out:?}");

@@ -34,8 +34,8 @@ pub enum UsersCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show one user: id, email (and whether it is verified), status, roles, and where they are
-    /// signed in.
+    /// Show one user: id, email (and whether it is verified), status, roles, two-step sign-in
+    /// (authenticator app, passkeys, recovery codes left), and where they are signed in.
     Show {
         /// The username.
         username: String,
@@ -439,11 +439,17 @@ async fn show(
 ) -> anyhow::Result<()> {
     let user = find_user(conn, username).await?;
     let sessions = crate::sessions::store::list_for_user(conn, user.id, now).await?;
+    let factors = crate::users::factors::of(conn, user.id).await?;
     let at = |t: Option<OffsetDateTime>| t.and_then(|t| t.format(&Rfc3339).ok());
     if json {
         let mut out = user_json(&user);
         out["email_verified"] = user.email_verified().into();
         out["roles"] = serde_json::json!(user.roles);
+        out["two_step"] = serde_json::json!({
+            "authenticator_app": factors.totp,
+            "passkeys": factors.passkeys,
+            "recovery_codes_left": factors.recovery_left,
+        });
         out["sessions"] = sessions
             .iter()
             .map(|s| {
@@ -471,6 +477,12 @@ async fn show(
     }
     out!("status\t{}", status(&user));
     out!("roles\t{}", user.roles.join(" "));
+    out!(
+        "two_step\tauthenticator app: {}\tpasskeys: {}\trecovery codes left: {}",
+        if factors.totp { "yes" } else { "no" },
+        factors.passkeys,
+        factors.recovery_left
+    );
     out!(
         "created_at\t{}",
         at(Some(user.created_at)).unwrap_or_default()
