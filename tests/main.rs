@@ -15,6 +15,7 @@ mod deployment;
 mod e2e;
 mod examples;
 mod hostile;
+mod import;
 mod introspection;
 mod keys;
 mod limits;

@@ -102,6 +102,18 @@ pub enum UsersCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Import users from another system with the password hashes it kept: a JSON Lines file,
+    /// one `{"username", "email", "email_verified", "roles", "sub", "password_hash"}` per line
+    /// (bcrypt `$2a$`/`$2b$`/`$2y$` or argon2id; bcrypt is replaced by argon2id at the first
+    /// sign-in). Prints what became of each line; a re-run changes nothing. Exit 1 when a line
+    /// was refused.
+    Import {
+        /// The file (`-` for standard input).
+        file: std::path::PathBuf,
+        /// Print one JSON object per line instead.
+        #[arg(long)]
+        json: bool,
+    },
     /// Turn two-step sign-in off for someone who lost every factor: removes their authenticator
     /// app, passkeys and recovery codes (recorded as `mfa.reset`) and mails them a notice. Their password
     /// alone signs them in again; they can set up a new app from their account page.
@@ -166,6 +178,7 @@ pub async fn run(cmd: UsersCommand, config: &Config, now: OffsetDateTime) -> any
         UsersCommand::SendReset { username, json } => {
             send_reset(conn, config, &username, json, now).await
         }
+        UsersCommand::Import { file, json } => import(conn, &file, json, now).await,
         UsersCommand::ResetMfa { username, json } => {
             reset_mfa(conn, config, &username, json, now).await
         }
@@ -273,6 +286,57 @@ async fn send_reset(
             user.username
         ),
     )
+}
+
+/// Imports users line by line: each line's outcome on stdout, the counts on stderr.
+async fn import(
+    conn: &mut AsyncPgConnection,
+    file: &std::path::Path,
+    json: bool,
+    now: OffsetDateTime,
+) -> anyhow::Result<()> {
+    use crate::oauth::import::{Imported, import_line};
+    let text = if file == std::path::Path::new("-") {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let by = Actor::cli();
+    let (mut created, mut skipped, mut refused) = (0, 0, 0);
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let line_no = n + 1;
+        let (outcome, username, detail) = match import_line(conn, line, &by, now).await? {
+            Imported::Created { username, id } => {
+                created += 1;
+                ("created", username, id.to_string())
+            }
+            Imported::Skipped { username, reason } => {
+                skipped += 1;
+                ("skipped", username, reason)
+            }
+            Imported::Refused { reason } => {
+                refused += 1;
+                ("refused", String::new(), reason)
+            }
+        };
+        if json {
+            let out = serde_json::json!({
+                "line": line_no, "outcome": outcome, "username": username, "detail": detail,
+            });
+            out!("{out}");
+        } else {
+            out!("{line_no}\t{outcome}\t{username}\t{detail}");
+        }
+    }
+    eprintln!("{created} created, {skipped} skipped (already here), {refused} refused");
+    if refused > 0 {
+        bail!("{refused} line(s) refused; fix them and run the import again");
+    }
+    Ok(())
 }
 
 /// What account mail is queued with from the command line (the KEK's keys, the letterhead).

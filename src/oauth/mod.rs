@@ -10,6 +10,7 @@ pub mod client_removal;
 pub mod consent;
 pub mod error;
 pub mod grant;
+pub mod import;
 pub mod introspection;
 pub mod logout;
 pub mod params;

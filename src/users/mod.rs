@@ -123,6 +123,13 @@ impl<'a> NewUser<'a> {
         self
     }
 
+    /// The same user under `id` (an imported user keeps the `sub` apps already know).
+    #[must_use]
+    pub fn with_id(mut self, id: Uuid) -> Self {
+        self.id = id;
+        self
+    }
+
     /// A new user with a fresh id, created at `now`.
     #[must_use]
     pub fn new(

@@ -1,6 +1,7 @@
 //! Password rules and argon2id hashing, run off the async runtime behind a bounded queue.
 
 use std::fmt;
+use std::str::FromStr as _;
 use std::sync::Arc;
 
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -269,13 +270,73 @@ fn hash_with(
     Ok(phc.to_string())
 }
 
-/// Verifies `password` against a PHC string after checking its parameters are sane.
+/// The highest bcrypt cost verified: 2^13 rounds take about half a second of a core; a stored
+/// hash above it is refused rather than let one sign-in hold a hashing worker that long.
+pub const MAX_BCRYPT_COST: u32 = 13;
+
+/// What kind of stored hash `hash` is, or why it is none we verify: an argon2id PHC string (what
+/// Keyward makes), or bcrypt `$2a$`/`$2b$`/`$2y$` (what an imported user may bring, checked at
+/// their next sign-in and replaced by argon2id then).
+pub fn check_stored(hash: &str) -> Result<StoredHash, String> {
+    if is_bcrypt(hash) {
+        let parts =
+            bcrypt::HashParts::from_str(hash).map_err(|e| format!("not a bcrypt hash ({e})"))?;
+        if !(4..=MAX_BCRYPT_COST).contains(&parts.get_cost()) {
+            return Err(format!(
+                "bcrypt cost {} is outside 4..={MAX_BCRYPT_COST}",
+                parts.get_cost()
+            ));
+        }
+        return Ok(StoredHash::Bcrypt);
+    }
+    let phc = PasswordHash::new(hash).map_err(|_| "neither bcrypt nor a PHC string".to_owned())?;
+    if phc.algorithm.as_str() != "argon2id" {
+        return Err(format!(
+            "{} hashes are not supported (argon2id or bcrypt)",
+            phc.algorithm.as_str()
+        ));
+    }
+    Params::try_from(&phc).map_err(|e| format!("argon2id parameters: {e}"))?;
+    Ok(StoredHash::Argon2id)
+}
+
+/// A stored hash's kind ([`check_stored`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StoredHash {
+    /// argon2id, as Keyward makes them.
+    Argon2id,
+    /// bcrypt, as an imported user brings them.
+    Bcrypt,
+}
+
+fn is_bcrypt(hash: &str) -> bool {
+    ["$2a$", "$2b$", "$2y$"].iter().any(|p| hash.starts_with(p))
+}
+
+/// An imported bcrypt hash: right or wrong, it is replaced by argon2id at the first sign-in.
+fn verify_bcrypt(password: &[u8], hash: &str) -> Verification {
+    if check_stored(hash) != Ok(StoredHash::Bcrypt) {
+        tracing::warn!("stored bcrypt hash is malformed or too costly; refusing to compute it");
+        return Verification::Mismatch;
+    }
+    // bcrypt reads at most 72 bytes, as the system that made the hash did (`bcrypt.hash`).
+    match bcrypt::verify(password, hash) {
+        Ok(true) => Verification::Match { needs_rehash: true },
+        _ => Verification::Mismatch,
+    }
+}
+
+/// Verifies `password` against a stored hash after checking its parameters are sane: argon2id
+/// PHC, or an imported bcrypt hash.
 fn verify_with(
     memory: &mut Memory,
     current: Argon2Settings,
     password: &[u8],
     phc: &str,
 ) -> Verification {
+    if is_bcrypt(phc) {
+        return verify_bcrypt(password, phc);
+    }
     let Ok(hash) = PasswordHash::new(phc) else {
         tracing::warn!("stored password hash is not a PHC string");
         return Verification::Mismatch;

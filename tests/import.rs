@@ -1,0 +1,143 @@
+//! Users brought from a hand-rolled Express app with the bcrypt hashes it kept (made here by
+//! Node's `bcryptjs` at cost 10, as the tutorials do): imported by `keyward users import`, each
+//! line reported, a re-run changing nothing, then signing in with their old passwords on the
+//! hosted page and through the password grant, each hash replaced by argon2id at that sign-in.
+
+use std::path::Path;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+
+use crate::support::cli::{keyward, stderr, stdout};
+use crate::support::oauth::ClientSpec;
+use crate::support::{TestApp, assert_see_other};
+
+const ALICE_SUB: &str = "5f0c1c0e-8d1a-4c8e-9a43-2f6a0f3b7d10";
+
+/// A bcrypt hash of `password` by Node's `bcryptjs`, an implementation independent of ours.
+fn bcryptjs(password: &str, cost: u32) -> String {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e");
+    let out = std::process::Command::new("node")
+        .current_dir(dir)
+        .args([
+            "-e",
+            "import('bcryptjs').then(b => console.log(b.default.hashSync(process.argv[1], Number(process.argv[2]))))",
+            password,
+            &cost.to_string(),
+        ])
+        .output()
+        .expect("node runs (make test installs tests/e2e's dependencies)");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn outcomes(o: &std::process::Output) -> Vec<Value> {
+    stdout(o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bcrypt_users_are_imported_once_and_sign_in_with_their_old_passwords() {
+    let app = TestApp::spawn().await;
+    let file = std::env::temp_dir().join(format!("keyward-import-{}.jsonl", uuid::Uuid::new_v4()));
+    let lines = [
+        serde_json::json!({
+            "username": "alice", "email": "alice@example.com", "email_verified": true,
+            "roles": ["admin"], "sub": ALICE_SUB,
+            "password_hash": bcryptjs("alice's old password", 10),
+        }),
+        serde_json::json!({
+            "username": "carol", "password_hash": bcryptjs("carol's old password", 10),
+        }),
+        // What the tutorials' MongoDB ids look like: not a UUID, so not kept (yet).
+        serde_json::json!({
+            "username": "dave", "sub": "507f1f77bcf86cd799439011",
+            "password_hash": bcryptjs("x", 4),
+        }),
+        serde_json::json!({ "username": "erin", "password_hash": "$1$md5$notsupported" }),
+        serde_json::json!({ "username": "frank", "password_hash": bcryptjs("x", 14) }),
+        serde_json::json!({ "username": "no spaces allowed", "password_hash": bcryptjs("x", 4) }),
+    ];
+    let text = lines.map(|l| l.to_string()).join("\n");
+    std::fs::write(&file, text).unwrap();
+    let path = file.to_str().unwrap();
+
+    let first = keyward(&app, &["users", "import", path, "--json"], "");
+    assert!(!first.status.success(), "refused lines make it exit 1");
+    assert!(stderr(&first).contains("2 created, 0 skipped (already here), 4 refused"));
+    let report = outcomes(&first);
+    let outcome: Vec<&str> = report
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcome,
+        [
+            "created", "created", "refused", "refused", "refused", "refused"
+        ]
+    );
+    assert_eq!(report[0]["detail"], ALICE_SUB, "the sub is kept");
+    let reasons: Vec<&str> = report[2..]
+        .iter()
+        .map(|r| r["detail"].as_str().unwrap())
+        .collect();
+    assert!(reasons[0].contains("UUID"), "{reasons:?}");
+    assert!(reasons[1].contains("neither bcrypt nor"), "{reasons:?}");
+    assert!(reasons[2].contains("cost 14"), "{reasons:?}");
+    assert!(reasons[3].starts_with("username"), "{reasons:?}");
+    for r in &report {
+        assert!(!r.to_string().contains("$2b$"), "no hash is echoed");
+    }
+    // A re-run changes nothing.
+    let again = keyward(&app, &["users", "import", path, "--json"], "");
+    let again: Vec<String> = outcomes(&again)
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(&again[..2], ["skipped", "skipped"]);
+    let _ = std::fs::remove_file(&file);
+
+    // Alice signs in on the hosted page with her old password; her hash becomes argon2id.
+    let alice = app.user_named("alice").await.unwrap();
+    assert_eq!(alice.id.to_string(), ALICE_SUB);
+    assert_eq!(alice.roles, ["admin"]);
+    assert!(alice.email_verified());
+    assert!(alice.password_hash.starts_with("$2b$10$"));
+    let wrong = app.browser.sign_in("alice", "not her password").await;
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert_see_other(
+        &app.browser.sign_in("alice", "alice's old password").await,
+        "/account",
+    );
+    let alice = app.user_named("alice").await.unwrap();
+    assert!(alice.password_hash.starts_with("$argon2id$"), "rehashed");
+    app.assert_signs_in_only_with("alice", "alice's old password", "not her password")
+        .await;
+
+    // Carol's app uses the password grant: the same.
+    let legacy = app
+        .register_client(
+            "legacy",
+            ClientSpec {
+                grants: vec!["password"],
+                ..ClientSpec::default()
+            },
+        )
+        .await;
+    let resp = app
+        .token_request(
+            &legacy,
+            &[
+                ("grant_type", "password"),
+                ("username", "carol"),
+                ("password", "carol's old password"),
+                ("scope", "openid"),
+            ],
+        )
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let carol = app.user_named("carol").await.unwrap();
+    assert!(carol.password_hash.starts_with("$argon2id$"), "rehashed");
+}
