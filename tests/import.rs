@@ -31,6 +31,64 @@ fn bcryptjs(password: &str, cost: u32) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
+/// A PHC string of `password` made by Python's `hashlib` (`pbkdf2_hmac` or `scrypt`), another
+/// implementation than ours.
+fn python_phc(kind: &str, password: &str) -> String {
+    let program = r#"
+import base64, hashlib, os, sys
+kind, password = sys.argv[1], sys.argv[2].encode()
+b64 = lambda b: base64.b64encode(b).decode().rstrip("=")
+salt = os.urandom(16)
+if kind == "pbkdf2":
+    dk = hashlib.pbkdf2_hmac("sha256", password, salt, 100000)
+    print(f"$pbkdf2-sha256$i=100000,l=32${b64(salt)}${b64(dk)}")
+else:
+    dk = hashlib.scrypt(password, salt=salt, n=2**14, r=8, p=1, dklen=32)
+    print(f"$scrypt$ln=14,r=8,p=1${b64(salt)}${b64(dk)}")
+"#;
+    let out = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", program, kind, password])
+        .output()
+        .expect("Debian's python3 runs");
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pbkdf2_and_scrypt_users_from_python_sign_in_and_are_rehashed() {
+    let app = TestApp::spawn().await;
+    let file = std::env::temp_dir().join(format!("keyward-import-{}.jsonl", uuid::Uuid::new_v4()));
+    let lines = [
+        serde_json::json!({ "username": "pat", "password_hash": python_phc("pbkdf2", "pat's pw") }),
+        serde_json::json!({ "username": "sam", "password_hash": python_phc("scrypt", "sam's pw") }),
+        serde_json::json!({
+            "username": "greedy",
+            "password_hash": "$scrypt$ln=20,r=8,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaGhhc2hoYXNoaGFzaGhhc2g",
+        }),
+    ];
+    std::fs::write(&file, lines.map(|l| l.to_string()).join("\n")).unwrap();
+    let out = keyward(
+        &app,
+        &["users", "import", file.to_str().unwrap(), "--json"],
+        "",
+    );
+    let _ = std::fs::remove_file(&file);
+    let report = outcomes(&out);
+    assert_eq!(report[0]["outcome"], "created", "{report:?}");
+    assert_eq!(report[1]["outcome"], "created", "{report:?}");
+    assert_eq!(report[2]["outcome"], "refused", "more than 64 MiB");
+    for (name, password) in [("pat", "pat's pw"), ("sam", "sam's pw")] {
+        let wrong = app.new_browser().sign_in(name, "wrong").await;
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED, "{name}");
+        assert_see_other(&app.new_browser().sign_in(name, password).await, "/account");
+        let user = app.user_named(name).await.unwrap();
+        assert!(
+            user.password_hash.starts_with("$argon2id$"),
+            "{name} rehashed"
+        );
+    }
+}
+
 fn outcomes(o: &std::process::Output) -> Vec<Value> {
     stdout(o)
         .lines()

@@ -104,8 +104,8 @@ pub enum UsersCommand {
     },
     /// Import users from another system with the password hashes it kept: a JSON Lines file,
     /// one `{"username", "email", "email_verified", "roles", "sub", "password_hash"}` per line
-    /// (bcrypt `$2a$`/`$2b$`/`$2y$` or argon2id; bcrypt is replaced by argon2id at the first
-    /// sign-in). Prints what became of each line; a re-run changes nothing. Exit 1 when a line
+    /// (bcrypt `$2a$`/`$2b$`/`$2y$`, PHC PBKDF2 or scrypt, or argon2id; all are replaced by
+    /// argon2id at the first sign-in). Prints what became of each line; a re-run changes nothing. Exit 1 when a line
     /// was refused.
     Import {
         /// The file (`-` for standard input).

@@ -60,7 +60,8 @@ fn refused(reason: impl Into<String>) -> Imported {
 }
 
 /// Imports one line: checked as `users create` checks (username, address, roles), the hash
-/// stored as given (argon2id or bcrypt; bcrypt is replaced by argon2id at the first sign-in),
+/// stored as given (argon2id, bcrypt, PBKDF2 or scrypt; all but argon2id are replaced by argon2id
+/// at the first sign-in),
 /// recorded as `user.created` and `user.imported` by `by`, all in one transaction.
 pub async fn import_line(
     conn: &mut AsyncPgConnection,
@@ -141,8 +142,11 @@ pub async fn import_line(
 }
 
 fn hash_kind(hash: &str) -> &'static str {
+    use crate::users::password::StoredHash;
     match check_stored(hash) {
-        Ok(crate::users::password::StoredHash::Bcrypt) => "bcrypt",
+        Ok(StoredHash::Bcrypt) => "bcrypt",
+        Ok(StoredHash::Pbkdf2) => "pbkdf2",
+        Ok(StoredHash::Scrypt) => "scrypt",
         _ => "argon2id",
     }
 }

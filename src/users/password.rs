@@ -275,8 +275,9 @@ fn hash_with(
 pub const MAX_BCRYPT_COST: u32 = 13;
 
 /// What kind of stored hash `hash` is, or why it is none we verify: an argon2id PHC string (what
-/// Keyward makes), or bcrypt `$2a$`/`$2b$`/`$2y$` (what an imported user may bring, checked at
-/// their next sign-in and replaced by argon2id then).
+/// Keyward makes), or what an imported user may bring (bcrypt `$2a$`/`$2b$`/`$2y$`, PHC
+/// `pbkdf2-sha256`/`pbkdf2-sha512` or `scrypt`), checked at their next sign-in, within bounded
+/// cost, and replaced by argon2id then.
 pub fn check_stored(hash: &str) -> Result<StoredHash, String> {
     if is_bcrypt(hash) {
         let parts =
@@ -290,14 +291,102 @@ pub fn check_stored(hash: &str) -> Result<StoredHash, String> {
         return Ok(StoredHash::Bcrypt);
     }
     let phc = PasswordHash::new(hash).map_err(|_| "neither bcrypt nor a PHC string".to_owned())?;
-    if phc.algorithm.as_str() != "argon2id" {
+    match phc.algorithm.as_str() {
+        "argon2id" => {
+            Params::try_from(&phc).map_err(|e| format!("argon2id parameters: {e}"))?;
+            Ok(StoredHash::Argon2id)
+        }
+        "pbkdf2-sha256" | "pbkdf2-sha512" => pbkdf2_of(&phc).map(|_| StoredHash::Pbkdf2),
+        "scrypt" => scrypt_of(&phc).map(|_| StoredHash::Scrypt),
+        other => Err(format!(
+            "{other} hashes are not supported (argon2id, bcrypt, pbkdf2-sha256/512, scrypt)"
+        )),
+    }
+}
+
+/// The most PBKDF2 iterations verified (OWASP's 2023 advice for SHA-256 is 600,000): a stored
+/// hash above twice that is refused rather than let one sign-in hold a worker.
+pub const MAX_PBKDF2_ITERATIONS: u32 = 1_200_000;
+/// The most memory one scrypt verification may take (128 * r * 2^ln bytes): 64 MiB, what
+/// passlib's default (ln=16, r=8) needs.
+pub const MAX_SCRYPT_BYTES: u64 = 64 << 20;
+
+/// A PHC PBKDF2 hash, read.
+struct Pbkdf2<'a> {
+    digest: ring::pbkdf2::Algorithm,
+    iterations: std::num::NonZeroU32,
+    salt: &'a [u8],
+    expected: &'a [u8],
+}
+
+/// A PHC PBKDF2 hash's digest, iterations, salt and expected output.
+fn pbkdf2_of(phc: &PasswordHash) -> Result<Pbkdf2<'_>, String> {
+    let digest = if phc.algorithm.as_str() == "pbkdf2-sha512" {
+        ring::pbkdf2::PBKDF2_HMAC_SHA512
+    } else {
+        ring::pbkdf2::PBKDF2_HMAC_SHA256
+    };
+    let iterations = phc
+        .params
+        .get_decimal("i")
+        .and_then(std::num::NonZeroU32::new)
+        .ok_or("pbkdf2: no iteration count (i=)")?;
+    if iterations.get() > MAX_PBKDF2_ITERATIONS {
         return Err(format!(
-            "{} hashes are not supported (argon2id or bcrypt)",
-            phc.algorithm.as_str()
+            "pbkdf2: more than {MAX_PBKDF2_ITERATIONS} iterations"
         ));
     }
-    Params::try_from(&phc).map_err(|e| format!("argon2id parameters: {e}"))?;
-    Ok(StoredHash::Argon2id)
+    let (Some(salt), Some(expected)) = (&phc.salt, &phc.hash) else {
+        return Err("pbkdf2: no salt or no hash".to_owned());
+    };
+    Ok(Pbkdf2 {
+        digest,
+        iterations,
+        salt: salt.as_ref(),
+        expected: expected.as_ref(),
+    })
+}
+
+/// A PHC scrypt hash's parameters, salt and expected output.
+fn scrypt_of(phc: &PasswordHash) -> Result<(scrypt::Params, &[u8], &[u8]), String> {
+    let number = |name: &str| phc.params.get_decimal(name);
+    let (Some(ln), Some(r), Some(p)) = (number("ln"), number("r"), number("p")) else {
+        return Err("scrypt: ln=, r= and p= are required".to_owned());
+    };
+    let bytes = 128u64
+        .saturating_mul(u64::from(r))
+        .saturating_mul(1u64.checked_shl(ln).unwrap_or(u64::MAX));
+    if bytes > MAX_SCRYPT_BYTES || p > 16 {
+        return Err("scrypt: parameters need more than 64 MiB or p > 16".to_owned());
+    }
+    let params = u8::try_from(ln)
+        .ok()
+        .and_then(|ln| scrypt::Params::new(ln, r, p).ok())
+        .ok_or("scrypt: invalid parameters")?;
+    let (Some(salt), Some(expected)) = (&phc.salt, &phc.hash) else {
+        return Err("scrypt: no salt or no hash".to_owned());
+    };
+    Ok((params, salt.as_ref(), expected.as_ref()))
+}
+
+/// An imported PBKDF2 or scrypt PHC hash: right or wrong, never kept past the first sign-in.
+fn verify_imported(password: &[u8], phc: &PasswordHash) -> Verification {
+    let matched = match phc.algorithm.as_str() {
+        "scrypt" => scrypt_of(phc).is_ok_and(|(params, salt, expected)| {
+            let mut out = vec![0u8; expected.len()];
+            scrypt::scrypt(password, salt, &params, &mut out).is_ok()
+                && crate::crypto::constant_time_eq(&out, expected)
+        }),
+        // ring compares in constant time.
+        _ => pbkdf2_of(phc).is_ok_and(|h| {
+            ring::pbkdf2::verify(h.digest, h.iterations, h.salt, password, h.expected).is_ok()
+        }),
+    };
+    if matched {
+        Verification::Match { needs_rehash: true }
+    } else {
+        Verification::Mismatch
+    }
 }
 
 /// A stored hash's kind ([`check_stored`]).
@@ -307,6 +396,10 @@ pub enum StoredHash {
     Argon2id,
     /// bcrypt, as an imported user brings them.
     Bcrypt,
+    /// PBKDF2-HMAC-SHA256/512 in PHC form, imported.
+    Pbkdf2,
+    /// scrypt in PHC form, imported.
+    Scrypt,
 }
 
 fn is_bcrypt(hash: &str) -> bool {
@@ -341,6 +434,12 @@ fn verify_with(
         tracing::warn!("stored password hash is not a PHC string");
         return Verification::Mismatch;
     };
+    if matches!(
+        hash.algorithm.as_str(),
+        "pbkdf2-sha256" | "pbkdf2-sha512" | "scrypt"
+    ) {
+        return verify_imported(password, &hash);
+    }
     if hash.algorithm.as_str() != "argon2id" {
         tracing::warn!("stored password hash is not argon2id");
         return Verification::Mismatch;
