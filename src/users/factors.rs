@@ -1,11 +1,14 @@
 //! What second factors a person has (an authenticator app, passkeys), and the operator's way
 //! out for someone who lost them all.
 
-use diesel_async::{AsyncConnection as _, AsyncPgConnection};
+use diesel::dsl::exists;
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::audit::Actor;
+use crate::db::schema::{passkeys as pk, totp_factors as tf};
 
 use super::{passkeys, recovery_codes, totp};
 
@@ -22,9 +25,15 @@ pub struct Factors {
 
 impl Factors {}
 
-/// Whether `user_id` has a second factor (what every sign-in asks).
+/// Whether `user_id` has a second factor: what every password sign-in asks, in one statement.
 pub async fn has_any(conn: &mut AsyncPgConnection, user_id: Uuid) -> diesel::QueryResult<bool> {
-    Ok(totp::is_enrolled(conn, user_id).await? || passkeys::count(conn, user_id).await? > 0)
+    let app = tf::table
+        .filter(tf::user_id.eq(user_id))
+        .filter(tf::confirmed_at.is_not_null());
+    let key = pk::table.filter(pk::user_id.eq(user_id));
+    diesel::select(exists(app).or(exists(key)))
+        .get_result(conn)
+        .await
 }
 
 /// The factors of `user_id`.
