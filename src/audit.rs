@@ -40,6 +40,15 @@ impl Actor {
         }
     }
 
+    /// A service client calling the management API with its own token, from `ip`.
+    #[must_use]
+    pub fn client(id: &str, ip: Option<IpNet>) -> Self {
+        Self {
+            name: format!("client:{id}"),
+            ip,
+        }
+    }
+
     /// A person acting for themselves, from `ip`.
     #[must_use]
     pub fn user(id: Uuid, ip: Option<IpNet>) -> Self {

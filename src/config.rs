@@ -45,6 +45,7 @@ impl ConfigError {
 pub const SETTINGS: &[&str] = &[
     "DATABASE_URL",
     "KEYWARD_ACCESS_TOKEN_TTL",
+    "KEYWARD_ADMIN_API",
     "KEYWARD_ARGON2_ITERATIONS",
     "KEYWARD_ARGON2_MEMORY_KIB",
     "KEYWARD_ARGON2_PARALLELISM",
@@ -65,6 +66,7 @@ pub const SETTINGS: &[&str] = &[
     "KEYWARD_KEY_PREPUBLISH",
     "KEYWARD_KEY_RELOAD",
     "KEYWARD_KEY_ROTATION",
+    "KEYWARD_LIMIT_ADMIN_PER_CLIENT",
     "KEYWARD_LIMIT_MAIL_PER_ACCOUNT",
     "KEYWARD_LIMIT_MAIL_PER_IP",
     "KEYWARD_LIMIT_SIGN_IN_GLOBAL",
@@ -200,6 +202,8 @@ pub struct ServerSettings {
     pub idle_timeout: std::time::Duration,
     /// `KEYWARD_SIGNUP_ENABLED`: whether the public sign-up page exists.
     pub signup_enabled: bool,
+    /// `KEYWARD_ADMIN_API`: whether the management API (`/admin/v1/`) answers at all.
+    pub admin_api: bool,
     /// `KEYWARD_PRODUCT_NAME`: what the hosted pages call the service.
     pub product_name: String,
     /// `KEYWARD_LOGO_FILE`: an image shown beside the name on the hosted pages.
@@ -599,6 +603,7 @@ fn server(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<ServerSettings, 
             "must be between 1s and 1h",
         )?),
         signup_enabled: env.flag("KEYWARD_SIGNUP_ENABLED", true)?,
+        admin_api: env.flag("KEYWARD_ADMIN_API", true)?,
         product_name: product_name(env)?,
         logo_file: env.get("KEYWARD_LOGO_FILE").map(std::path::PathBuf::from),
         log_filter: {
@@ -693,6 +698,7 @@ fn limits(env: &Env<impl Fn(&str) -> Option<String>>) -> Result<Rates, ConfigErr
         sign_up_per_ip: rate("KEYWARD_LIMIT_SIGN_UP_PER_IP", 10, HOUR)?,
         mail_per_account: rate("KEYWARD_LIMIT_MAIL_PER_ACCOUNT", 5, HOUR)?,
         mail_per_ip: rate("KEYWARD_LIMIT_MAIL_PER_IP", 20, HOUR)?,
+        admin_per_client: rate("KEYWARD_LIMIT_ADMIN_PER_CLIENT", 600, MINUTE)?,
     })
 }
 

@@ -21,7 +21,7 @@ pub struct Purged {
     /// Refresh families (with their tokens) and family access-token records.
     pub refresh: usize,
     /// Sign-in lockouts, abandoned sign-in holds, trusted devices, rate-limit keys, spent
-    /// proofs of work and expired mailed codes.
+    /// proofs of work, expired mailed codes and management API idempotency keys.
     pub sign_in: usize,
 }
 
@@ -78,6 +78,9 @@ pub async fn purge(
             + drain!(devices::delete_expired(conn, now, BATCH))
             + drain!(crate::rate_limits::delete_expired(conn, now, BATCH))
             + drain!(crate::users::codes::delete_expired(conn, now, BATCH))
-            + drain!(crate::rate_limits::proof::delete_expired(conn, now, BATCH)),
+            + drain!(crate::rate_limits::proof::delete_expired(conn, now, BATCH))
+            + drain!(crate::clients::idempotency::delete_expired(
+                conn, now, BATCH
+            )),
     })
 }

@@ -12,6 +12,28 @@ pub const EMAIL: &str = "email";
 /// `offline_access`: a refresh token (OIDC Core §11).
 pub const OFFLINE_ACCESS: &str = "offline_access";
 
+/// The management API's scopes (`/admin/v1/`): granted only to confidential clients registered
+/// for them, through `client_credentials`, never through a person's consent.
+pub const ADMIN_SCOPES: [&str; 5] = [
+    "admin:users.read",
+    "admin:users.write",
+    "admin:clients.read",
+    "admin:clients.write",
+    "admin:audit.read",
+];
+
+/// The prefix every management scope has (and no other scope may).
+pub const ADMIN_PREFIX: &str = "admin:";
+
+/// Where a management scope is valid: the `aud` of tokens carrying one, relative to the issuer.
+pub const ADMIN_AUDIENCE_PATH: &str = "/admin/v1";
+
+/// The `aud` of management tokens issued by `issuer`: the management API's base URL.
+#[must_use]
+pub fn admin_audience(issuer: &str) -> String {
+    format!("{}{ADMIN_AUDIENCE_PATH}", issuer.trim_end_matches('/'))
+}
+
 /// A set of scope tokens, kept sorted so the same set always prints the same way.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Scopes(BTreeSet<String>);
@@ -78,6 +100,12 @@ impl Scopes {
     #[must_use]
     pub fn to_vec(&self) -> Vec<String> {
         self.0.iter().cloned().collect()
+    }
+
+    /// Whether any scope here is a management scope (`admin:...`).
+    #[must_use]
+    pub fn has_admin(&self) -> bool {
+        self.0.iter().any(|s| s.starts_with(ADMIN_PREFIX))
     }
 
     /// The union of two sets.

@@ -15,7 +15,7 @@ use crate::support::{TestApp, assert_see_other};
 const ALICE_SUB: &str = "5f0c1c0e-8d1a-4c8e-9a43-2f6a0f3b7d10";
 
 /// A bcrypt hash of `password` by Node's `bcryptjs`, an implementation independent of ours.
-fn bcryptjs(password: &str, cost: u32) -> String {
+pub fn bcryptjs(password: &str, cost: u32) -> String {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e");
     let out = std::process::Command::new("node")
         .current_dir(dir)

@@ -5,6 +5,7 @@ mod support;
 
 mod abuse;
 mod accounts;
+mod admin_api;
 mod cache;
 mod cli;
 mod client_credentials;

@@ -10,9 +10,9 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::audit::Actor;
 use crate::config::Config;
-use crate::users::name::{Email, Role, Username};
-use crate::users::password::{PasswordHasher, check_new_password};
-use crate::users::{self, CreateUserError, NewUser, User};
+use crate::users::name::{Role, Username};
+use crate::users::password::PasswordHasher;
+use crate::users::{self, User};
 
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
@@ -178,7 +178,7 @@ pub async fn run(cmd: UsersCommand, config: &Config, now: OffsetDateTime) -> any
         UsersCommand::SendReset { username, json } => {
             send_reset(conn, config, &username, json, now).await
         }
-        UsersCommand::Import { file, json } => import(conn, &file, json, now).await,
+        UsersCommand::Import { file, json } => import(conn, config, &file, json, now).await,
         UsersCommand::ResetMfa { username, json } => {
             reset_mfa(conn, config, &username, json, now).await
         }
@@ -227,13 +227,6 @@ pub async fn run(cmd: UsersCommand, config: &Config, now: OffsetDateTime) -> any
     }
 }
 
-/// A new password from stdin, checked against the rules for this username, hashed.
-async fn new_password_hash(config: &Config, username: &Username) -> anyhow::Result<String> {
-    let password = read_password_line()?;
-    check_new_password(&password, username).map_err(|e| anyhow::anyhow!("{e}"))?;
-    Ok(hasher_for(config).await?.hash(&password).await?)
-}
-
 async fn create(
     conn: &mut AsyncPgConnection,
     config: &Config,
@@ -242,23 +235,24 @@ async fn create(
     json: bool,
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
-    let username = Username::parse(username).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let email = Email::parse_optional(email.unwrap_or("")).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let hash = new_password_hash(config, &username).await?;
-    let mut new = NewUser::new(&username, email.as_ref(), &hash, now);
-    if verified {
-        new = new.email_verified();
-    }
-    let user = match users::create(conn, &new, &Actor::cli()).await {
-        Ok(u) => u,
-        Err(e @ (CreateUserError::UsernameTaken | CreateUserError::EmailTaken)) => bail!("{e}"),
-        Err(CreateUserError::Db(e)) => return Err(e.into()),
+    use crate::oauth::import::{Imported, import_value};
+    // The same record, rules and audit events as the management API's creation and an import.
+    let record = serde_json::json!({
+        "username": username,
+        "email": email,
+        "email_verified": verified,
+        "password": read_password_line()?,
+    });
+    let hasher = hasher_for(config).await?;
+    let (id, username) = match import_value(conn, &hasher, record, &Actor::cli(), now).await? {
+        Imported::Created { username, id } => (id, username),
+        Imported::Skipped { reason, .. } | Imported::Refused { reason } => bail!("{reason}"),
     };
     if json {
-        let out = serde_json::json!({ "id": user.id, "username": user.username });
+        let out = serde_json::json!({ "id": id, "username": username });
         out!("{}", serde_json::to_string_pretty(&out)?);
     } else {
-        out!("{}", user.id);
+        out!("{id}");
     }
     Ok(())
 }
@@ -291,6 +285,7 @@ async fn send_reset(
 /// Imports users line by line: each line's outcome on stdout, the counts on stderr.
 async fn import(
     conn: &mut AsyncPgConnection,
+    config: &Config,
     file: &std::path::Path,
     json: bool,
     now: OffsetDateTime,
@@ -302,6 +297,7 @@ async fn import(
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
     };
     let by = Actor::cli();
+    let hasher = hasher_for(config).await?;
     let (mut created, mut skipped, mut refused) = (0, 0, 0);
     for (n, line) in text
         .lines()
@@ -309,7 +305,7 @@ async fn import(
         .filter(|(_, l)| !l.trim().is_empty())
     {
         let line_no = n + 1;
-        let (outcome, username, detail) = match import_line(conn, line, &by, now).await? {
+        let (outcome, username, detail) = match import_line(conn, &hasher, line, &by, now).await? {
             Imported::Created { username, id } => {
                 created += 1;
                 ("created", username, id.to_string())
@@ -480,9 +476,12 @@ async fn set_password(
     now: OffsetDateTime,
 ) -> anyhow::Result<()> {
     let user = find_user(conn, username).await?;
-    let username = Username::parse(&user.username).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let hash = new_password_hash(config, &username).await?;
-    users::update_password(conn, user.id, &hash, &Actor::cli(), now).await?;
+    let password = read_password_line()?;
+    let hasher = hasher_for(config).await?;
+    // The same rules and cut-off as the management API's `:setPassword`.
+    crate::oauth::admin::set_password(conn, &hasher, &user, &password, &Actor::cli(), now)
+        .await?
+        .map_err(|m| anyhow::anyhow!("{m}"))?;
     let message = format!(
         "password set for {}; their sessions have ended",
         user.username

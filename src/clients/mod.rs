@@ -1,6 +1,7 @@
 //! Relying parties ("clients"): their registration, secrets and redirect URIs, and storage.
 
 pub mod cache;
+pub mod idempotency;
 pub mod registration;
 
 use std::fmt;

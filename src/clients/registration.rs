@@ -36,6 +36,16 @@ pub enum RegistrationError {
     /// The scope list is not RFC 6749 §3.3 syntax.
     #[error("--scope is malformed")]
     BadScope,
+    /// A management scope that does not exist.
+    #[error("'{0}' is not a management scope (they are: {list})", list = crate::scope::ADMIN_SCOPES.join(", "))]
+    UnknownAdminScope(String),
+    /// Management scopes go to dedicated service clients only: confidential, `client_credentials`
+    /// alone, no other scope and no other audience, so no person's consent and no other
+    /// resource server ever sees such a token.
+    #[error(
+        "a client with admin: scopes must be confidential, use only the client_credentials grant, and have no other scope or audience"
+    )]
+    AdminClientShape,
     /// A redirect URI that may not be registered.
     #[error(transparent)]
     RedirectUri(#[from] RedirectUriError),
@@ -138,6 +148,7 @@ impl Registration {
             updated_at: now,
             require_mfa: self.require_mfa,
         };
+        check_admin(new.is_public, &new.grant_types, &new.scopes, &new.audiences)?;
         Ok(Checked { new, secret: shown })
     }
 }
@@ -203,6 +214,12 @@ impl Edit {
         };
         changes.allowed_origins = cors_origins(&redirect_uris, &explicit);
         changes.redirect_uris = as_strings(&redirect_uris);
+        check_admin(
+            client.is_public,
+            &changes.grant_types,
+            &changes.scopes,
+            &changes.audiences,
+        )?;
         Ok(changes)
     }
 }
@@ -227,6 +244,35 @@ fn audiences(audiences: Vec<String>) -> Result<Vec<String>, RegistrationError> {
         Some(bad) => Err(RegistrationError::BadAudience(bad.clone())),
         None => Ok(audiences),
     }
+}
+
+/// The management API's scopes only on a service client of their own (see
+/// [`RegistrationError::AdminClientShape`]): RFC 9700 §2.3 audience-restricted, least privilege.
+fn check_admin(
+    is_public: bool,
+    grants: &[String],
+    scopes: &[String],
+    audiences: &[String],
+) -> Result<(), RegistrationError> {
+    use crate::scope::{ADMIN_PREFIX, ADMIN_SCOPES};
+    let admin: Vec<&String> = scopes
+        .iter()
+        .filter(|s| s.starts_with(ADMIN_PREFIX))
+        .collect();
+    if admin.is_empty() {
+        return Ok(());
+    }
+    if let Some(unknown) = admin.iter().find(|s| !ADMIN_SCOPES.contains(&s.as_str())) {
+        return Err(RegistrationError::UnknownAdminScope((*unknown).clone()));
+    }
+    let only_client_credentials = grants
+        .iter()
+        .all(|g| g == GrantType::ClientCredentials.as_str());
+    if is_public || !only_client_credentials || admin.len() != scopes.len() || !audiences.is_empty()
+    {
+        return Err(RegistrationError::AdminClientShape);
+    }
+    Ok(())
 }
 
 fn scopes(raw: &str) -> Result<Vec<String>, RegistrationError> {

@@ -92,6 +92,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    idempotency_keys (client_id, key) {
+        client_id -> Text,
+        key -> Text,
+        fingerprint -> Bytea,
+        created_at -> Timestamptz,
+        outcome -> Jsonb,
+    }
+}
+
+diesel::table! {
     key_set_version (singleton) {
         singleton -> Bool,
         version -> Int8,
@@ -288,6 +298,7 @@ diesel::joinable!(authorization_codes -> users (user_id));
 diesel::joinable!(consents -> clients (client_id));
 diesel::joinable!(consents -> users (user_id));
 diesel::joinable!(family_access_tokens -> refresh_families (family_id));
+diesel::joinable!(idempotency_keys -> clients (client_id));
 diesel::joinable!(passkeys -> users (user_id));
 diesel::joinable!(recovery_codes -> users (user_id));
 diesel::joinable!(refresh_families -> clients (client_id));
@@ -305,6 +316,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     clients,
     consents,
     family_access_tokens,
+    idempotency_keys,
     key_set_version,
     mail_outbox,
     passkeys,

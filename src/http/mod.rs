@@ -1,6 +1,7 @@
 //! The HTTP surface: every route on one screen, and the layers every response passes through.
 
 pub mod account;
+pub mod admin;
 pub mod assets;
 pub mod authorize;
 pub mod brand;
@@ -217,7 +218,13 @@ fn public(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
 pub fn router(state: AppState, sessions: SessionManagerLayer<PgSessionStore>) -> Router {
     let request_timeout = state.config.server.request_timeout;
     let https = state.config.server.issuer.is_https();
-    let bounded = routes()
+    // The management API: a service's backend, with Keyward's own tokens (off: 404, as unknown).
+    let routes = if state.config.server.admin_api {
+        routes().merge(admin::routes())
+    } else {
+        routes()
+    };
+    let bounded = routes
         .route_layer(axum::middleware::from_fn(observe::mark_route))
         .layer(
             // Innermost: bound the head, the time and the body, then the session.

@@ -1,6 +1,7 @@
-//! Bringing users from another system with the password hashes it kept (`keyward users import`):
-//! one JSON object per line, each created, skipped as already here, or refused with the reason,
-//! so a re-run of the same file changes nothing.
+//! Creating users from a record (`keyward users create`'s fields, or those of another system with
+//! the password hashes it kept): `keyward users import` line by line, and the management API's
+//! create and batch import. Each record is created, skipped as already here, or refused with the
+//! reason, so a re-run of the same file changes nothing.
 
 use diesel_async::{AsyncConnection as _, AsyncPgConnection};
 use serde::Deserialize;
@@ -8,11 +9,12 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::audit::Actor;
+use crate::error::AppError;
 use crate::users::name::{Email, Role, Username};
-use crate::users::password::check_stored;
+use crate::users::password::{PasswordHasher, check_new_password, check_stored};
 use crate::users::{self, CreateUserError, NewUser};
 
-/// One line of an import file.
+/// One user record: a line of an import file, or the body of a management API creation.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Record {
@@ -26,11 +28,26 @@ struct Record {
     /// The id apps know the person by, kept as the OIDC `sub` (a UUID).
     #[serde(default)]
     sub: Option<String>,
-    password_hash: String,
+    /// The hash the other system kept.
+    #[serde(default)]
+    password_hash: Option<String>,
+    /// Or a password in plain text, checked by the password rules and hashed now.
+    #[serde(default)]
+    password: Option<String>,
 }
 
-/// What became of one line.
-#[derive(Clone, Debug, PartialEq, Eq)]
+impl std::fmt::Debug for Record {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Neither the password nor its hash: both are secrets.
+        f.debug_struct("Record")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What became of one record (kept as JSON for an idempotent retry).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
 pub enum Imported {
     /// A new account, with its id (the `sub`).
     Created {
@@ -59,20 +76,65 @@ fn refused(reason: impl Into<String>) -> Imported {
     }
 }
 
-/// Imports one line: checked as `users create` checks (username, address, roles), the hash
-/// stored as given (argon2id, bcrypt, PBKDF2 or scrypt; all but argon2id are replaced by argon2id
-/// at the first sign-in),
-/// recorded as `user.created` and `user.imported` by `by`, all in one transaction.
+/// Imports one line: see [`import_record`].
 pub async fn import_line(
     conn: &mut AsyncPgConnection,
+    hasher: &PasswordHasher,
     line: &str,
     by: &Actor,
     now: OffsetDateTime,
-) -> diesel::QueryResult<Imported> {
-    let record: Record = match serde_json::from_str(line) {
-        Ok(r) => r,
-        Err(e) => return Ok(refused(format!("not a user record ({e})"))),
-    };
+) -> Result<Imported, AppError> {
+    match serde_json::from_str(line) {
+        Ok(record) => import_record(conn, hasher, record, by, now).await,
+        Err(e) => Ok(refused(format!("not a user record ({e})"))),
+    }
+}
+
+/// Creates one user from a JSON record: see [`import_record`].
+pub async fn import_value(
+    conn: &mut AsyncPgConnection,
+    hasher: &PasswordHasher,
+    value: serde_json::Value,
+    by: &Actor,
+    now: OffsetDateTime,
+) -> Result<Imported, AppError> {
+    match serde_json::from_value(value) {
+        Ok(record) => import_record(conn, hasher, record, by, now).await,
+        Err(e) => Ok(refused(format!("not a user record ({e})"))),
+    }
+}
+
+/// The hash to store: the one given (argon2id, bcrypt, PBKDF2 or scrypt, within bounded cost),
+/// or a plain password checked by the rules and hashed with the configured argon2id.
+async fn password_hash_of(
+    record: &Record,
+    username: &Username,
+    hasher: &PasswordHasher,
+) -> Result<Result<String, String>, AppError> {
+    Ok(match (&record.password_hash, &record.password) {
+        (Some(_), Some(_)) => Err("give password_hash or password, not both".to_owned()),
+        (None, None) => Err("password_hash (or password) is required".to_owned()),
+        (Some(hash), None) => check_stored(hash)
+            .map(|_| hash.clone())
+            .map_err(|e| format!("password_hash: {e}")),
+        (None, Some(password)) => match check_new_password(password, username) {
+            Ok(()) => Ok(hasher.hash(password).await?),
+            Err(e) => Err(format!("password: {e}")),
+        },
+    })
+}
+
+/// Creates one user: checked as sign-up checks (username, address, roles, password rules for a
+/// plain password), the hash stored as given (all but argon2id are replaced by argon2id at the
+/// first sign-in), recorded as `user.created` (and `user.imported` for a kept hash) by `by`, all
+/// in one transaction.
+async fn import_record(
+    conn: &mut AsyncPgConnection,
+    hasher: &PasswordHasher,
+    record: Record,
+    by: &Actor,
+    now: OffsetDateTime,
+) -> Result<Imported, AppError> {
     let username = match Username::parse(&record.username) {
         Ok(u) => u,
         Err(e) => return Ok(refused(format!("username: {e}"))),
@@ -85,9 +147,6 @@ pub async fn import_line(
         Ok(r) => r,
         Err(e) => return Ok(refused(format!("roles: {e}"))),
     };
-    if let Err(e) = check_stored(&record.password_hash) {
-        return Ok(refused(format!("password_hash: {e}")));
-    }
     // RFC 9700 §4.15: a user's `sub` is a UUID, which no client id may be (clients::insert).
     let id = match record.sub.as_deref().map(Uuid::parse_str) {
         None => Uuid::new_v4(),
@@ -98,13 +157,17 @@ pub async fn import_line(
             ));
         }
     };
+    let hash = match password_hash_of(&record, &username, hasher).await? {
+        Ok(hash) => hash,
+        Err(reason) => return Ok(refused(reason)),
+    };
     if users::find(conn, id).await?.is_some() {
         return Ok(Imported::Skipped {
             username: username.as_str().to_owned(),
             reason: "an account with this sub exists".to_owned(),
         });
     }
-    let mut new = NewUser::new(&username, email.as_ref(), &record.password_hash, now).with_id(id);
+    let mut new = NewUser::new(&username, email.as_ref(), &hash, now).with_id(id);
     if record.email_verified {
         new = new.email_verified();
     }
@@ -117,12 +180,14 @@ pub async fn import_line(
             if !roles.is_empty() {
                 users::update_roles(conn, user.id, &roles, by, now).await?;
             }
-            let details = serde_json::json!({ "hash": hash_kind(&record.password_hash) });
-            let event = by
-                .event("user.imported", now)
-                .user(user.id)
-                .details(details);
-            crate::audit::insert(conn, &event).await?;
+            if record.password_hash.is_some() {
+                let details = serde_json::json!({ "hash": hash_kind(&hash) });
+                let event = by
+                    .event("user.imported", now)
+                    .user(user.id)
+                    .details(details);
+                crate::audit::insert(conn, &event).await?;
+            }
             Ok::<_, diesel::result::Error>(Ok(user))
         })
         .await?;
@@ -137,7 +202,7 @@ pub async fn import_line(
                 reason: e.to_string(),
             }
         }
-        Err(CreateUserError::Db(e)) => return Err(e),
+        Err(CreateUserError::Db(e)) => return Err(e.into()),
     })
 }
 

@@ -47,6 +47,9 @@ pub enum Limit {
     MailPerAccount,
     /// The same per address.
     MailPerIp,
+    /// Management API calls per client: a leaked management token cannot empty the user table
+    /// at line speed.
+    AdminPerClient,
 }
 
 impl Limit {
@@ -61,6 +64,7 @@ impl Limit {
             Self::SignUpPerIp => "sign_up_per_ip",
             Self::MailPerAccount => "mail_per_account",
             Self::MailPerIp => "mail_per_ip",
+            Self::AdminPerClient => "admin_per_client",
         }
     }
 }
@@ -126,6 +130,8 @@ pub struct Rates {
     pub mail_per_account: Option<Rate>,
     /// [`Limit::MailPerIp`].
     pub mail_per_ip: Option<Rate>,
+    /// [`Limit::AdminPerClient`].
+    pub admin_per_client: Option<Rate>,
 }
 
 impl Rates {
@@ -138,6 +144,7 @@ impl Rates {
             Limit::SignUpPerIp => self.sign_up_per_ip,
             Limit::MailPerAccount => self.mail_per_account,
             Limit::MailPerIp => self.mail_per_ip,
+            Limit::AdminPerClient => self.admin_per_client,
         }
     }
 }
@@ -497,6 +504,7 @@ mod tests {
             sign_up_per_ip: None,
             mail_per_account: None,
             mail_per_ip: None,
+            admin_per_client: None,
         };
         let limits = Limits::new(rates, Arc::new(Metrics::new()));
         let key = Key::global();

@@ -88,6 +88,32 @@ impl User {
     }
 }
 
+impl User {
+    /// An entity tag (RFC 9110 §8.8.3) of everything an operator can see and change: a change of
+    /// any of it (or a cut-off) changes the tag, so `If-Match` catches a lost update.
+    #[must_use]
+    pub fn entity_tag(&self) -> String {
+        let seen = serde_json::json!([
+            self.id,
+            self.username,
+            self.email,
+            self.email_verified_at
+                .map(OffsetDateTime::unix_timestamp_nanos),
+            self.roles,
+            self.disabled_at.map(OffsetDateTime::unix_timestamp_nanos),
+            self.credential_version,
+            self.password_changed_at.unix_timestamp_nanos(),
+            self.updated_at.unix_timestamp_nanos(),
+        ]);
+        let digest = ring::digest::digest(&ring::digest::SHA256, seen.to_string().as_bytes());
+        let tag = base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            &digest.as_ref()[..12],
+        );
+        format!("\"{tag}\"")
+    }
+}
+
 impl fmt::Debug for User {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Never the password hash: an offline-crackable secret has no place in logs.
@@ -349,6 +375,142 @@ pub async fn list(conn: &mut AsyncPgConnection) -> QueryResult<Vec<User>> {
         .select(User::as_select())
         .load(conn)
         .await
+}
+
+/// What a page of users is narrowed to (each `Some` must match).
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// This username, in any case.
+    pub username: Option<Username>,
+    /// This address, in any case.
+    pub email: Option<Email>,
+    /// Holding this role.
+    pub role: Option<Role>,
+    /// Disabled (`true`) or not.
+    pub disabled: Option<bool>,
+}
+
+/// Where a page starts: after this user in (created, id) order. New users sort after every
+/// existing one, so paging through while others are added neither repeats nor skips anyone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct After {
+    /// The last user's creation time.
+    pub created_at: OffsetDateTime,
+    /// The last user's id.
+    pub id: Uuid,
+}
+
+/// Up to `limit` users matching `filter` after `after`, oldest first (keyset pagination).
+pub async fn page(
+    conn: &mut AsyncPgConnection,
+    filter: &Filter,
+    after: Option<After>,
+    limit: i64,
+) -> QueryResult<Vec<User>> {
+    let mut query = users::table
+        .order((users::created_at.asc(), users::id.asc()))
+        .select(User::as_select())
+        .limit(limit)
+        .into_boxed();
+    if let Some(name) = &filter.username {
+        query = query.filter(lower(users::username).eq(name.key()));
+    }
+    if let Some(email) = &filter.email {
+        query = query.filter(lower_nullable(users::email).eq(email.as_str().to_lowercase()));
+    }
+    if let Some(role) = &filter.role {
+        query = query.filter(users::roles.contains(vec![role.as_str().to_owned()]));
+    }
+    match filter.disabled {
+        Some(true) => query = query.filter(users::disabled_at.is_not_null()),
+        Some(false) => query = query.filter(users::disabled_at.is_null()),
+        None => {}
+    }
+    if let Some(after) = after {
+        query = query.filter(
+            users::created_at.gt(after.created_at).or(users::created_at
+                .eq(after.created_at)
+                .and(users::id.gt(after.id))),
+        );
+    }
+    query.load(conn).await
+}
+
+/// Reads a user and locks their row until the transaction ends (a conditional update compares
+/// what it read with what it will change).
+pub async fn find_for_update(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<User>> {
+    users::table
+        .find(id)
+        .select(User::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Renames an account (recorded as `user.renamed` with both names); [`CreateUserError::UsernameTaken`]
+/// when another account has the name in any case. The `sub` stays: apps never key on names.
+pub async fn update_username(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    username: &Username,
+    by: &Actor,
+    now: OffsetDateTime,
+) -> Result<(), CreateUserError> {
+    conn.transaction(async |conn| {
+        let before: String = users::table
+            .find(id)
+            .select(users::username)
+            .first(conn)
+            .await?;
+        diesel::update(users::table.find(id))
+            .set((
+                users::username.eq(username.as_str()),
+                users::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await
+            .map_err(|e| match &e {
+                DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                    CreateUserError::UsernameTaken
+                }
+                _ => CreateUserError::Db(e),
+            })?;
+        let details = serde_json::json!({ "from": before, "to": username.as_str() });
+        record(conn, by, "user.renamed", id, details, now).await?;
+        Ok(())
+    })
+    .await
+}
+
+/// Sets (or clears) an account's address as an operator says: proven when they vouch for it,
+/// else unproven until the person confirms a code. Recorded as `user.email_set` (no address in
+/// the trail). [`EmailTaken`] when another account verified that address.
+pub async fn update_email(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    email: Option<&Email>,
+    verified: bool,
+    by: &Actor,
+    now: OffsetDateTime,
+) -> Result<(), EmailTaken> {
+    let verified_at = (email.is_some() && verified).then_some(now);
+    conn.transaction(async |conn| {
+        diesel::update(users::table.find(id))
+            .set((
+                users::email.eq(email.map(Email::as_str)),
+                users::email_verified_at.eq(verified_at),
+                users::updated_at.eq(now),
+            ))
+            .execute(conn)
+            .await
+            .map_err(EmailTaken::from_update)?;
+        let details =
+            serde_json::json!({ "has_email": email.is_some(), "verified": verified_at.is_some() });
+        record(conn, by, "user.email_set", id, details, now).await?;
+        Ok(())
+    })
+    .await
 }
 
 /// Replaces a hash made with old parameters; the password itself did not change.

@@ -1,5 +1,6 @@
 //! Test harness: the real app on a random port, a fresh database, and a browser-like client.
 
+pub mod admin;
 pub mod cli;
 pub mod db;
 pub mod endpoints;

@@ -60,7 +60,16 @@ pub fn client_credentials(
     request: &ClientCredentialsRequest,
 ) -> Result<TokenResponse, GrantError> {
     let scopes = granted_scopes(client, request.scope.as_ref())?;
-    let access = ctx.access_token(client, &client.id, &scopes, &client.audiences, None)?;
+    // RFC 9700 §2.3: a management token is valid at the management API and nowhere else (the
+    // registration rules keep its client to management scopes and no other audience).
+    let admin_audience;
+    let audiences = if scopes.has_admin() {
+        admin_audience = [scope::admin_audience(ctx.settings.issuer)];
+        &admin_audience[..]
+    } else {
+        &client.audiences[..]
+    };
+    let access = ctx.access_token(client, &client.id, &scopes, audiences, None)?;
     Ok(TokenResponse::bearer(
         access,
         ctx.settings.access_ttl,

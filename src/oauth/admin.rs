@@ -1,0 +1,444 @@
+//! The management API's rules: who may call it (a service client's own access token, judged as a
+//! resource server and introspection would), and the user operations that take more than one
+//! noun: idempotent creation, conditional updates, paging cursors.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use diesel_async::{AsyncConnection as _, AsyncPgConnection};
+use serde::{Deserialize, Deserializer, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use uuid::Uuid;
+
+use crate::audit::Actor;
+use crate::clients::{self, idempotency};
+use crate::error::AppError;
+use crate::keys::keyring::KeyRing;
+use crate::oauth::access::{Judged, judge};
+use crate::oauth::import::{Imported, import_value};
+use crate::scope;
+use crate::users::name::{Email, Role, Username};
+use crate::users::password::{PasswordHasher, check_new_password};
+use crate::users::{self, CreateUserError, EmailTaken, User};
+
+/// A service client the management API accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Caller {
+    /// Its `client_id`, named as the actor of every event it causes.
+    pub client_id: String,
+}
+
+impl Caller {
+    /// The actor its operations are recorded under.
+    #[must_use]
+    pub fn actor(&self, ip: Option<ipnet::IpNet>) -> Actor {
+        Actor::client(&self.client_id, ip)
+    }
+}
+
+/// Why a call was not accepted (RFC 6750 §3.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// Not a live management token: bad signature, expired, revoked, another audience, a
+    /// person's token, or its client no longer registered for management.
+    InvalidToken,
+    /// A live management token without the scope this operation needs.
+    InsufficientScope(&'static str),
+}
+
+/// Judges `token` for an operation needing `needed`: a live access token of ours (signature,
+/// `typ`, issuer, expiry, not revoked, its client still registered), whose audience is the
+/// management API, whose subject is its client (`client_credentials`, never a person: RFC 9068
+/// §2.2 makes `sub` = `client_id` for those), and whose client is still a confidential client
+/// registered for `needed` (dropping a scope from the client takes effect at once).
+pub async fn authenticate(
+    conn: &mut AsyncPgConnection,
+    keys: &KeyRing,
+    issuer: &str,
+    token: &str,
+    needed: &'static str,
+    now: OffsetDateTime,
+) -> diesel::QueryResult<Result<Caller, Refused>> {
+    let Judged::Live(live) = judge(conn, keys, issuer, token, now).await? else {
+        return Ok(Err(Refused::InvalidToken));
+    };
+    let claims = &live.claims;
+    let is_client_token = live.user.is_none() && claims.sub == claims.client_id;
+    if !is_client_token || !claims.aud.contains(&scope::admin_audience(issuer)) {
+        return Ok(Err(Refused::InvalidToken));
+    }
+    let Some(client) = clients::find(conn, &claims.client_id).await? else {
+        return Ok(Err(Refused::InvalidToken));
+    };
+    if !claims.scopes().contains(needed) {
+        return Ok(Err(Refused::InsufficientScope(needed)));
+    }
+    if client.is_public || !client.scopes.iter().any(|s| s == needed) {
+        return Ok(Err(Refused::InvalidToken));
+    }
+    Ok(Ok(Caller {
+        client_id: claims.client_id.clone(),
+    }))
+}
+
+/// A user as the management API shows them: no password hash, no secret of any kind.
+#[derive(Clone, Debug, Serialize)]
+pub struct UserView {
+    /// The `sub` of their tokens.
+    pub id: Uuid,
+    /// The username.
+    pub username: String,
+    /// The address, if any.
+    pub email: Option<String>,
+    /// Whether the address is proven.
+    pub email_verified: bool,
+    /// Roles carried in access tokens.
+    pub roles: Vec<String>,
+    /// Whether they may not sign in.
+    pub disabled: bool,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub updated_at: String,
+}
+
+impl UserView {
+    /// The view of `user`.
+    #[must_use]
+    pub fn of(user: &User) -> Self {
+        let at = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
+        Self {
+            id: user.id,
+            username: user.username.clone(),
+            email: user.email.clone(),
+            email_verified: user.email_verified(),
+            roles: user.roles.clone(),
+            disabled: user.is_disabled(),
+            created_at: at(user.created_at),
+            updated_at: at(user.updated_at),
+        }
+    }
+}
+
+/// A retried creation's key and the request it came with.
+#[derive(Clone, Copy, Debug)]
+pub struct Once<'a> {
+    /// The caller.
+    pub client_id: &'a str,
+    /// Its `Idempotency-Key`.
+    pub key: &'a idempotency::IdempotencyKey,
+    /// SHA-256 of the request.
+    pub fingerprint: [u8; 32],
+}
+
+/// What a creation came to.
+#[derive(Debug)]
+pub enum Creation {
+    /// Done now, or done before under the same key (the same answer again).
+    Done(Imported),
+    /// The key was used before for a different request (draft-ietf-httpapi-idempotency-key-header
+    /// §2.7: 422).
+    KeyReused,
+}
+
+/// Creates a user from `record` (the fields of an import line, or a plain `password`), once per
+/// idempotency key: the key is held for the whole transaction, so a retry sent while the first
+/// request still runs waits for it and then gets its outcome; nothing is created twice.
+pub async fn create_user(
+    conn: &mut AsyncPgConnection,
+    hasher: &PasswordHasher,
+    record: serde_json::Value,
+    once: Option<Once<'_>>,
+    by: &Actor,
+    now: OffsetDateTime,
+) -> Result<Creation, AppError> {
+    let Some(once) = once else {
+        return Ok(Creation::Done(
+            import_value(conn, hasher, record, by, now).await?,
+        ));
+    };
+    conn.transaction(async |conn| {
+        if let Some(kept) = idempotency::claim(conn, once.client_id, once.key, now).await? {
+            if kept.fingerprint != once.fingerprint {
+                return Ok(Creation::KeyReused);
+            }
+            let outcome = serde_json::from_value(kept.outcome)
+                .map_err(|e| AppError::Internal(anyhow::Error::new(e)))?;
+            return Ok(Creation::Done(outcome));
+        }
+        let outcome = import_value(conn, hasher, record, by, now).await?;
+        let kept = idempotency::Kept {
+            fingerprint: once.fingerprint.to_vec(),
+            outcome: serde_json::to_value(&outcome)
+                .map_err(|e| AppError::Internal(anyhow::Error::new(e)))?,
+        };
+        idempotency::keep(conn, once.client_id, once.key, &kept, now).await?;
+        Ok(Creation::Done(outcome))
+    })
+    .await
+}
+
+/// A change to a user; each field present replaces that setting.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPatch {
+    /// A new username.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// A new address; `null` removes it.
+    #[serde(default)]
+    pub email: Field<String>,
+    /// Whether the (new or current) address counts as proven.
+    #[serde(default)]
+    pub email_verified: Option<bool>,
+    /// The roles, replacing the current ones.
+    #[serde(default)]
+    pub roles: Option<Vec<String>>,
+}
+
+/// A patch field that can be left alone (absent), cleared (`null`) or set (RFC 7396's reading).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Field<T> {
+    /// Not in the patch: keep.
+    #[default]
+    Absent,
+    /// `null`: remove.
+    Null,
+    /// A new value.
+    Value(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Field<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Only called for a present field (`default` covers an absent one).
+        Option::<T>::deserialize(d).map(|v| v.map_or(Self::Null, Self::Value))
+    }
+}
+
+/// Why an update was not made; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// No such user.
+    #[error("no such user")]
+    NotFound,
+    /// `If-Match` names another version (RFC 9110 §13.1.1): someone changed the user since.
+    #[error("the user changed since it was read")]
+    Stale,
+    /// A value breaks a rule.
+    #[error("{0}")]
+    Invalid(String),
+    /// Another account holds the name or the address.
+    #[error("{0}")]
+    Conflict(String),
+    /// Something broke.
+    #[error(transparent)]
+    App(#[from] AppError),
+}
+
+impl From<diesel::result::Error> for UpdateError {
+    fn from(e: diesel::result::Error) -> Self {
+        Self::App(e.into())
+    }
+}
+
+/// Whether `if_match` (RFC 9110 §13.1.1, strong comparison) lets a change of `user` through.
+fn matches(if_match: Option<&str>, user: &User) -> bool {
+    let Some(header) = if_match else {
+        return true;
+    };
+    let tag = user.entity_tag();
+    header
+        .split(',')
+        .map(str::trim)
+        .any(|t| t == "*" || t == tag)
+}
+
+/// The checked values of a patch.
+struct Checked {
+    username: Option<Username>,
+    email: Field<Email>,
+    roles: Option<Vec<Role>>,
+}
+
+fn check(patch: &UserPatch) -> Result<Checked, UpdateError> {
+    let invalid =
+        |field: &str, e: &dyn std::fmt::Display| UpdateError::Invalid(format!("{field}: {e}"));
+    Ok(Checked {
+        username: match &patch.username {
+            None => None,
+            Some(u) => Some(Username::parse(u).map_err(|e| invalid("username", &e))?),
+        },
+        email: match &patch.email {
+            Field::Absent => Field::Absent,
+            Field::Null => Field::Null,
+            Field::Value(raw) => {
+                match Email::parse_optional(raw).map_err(|e| invalid("email", &e))? {
+                    Some(email) => Field::Value(email),
+                    None => Field::Null,
+                }
+            }
+        },
+        roles: match &patch.roles {
+            None => None,
+            Some(r) => Some(Role::parse_all(r).map_err(|e| invalid("roles", &e))?),
+        },
+    })
+}
+
+/// Applies `patch` to user `id` if `if_match` still names their current version, all in one
+/// transaction under the user's row lock; each change is recorded by its own operation.
+pub async fn update_user(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    if_match: Option<&str>,
+    patch: &UserPatch,
+    by: &Actor,
+    now: OffsetDateTime,
+) -> Result<User, UpdateError> {
+    let checked = check(patch)?;
+    conn.transaction(async |conn| {
+        let user = users::find_for_update(conn, id)
+            .await?
+            .ok_or(UpdateError::NotFound)?;
+        if !matches(if_match, &user) {
+            return Err(UpdateError::Stale);
+        }
+        if let Some(name) = checked
+            .username
+            .as_ref()
+            .filter(|n| n.as_str() != user.username)
+        {
+            users::update_username(conn, id, name, by, now)
+                .await
+                .map_err(|e| match e {
+                    CreateUserError::Db(e) => e.into(),
+                    other => UpdateError::Conflict(other.to_string()),
+                })?;
+        }
+        let email_change = match (&checked.email, patch.email_verified) {
+            (Field::Value(email), verified) => {
+                Some((Some(email.clone()), verified.unwrap_or(false)))
+            }
+            (Field::Null, _) => Some((None, false)),
+            (Field::Absent, Some(verified)) => {
+                let current = Email::parse_optional(user.email.as_deref().unwrap_or(""))
+                    .map_err(|e| UpdateError::Invalid(format!("email: {e}")))?;
+                Some((current, verified))
+            }
+            (Field::Absent, None) => None,
+        };
+        if let Some((email, verified)) = email_change {
+            if verified && email.is_none() {
+                return Err(UpdateError::Invalid(
+                    "email_verified: there is no address to vouch for".into(),
+                ));
+            }
+            users::update_email(conn, id, email.as_ref(), verified, by, now)
+                .await
+                .map_err(|e| match e {
+                    EmailTaken::Db(e) => e.into(),
+                    EmailTaken::Taken => UpdateError::Conflict(e.to_string()),
+                })?;
+        }
+        if let Some(roles) = &checked.roles {
+            users::update_roles(conn, id, roles, by, now).await?;
+        }
+        users::find(conn, id).await?.ok_or(UpdateError::NotFound)
+    })
+    .await
+}
+
+/// Sets `user`'s password as an operator: the password rules, the configured argon2id, then the
+/// cut-off (`user.password_set`). `Ok(Err(reason))` when the password breaks a rule.
+pub async fn set_password(
+    conn: &mut AsyncPgConnection,
+    hasher: &PasswordHasher,
+    user: &User,
+    password: &str,
+    by: &Actor,
+    now: OffsetDateTime,
+) -> Result<Result<(), String>, AppError> {
+    let username = Username::parse(&user.username).map_err(|e| AppError::Internal(e.into()))?;
+    if let Err(e) = check_new_password(password, &username) {
+        return Ok(Err(e.to_string()));
+    }
+    let hash = hasher.hash(password).await?;
+    users::update_password(conn, user.id, &hash, by, now).await?;
+    Ok(Ok(()))
+}
+
+/// Most users on one page, and how many when the caller does not say.
+pub const PAGE_MAX: i64 = 200;
+/// The default page size.
+pub const PAGE_DEFAULT: i64 = 50;
+
+/// An opaque page cursor: where the next page starts. Tampering only moves the start.
+#[must_use]
+pub fn encode_cursor(after: users::After) -> String {
+    URL_SAFE_NO_PAD.encode(format!(
+        "{}.{}",
+        after.created_at.unix_timestamp_nanos(),
+        after.id
+    ))
+}
+
+/// Reads a cursor made by [`encode_cursor`]; `None` for anything else.
+#[must_use]
+pub fn decode_cursor(raw: &str) -> Option<users::After> {
+    let text = String::from_utf8(URL_SAFE_NO_PAD.decode(raw).ok()?).ok()?;
+    let (nanos, id) = text.split_once('.')?;
+    Some(users::After {
+        created_at: OffsetDateTime::from_unix_timestamp_nanos(nanos.parse().ok()?).ok()?,
+        id: Uuid::parse_str(id).ok()?,
+    })
+}
+
+/// One page of users, and the cursor of the next one when there may be more.
+pub async fn page_of_users(
+    conn: &mut AsyncPgConnection,
+    filter: &users::Filter,
+    after: Option<users::After>,
+    limit: i64,
+) -> diesel::QueryResult<(Vec<User>, Option<String>)> {
+    let limit = limit.clamp(1, PAGE_MAX);
+    let page = users::page(conn, filter, after, limit).await?;
+    let next = (i64::try_from(page.len()) == Ok(limit))
+        .then(|| page.last())
+        .flatten()
+        .map(|u| {
+            encode_cursor(users::After {
+                created_at: u.created_at,
+                id: u.id,
+            })
+        });
+    Ok((page, next))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cursor_reads_back_and_garbage_is_none() {
+        let after = users::After {
+            created_at: OffsetDateTime::from_unix_timestamp_nanos(1_765_000_000_123_456_789)
+                .expect("in range"),
+            id: Uuid::new_v4(),
+        };
+        assert_eq!(decode_cursor(&encode_cursor(after)), Some(after));
+        for bad in ["", "!!", "bm9wZQ", &URL_SAFE_NO_PAD.encode("1.not-a-uuid")] {
+            assert_eq!(decode_cursor(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_patch_tells_a_null_email_from_an_absent_one() {
+        let absent: UserPatch = serde_json::from_str("{}").expect("valid");
+        assert_eq!(absent.email, Field::Absent);
+        let null: UserPatch = serde_json::from_str(r#"{"email":null}"#).expect("valid");
+        assert_eq!(null.email, Field::Null);
+        let set: UserPatch = serde_json::from_str(r#"{"email":"a@b.example"}"#).expect("valid");
+        assert_eq!(set.email, Field::Value("a@b.example".to_owned()));
+        assert!(serde_json::from_str::<UserPatch>(r#"{"password_hash":"x"}"#).is_err());
+    }
+}
