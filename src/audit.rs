@@ -177,6 +177,64 @@ pub async fn find_by_kind(
         .await
 }
 
+/// What a page of events is narrowed to (each `Some` must match).
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// About this user.
+    pub user_id: Option<Uuid>,
+    /// About this client.
+    pub client_id: Option<String>,
+    /// Of this kind.
+    pub kind: Option<String>,
+    /// At or after this instant.
+    pub since: Option<OffsetDateTime>,
+    /// Before this instant.
+    pub until: Option<OffsetDateTime>,
+}
+
+/// Up to `limit` events matching `filter`, newest first, older than event `before` when given
+/// (keyset pagination on the sequence number: events recorded meanwhile never shift a page).
+pub async fn page(
+    conn: &mut AsyncPgConnection,
+    filter: &Filter,
+    before: Option<i64>,
+    limit: i64,
+) -> QueryResult<Vec<AuditEvent>> {
+    let mut query = audit_events::table
+        .order(audit_events::id.desc())
+        .limit(limit)
+        .select(AuditEvent::as_select())
+        .into_boxed();
+    if let Some(user) = filter.user_id {
+        query = query.filter(audit_events::user_id.eq(user));
+    }
+    if let Some(client) = &filter.client_id {
+        query = query.filter(audit_events::client_id.eq(client.clone()));
+    }
+    if let Some(kind) = &filter.kind {
+        query = query.filter(audit_events::kind.eq(kind.clone()));
+    }
+    if let Some(since) = filter.since {
+        query = query.filter(audit_events::occurred_at.ge(since));
+    }
+    if let Some(until) = filter.until {
+        query = query.filter(audit_events::occurred_at.lt(until));
+    }
+    if let Some(before) = before {
+        query = query.filter(audit_events::id.lt(before));
+    }
+    query.load(conn).await
+}
+
+/// Whether `kind` has the form every recorded kind has (`area.verb`, lower case and `_`).
+#[must_use]
+pub fn is_kind(kind: &str) -> bool {
+    kind.split_once('.').is_some_and(|(area, verb)| {
+        let word = |w: &str| !w.is_empty() && w.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+        word(area) && word(verb)
+    })
+}
+
 /// The events about `subject`, oldest first.
 pub async fn find_by_subject(
     conn: &mut AsyncPgConnection,

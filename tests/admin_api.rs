@@ -747,3 +747,129 @@ async fn the_api_can_be_turned_off_and_is_rate_limited_per_client() {
         "per client"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_users_browsers_and_consents_are_listed_and_ended_and_the_trail_read() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin_client("backend", ALL_USERS).await;
+    let auditor = app.admin_client("auditor", "admin:audit.read").await;
+    let alice = app.create_user("alice", GOOD_PASSWORD).await;
+    let base = format!("/admin/v1/users/{}", alice.id);
+
+    // Two browsers: one is signed out by handle, then every one.
+    let (one, two) = (app.new_browser(), app.new_browser());
+    assert_see_other(&one.sign_in("alice", GOOD_PASSWORD).await, "/account");
+    assert_see_other(&two.sign_in("alice", GOOD_PASSWORD).await, "/account");
+    let listed: Value = admin
+        .get(&format!("{base}/sessions"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let handles: Vec<String> = listed["sessions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["handle"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(handles.len(), 2);
+    let ended: Value = admin
+        .delete(&format!("{base}/sessions/{}", handles[0]))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ended["ended"], 1);
+    let signed_in = |b: &crate::support::Browser| {
+        let b = b.clone();
+        async move { b.get("/account").await.status() == StatusCode::OK }
+    };
+    assert_eq!(
+        [signed_in(&one).await, signed_in(&two).await]
+            .iter()
+            .filter(|s| **s)
+            .count(),
+        1
+    );
+    let ended: Value = admin
+        .delete(&format!("{base}/sessions"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ended["ended"], 1);
+    assert!(!signed_in(&one).await && !signed_in(&two).await);
+
+    // A consent, withdrawn: the app's token ends with it.
+    let web = app.register_client("web", ClientSpec::default()).await;
+    let token = app.tokens_for(&web, "openid").await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let consents: Value = admin
+        .get(&format!("{base}/consents"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(consents["consents"][0]["client_id"], "web");
+    let resp = admin.delete(&format!("{base}/consents/web")).await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.userinfo(&token).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_problem(
+        admin.delete(&format!("{base}/consents/web")).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+
+    read_the_trail(&admin, &auditor, alice.id).await;
+}
+
+/// The trail of the test above: the auditor reads it, newest first, filtered and paged; the
+/// users client cannot.
+async fn read_the_trail(admin: &Admin, auditor: &Admin, alice: uuid::Uuid) {
+    let path = format!("/admin/v1/audit-events?user_id={alice}");
+    assert_eq!(admin.get(&path).await.status(), StatusCode::FORBIDDEN);
+    let trail: Value = auditor.get(&path).await.json().await.unwrap();
+    let kinds: Vec<&str> = trail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds[0], "consent.revoked", "{kinds:?}");
+    assert!(
+        kinds.contains(&"session.ended") && kinds.contains(&"consent.granted"),
+        "{kinds:?}"
+    );
+    let ended: Value = auditor
+        .get(&format!("{path}&kind=session.ended&limit=1"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ended["events"][0]["actor"], "client:backend");
+    let cursor = ended["next_cursor"].as_str().unwrap();
+    let older: Value = auditor
+        .get(&format!(
+            "{path}&kind=session.ended&limit=1&cursor={cursor}"
+        ))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(older["events"].as_array().unwrap().len(), 1);
+    assert_ne!(older["events"][0]["id"], ended["events"][0]["id"]);
+    for bad in [
+        "kind=DROP%20TABLE",
+        "since=yesterday",
+        "client_id=%00",
+        "user_id=alice",
+    ] {
+        let resp = auditor.get(&format!("/admin/v1/audit-events?{bad}")).await;
+        assert_problem(resp, StatusCode::BAD_REQUEST).await;
+    }
+}

@@ -1,6 +1,7 @@
-//! The README's walkthrough, run as written: its shell blocks, against a real Keyward, with only
-//! the address, the binary and the database put in, and the browser step (sign in, Allow, copy
-//! the code) done by the test's browser.
+//! The docs' walkthroughs, run as written: the README's (an app signs someone in) and the
+//! migration from a hand-rolled Express auth (docs/relying-parties.md): their shell blocks, against
+//! a real Keyward, with only the address, the binary and the database put in, and the browser
+//! step (sign in, Allow, copy the code) done by the test's browser.
 
 use std::process::Stdio;
 
@@ -9,18 +10,14 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use crate::support::oauth::param;
 use crate::support::{GOOD_PASSWORD, TestApp, location};
 
-/// The `sh` blocks between the walkthrough's heading and the next top-level section.
-fn walkthrough_blocks() -> Vec<String> {
-    let readme = include_str!("../README.md");
-    let start = readme
-        .find("## Walkthrough")
-        .expect("the README has a walkthrough");
-    let end = start
-        + readme[start..]
-            .find("\n## Settings")
-            .expect("then Settings");
+/// The `sh` blocks of `doc` between `heading` and the next top-level section (or the end).
+fn sh_blocks(doc: &str, heading: &str) -> Vec<String> {
+    let start = doc.find(heading).expect("the doc has the walkthrough");
+    let end = doc[start + heading.len()..]
+        .find("\n## ")
+        .map_or(doc.len(), |n| start + heading.len() + n);
     let mut blocks = vec![];
-    let mut rest = &readme[start..end];
+    let mut rest = &doc[start..end];
     while let Some(open) = rest.find("```sh\n") {
         let body = &rest[open + 6..];
         let close = body.find("```").expect("a closed block");
@@ -42,12 +39,31 @@ fn put(script: &str, from: &str, to: &str) -> String {
 /// The walkthrough as one bash script for `app`: its address, the binary under test at the
 /// app's clock, the app's database, and the browser step handed to the test.
 fn script_for(app: &TestApp) -> String {
-    let blocks = walkthrough_blocks();
+    let blocks = sh_blocks(include_str!("../README.md"), "## Walkthrough");
     assert!(
         blocks.len() >= 3,
         "the code flow, refresh and client credentials"
     );
-    let mut script = blocks.join("\n");
+    let script = with_test_parts(app, &blocks.join("\n"));
+    // What each step must have produced (the README shows it as comments).
+    let checks = r"
+[[ $SECRET != null && $SECRET2 != null && $BILLING != null ]]
+[[ $ACCESS == eyJ* && $REFRESH == kwrt_* ]]
+";
+    format!("{PRELUDE}{script}{checks}")
+}
+
+/// Lets a script stop at its first failing command and hand the browser step to the test.
+const PRELUDE: &str = r#"set -euo pipefail
+exec 3>&1
+# Asks the test to play the person at the browser; prints the code from the callback.
+browser() { printf '@browser %s\n' "$1" >&3; read -r code; printf %s "$code"; }
+"#;
+
+/// `script` with the test's database, binary (at the app's clock) and address put in, and the
+/// person at the browser played by the test.
+fn with_test_parts(app: &TestApp, script: &str) -> String {
+    let mut script = script.to_owned();
     let now = app.clock().now().unix_timestamp();
     let bin = env!("CARGO_BIN_EXE_keyward");
     script = put(
@@ -67,35 +83,35 @@ fn script_for(app: &TestApp) -> String {
         "CODE=paste-the-code-here",
         "CODE=$(browser \"$URL\")",
     );
-    // What each step must have produced (the README shows it as comments).
-    let checks = r"
-[[ $SECRET != null && $SECRET2 != null && $BILLING != null ]]
-[[ $ACCESS == eyJ* && $REFRESH == kwrt_* ]]
-";
-    let prelude = r#"set -euo pipefail
-exec 3>&1
-# Asks the test to play the person at the browser; prints the code from the callback.
-browser() { printf '@browser %s\n' "$1" >&3; read -r code; printf %s "$code"; }
-"#;
-    format!("{prelude}{script}{checks}")
+    script
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_readme_walkthrough_runs_as_written() {
-    let app = TestApp::spawn().await;
-    app.create_user("alice", GOOD_PASSWORD).await;
-    let full = script_for(&app);
+/// What a script printed, and how many times the test signed someone in for it.
+struct Ran {
+    output: String,
+    codes: usize,
+}
 
+/// Runs `script` with bash in `dir`, with the app's settings (and `env`), signing `who` (name,
+/// password) in whenever it asks for the browser; asserts it succeeded.
+async fn run_script(
+    app: &TestApp,
+    script: &str,
+    dir: &std::path::Path,
+    env: &[(&str, &str)],
+    who: (&str, &str),
+) -> Ran {
     let mut child = tokio::process::Command::new("bash")
         .arg("-c")
-        .arg(&full)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .arg(script)
+        .current_dir(dir)
         .envs(
             app.env
                 .iter()
                 .filter(|(k, _)| **k != "DATABASE_URL")
                 .map(|(k, v)| (*k, v.as_str())),
         )
+        .envs(env.iter().copied())
         .env("KEYWARD_LOG", "warn")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -104,17 +120,16 @@ async fn the_readme_walkthrough_runs_as_written() {
         .expect("bash runs");
     let mut answers = child.stdin.take().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut output = String::new();
-    let mut codes = 0;
+    let mut ran = Ran {
+        output: String::new(),
+        codes: 0,
+    };
     while let Some(line) = lines.next_line().await.unwrap() {
         if let Some(url) = line.strip_prefix("@browser ") {
             let path = url
                 .strip_prefix(&app.base)
                 .expect("an authorize URL of ours");
-            let resp = app
-                .browser
-                .authorize(path, "alice", GOOD_PASSWORD, true)
-                .await;
+            let resp = app.browser.authorize(path, who.0, who.1, true).await;
             let to = url::Url::parse(location(&resp)).expect("back to the app");
             assert!(
                 to.as_str().starts_with("http://127.0.0.1:3000/callback?"),
@@ -127,17 +142,28 @@ async fn the_readme_walkthrough_runs_as_written() {
                 .write_all(format!("{code}\n").as_bytes())
                 .await
                 .unwrap();
-            codes += 1;
+            ran.codes += 1;
         } else {
-            output.push_str(&line);
-            output.push('\n');
+            ran.output.push_str(&line);
+            ran.output.push('\n');
         }
     }
     let status = child.wait().await.unwrap();
     assert!(
         status.success(),
-        "the walkthrough failed; it printed:\n{output}"
+        "the walkthrough failed; it printed:\n{}",
+        ran.output
     );
+    ran
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_readme_walkthrough_runs_as_written() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", GOOD_PASSWORD).await;
+    let full = script_for(&app);
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let Ran { output, codes } = run_script(&app, &full, repo, &[], ("alice", GOOD_PASSWORD)).await;
     assert_eq!(codes, 2, "two sign-ins: demo, then demo2");
     // The outputs the README promises, step by step.
     for expected in [
@@ -154,4 +180,83 @@ async fn the_readme_walkthrough_runs_as_written() {
             "{expected:?} missing from:\n{output}"
         );
     }
+}
+
+/// The id the old app gave alice, which her tokens must carry as `sub`.
+const ALICE_OLD_ID: &str = "0b7e4f3c-5d2a-4e61-9c8f-2a1d3e4b5c6d";
+
+/// The old Express app's database: its `users` table as the tutorials make it, the passwords
+/// hashed by Node's `bcryptjs` at cost 10.
+async fn old_app_database() -> crate::support::db::ScratchDatabase {
+    use diesel::sql_types::Text;
+    use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl as _};
+    let old = crate::support::db::ScratchDatabase::create().await;
+    let mut conn = AsyncPgConnection::establish(&old.url).await.unwrap();
+    diesel::sql_query(
+        "CREATE TABLE users (id uuid PRIMARY KEY, username text NOT NULL UNIQUE, \
+         email text NOT NULL, password text NOT NULL, role text NOT NULL)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    for (id, name, password, role) in [
+        (ALICE_OLD_ID, "alice", "alice's old password", "admin"),
+        (
+            "6a1f0e2d-3c4b-4a59-8e7d-1f2e3d4c5b6a",
+            "bob",
+            "bob's old password",
+            "user",
+        ),
+    ] {
+        diesel::sql_query("INSERT INTO users VALUES ($1::uuid, $2, $3, $4, $5)")
+            .bind::<Text, _>(id)
+            .bind::<Text, _>(name)
+            .bind::<Text, _>(format!("{name}@example.com"))
+            .bind::<Text, _>(crate::import::bcryptjs(password, 10))
+            .bind::<Text, _>(role)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    old
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_migration_walkthrough_runs_as_written() {
+    let app = TestApp::spawn().await;
+    let old = old_app_database().await;
+    let doc = include_str!("../docs/relying-parties.md");
+    let blocks = sh_blocks(doc, "## Migrating from a hand-rolled Express auth");
+    let script = format!("{PRELUDE}{}", with_test_parts(&app, &blocks.join("\n")));
+    // It writes users.jsonl where it runs: somewhere of its own.
+    let dir = std::env::temp_dir().join(format!("keyward-migration-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let env = [("OLD_DATABASE_URL", old.url.as_str())];
+    let ran = run_script(&app, &script, &dir, &env, ("alice", "alice's old password")).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(ran.codes, 1, "alice signs in once");
+    let lines: Vec<&str> = ran.output.lines().collect();
+    let imported: Vec<&str> = lines.iter().filter_map(|l| l.split('\t').nth(1)).collect();
+    assert_eq!(
+        imported,
+        ["created", "created", "skipped", "skipped"],
+        "{}",
+        ran.output
+    );
+    assert!(
+        lines.contains(&ALICE_OLD_ID),
+        "her old id is her sub:\n{}",
+        ran.output
+    );
+    assert!(lines.contains(&r#"["admin"]"#), "{}", ran.output);
+    let alice = app.user_named("alice").await.unwrap();
+    assert!(
+        alice.password_hash.starts_with("$argon2id$"),
+        "rehashed at the sign-in"
+    );
+    let bob = app.user_named("bob").await.unwrap();
+    assert!(
+        bob.password_hash.starts_with("$2"),
+        "bob has not signed in yet"
+    );
 }

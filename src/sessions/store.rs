@@ -320,6 +320,7 @@ pub async fn end_for_user(
         .filter(|h| match which {
             Which::Only(handle) => h == handle,
             Which::AllBut(handle) => h != handle,
+            Which::All => true,
         })
         .collect();
     if chosen.is_empty() {
@@ -351,4 +352,6 @@ pub enum Which<'a> {
     Only(&'a str),
     /// Every one but the one with this handle (the browser asking).
     AllBut(&'a str),
+    /// Every one (an operator signing a person's browsers out).
+    All,
 }

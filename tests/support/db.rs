@@ -215,3 +215,32 @@ async fn terminate_waiting(admin: &mut AsyncPgConnection) -> usize {
     }
     waiting.len()
 }
+
+/// An empty database of its own (another app's, say), dropped when this goes.
+pub struct ScratchDatabase {
+    /// Its name.
+    pub name: String,
+    /// Its URL.
+    pub url: String,
+}
+
+impl ScratchDatabase {
+    /// Creates `kwt_<random>`, empty.
+    pub async fn create() -> Self {
+        let name = format!("kwt_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = AsyncPgConnection::establish(&url_for("postgres"))
+            .await
+            .expect("connect to the test PostgreSQL");
+        exec(&mut admin, &format!("CREATE DATABASE {name}")).await;
+        Self {
+            url: url_for(&name),
+            name,
+        }
+    }
+}
+
+impl Drop for ScratchDatabase {
+    fn drop(&mut self) {
+        drop_test_database(&self.name);
+    }
+}

@@ -3,13 +3,14 @@
 //! per client and recorded with the acting client by the operation it calls.
 
 pub mod problem;
+pub mod trail;
 pub mod users;
 
 use std::net::IpAddr;
 
 use axum::Router;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use crate::app::AppState;
 use crate::oauth::admin::{Caller, authenticate};
@@ -31,6 +32,23 @@ pub fn routes() -> Router<AppState> {
                 .delete(users::delete_user)
                 .post(users::user_method),
         )
+        .route(
+            "/admin/v1/users/{target}/sessions",
+            get(users::list_sessions).delete(users::end_sessions),
+        )
+        .route(
+            "/admin/v1/users/{target}/sessions/{handle}",
+            delete(users::end_sessions),
+        )
+        .route(
+            "/admin/v1/users/{target}/consents",
+            get(users::list_consents),
+        )
+        .route(
+            "/admin/v1/users/{target}/consents/{client_id}",
+            delete(users::withdraw_consent),
+        )
+        .route("/admin/v1/audit-events", get(trail::list_events))
 }
 
 /// The bearer token of `Authorization` (RFC 6750 §2.1 only: no form or query tokens here).

@@ -342,3 +342,110 @@ pub async fn user_method(
         .ok_or_else(|| Problem::not_found("user"))?;
     Ok(user_response(StatusCode::OK, &user))
 }
+
+fn rfc3339(t: Option<time::OffsetDateTime>) -> Option<String> {
+    t.and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    })
+}
+
+/// `GET /admin/v1/users/{id}/sessions`: the browsers they are signed in on, most recent first;
+/// each `handle` names one for `DELETE` (it neither is nor reveals the session id).
+#[tracing::instrument(skip_all)]
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Path(target): Path<String>,
+) -> Result<Response, Problem> {
+    admit(&state, &headers, ip, READ).await?;
+    let user = find_user(&state, user_id(&target)?).await?;
+    let mut conn = state.conn().await?;
+    let sessions =
+        crate::sessions::store::list_for_user(&mut conn, user.id, state.clock.now()).await?;
+    let sessions: Vec<serde_json::Value> = sessions
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "handle": s.handle,
+                "device": s.device,
+                "ip": s.ip,
+                "signed_in_at": rfc3339(s.signed_in_at),
+                "last_seen_at": rfc3339(s.last_seen_at),
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "sessions": sessions })).into_response())
+}
+
+/// `DELETE /admin/v1/users/{id}/sessions[/{handle}]`: signs one browser, or all, out
+/// (`session.ended`); `{"ended": n}`.
+#[tracing::instrument(skip_all)]
+pub async fn end_sessions(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Path(path): Path<Vec<(String, String)>>,
+) -> Result<Response, Problem> {
+    use crate::sessions::store::{Which, end_for_user};
+    let caller = admit(&state, &headers, ip, WRITE).await?;
+    let param = |name: &str| {
+        path.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let user = find_user(&state, user_id(param("target").unwrap_or(""))?).await?;
+    let which = param("handle").map_or(Which::All, Which::Only);
+    let by = caller.actor(Some(ip.into()));
+    let mut conn = state.conn().await?;
+    let ended = end_for_user(&mut conn, user.id, which, &by, state.clock.now()).await?;
+    Ok(Json(serde_json::json!({ "ended": ended })).into_response())
+}
+
+/// `GET /admin/v1/users/{id}/consents`: the apps they allowed, with the scopes.
+#[tracing::instrument(skip_all)]
+pub async fn list_consents(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Path(target): Path<String>,
+) -> Result<Response, Problem> {
+    admit(&state, &headers, ip, READ).await?;
+    let user = find_user(&state, user_id(&target)?).await?;
+    let mut conn = state.conn().await?;
+    let consents = crate::users::consents::list_for_user(&mut conn, user.id).await?;
+    let consents: Vec<serde_json::Value> = consents
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "client_id": c.client_id,
+                "client_name": c.client_name,
+                "scope": c.scopes.join(" "),
+                "granted_at": rfc3339(Some(c.granted_at)),
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "consents": consents })).into_response())
+}
+
+/// `DELETE /admin/v1/users/{id}/consents/{client_id}`: withdraws the consent, and with it what
+/// the app holds for them (`consent.revoked`, 204; 404 when there was none).
+#[tracing::instrument(skip_all)]
+pub async fn withdraw_consent(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    headers: HeaderMap,
+    Path((target, client_id)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    let caller = admit(&state, &headers, ip, WRITE).await?;
+    let user = find_user(&state, user_id(&target)?).await?;
+    let by = caller.actor(Some(ip.into()));
+    let mut conn = state.conn().await?;
+    let now = state.clock.now();
+    if crate::oauth::consent::withdraw(&mut conn, user.id, &client_id, &by, now).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(Problem::not_found("consent"))
+    }
+}
