@@ -27,6 +27,23 @@ pub fn constant_time_eq(a: impl AsRef<[u8]>, b: impl AsRef<[u8]>) -> bool {
     a.as_ref().ct_eq(b.as_ref()).into()
 }
 
+/// A strong entity tag (RFC 9110 §8.8.3) of what a reader sees of a row: a quoted, truncated
+/// SHA-256 of `seen`, so any change of it changes the tag and `If-Match` catches a lost update.
+#[must_use]
+pub fn entity_tag(seen: &[u8]) -> String {
+    use base64::Engine as _;
+    let digest = ring::digest::digest(&ring::digest::SHA256, seen);
+    let tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&digest.as_ref()[..12]);
+    format!("\"{tag}\"")
+}
+
+/// Whether an `If-Match` header (RFC 9110 §13.1.1: strong comparison, `*` for any current
+/// representation) lets a change of the resource tagged `tag` through; no header does.
+#[must_use]
+pub fn if_match_allows(header: Option<&str>, tag: &str) -> bool {
+    header.is_none_or(|h| h.split(',').map(str::trim).any(|t| t == "*" || t == tag))
+}
+
 /// AES-256-GCM under one key, with a fresh random nonce per message and a label bound in as
 /// associated data: what is sealed for one purpose (or one row) does not open as another.
 /// Random 96-bit nonces are safe for far more messages than a key here ever seals (NIST SP

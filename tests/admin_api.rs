@@ -873,3 +873,132 @@ async fn read_the_trail(admin: &Admin, auditor: &Admin, alice: uuid::Uuid) {
         assert_problem(resp, StatusCode::BAD_REQUEST).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backend_manages_apps_but_never_a_management_client() {
+    let app = TestApp::spawn().await;
+    let ops = app
+        .admin_client("ops", "admin:clients.read admin:clients.write")
+        .await;
+    let users_only = app.admin_client("people", ALL_USERS).await;
+    assert_eq!(
+        users_only.get("/admin/v1/clients").await.status(),
+        StatusCode::FORBIDDEN
+    );
+
+    let billing = json!({ "name": "Billing", "client_id": "billing", "grant_types": ["client_credentials"],
+                          "scope": "invoices:read", "audiences": ["https://api.example.com"] });
+    let created = ops.post("/admin/v1/clients", &billing).await;
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let etag = created.headers()["etag"].to_str().unwrap().to_owned();
+    let body: Value = created.json().await.unwrap();
+    let secret = body["client_secret"].as_str().unwrap().to_owned();
+    assert!(secret.starts_with("kwcs_"));
+    let service = crate::support::oauth::TestClient {
+        id: "billing".into(),
+        secret: Some(secret.clone()),
+    };
+    app.client_token(&service, None).await;
+    let again = ops.post("/admin/v1/clients", &billing).await;
+    assert_problem(again, StatusCode::CONFLICT).await;
+    let bad = json!({ "name": "Evil", "redirect_uris": ["http://evil.example/cb"] });
+    assert_problem(
+        ops.post("/admin/v1/clients", &bad).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    let listing = ops.get("/admin/v1/clients").await.text().await.unwrap();
+    assert!(
+        listing.contains("\"billing\"") && !listing.contains("kwcs_"),
+        "{listing}"
+    );
+
+    // Changed under the tag it read; a stale tag changes nothing.
+    let path = "/admin/v1/clients/billing";
+    let renamed = ops
+        .patch(path, &json!({ "name": "Billing v2" }), Some(&etag))
+        .await;
+    assert_eq!(renamed.status(), StatusCode::OK);
+    let stale = ops.patch(path, &json!({ "name": "x" }), Some(&etag)).await;
+    assert_problem(stale, StatusCode::PRECONDITION_FAILED).await;
+
+    // A new secret: the old one stops working.
+    let rotated: Value = ops
+        .post(&format!("{path}:rotateSecret"), &json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let new_secret = rotated["client_secret"].as_str().unwrap();
+    // Instances forget a cached client within KEYWARD_KEY_RELOAD (the README's promise).
+    crate::support::wait_until("the old secret is refused", || async {
+        let old = app
+            .token_request(&service, &[("grant_type", "client_credentials")])
+            .await;
+        old.status() == StatusCode::UNAUTHORIZED
+    })
+    .await;
+    let service = crate::support::oauth::TestClient {
+        id: "billing".into(),
+        secret: Some(new_secret.to_owned()),
+    };
+    app.client_token(&service, None).await;
+
+    // Management scopes and management clients stay the operator's (the CLI's).
+    let escalate = json!({ "name": "Root", "grant_types": ["client_credentials"], "scope": "admin:users.write" });
+    assert_problem(
+        ops.post("/admin/v1/clients", &escalate).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    let widen = ops
+        .patch(
+            path,
+            &json!({ "scope": "invoices:read admin:users.read" }),
+            None,
+        )
+        .await;
+    assert_problem(widen, StatusCode::FORBIDDEN).await;
+    for (what, resp) in [
+        (
+            "change",
+            ops.patch("/admin/v1/clients/people", &json!({ "name": "x" }), None)
+                .await,
+        ),
+        (
+            "rotate",
+            ops.post("/admin/v1/clients/people:rotateSecret", &json!({}))
+                .await,
+        ),
+        ("delete", ops.delete("/admin/v1/clients/ops").await),
+    ] {
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{what}");
+    }
+
+    // Deleted: a cut-off, its tokens end; the trail names the client that acted.
+    let token = app.client_token(&service, None).await;
+    assert_eq!(ops.delete(path).await.status(), StatusCode::NO_CONTENT);
+    assert_problem(ops.get(path).await, StatusCode::NOT_FOUND).await;
+    // Asked by the API the token was for (the deleted client itself may still be cached).
+    let api = app
+        .register_client(
+            "invoices-api",
+            ClientSpec {
+                grants: vec!["client_credentials"],
+                scopes: "x",
+                audiences: vec!["https://api.example.com".into()],
+                ..ClientSpec::default()
+            },
+        )
+        .await;
+    let answer = app.introspect(&api, &token).await;
+    assert_eq!(answer["active"], false);
+    for kind in [
+        "client.created",
+        "client.updated",
+        "client.secret_rotated",
+        "client.deleted",
+    ] {
+        assert_eq!(actors_of(&app, kind).await, ["client:ops"], "{kind}");
+    }
+}

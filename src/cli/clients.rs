@@ -7,7 +7,6 @@ use clap::{Args, Subcommand};
 use diesel_async::AsyncPgConnection;
 use serde_json::json;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::audit::Actor;
 use crate::clients::registration::{Edit, Registration, RegistrationError, Secret};
@@ -163,21 +162,9 @@ pub struct UpdateArgs {
     json: bool,
 }
 
+/// The same description the management API gives.
 fn client_json(c: &Client) -> serde_json::Value {
-    json!({
-        "client_id": c.id,
-        "name": c.name,
-        "type": if c.is_public { "public" } else { "confidential" },
-        "first_party": c.is_first_party,
-        "require_mfa": c.require_mfa,
-        "redirect_uris": c.redirect_uris,
-        "post_logout_redirect_uris": c.post_logout_redirect_uris,
-        "grant_types": c.grant_types,
-        "scope": c.scopes.join(" "),
-        "audiences": c.audiences,
-        "allowed_origins": c.allowed_origins,
-        "created_at": c.created_at.format(&Rfc3339).unwrap_or_default(),
-    })
+    serde_json::to_value(crate::oauth::admin::ClientView::of(c)).unwrap_or_default()
 }
 
 fn read_secret() -> anyhow::Result<String> {

@@ -244,6 +244,34 @@ impl fmt::Debug for Client {
 }
 
 impl Client {
+    /// An entity tag of its registration (never its secret's hash): any change changes it.
+    #[must_use]
+    pub fn entity_tag(&self) -> String {
+        let seen = serde_json::json!([
+            self.id,
+            self.name,
+            self.is_public,
+            self.is_first_party,
+            self.redirect_uris,
+            self.post_logout_redirect_uris,
+            self.grant_types,
+            self.scopes,
+            self.audiences,
+            self.allowed_origins,
+            self.require_mfa,
+            self.updated_at.unix_timestamp_nanos(),
+        ]);
+        crate::crypto::entity_tag(seen.to_string().as_bytes())
+    }
+
+    /// Whether it is a management client (registered for `admin:*` scopes).
+    #[must_use]
+    pub fn is_management(&self) -> bool {
+        self.scopes
+            .iter()
+            .any(|s| s.starts_with(crate::scope::ADMIN_PREFIX))
+    }
+
     /// Whether `uri` is registered, by exact string comparison.
     #[must_use]
     pub fn has_redirect_uri(&self, uri: &str) -> bool {

@@ -241,18 +241,6 @@ impl From<diesel::result::Error> for UpdateError {
     }
 }
 
-/// Whether `if_match` (RFC 9110 §13.1.1, strong comparison) lets a change of `user` through.
-fn matches(if_match: Option<&str>, user: &User) -> bool {
-    let Some(header) = if_match else {
-        return true;
-    };
-    let tag = user.entity_tag();
-    header
-        .split(',')
-        .map(str::trim)
-        .any(|t| t == "*" || t == tag)
-}
-
 /// The checked values of a patch.
 struct Checked {
     username: Option<Username>,
@@ -300,7 +288,7 @@ pub async fn update_user(
         let user = users::find_for_update(conn, id)
             .await?
             .ok_or(UpdateError::NotFound)?;
-        if !matches(if_match, &user) {
+        if !crate::crypto::if_match_allows(if_match, &user.entity_tag()) {
             return Err(UpdateError::Stale);
         }
         if let Some(name) = checked
@@ -412,6 +400,250 @@ pub async fn page_of_users(
             })
         });
     Ok((page, next))
+}
+
+/// A client as the management API and `clients show --json` describe it (never its secret).
+#[derive(Debug, Serialize)]
+pub struct ClientView {
+    client_id: String,
+    name: String,
+    /// `public` or `confidential`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    first_party: bool,
+    require_mfa: bool,
+    redirect_uris: Vec<String>,
+    post_logout_redirect_uris: Vec<String>,
+    grant_types: Vec<String>,
+    scope: String,
+    audiences: Vec<String>,
+    allowed_origins: Vec<String>,
+    created_at: String,
+}
+
+impl ClientView {
+    /// The view of `client`.
+    #[must_use]
+    pub fn of(c: &clients::Client) -> Self {
+        Self {
+            client_id: c.id.clone(),
+            name: c.name.clone(),
+            kind: if c.is_public {
+                "public"
+            } else {
+                "confidential"
+            },
+            first_party: c.is_first_party,
+            require_mfa: c.require_mfa,
+            redirect_uris: c.redirect_uris.clone(),
+            post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
+            grant_types: c.grant_types.clone(),
+            scope: c.scopes.join(" "),
+            audiences: c.audiences.clone(),
+            allowed_origins: c.allowed_origins.clone(),
+            created_at: c.created_at.format(&Rfc3339).unwrap_or_default(),
+        }
+    }
+}
+
+/// A client to register, as the management API is sent it (`keyward clients create`'s options).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientRequest {
+    name: String,
+    #[serde(default)]
+    client_id: Option<String>,
+    /// No secret: an SPA or a native app.
+    #[serde(default)]
+    public: bool,
+    #[serde(default)]
+    first_party: bool,
+    #[serde(default)]
+    require_mfa: bool,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
+    #[serde(default)]
+    post_logout_redirect_uris: Vec<String>,
+    #[serde(default)]
+    allowed_origins: Vec<String>,
+    #[serde(default)]
+    grant_types: Vec<String>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    audiences: Vec<String>,
+}
+
+/// A change to a client, as the management API is sent it: each field present replaces that
+/// setting (an empty list clears it).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientPatch {
+    name: Option<String>,
+    first_party: Option<bool>,
+    require_mfa: Option<bool>,
+    redirect_uris: Option<Vec<String>>,
+    post_logout_redirect_uris: Option<Vec<String>>,
+    allowed_origins: Option<Vec<String>>,
+    grant_types: Option<Vec<String>>,
+    scope: Option<String>,
+    audiences: Option<Vec<String>>,
+}
+
+/// Why a client operation of the management API was not done; nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No such client.
+    #[error("no such client")]
+    NotFound,
+    /// Management clients (and management scopes) are the operator's, through `keyward
+    /// clients`: a token that may manage clients must not mint itself more power.
+    #[error("management clients are registered and changed with `keyward clients` only")]
+    Management,
+    /// `If-Match` names another version.
+    #[error("the client changed since it was read")]
+    Stale,
+    /// The registration breaks a rule.
+    #[error(transparent)]
+    Invalid(#[from] clients::registration::RegistrationError),
+    /// The id is taken (or reads as a user's).
+    #[error("{0}")]
+    Conflict(String),
+    /// The database failed.
+    #[error(transparent)]
+    Db(#[from] diesel::result::Error),
+}
+
+/// Registers a client from the management API: the registration rules of every adapter, and no
+/// management scope. Returns it with its generated secret (shown once; `None` for a public one).
+pub async fn register_client(
+    conn: &mut AsyncPgConnection,
+    request: ClientRequest,
+    by: &Actor,
+    now: OffsetDateTime,
+) -> Result<(clients::Client, Option<crate::tokens::opaque::PlainToken>), ClientError> {
+    use clients::registration::{Registration, Secret};
+    let scope = request
+        .scope
+        .unwrap_or_else(|| "openid profile email".to_owned());
+    if scope.split(' ').any(|s| s.starts_with(scope::ADMIN_PREFIX)) {
+        return Err(ClientError::Management);
+    }
+    let checked = Registration {
+        name: request.name,
+        id: request.client_id,
+        secret: (!request.public).then_some(Secret::Generate),
+        is_first_party: request.first_party,
+        redirect_uris: request.redirect_uris,
+        post_logout_redirect_uris: request.post_logout_redirect_uris,
+        allowed_origins: request.allowed_origins,
+        grants: request.grant_types,
+        scope,
+        audiences: request.audiences,
+        require_mfa: request.require_mfa,
+    }
+    .check(now)?;
+    match clients::register(conn, &checked.new, by).await {
+        Ok(client) => Ok((client, checked.secret)),
+        Err(clients::CreateClientError::Db(e)) => Err(e.into()),
+        Err(e) => Err(ClientError::Conflict(e.to_string())),
+    }
+}
+
+/// Locks client `id` for the rest of the transaction and refuses a management client.
+async fn lock_ordinary_client(
+    conn: &mut AsyncPgConnection,
+    id: &str,
+) -> Result<clients::Client, ClientError> {
+    let client = clients::find_for_update(conn, id)
+        .await?
+        .ok_or(ClientError::NotFound)?;
+    if client.is_management() {
+        return Err(ClientError::Management);
+    }
+    Ok(client)
+}
+
+/// Changes client `id` if `if_match` still names its version, under its row lock, checked as
+/// a registration; never to or from a management client.
+pub async fn edit_client(
+    conn: &mut AsyncPgConnection,
+    id: &str,
+    if_match: Option<&str>,
+    patch: ClientPatch,
+    by: &Actor,
+    now: OffsetDateTime,
+) -> Result<clients::Client, ClientError> {
+    if patch
+        .scope
+        .as_deref()
+        .is_some_and(|s| s.split(' ').any(|s| s.starts_with(scope::ADMIN_PREFIX)))
+    {
+        return Err(ClientError::Management);
+    }
+    let edit = clients::registration::Edit {
+        name: patch.name,
+        is_first_party: patch.first_party,
+        redirect_uris: patch.redirect_uris,
+        allowed_origins: patch.allowed_origins,
+        post_logout_redirect_uris: patch.post_logout_redirect_uris,
+        grants: patch.grant_types,
+        scope: patch.scope,
+        audiences: patch.audiences,
+        require_mfa: patch.require_mfa,
+    };
+    conn.transaction(async |conn| {
+        let client = lock_ordinary_client(conn, id).await?;
+        if !crate::crypto::if_match_allows(if_match, &client.entity_tag()) {
+            return Err(ClientError::Stale);
+        }
+        clients::edit(conn, id, edit, by, now)
+            .await
+            .map_err(|e| match e {
+                clients::EditClientError::NotFound(_) => ClientError::NotFound,
+                clients::EditClientError::Invalid(e) => ClientError::Invalid(e),
+                clients::EditClientError::Db(e) => ClientError::Db(e),
+            })
+    })
+    .await
+}
+
+/// Deletes client `id` as `keyward clients delete` does (a cut-off); never a management client.
+/// Returns the revoked refresh families.
+pub async fn delete_client(
+    conn: &mut AsyncPgConnection,
+    id: &str,
+    by: &Actor,
+    now: OffsetDateTime,
+) -> Result<Vec<Uuid>, ClientError> {
+    conn.transaction(async |conn| {
+        lock_ordinary_client(conn, id).await?;
+        crate::oauth::client_removal::delete_client(conn, id, by, now)
+            .await?
+            .ok_or(ClientError::NotFound)
+    })
+    .await
+}
+
+/// A new secret for client `id`, shown once; never a management client's.
+pub async fn rotate_client_secret(
+    conn: &mut AsyncPgConnection,
+    id: &str,
+    by: &Actor,
+    now: OffsetDateTime,
+) -> Result<crate::tokens::opaque::PlainToken, ClientError> {
+    conn.transaction(async |conn| {
+        let client = lock_ordinary_client(conn, id).await?;
+        if client.is_public {
+            return Err(ClientError::Invalid(
+                clients::registration::RegistrationError::SecretForPublic,
+            ));
+        }
+        clients::rotate_secret(conn, id, by, now)
+            .await?
+            .ok_or(ClientError::NotFound)
+    })
+    .await
 }
 
 /// The filters and position of an audit listing, as the caller sent them.

@@ -105,12 +105,7 @@ impl User {
             self.password_changed_at.unix_timestamp_nanos(),
             self.updated_at.unix_timestamp_nanos(),
         ]);
-        let digest = ring::digest::digest(&ring::digest::SHA256, seen.to_string().as_bytes());
-        let tag = base64::Engine::encode(
-            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
-            &digest.as_ref()[..12],
-        );
-        format!("\"{tag}\"")
+        crate::crypto::entity_tag(seen.to_string().as_bytes())
     }
 }
 

@@ -2,6 +2,7 @@
 //! access tokens (`client_credentials` with `admin:*` scopes). Every call is judged, rate-limited
 //! per client and recorded with the acting client by the operation it calls.
 
+pub mod clients;
 pub mod problem;
 pub mod trail;
 pub mod users;
@@ -49,6 +50,17 @@ pub fn routes() -> Router<AppState> {
             delete(users::withdraw_consent),
         )
         .route("/admin/v1/audit-events", get(trail::list_events))
+        .route(
+            "/admin/v1/clients",
+            get(clients::list_clients).post(clients::create_client),
+        )
+        .route(
+            "/admin/v1/clients/{id}",
+            get(clients::get_client)
+                .patch(clients::update_client)
+                .delete(clients::delete_client)
+                .post(clients::client_method),
+        )
 }
 
 /// The bearer token of `Authorization` (RFC 6750 §2.1 only: no form or query tokens here).
