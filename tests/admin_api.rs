@@ -944,7 +944,38 @@ async fn a_backend_manages_apps_but_never_a_management_client() {
     };
     app.client_token(&service, None).await;
 
-    // Management scopes and management clients stay the operator's (the CLI's).
+    refuse_management_changes(&ops, path).await;
+
+    // Deleted: a cut-off, its tokens end; the trail names the client that acted.
+    let token = app.client_token(&service, None).await;
+    assert_eq!(ops.delete(path).await.status(), StatusCode::NO_CONTENT);
+    assert_problem(ops.get(path).await, StatusCode::NOT_FOUND).await;
+    // Asked by the API the token was for (the deleted client itself may still be cached).
+    let api = app
+        .register_client(
+            "invoices-api",
+            ClientSpec {
+                grants: vec!["client_credentials"],
+                scopes: "x",
+                audiences: vec!["https://api.example.com".into()],
+                ..ClientSpec::default()
+            },
+        )
+        .await;
+    let answer = app.introspect(&api, &token).await;
+    assert_eq!(answer["active"], false);
+    for kind in [
+        "client.created",
+        "client.updated",
+        "client.secret_rotated",
+        "client.deleted",
+    ] {
+        assert_eq!(actors_of(&app, kind).await, ["client:ops"], "{kind}");
+    }
+}
+
+/// Management scopes and management clients stay the operator's (the CLI's).
+async fn refuse_management_changes(ops: &Admin, path: &str) {
     let escalate = json!({ "name": "Root", "grant_types": ["client_credentials"], "scope": "admin:users.write" });
     assert_problem(
         ops.post("/admin/v1/clients", &escalate).await,
@@ -973,32 +1004,5 @@ async fn a_backend_manages_apps_but_never_a_management_client() {
         ("delete", ops.delete("/admin/v1/clients/ops").await),
     ] {
         assert_eq!(resp.status(), StatusCode::FORBIDDEN, "{what}");
-    }
-
-    // Deleted: a cut-off, its tokens end; the trail names the client that acted.
-    let token = app.client_token(&service, None).await;
-    assert_eq!(ops.delete(path).await.status(), StatusCode::NO_CONTENT);
-    assert_problem(ops.get(path).await, StatusCode::NOT_FOUND).await;
-    // Asked by the API the token was for (the deleted client itself may still be cached).
-    let api = app
-        .register_client(
-            "invoices-api",
-            ClientSpec {
-                grants: vec!["client_credentials"],
-                scopes: "x",
-                audiences: vec!["https://api.example.com".into()],
-                ..ClientSpec::default()
-            },
-        )
-        .await;
-    let answer = app.introspect(&api, &token).await;
-    assert_eq!(answer["active"], false);
-    for kind in [
-        "client.created",
-        "client.updated",
-        "client.secret_rotated",
-        "client.deleted",
-    ] {
-        assert_eq!(actors_of(&app, kind).await, ["client:ops"], "{kind}");
     }
 }

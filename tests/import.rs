@@ -109,9 +109,9 @@ async fn bcrypt_users_are_imported_once_and_sign_in_with_their_old_passwords() {
         serde_json::json!({
             "username": "carol", "password_hash": bcryptjs("carol's old password", 10),
         }),
-        // What the tutorials' MongoDB ids look like: not a UUID, so not kept (yet).
+        // A UUID in another spelling would be a second name for one account.
         serde_json::json!({
-            "username": "dave", "sub": "507f1f77bcf86cd799439011",
+            "username": "dave", "sub": "5F0C1C0E-8D1A-4C8E-9A43-2F6A0F3B7D10",
             "password_hash": bcryptjs("x", 4),
         }),
         serde_json::json!({ "username": "erin", "password_hash": "$1$md5$notsupported" }),
@@ -141,7 +141,7 @@ async fn bcrypt_users_are_imported_once_and_sign_in_with_their_old_passwords() {
         .iter()
         .map(|r| r["detail"].as_str().unwrap())
         .collect();
-    assert!(reasons[0].contains("UUID"), "{reasons:?}");
+    assert!(reasons[0].contains("canonical"), "{reasons:?}");
     assert!(reasons[1].contains("neither bcrypt nor"), "{reasons:?}");
     assert!(reasons[2].contains("cost 14"), "{reasons:?}");
     assert!(reasons[3].starts_with("username"), "{reasons:?}");
@@ -198,4 +198,102 @@ async fn bcrypt_users_are_imported_once_and_sign_in_with_their_old_passwords() {
     assert_eq!(resp.status(), StatusCode::OK);
     let carol = app.user_named("carol").await.unwrap();
     assert!(carol.password_hash.starts_with("$argon2id$"), "rehashed");
+}
+
+/// What the tutorials' `MongoDB` ids look like.
+const DAVE_OBJECT_ID: &str = "507f1f77bcf86cd799439011";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mongodb_object_id_is_kept_as_the_sub_of_every_token_and_no_client_can_take_it() {
+    let app = TestApp::spawn().await;
+    let web = app.register_client("web", ClientSpec::default()).await;
+    let file = std::env::temp_dir().join(format!("keyward-import-{}.jsonl", uuid::Uuid::new_v4()));
+    let lines = [
+        serde_json::json!({ "username": "alice", "sub": DAVE_OBJECT_ID,
+                            "password_hash": bcryptjs(crate::support::GOOD_PASSWORD, 10) }),
+        // Another account under the same sub, or a client's id as a sub: never.
+        serde_json::json!({ "username": "mallory", "sub": DAVE_OBJECT_ID,
+                            "password": crate::support::GOOD_PASSWORD }),
+        serde_json::json!({ "username": "eve", "sub": "web", "password_hash": bcryptjs("x", 4) }),
+        serde_json::json!({ "username": "trent", "sub": "no spaces", "password_hash": bcryptjs("x", 4) }),
+    ];
+    std::fs::write(&file, lines.map(|l| l.to_string()).join("\n")).unwrap();
+    let out = keyward(
+        &app,
+        &["users", "import", file.to_str().unwrap(), "--json"],
+        "",
+    );
+    let _ = std::fs::remove_file(&file);
+    let report = outcomes(&out);
+    let outcome: Vec<&str> = report
+        .iter()
+        .map(|r| r["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcome,
+        ["created", "skipped", "skipped", "refused"],
+        "{report:?}"
+    );
+    assert_eq!(report[0]["detail"], DAVE_OBJECT_ID);
+
+    // Every token, answer and listing names her by the kept sub.
+    let tokens = app.tokens_for(&web, "openid profile").await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(
+        crate::support::oauth::claims_of(access)["sub"],
+        DAVE_OBJECT_ID
+    );
+    let id_token = tokens["id_token"].as_str().unwrap();
+    assert_eq!(
+        crate::support::oauth::claims_of(id_token)["sub"],
+        DAVE_OBJECT_ID
+    );
+    let info: Value = app.userinfo(access).await.json().await.unwrap();
+    assert_eq!(info["sub"], DAVE_OBJECT_ID);
+    assert_eq!(app.introspect(&web, access).await["sub"], DAVE_OBJECT_ID);
+    let shown = keyward(&app, &["users", "show", "alice", "--json"], "");
+    let shown: Value = serde_json::from_str(&stdout(&shown)).unwrap();
+    assert_eq!(shown["sub"], DAVE_OBJECT_ID);
+
+    // A refresh (one SQL statement reads the sub) keeps it too.
+    let phone = app
+        .register_client("phone", crate::support::endpoints::refreshing())
+        .await;
+    let first = app.tokens_for(&phone, "openid offline_access").await;
+    let refreshed = app
+        .refresh(&phone, &crate::support::endpoints::rt(&first), None)
+        .await;
+    let refreshed: Value = refreshed.json().await.unwrap();
+    let renewed = refreshed["access_token"].as_str().unwrap();
+    assert_eq!(
+        crate::support::oauth::claims_of(renewed)["sub"],
+        DAVE_OBJECT_ID
+    );
+
+    // A cut-off reaches a token whose sub is kept: disabled, it ends.
+    let out = keyward(&app, &["users", "disable", "alice"], "");
+    assert!(out.status.success());
+    assert_eq!(
+        app.userinfo(access).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.introspect(&web, access).await["active"], false);
+
+    // No client may be registered under her sub (its own tokens would carry her identity).
+    let out = keyward(
+        &app,
+        &[
+            "clients",
+            "create",
+            "--name",
+            "X",
+            "--id",
+            DAVE_OBJECT_ID,
+            "--grant",
+            "client_credentials",
+        ],
+        "",
+    );
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("sub"), "{}", stderr(&out));
 }

@@ -245,7 +245,7 @@ async fn create(
     });
     let hasher = hasher_for(config).await?;
     let (id, username) = match import_value(conn, &hasher, record, &Actor::cli(), now).await? {
-        Imported::Created { username, id } => (id, username),
+        Imported::Created { username, id, .. } => (id, username),
         Imported::Skipped { reason, .. } | Imported::Refused { reason } => bail!("{reason}"),
     };
     if json {
@@ -306,9 +306,9 @@ async fn import(
     {
         let line_no = n + 1;
         let (outcome, username, detail) = match import_line(conn, &hasher, line, &by, now).await? {
-            Imported::Created { username, id } => {
+            Imported::Created { username, sub, .. } => {
                 created += 1;
-                ("created", username, id.to_string())
+                ("created", username, sub)
             }
             Imported::Skipped { username, reason } => {
                 skipped += 1;
@@ -506,6 +506,7 @@ async fn show(
     let at = |t: Option<OffsetDateTime>| t.and_then(|t| t.format(&Rfc3339).ok());
     if json {
         let mut out = user_json(&user);
+        out["sub"] = user.sub().into();
         out["email_verified"] = user.email_verified().into();
         out["roles"] = serde_json::json!(user.roles);
         out["two_step"] = serde_json::json!({
@@ -528,6 +529,7 @@ async fn show(
         return Ok(());
     }
     out!("id\t{}", user.id);
+    out!("sub\t{}", user.sub());
     out!("username\t{}", user.username);
     let verified = if user.email_verified() {
         "verified"

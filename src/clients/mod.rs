@@ -368,7 +368,7 @@ pub enum CreateClientError {
     IdTaken(String),
     /// The id reads as a UUID, the form of user subjects.
     #[error(
-        "client id '{0}' reads as a UUID, the form of user subjects: a client's own tokens would carry a user's identity"
+        "client id '{0}' reads as a user's sub (a UUID, or a subject kept at import): a client's own tokens would carry a user's identity"
     )]
     IdLooksLikeUser(String),
     /// Database failure.
@@ -383,7 +383,11 @@ pub async fn insert(
     conn: &mut AsyncPgConnection,
     new: &NewClient,
 ) -> Result<Client, CreateClientError> {
-    if uuid::Uuid::parse_str(&new.id).is_ok() {
+    let is_a_sub = uuid::Uuid::parse_str(&new.id).is_ok()
+        || (!new.id.contains('\0')
+            && crate::db::holder_of_name(conn, &new.id).await?
+                == Some(crate::db::NameHolder::User));
+    if is_a_sub {
         return Err(CreateClientError::IdLooksLikeUser(new.id.clone()));
     }
     diesel::insert_into(clients::table)

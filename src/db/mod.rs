@@ -289,6 +289,50 @@ pub async fn now(
     )
 }
 
+/// Who already goes by a name: a client (its id) or a user (a kept subject).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NameHolder {
+    /// A client has it as its id.
+    Client,
+    /// A user keeps it as their subject.
+    User,
+}
+
+/// Who already goes by `name`, after taking the name's transaction lock (RFC 9700 §4.15: a
+/// client id and a user's `sub` must never meet). Client registration and user creation both
+/// ask first, in their transaction, so two of them choosing the same name at once cannot both
+/// pass.
+pub async fn holder_of_name(
+    conn: &mut diesel_async::AsyncPgConnection,
+    name: &str,
+) -> diesel::QueryResult<Option<NameHolder>> {
+    use diesel::sql_types::{Bool, Text};
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Holders {
+        #[diesel(sql_type = Bool)]
+        client: bool,
+        #[diesel(sql_type = Bool)]
+        user: bool,
+    }
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended('principal ' || $1, 0))")
+        .bind::<Text, _>(name)
+        .execute(conn)
+        .await?;
+    let row: Holders = diesel::sql_query(
+        "SELECT EXISTS (SELECT 1 FROM clients WHERE id = $1) AS client, \
+         EXISTS (SELECT 1 FROM users WHERE subject = $1) AS user",
+    )
+    .bind::<Text, _>(name)
+    .get_result(conn)
+    .await?;
+    Ok(match (row.client, row.user) {
+        (true, _) => Some(NameHolder::Client),
+        (false, true) => Some(NameHolder::User),
+        (false, false) => None,
+    })
+}
+
 /// Deletes at most `batch` rows of `table` matching `condition` (where `$1` is `now`), so cleanup
 /// never holds locks on many rows at once. Both strings are compile-time constants.
 pub async fn delete_batch(

@@ -289,6 +289,7 @@ diesel::table! {
         roles -> Array<Text>,
         credential_version -> Int4,
         email_verified_at -> Nullable<Timestamptz>,
+        subject -> Nullable<Text>,
     }
 }
 

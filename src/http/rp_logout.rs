@@ -57,18 +57,19 @@ async fn rp_logout(
     let Some(signed) = session.signed_in().await? else {
         return Ok(see_other(&where_to(&pending)));
     };
-    if request.is_confirmed_for(signed.user_id) {
+    let mut conn = state.conn().await?;
+    let user = account::current_user(&mut conn, &signed).await?;
+    drop(conn);
+    if user
+        .as_ref()
+        .is_some_and(|u| request.is_confirmed_for(&u.sub()))
+    {
         session.sign_out().await?;
         return Ok(see_other(&where_to(&pending)));
     }
     // Ask first, with a CSRF-protected POST.
     session.put_pending_logout(&pending).await?;
-    let mut conn = state.conn().await?;
-    let username = account::current_user(&mut conn, &signed)
-        .await?
-        .map(|u| u.username)
-        .unwrap_or_default();
-    drop(conn);
+    let username = user.map(|u| u.username).unwrap_or_default();
     // Named only with a return address registered for it: anyone can write a link naming a
     // client, but this one sends the person back to that client's own page.
     let app = client

@@ -58,10 +58,12 @@ pub async fn judge(
     if !client.as_ref().is_some_and(registered_since) {
         return Ok(Judged::Ended);
     }
-    let user = match claims.user_id() {
+    let user = match claims.person_sub() {
         None => None,
-        Some(id) => match users::find(conn, id).await? {
-            Some(u) if !u.is_disabled() && claims.is_current_for(u.id, u.credential_version) => {
+        Some(sub) => match users::find_by_sub(conn, sub).await? {
+            Some(u)
+                if !u.is_disabled() && claims.is_current_for(&u.sub(), u.credential_version) =>
+            {
                 Some(u)
             }
             _ => return Ok(Judged::Ended),

@@ -84,8 +84,10 @@ pub async fn authenticate(
 /// A user as the management API shows them: no password hash, no secret of any kind.
 #[derive(Clone, Debug, Serialize)]
 pub struct UserView {
-    /// The `sub` of their tokens.
+    /// The account's id (the `/admin/v1/users/{id}` of it).
     pub id: Uuid,
+    /// The `sub` of their tokens: the id, or the subject kept from the system they came from.
+    pub sub: String,
     /// The username.
     pub username: String,
     /// The address, if any.
@@ -109,6 +111,7 @@ impl UserView {
         let at = |t: OffsetDateTime| t.format(&Rfc3339).unwrap_or_default();
         Self {
             id: user.id,
+            sub: user.sub(),
             username: user.username.clone(),
             email: user.email.clone(),
             email_verified: user.email_verified(),

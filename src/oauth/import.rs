@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::audit::Actor;
 use crate::error::AppError;
-use crate::users::name::{Email, Role, Username};
+use crate::users::name::{Email, Role, Subject, Username};
 use crate::users::password::{PasswordHasher, check_new_password, check_stored};
 use crate::users::{self, CreateUserError, NewUser};
 
@@ -25,7 +25,8 @@ struct Record {
     email_verified: bool,
     #[serde(default)]
     roles: Vec<String>,
-    /// The id apps know the person by, kept as the OIDC `sub` (a UUID).
+    /// The id apps know the person by, kept as the OIDC `sub` (a UUID becomes the account's id;
+    /// anything else, such as a `MongoDB` `ObjectId`, is kept beside it).
     #[serde(default)]
     sub: Option<String>,
     /// The hash the other system kept.
@@ -55,6 +56,8 @@ pub enum Imported {
         username: String,
         /// The new account's id.
         id: Uuid,
+        /// The `sub` of their tokens: the id, or the subject kept from the old system.
+        sub: String,
     },
     /// The username (or the `sub`) is taken already: nothing was changed.
     Skipped {
@@ -147,27 +150,34 @@ async fn import_record(
         Ok(r) => r,
         Err(e) => return Ok(refused(format!("roles: {e}"))),
     };
-    // RFC 9700 §4.15: a user's `sub` is a UUID, which no client id may be (clients::insert).
-    let id = match record.sub.as_deref().map(Uuid::parse_str) {
-        None => Uuid::new_v4(),
-        Some(Ok(id)) => id,
-        Some(Err(_)) => {
-            return Ok(refused(
-                "sub: only a UUID can be kept as the subject (other ids are not supported yet)",
-            ));
-        }
+    // RFC 9700 §4.15: no client id may equal a user's `sub` (users::insert checks a kept one).
+    let subject = match record.sub.as_deref().map(Subject::parse) {
+        None => None,
+        Some(Ok(subject)) => Some(subject),
+        Some(Err(e)) => return Ok(refused(format!("sub: {e}"))),
+    };
+    let id = match &subject {
+        Some(Subject::Id(id)) => *id,
+        _ => Uuid::new_v4(),
     };
     let hash = match password_hash_of(&record, &username, hasher).await? {
         Ok(hash) => hash,
         Err(reason) => return Ok(refused(reason)),
     };
-    if users::find(conn, id).await?.is_some() {
+    let known = match &subject {
+        Some(Subject::Kept(sub)) => users::find_by_sub(conn, sub).await?,
+        _ => users::find(conn, id).await?,
+    };
+    if known.is_some() {
         return Ok(Imported::Skipped {
             username: username.as_str().to_owned(),
             reason: "an account with this sub exists".to_owned(),
         });
     }
     let mut new = NewUser::new(&username, email.as_ref(), &hash, now).with_id(id);
+    if let Some(Subject::Kept(sub)) = &subject {
+        new = new.with_subject(sub);
+    }
     if record.email_verified {
         new = new.email_verified();
     }
@@ -193,15 +203,18 @@ async fn import_record(
         .await?;
     Ok(match created {
         Ok(user) => Imported::Created {
+            sub: user.sub(),
             username: user.username,
             id: user.id,
         },
-        Err(e @ (CreateUserError::UsernameTaken | CreateUserError::EmailTaken)) => {
-            Imported::Skipped {
-                username: username.as_str().to_owned(),
-                reason: e.to_string(),
-            }
-        }
+        Err(
+            e @ (CreateUserError::UsernameTaken
+            | CreateUserError::EmailTaken
+            | CreateUserError::SubTaken),
+        ) => Imported::Skipped {
+            username: username.as_str().to_owned(),
+            reason: e.to_string(),
+        },
         Err(CreateUserError::Db(e)) => return Err(e.into()),
     })
 }

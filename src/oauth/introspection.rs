@@ -173,6 +173,7 @@ async fn introspect_refresh(
     let (Ok(()), Some(user)) = (live, user) else {
         return Ok(Some(Introspection::inactive()));
     };
+    let sub = user.sub();
     Ok(Some(Introspection {
         active: true,
         scope: Some(row.scopes.join(" ")),
@@ -181,7 +182,7 @@ async fn introspect_refresh(
         token_type: Some("refresh_token"),
         exp: Some(row.expires_at.unix_timestamp()),
         iat: Some(row.created_at.unix_timestamp()),
-        sub: Some(user.id.to_string()),
+        sub: Some(sub),
         aud: None,
         iss: Some(issuer.to_owned()),
         jti: None,

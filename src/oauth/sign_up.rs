@@ -181,10 +181,13 @@ pub async fn sign_up(
         .await;
     match created {
         Ok(user) => Ok(user),
-        Err(e @ CreateUserError::UsernameTaken) => Err(SignUpError::Taken {
-            field: Field::Username,
-            message: e.to_string(),
-        }),
+        // SubTaken: sign-up keeps no subject, so only a fresh random id's collision (2^-122).
+        Err(e @ (CreateUserError::UsernameTaken | CreateUserError::SubTaken)) => {
+            Err(SignUpError::Taken {
+                field: Field::Username,
+                message: e.to_string(),
+            })
+        }
         Err(e @ CreateUserError::EmailTaken) => Err(SignUpError::Taken {
             field: Field::Email,
             message: e.to_string(),

@@ -57,7 +57,7 @@ pub async fn userinfo(
         return Err(UserInfoError::InsufficientScope(scope::OPENID));
     }
     let info = UserInfo {
-        sub: user.id.to_string(),
+        sub: user.sub(),
         profile: ProfileClaims::for_scopes(&scopes, &user.username, user.email_claim()),
     };
     Ok((info, claims.client_id))

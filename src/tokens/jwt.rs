@@ -96,14 +96,11 @@ pub struct AccessTokenClaims {
 }
 
 impl AccessTokenClaims {
-    /// The user the token speaks for; `None` for a client's own token (client credentials),
-    /// whose subject is the client (and no client id reads as a UUID).
+    /// The `sub` of the person the token speaks for; `None` for a client's own token (client
+    /// credentials), whose subject is the client (and no client id is any user's `sub`).
     #[must_use]
-    pub fn user_id(&self) -> Option<Uuid> {
-        if self.sub == self.client_id {
-            return None;
-        }
-        Uuid::parse_str(&self.sub).ok()
+    pub fn person_sub(&self) -> Option<&str> {
+        (self.sub != self.client_id).then_some(self.sub.as_str())
     }
 
     /// When the token expires.
@@ -112,10 +109,11 @@ impl AccessTokenClaims {
         OffsetDateTime::from_unix_timestamp(self.exp).ok()
     }
 
-    /// Whether the token was issued under `user`'s current credentials (no cut-off since).
+    /// Whether the token was issued to the person whose `sub` this is, under their current
+    /// credentials (no cut-off since).
     #[must_use]
-    pub fn is_current_for(&self, user_id: Uuid, credential_version: i32) -> bool {
-        self.user_id() == Some(user_id) && self.cv == Some(credential_version)
+    pub fn is_current_for(&self, sub: &str, credential_version: i32) -> bool {
+        self.person_sub() == Some(sub) && self.cv == Some(credential_version)
     }
 
     /// The granted scopes; a malformed claim grants nothing.
@@ -328,16 +326,19 @@ mod tests {
 
     #[test]
     fn only_a_user_token_speaks_for_a_user_and_only_under_current_credentials() {
-        let user = Uuid::new_v4();
-        let token = claims_with(&user.to_string(), "webapp");
-        assert_eq!(token.user_id(), Some(user));
-        assert!(token.is_current_for(user, 3));
-        assert!(!token.is_current_for(user, 4), "a cut-off since");
-        assert!(!token.is_current_for(Uuid::new_v4(), 3));
+        let user = Uuid::new_v4().to_string();
+        let token = claims_with(&user, "webapp");
+        assert_eq!(token.person_sub(), Some(user.as_str()));
+        assert!(token.is_current_for(&user, 3));
+        assert!(!token.is_current_for(&user, 4), "a cut-off since");
+        assert!(!token.is_current_for(&Uuid::new_v4().to_string(), 3));
+        // A subject kept from another system speaks for its person the same way.
+        let kept = claims_with("507f1f77bcf86cd799439011", "webapp");
+        assert!(kept.is_current_for("507f1f77bcf86cd799439011", 3));
         // A client's own token has the client as subject: never a user, whatever its id.
-        let own = claims_with(&user.to_string(), &user.to_string());
-        assert_eq!(own.user_id(), None);
-        assert_eq!(claims_with("billing", "billing").user_id(), None);
+        let own = claims_with(&user, &user);
+        assert_eq!(own.person_sub(), None);
+        assert_eq!(claims_with("billing", "billing").person_sub(), None);
     }
 
     #[test]

@@ -384,9 +384,12 @@ pub struct Rotation<'a> {
 /// What the access token of a rotation carries, read in the same statement.
 #[derive(Debug, QueryableByName)]
 pub struct Rotated {
-    /// The family's user, the `sub`.
+    /// The family's user.
     #[diesel(sql_type = SqlUuid)]
     pub user_id: Uuid,
+    /// Their `sub`: the subject they kept from another system, else the id.
+    #[diesel(sql_type = Text)]
+    pub sub: String,
     /// Access-token audiences.
     #[diesel(sql_type = Array<Text>)]
     pub audiences: Vec<String>,
@@ -475,7 +478,8 @@ impl QueryFragment<Pg> for RotateUnused<'_> {
         out.push_sql(
             ", '{}') FOR UPDATE\
              ), holder AS (\
-             SELECT u.roles, u.credential_version FROM users u, family \
+             SELECT u.roles, u.credential_version, COALESCE(u.subject, u.id::text) AS sub \
+             FROM users u, family \
              WHERE u.id = family.user_id AND u.disabled_at IS NULL\
              ), spent AS (\
              UPDATE refresh_tokens t SET used_at = ",
@@ -509,7 +513,7 @@ impl QueryFragment<Pg> for RotateUnused<'_> {
         out.push_bind_param::<Timestamptz, _>(&r.access_token.1)?;
         out.push_sql(
             " FROM spent) \
-             SELECT family.user_id, family.audiences, family.auth_time, family.amr, \
+             SELECT family.user_id, holder.sub, family.audiences, family.auth_time, family.amr, \
              holder.roles, holder.credential_version, successor.scopes \
              FROM family, holder, successor",
         );

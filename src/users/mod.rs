@@ -65,9 +65,17 @@ pub struct User {
     pub credential_version: i32,
     /// When the person proved they receive mail at `email` (OIDC `email_verified`).
     pub email_verified_at: Option<OffsetDateTime>,
+    /// The subject kept from the system they were imported from; `None`: `id` is the subject.
+    pub subject: Option<String>,
 }
 
 impl User {
+    /// The `sub` of their tokens: the kept subject, else the id.
+    #[must_use]
+    pub fn sub(&self) -> String {
+        self.subject.clone().unwrap_or_else(|| self.id.to_string())
+    }
+
     /// Whether the account may not sign in.
     #[must_use]
     pub fn is_disabled(&self) -> bool {
@@ -132,9 +140,17 @@ pub struct NewUser<'a> {
     updated_at: OffsetDateTime,
     password_changed_at: OffsetDateTime,
     email_verified_at: Option<OffsetDateTime>,
+    subject: Option<&'a str>,
 }
 
 impl<'a> NewUser<'a> {
+    /// The same user, known to apps as `subject` (kept from the system they come from).
+    #[must_use]
+    pub fn with_subject(mut self, subject: &'a str) -> Self {
+        self.subject = Some(subject);
+        self
+    }
+
     /// The same user, with the address already proven (an operator vouches for it).
     #[must_use]
     pub fn email_verified(mut self) -> Self {
@@ -168,6 +184,7 @@ impl<'a> NewUser<'a> {
             updated_at: now,
             password_changed_at: now,
             email_verified_at: None,
+            subject: None,
         }
     }
 }
@@ -181,16 +198,26 @@ pub enum CreateUserError {
     /// Another account has this email (in any case).
     #[error("An account with that email already exists.")]
     EmailTaken,
+    /// Another account, or a client, is known by this `sub`.
+    #[error("an account or a client is already known by this sub")]
+    SubTaken,
     /// The database failed.
     #[error(transparent)]
     Db(#[from] DieselError),
 }
 
-/// Inserts a user; the unique indexes, not a prior read, decide whether the name is free.
+/// Inserts a user; the unique indexes, not a prior read, decide whether the name is free. A
+/// kept subject must be no client's id either (RFC 9700 §4.15: a client's own token has its id
+/// as `sub`): checked under the name's lock, which client registration takes too.
 pub async fn insert(
     conn: &mut AsyncPgConnection,
     new: &NewUser<'_>,
 ) -> Result<User, CreateUserError> {
+    if let Some(subject) = new.subject
+        && crate::db::holder_of_name(conn, subject).await?.is_some()
+    {
+        return Err(CreateUserError::SubTaken);
+    }
     diesel::insert_into(users::table)
         .values(new)
         .returning(User::as_returning())
@@ -198,10 +225,10 @@ pub async fn insert(
         .await
         .map_err(|e| match &e {
             DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
-                if info.constraint_name() == Some("users_verified_email_lower_key") {
-                    CreateUserError::EmailTaken
-                } else {
-                    CreateUserError::UsernameTaken
+                match info.constraint_name() {
+                    Some("users_verified_email_lower_key") => CreateUserError::EmailTaken,
+                    Some("users_subject_key" | "users_pkey") => CreateUserError::SubTaken,
+                    _ => CreateUserError::UsernameTaken,
                 }
             }
             _ => CreateUserError::Db(e),
@@ -351,6 +378,21 @@ impl EmailTaken {
             _ => Self::Db(e),
         }
     }
+}
+
+/// The user a token's `sub` names: by id when it is a UUID (and they keep no other subject),
+/// else by the kept subject.
+pub async fn find_by_sub(conn: &mut AsyncPgConnection, sub: &str) -> QueryResult<Option<User>> {
+    let query = users::table.select(User::as_select()).into_boxed();
+    let query = match Uuid::parse_str(sub) {
+        Ok(id) if id.to_string() == sub => query
+            .filter(users::id.eq(id))
+            .filter(users::subject.is_null()),
+        // PostgreSQL text cannot hold NUL; no subject has one.
+        _ if sub.contains('\0') => return Ok(None),
+        _ => query.filter(users::subject.eq(sub.to_owned())),
+    };
+    query.first(conn).await.optional()
 }
 
 /// Finds a user by id.

@@ -126,6 +126,39 @@ impl Email {
     }
 }
 
+/// The `sub` a user is known by (OIDC Core §2: at most 255 ASCII characters, never reassigned):
+/// their id, or the id they had in the system they were imported from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Subject {
+    /// A UUID: it is the account's id.
+    Id(uuid::Uuid),
+    /// Anything else apps already key on (a `MongoDB` `ObjectId`, a number), kept beside the id.
+    Kept(String),
+}
+
+impl Subject {
+    /// Parses a supplied `sub`: a UUID in its canonical form, or 1 to 255 of `A-Z a-z 0-9 . _
+    /// ~ -` that is no UUID in any other spelling (so one `sub` never names two accounts).
+    pub fn parse(raw: &str) -> Result<Self, &'static str> {
+        if let Ok(id) = uuid::Uuid::parse_str(raw) {
+            return if raw == id.to_string() {
+                Ok(Self::Id(id))
+            } else {
+                Err("a UUID is kept in its canonical form (lower case, with hyphens)")
+            };
+        }
+        let fits = (1..=255).contains(&raw.len())
+            && raw
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '~' | '-'));
+        if fits {
+            Ok(Self::Kept(raw.to_owned()))
+        } else {
+            Err("a sub is 1 to 255 of A-Z a-z 0-9 . _ ~ -")
+        }
+    }
+}
+
 /// What people may type to name their account at sign-in (`KEYWARD_SIGN_IN_IDENTIFIER`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Identifiers {

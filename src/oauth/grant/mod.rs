@@ -295,7 +295,7 @@ async fn issue_for_user(
     client: &Client,
     auth: &Authorization<'_>,
 ) -> Result<Issued, GrantError> {
-    let sub = auth.user.id.to_string();
+    let sub = auth.user.sub();
     let access = ctx.access_token(
         client,
         &sub,

@@ -135,7 +135,7 @@ async fn rotate_in_one_statement(
         auth_time: rotated.auth_time,
         methods: &methods,
     };
-    let sub = rotated.user_id.to_string();
+    let sub = rotated.sub.clone();
     let access = ctx.access_token_as(
         access_id,
         client,
@@ -312,7 +312,7 @@ async fn respond(
     user: &users::User,
     rotation: Rotation,
 ) -> Result<Outcome, GrantError> {
-    let sub = user.id.to_string();
+    let sub = user.sub();
     let methods = AuthMethods::from_stored(&family.amr);
     let access = ctx.access_token(
         client,
