@@ -3,26 +3,13 @@
 //! under `If-Match`, disabled, signed out, deleted; and every token that is not a live
 //! management token with the right scope refused as RFC 6750 says.
 
-use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::admin::{ALL_USERS, Admin, assert_problem};
+use crate::support::admin::{ALL_USERS, Admin, assert_problem, events_of};
 use crate::support::cli::{keyward, stderr, stdout};
 use crate::support::oauth::{ClientSpec, claims_of};
 use crate::support::{GOOD_PASSWORD, TestApp, assert_see_other, join_all};
-
-/// Who the trail says did `kind` to users.
-async fn actors_of(app: &TestApp, kind: &str) -> Vec<String> {
-    use keyward::db::schema::audit_events;
-    audit_events::table
-        .filter(audit_events::kind.eq(kind))
-        .select(audit_events::actor)
-        .load(&mut app.conn().await)
-        .await
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backend_creates_reads_and_changes_users_with_its_own_token() {
@@ -117,7 +104,7 @@ async fn a_backend_creates_reads_and_changes_users_with_its_own_token() {
 
     // Every change names the client that made it.
     for kind in ["user.created", "user.roles_set"] {
-        let actors = actors_of(&app, kind).await;
+        let actors = events_of(&app, kind).await;
         assert!(
             !actors.is_empty() && actors.iter().all(|a| a == "client:backend"),
             "{kind}: {actors:?}"
@@ -166,7 +153,7 @@ async fn changes_are_checked_and_a_taken_name_is_a_conflict() {
     assert_eq!(cleared.json::<Value>().await.unwrap()["email"], Value::Null);
 
     for kind in ["user.renamed", "user.email_set"] {
-        assert_eq!(actors_of(&app, kind).await[0], "client:backend", "{kind}");
+        assert_eq!(events_of(&app, kind).await[0], "client:backend", "{kind}");
     }
     // No such user, and a malformed id, are both 404.
     for path in [
@@ -394,7 +381,7 @@ async fn a_creation_retried_at_once_under_one_key_creates_one_user() {
     }
     let all: Value = admin.get("/admin/v1/users").await.json().await.unwrap();
     assert_eq!(all["users"].as_array().unwrap().len(), 5);
-    assert_eq!(actors_of(&app, "user.created").await.len(), 5);
+    assert_eq!(events_of(&app, "user.created").await.len(), 5);
 
     // The same key for another body is refused; without a key a duplicate is a conflict.
     let other = json!({ "username": "someone-else", "password": GOOD_PASSWORD });
@@ -549,8 +536,28 @@ async fn listing_filters_by_name_address_role_and_status() {
             .unwrap();
         assert_eq!(names(page), expected, "{query}");
     }
+    // By the sub apps know: ann's is her id.
+    let ann = app.user_named("ann").await.unwrap();
+    let page: Value = admin
+        .get(&format!("/admin/v1/users?sub={}", ann.id))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(names(page), ["ann"]);
+    // Each read is on the trail, naming the client.
+    let reads = events_of(&app, "admin.read").await;
+    assert!(
+        reads.len() >= 6 && reads.iter().all(|a| a == "client:backend"),
+        "{reads:?}"
+    );
     // What no user can have is refused, not sent to the database (a NUL byte was a 500).
-    for bad in ["username=%00", "email=a%00@b.example", "role=%F0%9F%94%91"] {
+    for bad in [
+        "username=%00",
+        "email=a%00@b.example",
+        "role=%F0%9F%94%91",
+        "sub=not%20a%20sub",
+    ] {
         let resp = admin.get(&format!("/admin/v1/users?{bad}")).await;
         assert_problem(resp, StatusCode::BAD_REQUEST).await;
     }
@@ -642,7 +649,7 @@ async fn account_actions_cut_off_reset_and_delete() {
         .post(&format!("{path}:sendPasswordReset"), &json!({}))
         .await;
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
-    assert_eq!(actors_of(&app, "user.reset_sent").await, ["client:backend"]);
+    assert_eq!(events_of(&app, "user.reset_sent").await, ["client:backend"]);
     assert_problem(
         admin.post(&format!("{path}:explode"), &json!({})).await,
         StatusCode::NOT_FOUND,
@@ -652,7 +659,7 @@ async fn account_actions_cut_off_reset_and_delete() {
     // Deleted: gone, and the trail keeps who did it.
     assert_eq!(admin.delete(&path).await.status(), StatusCode::NO_CONTENT);
     assert_problem(admin.get(&path).await, StatusCode::NOT_FOUND).await;
-    assert_eq!(actors_of(&app, "user.deleted").await, ["client:backend"]);
+    assert_eq!(events_of(&app, "user.deleted").await, ["client:backend"]);
     assert!(app.user_named("alice").await.is_none());
 }
 
@@ -706,7 +713,7 @@ async fn a_batch_import_reports_each_record_and_changes_nothing_when_repeated() 
             .password_hash
             .starts_with("$argon2id$")
     );
-    assert_eq!(actors_of(&app, "user.imported").await, ["client:backend"]);
+    assert_eq!(events_of(&app, "user.imported").await, ["client:backend"]);
     let too_many = json!({ "users": vec![json!({}); 501] });
     assert_problem(
         admin.post("/admin/v1/users:import", &too_many).await,
@@ -970,7 +977,7 @@ async fn a_backend_manages_apps_but_never_a_management_client() {
         "client.secret_rotated",
         "client.deleted",
     ] {
-        assert_eq!(actors_of(&app, kind).await, ["client:ops"], "{kind}");
+        assert_eq!(events_of(&app, kind).await, ["client:ops"], "{kind}");
     }
 }
 

@@ -274,7 +274,11 @@ async fn a_client_with_a_bad_redirect_uri_grant_or_a_taken_id_is_refused() {
         ];
         let out = keyward(&app, &[&args[..], &["--id", &id]].concat(), "");
         assert!(!out.status.success(), "{id}");
-        assert!(stderr(&out).contains("reads as a user's sub"), "{}", stderr(&out));
+        assert!(
+            stderr(&out).contains("reads as a user's sub"),
+            "{}",
+            stderr(&out)
+        );
     }
 }
 

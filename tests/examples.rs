@@ -18,9 +18,15 @@ struct NotesApi {
 
 async fn start_notes_api(app: &TestApp) -> NotesApi {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/notes-api");
+    start_notes_api_with(app, dir, &[]).await
+}
+
+/// notes-api with extra settings.
+async fn start_notes_api_with(app: &TestApp, dir: &str, env: &[(&str, &str)]) -> NotesApi {
     let mut child = tokio::process::Command::new("node")
         .arg("server.js")
         .current_dir(dir)
+        .envs(env.iter().copied())
         .env("KEYWARD_ISSUER", &app.base)
         .env("NOTES_AUDIENCE", AUDIENCE)
         .env("PORT", "0")
@@ -221,4 +227,80 @@ async fn the_rust_resource_server_example_verifies_keyward_tokens() {
         api.get("/hello", Some(&id_token)).await.status().as_u16(),
         401
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn notes_api_admins_set_roles_through_the_management_api() {
+    let app = TestApp::spawn().await;
+    let alice = app.create_user("alice", GOOD_PASSWORD).await;
+    let bob = app.create_user("bob", GOOD_PASSWORD).await;
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    keyward::users::update_roles(
+        &mut conn,
+        alice.id,
+        &keyward::users::name::Role::parse_all(&["admin"]).unwrap(),
+        &keyward::audit::Actor::cli(),
+        app.clock().now(),
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    let backend = app
+        .admin_client("notes-backend", crate::support::admin::ALL_USERS)
+        .await;
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/notes-api");
+    let api = start_notes_api_with(
+        &app,
+        dir,
+        &[
+            ("KEYWARD_ADMIN_CLIENT_ID", backend.client.id.as_str()),
+            (
+                "KEYWARD_ADMIN_CLIENT_SECRET",
+                backend.client.secret.as_deref().unwrap(),
+            ),
+        ],
+    )
+    .await;
+    let client = notes_client(&app).await;
+    let token = user_token(&app, &client, "openid notes:read notes:write").await;
+    let http = reqwest::Client::new();
+    let put = |sub: String, roles: Value| {
+        let (http, token, base) = (http.clone(), token.clone(), api.base.clone());
+        async move {
+            http.put(format!("{base}/admin/users/{sub}/roles"))
+                .bearer_auth(token)
+                .json(&roles)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let ok = put(
+        bob.id.to_string(),
+        serde_json::json!({ "roles": ["editor"] }),
+    )
+    .await;
+    assert_eq!(ok.status().as_u16(), 200);
+    let body: Value = ok.json().await.unwrap();
+    assert_eq!(body["roles"], serde_json::json!(["editor"]));
+    assert_eq!(app.user_named("bob").await.unwrap().roles, ["editor"]);
+    // Keyward's trail names the backend's management client as the one that changed it.
+    let events = crate::support::admin::events_of(&app, "user.roles_set").await;
+    assert!(
+        events.contains(&"client:notes-backend".to_owned()),
+        "{events:?}"
+    );
+    // Bad roles and unknown people are the API's own 400 and 404.
+    let bad = put(
+        bob.id.to_string(),
+        serde_json::json!({ "roles": ["two words"] }),
+    )
+    .await;
+    assert_eq!(bad.status().as_u16(), 400);
+    let nobody = put(
+        "00000000-0000-4000-8000-000000000000".into(),
+        serde_json::json!({ "roles": [] }),
+    )
+    .await;
+    assert_eq!(nobody.status().as_u16(), 404);
 }

@@ -104,6 +104,82 @@ app.get('/admin/notes', requireToken('notes:read'), requireRole('admin'), (req, 
   res.json(Object.fromEntries(notes));
 });
 
+// This app's admins manage people in Keyward from here, through its management API: the backend
+// holds a management client (`keyward clients create --grant client_credentials --scope
+// "admin:users.read admin:users.write"`); no browser ever sees its token.
+const ADMIN_CLIENT_ID = process.env.KEYWARD_ADMIN_CLIENT_ID;
+const ADMIN_CLIENT_SECRET = process.env.KEYWARD_ADMIN_CLIENT_SECRET;
+let managementToken = null; // { value, expiresAt }
+let fetchingToken = null; // one token request at a time, however many admins click at once
+
+/** A management access token, cached until shortly before it expires. */
+async function managementAccessToken() {
+  if (managementToken && managementToken.expiresAt - 30_000 > Date.now()) return managementToken.value;
+  fetchingToken ??= (async () => {
+    const credentials = Buffer.from(
+      `${encodeURIComponent(ADMIN_CLIENT_ID)}:${encodeURIComponent(ADMIN_CLIENT_SECRET)}`,
+    ).toString('base64');
+    const res = await fetch(discovery.token_endpoint, {
+      method: 'POST',
+      headers: { authorization: `Basic ${credentials}` },
+      body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'admin:users.read admin:users.write' }),
+    });
+    if (!res.ok) throw new Error(`the token endpoint answered ${res.status}`);
+    const body = await res.json();
+    managementToken = { value: body.access_token, expiresAt: Date.now() + body.expires_in * 1000 };
+    return managementToken.value;
+  })().finally(() => {
+    fetchingToken = null;
+  });
+  return fetchingToken;
+}
+
+/** A call to Keyward's management API; a token refused (revoked, rotated secret) is fetched anew once. */
+async function keyward(path, init = {}) {
+  const call = async () =>
+    fetch(`${ISSUER}/admin/v1${path}`, {
+      ...init,
+      headers: { ...init.headers, authorization: `Bearer ${await managementAccessToken()}` },
+    });
+  const res = await call();
+  if (res.status !== 401) return res;
+  managementToken = null;
+  return call();
+}
+
+// Sets a person's roles (the `roles` claim of their next tokens), found by the `sub` this app
+// knows them by; read-then-change under If-Match, so two admins at once cannot undo each other.
+app.put('/admin/users/:sub/roles', requireToken('notes:write'), requireRole('admin'), async (req, res) => {
+  if (!ADMIN_CLIENT_ID) {
+    return res.status(501).json({ error: 'not_configured', error_description: 'no management client' });
+  }
+  const roles = req.body?.roles;
+  if (!Array.isArray(roles) || !roles.every((r) => typeof r === 'string')) {
+    return res.status(400).json({ error: 'invalid_request', error_description: 'roles: an array of strings' });
+  }
+  const found = await keyward(`/users?sub=${encodeURIComponent(req.params.sub)}`);
+  if (found.status === 400) return res.status(404).json({ error: 'not_found' });
+  if (!found.ok) return res.status(502).json({ error: 'upstream', error_description: `keyward: ${found.status}` });
+  const [user] = (await found.json()).users;
+  if (!user) return res.status(404).json({ error: 'not_found' });
+  const current = await keyward(`/users/${user.id}`);
+  const changed = await keyward(`/users/${user.id}`, {
+    method: 'PATCH',
+    headers: { 'content-type': 'application/json', 'if-match': current.headers.get('etag') },
+    body: JSON.stringify({ roles }),
+  });
+  if (changed.status === 412) {
+    return res.status(409).json({ error: 'conflict', error_description: 'changed meanwhile; try again' });
+  }
+  if (changed.status === 422) {
+    const problem = await changed.json();
+    return res.status(400).json({ error: 'invalid_request', error_description: problem.detail });
+  }
+  if (!changed.ok) return res.status(502).json({ error: 'upstream', error_description: `keyward: ${changed.status}` });
+  const body = await changed.json();
+  return res.json({ sub: body.sub, roles: body.roles });
+});
+
 export const server = app.listen(PORT, '127.0.0.1', () => {
   console.log(`notes-api listening on http://127.0.0.1:${server.address().port}`);
 });

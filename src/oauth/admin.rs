@@ -36,6 +36,24 @@ impl Caller {
     }
 }
 
+/// A management operation: the scope it needs and the name the trail records a read under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Operation {
+    /// The `admin:*` scope it needs.
+    pub scope: &'static str,
+    /// `area.verb`-like name (`users.list`), recorded with each read.
+    pub name: &'static str,
+}
+
+impl Operation {
+    /// Whether it only reads (then the call itself is what the trail records: a change records
+    /// its own event).
+    #[must_use]
+    pub fn is_read(&self) -> bool {
+        matches!(self.scope.rsplit_once('.'), Some((_, "read")))
+    }
+}
+
 /// Why a call was not accepted (RFC 6750 §3.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Refused {
@@ -46,19 +64,23 @@ pub enum Refused {
     InsufficientScope(&'static str),
 }
 
-/// Judges `token` for an operation needing `needed`: a live access token of ours (signature,
-/// `typ`, issuer, expiry, not revoked, its client still registered), whose audience is the
-/// management API, whose subject is its client (`client_credentials`, never a person: RFC 9068
-/// §2.2 makes `sub` = `client_id` for those), and whose client is still a confidential client
-/// registered for `needed` (dropping a scope from the client takes effect at once).
+/// Judges `token` for `operation`: a live access token of ours (signature, `typ`, issuer,
+/// expiry, not revoked, its client still registered), whose audience is the management API,
+/// whose subject is its client (`client_credentials`, never a person: RFC 9068 §2.2 makes `sub` =
+/// `client_id` for those), and whose client is still a confidential client registered for the
+/// operation's scope (dropping a scope from the client takes effect at once). An accepted read
+/// is recorded as `admin.read` (the operation, the client, its address): who looked at people's
+/// data is on the trail too.
 pub async fn authenticate(
     conn: &mut AsyncPgConnection,
     keys: &KeyRing,
     issuer: &str,
     token: &str,
-    needed: &'static str,
+    operation: &Operation,
+    ip: Option<ipnet::IpNet>,
     now: OffsetDateTime,
 ) -> diesel::QueryResult<Result<Caller, Refused>> {
+    let needed = operation.scope;
     let Judged::Live(live) = judge(conn, keys, issuer, token, now).await? else {
         return Ok(Err(Refused::InvalidToken));
     };
@@ -76,9 +98,18 @@ pub async fn authenticate(
     if client.is_public || !client.scopes.iter().any(|s| s == needed) {
         return Ok(Err(Refused::InvalidToken));
     }
-    Ok(Ok(Caller {
+    let caller = Caller {
         client_id: claims.client_id.clone(),
-    }))
+    };
+    if operation.is_read() {
+        let by = caller.actor(ip);
+        let event = by
+            .event("admin.read", now)
+            .client(&caller.client_id)
+            .details(serde_json::json!({ "operation": operation.name }));
+        audit::insert(conn, &event).await?;
+    }
+    Ok(Ok(caller))
 }
 
 /// A user as the management API shows them: no password hash, no secret of any kind.

@@ -417,6 +417,8 @@ pub async fn list(conn: &mut AsyncPgConnection) -> QueryResult<Vec<User>> {
 /// What a page of users is narrowed to (each `Some` must match).
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
+    /// Known to apps by this `sub`.
+    pub sub: Option<name::Subject>,
     /// This username, in any case.
     pub username: Option<Username>,
     /// This address, in any case.
@@ -449,6 +451,15 @@ pub async fn page(
         .select(User::as_select())
         .limit(limit)
         .into_boxed();
+    match &filter.sub {
+        Some(name::Subject::Id(id)) => {
+            query = query
+                .filter(users::id.eq(*id))
+                .filter(users::subject.is_null());
+        }
+        Some(name::Subject::Kept(sub)) => query = query.filter(users::subject.eq(sub.clone())),
+        None => {}
+    }
     if let Some(name) = &filter.username {
         query = query.filter(lower(users::username).eq(name.key()));
     }

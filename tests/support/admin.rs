@@ -138,3 +138,17 @@ pub async fn assert_problem(resp: Response, status: StatusCode) -> Value {
     assert_eq!(body["status"], status.as_u16());
     body
 }
+
+/// Who the trail says caused each event of `kind`, oldest first.
+pub async fn events_of(app: &TestApp, kind: &str) -> Vec<String> {
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    use keyward::db::schema::audit_events;
+    audit_events::table
+        .filter(audit_events::kind.eq(kind))
+        .order(audit_events::id.asc())
+        .select(audit_events::actor)
+        .load(&mut app.conn().await)
+        .await
+        .unwrap()
+}

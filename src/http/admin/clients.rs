@@ -12,10 +12,20 @@ use super::{admit, json_body};
 use crate::app::AppState;
 use crate::clients::{self, Client};
 use crate::http::client_ip::ClientIp;
-use crate::oauth::admin::{self, ClientError, ClientPatch, ClientRequest, ClientView};
+use crate::oauth::admin::{self, ClientError, ClientPatch, ClientRequest, ClientView, Operation};
 
-const READ: &str = "admin:clients.read";
-const WRITE: &str = "admin:clients.write";
+const LIST: Operation = Operation {
+    scope: "admin:clients.read",
+    name: "clients.list",
+};
+const GET: Operation = Operation {
+    scope: "admin:clients.read",
+    name: "clients.get",
+};
+const WRITE: Operation = Operation {
+    scope: "admin:clients.write",
+    name: "clients.write",
+};
 
 /// A client with its entity tag, and its secret when one was just generated (shown once).
 fn client_response(status: StatusCode, client: &Client, secret: Option<&str>) -> Response {
@@ -52,7 +62,7 @@ pub async fn list_clients(
     ClientIp(ip): ClientIp,
     headers: HeaderMap,
 ) -> Result<Response, Problem> {
-    admit(&state, &headers, ip, READ).await?;
+    admit(&state, &headers, ip, &LIST).await?;
     let mut conn = state.conn().await?;
     let all: Vec<ClientView> = clients::list(&mut conn)
         .await?
@@ -70,7 +80,7 @@ pub async fn get_client(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    admit(&state, &headers, ip, READ).await?;
+    admit(&state, &headers, ip, &GET).await?;
     let mut conn = state.conn().await?;
     let client = clients::find(&mut conn, &id)
         .await?
@@ -86,7 +96,7 @@ pub async fn create_client(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let caller = admit(&state, &headers, ip, WRITE).await?;
+    let caller = admit(&state, &headers, ip, &WRITE).await?;
     let request: ClientRequest = serde_json::from_value(json_body(&headers, &body)?)
         .map_err(|e| Problem::client(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     let by = caller.actor(Some(ip.into()));
@@ -108,7 +118,7 @@ pub async fn update_client(
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let caller = admit(&state, &headers, ip, WRITE).await?;
+    let caller = admit(&state, &headers, ip, &WRITE).await?;
     let patch: ClientPatch = serde_json::from_value(json_body(&headers, &body)?)
         .map_err(|e| Problem::client(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
     let if_match = headers.get(header::IF_MATCH).and_then(|v| v.to_str().ok());
@@ -127,7 +137,7 @@ pub async fn delete_client(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let caller = admit(&state, &headers, ip, WRITE).await?;
+    let caller = admit(&state, &headers, ip, &WRITE).await?;
     let by = caller.actor(Some(ip.into()));
     let mut conn = state.conn().await?;
     admin::delete_client(&mut conn, &id, &by, state.clock.now()).await?;
@@ -148,7 +158,7 @@ pub async fn client_method(
             "method (POST /admin/v1/clients/{id}:rotateSecret)",
         ));
     };
-    let caller = admit(&state, &headers, ip, WRITE).await?;
+    let caller = admit(&state, &headers, ip, &WRITE).await?;
     let by = caller.actor(Some(ip.into()));
     let mut conn = state.conn().await?;
     let secret = admin::rotate_client_secret(&mut conn, id, &by, state.clock.now()).await?;

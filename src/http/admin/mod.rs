@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::routing::{delete, get, post};
 
 use crate::app::AppState;
-use crate::oauth::admin::{Caller, authenticate};
+use crate::oauth::admin::{Caller, Operation, authenticate};
 use crate::rate_limits::{Key, Limit};
 use problem::{Problem, TokenProblem};
 
@@ -77,14 +77,14 @@ fn bearer_token(headers: &HeaderMap) -> Result<&str, TokenProblem> {
     Ok(token)
 }
 
-/// Admits a call needing `scope`: the address not blocked for failed authentication, a live
+/// Admits a call of `operation`: the address not blocked for failed authentication, a live
 /// management token with the scope (a refused token counts against the address), and the client
 /// within its rate.
 pub async fn admit(
     state: &AppState,
     headers: &HeaderMap,
     ip: IpAddr,
-    scope: &'static str,
+    operation: &Operation,
 ) -> Result<Caller, Problem> {
     let now = state.clock.now();
     let by_ip = Key::ip(ip);
@@ -94,7 +94,17 @@ pub async fn admit(
     let token = bearer_token(headers).map_err(Problem::Token)?;
     let issuer = state.config.server.issuer.as_str();
     let mut conn = state.conn().await?;
-    let caller = match authenticate(&mut conn, &state.keys.ring, issuer, token, scope, now).await? {
+    let keys = &state.keys.ring;
+    let accepted = authenticate(
+        &mut conn,
+        keys,
+        issuer,
+        token,
+        operation,
+        Some(ip.into()),
+        now,
+    );
+    let caller = match accepted.await? {
         Ok(caller) => caller,
         Err(refused) => {
             state

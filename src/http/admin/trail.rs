@@ -10,7 +10,7 @@ use super::admit;
 use super::problem::Problem;
 use crate::app::AppState;
 use crate::http::client_ip::ClientIp;
-use crate::oauth::admin::{AuditQuery, EventsError, events};
+use crate::oauth::admin::{AuditQuery, EventsError, Operation, events};
 
 /// `GET /admin/v1/audit-events?user_id=&client_id=&kind=&since=&until=&limit=&cursor=`.
 #[tracing::instrument(skip_all)]
@@ -20,7 +20,11 @@ pub async fn list_events(
     headers: HeaderMap,
     query: Result<Query<AuditQuery>, QueryRejection>,
 ) -> Result<Response, Problem> {
-    admit(&state, &headers, ip, "admin:audit.read").await?;
+    let operation = Operation {
+        scope: "admin:audit.read",
+        name: "audit.list",
+    };
+    admit(&state, &headers, ip, &operation).await?;
     let bad = |detail: String| Problem::client(StatusCode::BAD_REQUEST, detail);
     let Query(q) = query.map_err(|e| bad(e.body_text()))?;
     let mut conn = state.conn().await?;

@@ -14,13 +14,24 @@ use super::{admit, json_body};
 use crate::app::AppState;
 use crate::clients::idempotency::IdempotencyKey;
 use crate::http::client_ip::ClientIp;
-use crate::oauth::admin::{self, Creation, Once, UpdateError, UserPatch, UserView};
+use crate::oauth::admin::{self, Creation, Once, Operation, UpdateError, UserPatch, UserView};
 use crate::oauth::import::Imported;
-use crate::users::name::{Email, Role, Username};
+use crate::users::name::{Email, Role, Subject, Username};
 use crate::users::{self, User};
 
-const READ: &str = "admin:users.read";
-const WRITE: &str = "admin:users.write";
+const fn read(name: &'static str) -> Operation {
+    Operation {
+        scope: "admin:users.read",
+        name,
+    }
+}
+
+const fn write(name: &'static str) -> Operation {
+    Operation {
+        scope: "admin:users.write",
+        name,
+    }
+}
 
 /// Most records in one import batch (the body limit bounds it too).
 pub const IMPORT_BATCH_MAX: usize = 500;
@@ -49,6 +60,7 @@ async fn find_user(state: &AppState, id: Uuid) -> Result<User, Problem> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListQuery {
+    sub: Option<String>,
     username: Option<String>,
     email: Option<String>,
     role: Option<String>,
@@ -65,7 +77,7 @@ pub async fn list_users(
     headers: HeaderMap,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
-    admit(&state, &headers, ip, READ).await?;
+    admit(&state, &headers, ip, &read("users.list")).await?;
     let Query(q) = query.map_err(|e| Problem::client(StatusCode::BAD_REQUEST, e.body_text()))?;
     let after = match q.cursor.as_deref() {
         None => None,
@@ -78,6 +90,10 @@ pub async fn list_users(
         Problem::client(StatusCode::BAD_REQUEST, format!("{field}: {e}"))
     };
     let filter = users::Filter {
+        sub: match q.sub.as_deref() {
+            None => None,
+            Some(raw) => Some(Subject::parse(raw).map_err(|e| bad("sub", &e))?),
+        },
         username: match q.username.as_deref() {
             None => None,
             Some(raw) => Some(Username::parse(raw).map_err(|e| bad("username", &e))?),
@@ -108,7 +124,7 @@ pub async fn create_user(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let caller = admit(&state, &headers, ip, WRITE).await?;
+    let caller = admit(&state, &headers, ip, &write("users.create")).await?;
     let record = json_body(&headers, &body)?;
     let key = match headers.get("idempotency-key") {
         None => None,
@@ -173,7 +189,7 @@ pub async fn import_users(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let caller = admit(&state, &headers, ip, WRITE).await?;
+    let caller = admit(&state, &headers, ip, &write("users.import")).await?;
     let body = json_body(&headers, &body)?;
     let Some(records) = body.get("users").and_then(serde_json::Value::as_array) else {
         return Err(Problem::client(
@@ -214,7 +230,7 @@ pub async fn get_user(
     headers: HeaderMap,
     Path(target): Path<String>,
 ) -> Result<Response, Problem> {
-    admit(&state, &headers, ip, READ).await?;
+    admit(&state, &headers, ip, &read("users.get")).await?;
     let user = find_user(&state, user_id(&target)?).await?;
     Ok(user_response(StatusCode::OK, &user))
 }
@@ -229,7 +245,7 @@ pub async fn update_user(
     Path(target): Path<String>,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let caller = admit(&state, &headers, ip, WRITE).await?;
+    let caller = admit(&state, &headers, ip, &write("users.update")).await?;
     let id = user_id(&target)?;
     let patch: UserPatch = serde_json::from_value(json_body(&headers, &body)?)
         .map_err(|e| Problem::client(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
@@ -258,7 +274,7 @@ pub async fn delete_user(
     headers: HeaderMap,
     Path(target): Path<String>,
 ) -> Result<Response, Problem> {
-    let caller = admit(&state, &headers, ip, WRITE).await?;
+    let caller = admit(&state, &headers, ip, &write("users.delete")).await?;
     let user = find_user(&state, user_id(&target)?).await?;
     let by = caller.actor(Some(ip.into()));
     let mut conn = state.conn().await?;
@@ -289,7 +305,7 @@ pub async fn user_method(
             "POST a method: /admin/v1/users/{id}:disable, :enable, :signOutEverywhere, :setPassword or :sendPasswordReset",
         )
     })?;
-    let caller = admit(&state, &headers, ip, WRITE).await?;
+    let caller = admit(&state, &headers, ip, &write("users.method")).await?;
     let user = find_user(&state, user_id(raw_id)?).await?;
     let by = caller.actor(Some(ip.into()));
     let now = state.clock.now();
@@ -359,7 +375,7 @@ pub async fn list_sessions(
     headers: HeaderMap,
     Path(target): Path<String>,
 ) -> Result<Response, Problem> {
-    admit(&state, &headers, ip, READ).await?;
+    admit(&state, &headers, ip, &read("users.sessions")).await?;
     let user = find_user(&state, user_id(&target)?).await?;
     let mut conn = state.conn().await?;
     let sessions =
@@ -389,7 +405,7 @@ pub async fn end_sessions(
     Path(path): Path<Vec<(String, String)>>,
 ) -> Result<Response, Problem> {
     use crate::sessions::store::{Which, end_for_user};
-    let caller = admit(&state, &headers, ip, WRITE).await?;
+    let caller = admit(&state, &headers, ip, &write("users.end_sessions")).await?;
     let param = |name: &str| {
         path.iter()
             .find(|(k, _)| k == name)
@@ -411,7 +427,7 @@ pub async fn list_consents(
     headers: HeaderMap,
     Path(target): Path<String>,
 ) -> Result<Response, Problem> {
-    admit(&state, &headers, ip, READ).await?;
+    admit(&state, &headers, ip, &read("users.consents")).await?;
     let user = find_user(&state, user_id(&target)?).await?;
     let mut conn = state.conn().await?;
     let consents = crate::users::consents::list_for_user(&mut conn, user.id).await?;
@@ -438,7 +454,7 @@ pub async fn withdraw_consent(
     headers: HeaderMap,
     Path((target, client_id)): Path<(String, String)>,
 ) -> Result<Response, Problem> {
-    let caller = admit(&state, &headers, ip, WRITE).await?;
+    let caller = admit(&state, &headers, ip, &write("users.withdraw_consent")).await?;
     let user = find_user(&state, user_id(&target)?).await?;
     let by = caller.actor(Some(ip.into()));
     let mut conn = state.conn().await?;
