@@ -9,18 +9,10 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 
 use crate::support::oauth::ClientSpec;
-use crate::support::{GOOD_PASSWORD, TestApp, csrf_of};
+use crate::support::{GOOD_PASSWORD, TestApp, csrf_of, free_port};
 
 /// The address curl sends from: loopback, but not the trusted proxy's 127.0.0.1.
 const CLIENT_ADDRESS: &str = "127.0.0.2";
-
-/// A free loopback port (bound and released; nginx takes it a moment later).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
 
 /// nginx running `deploy/nginx.conf` in a directory of its own, stopped when dropped.
 struct Nginx {

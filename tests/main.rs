@@ -25,6 +25,7 @@ mod mail;
 mod metrics;
 mod oauth;
 mod openapi;
+mod operator;
 mod pages;
 mod password_grant;
 mod recovery;

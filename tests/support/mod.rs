@@ -519,6 +519,14 @@ pub async fn join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) 
     outputs.into_iter().map(|o| o.expect("finished")).collect()
 }
 
+/// A free loopback port (bound and released; whatever is started on it takes it a moment later).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
 /// Polls `condition` until it holds. Waits for a condition, never for a duration: the deadline is
 /// only a safety net against a test that would hang, far beyond any busy machine's delay.
 pub async fn wait_until<F, Fut>(what: &str, mut condition: F)
