@@ -969,6 +969,240 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("'{raw}' is too long"))
 }
 
+/// A duration in the settings' own syntax (`90s`, `10m`, `12h`, `30d`): what an operator would write.
+fn shown(d: Duration) -> String {
+    let secs = d.whole_seconds();
+    if d.subsec_nanoseconds() != 0 || secs == 0 {
+        return format!("{}ms", d.whole_milliseconds());
+    }
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if secs % size == 0 {
+            return format!("{}{unit}", secs / size);
+        }
+    }
+    format!("{secs}s")
+}
+
+fn shown_std(d: std::time::Duration) -> String {
+    shown(Duration::try_from(d).unwrap_or(Duration::MAX))
+}
+
+fn shown_path(path: Option<&std::path::Path>) -> String {
+    path.map_or("-".to_owned(), |p| p.display().to_string())
+}
+
+fn shown_rate(rate: Option<Rate>) -> String {
+    rate.map_or_else(
+        || "off".to_owned(),
+        |r| format!("{}/{}", r.count, shown(r.window)),
+    )
+}
+
+/// A `Debug` name (`Optional`, `XForwardedFor`) as the settings spell it (`optional`,
+/// `x-forwarded-for`).
+fn shown_choice(choice: &impl fmt::Debug) -> String {
+    let name = format!("{choice:?}");
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            out.push('-');
+        }
+        out.push(c.to_ascii_lowercase());
+    }
+    out
+}
+
+impl Config {
+    /// Every setting with the value in effect, in the settings' own syntax, secrets withheld
+    /// (the database password, an inline KEK, SMTP credentials): what `keyward check` prints.
+    #[must_use]
+    pub fn effective(&self) -> Vec<(&'static str, String)> {
+        let mut all = self.effective_server();
+        all.extend(self.effective_storage());
+        all.extend(self.effective_sign_in());
+        all.extend(self.effective_tokens());
+        all.sort_by_key(|(name, _)| *name);
+        all
+    }
+
+    fn effective_server(&self) -> Vec<(&'static str, String)> {
+        let server = &self.server;
+        let proxies: Vec<String> = server
+            .trusted_proxies
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        vec![
+            (
+                "KEYWARD_ADMIN_API",
+                if server.admin_api { "on" } else { "off" }.to_owned(),
+            ),
+            ("KEYWARD_BIND", server.bind.to_string()),
+            ("KEYWARD_HEADER_TIMEOUT", shown_std(server.header_timeout)),
+            ("KEYWARD_IDLE_TIMEOUT", shown_std(server.idle_timeout)),
+            ("KEYWARD_ISSUER", server.issuer.as_str().to_owned()),
+            ("KEYWARD_LOG", server.log_filter.clone()),
+            ("KEYWARD_LOG_FORMAT", shown_choice(&server.log_format)),
+            ("KEYWARD_LOGO_FILE", shown_path(server.logo_file.as_deref())),
+            ("KEYWARD_MAX_CLOCK_SKEW", shown(server.max_clock_skew)),
+            (
+                "KEYWARD_METRICS_BIND",
+                server
+                    .metrics_bind
+                    .map_or("off".to_owned(), |a| a.to_string()),
+            ),
+            ("KEYWARD_PRODUCT_NAME", server.product_name.clone()),
+            ("KEYWARD_REQUEST_TIMEOUT", shown_std(server.request_timeout)),
+            ("KEYWARD_SIGNUP_ENABLED", server.signup_enabled.to_string()),
+            (
+                "KEYWARD_TRUSTED_PROXIES",
+                if proxies.is_empty() {
+                    "-".to_owned()
+                } else {
+                    proxies.join(",")
+                },
+            ),
+            (
+                "KEYWARD_TRUSTED_PROXY_HEADER",
+                shown_choice(&server.trusted_proxy_header),
+            ),
+        ]
+    }
+
+    fn effective_storage(&self) -> Vec<(&'static str, String)> {
+        let (smtp_url, smtp_password_file, mail_dir) = match &self.mail.route {
+            Route::Smtp { url, password_file } => (
+                crate::mail::transport::without_credentials(url),
+                shown_path(password_file.as_deref()),
+                "-".to_owned(),
+            ),
+            Route::Files(dir) => ("-".to_owned(), "-".to_owned(), dir.display().to_string()),
+        };
+        vec![
+            ("DATABASE_URL", self.database.whereabouts()),
+            ("KEYWARD_DB_POOL_SIZE", self.database.pool_size.to_string()),
+            ("KEYWARD_DB_POOL_WAIT", shown_std(self.database.pool_wait)),
+            (
+                "KEYWARD_EMAIL_VERIFICATION",
+                shown_choice(&self.mail.verification),
+            ),
+            ("KEYWARD_MAIL_DIR", mail_dir),
+            ("KEYWARD_MAIL_FROM", self.mail.from.to_string()),
+            ("KEYWARD_MAIL_RETRY_FOR", shown(self.mail.retry_for)),
+            ("KEYWARD_SMTP_PASSWORD_FILE", smtp_password_file),
+            ("KEYWARD_SMTP_URL", smtp_url),
+        ]
+    }
+
+    fn effective_sign_in(&self) -> Vec<(&'static str, String)> {
+        let (passwords, limits) = (&self.passwords, &self.limits);
+        let lockout = &passwords.lockout;
+        vec![
+            (
+                "KEYWARD_ARGON2_ITERATIONS",
+                passwords.argon2.iterations.to_string(),
+            ),
+            (
+                "KEYWARD_ARGON2_MEMORY_KIB",
+                passwords.argon2.memory_kib.to_string(),
+            ),
+            (
+                "KEYWARD_ARGON2_PARALLELISM",
+                passwords.argon2.parallelism.to_string(),
+            ),
+            (
+                "KEYWARD_HASH_CONCURRENCY",
+                passwords.hash_concurrency.to_string(),
+            ),
+            ("KEYWARD_HASH_QUEUE", passwords.hash_queue.to_string()),
+            (
+                "KEYWARD_LIMIT_ADMIN_PER_CLIENT",
+                shown_rate(limits.admin_per_client),
+            ),
+            (
+                "KEYWARD_LIMIT_MAIL_PER_ACCOUNT",
+                shown_rate(limits.mail_per_account),
+            ),
+            ("KEYWARD_LIMIT_MAIL_PER_IP", shown_rate(limits.mail_per_ip)),
+            (
+                "KEYWARD_LIMIT_SIGN_IN_GLOBAL",
+                shown_rate(limits.sign_in_global),
+            ),
+            (
+                "KEYWARD_LIMIT_SIGN_IN_PER_IP",
+                shown_rate(limits.sign_in_per_ip),
+            ),
+            (
+                "KEYWARD_LIMIT_SIGN_UP_PER_IP",
+                shown_rate(limits.sign_up_per_ip),
+            ),
+            (
+                "KEYWARD_LIMIT_TOKEN_PER_CLIENT",
+                shown_rate(limits.token_per_client),
+            ),
+            (
+                "KEYWARD_LIMIT_TOKEN_PER_IP",
+                shown_rate(limits.token_per_ip),
+            ),
+            ("KEYWARD_LOCKOUT_BASE", shown(lockout.base)),
+            ("KEYWARD_LOCKOUT_MAX", shown(lockout.max)),
+            ("KEYWARD_LOCKOUT_THRESHOLD", lockout.threshold.to_string()),
+            ("KEYWARD_MFA", shown_choice(&passwords.mfa)),
+            (
+                "KEYWARD_SIGN_IN_IDENTIFIER",
+                shown_choice(&passwords.sign_in_identifier),
+            ),
+            (
+                "KEYWARD_SIGN_IN_PROOF_BITS",
+                passwords.sign_in_proof_bits.to_string(),
+            ),
+        ]
+    }
+
+    fn effective_tokens(&self) -> Vec<(&'static str, String)> {
+        let (keys, tokens) = (&self.keys, &self.tokens);
+        let (kek, kek_file) = match &keys.kek {
+            KekSource::Inline(_) => ("(set)".to_owned(), "-".to_owned()),
+            KekSource::File(path) => ("-".to_owned(), path.display().to_string()),
+        };
+        vec![
+            ("KEYWARD_ACCESS_TOKEN_TTL", shown(tokens.access_ttl)),
+            ("KEYWARD_ID_TOKEN_TTL", shown(tokens.id_ttl)),
+            ("KEYWARD_JWKS_MAX_AGE", shown(keys.policy.jwks_max_age)),
+            ("KEYWARD_KEK", kek),
+            ("KEYWARD_KEK_FILE", kek_file),
+            ("KEYWARD_KEY_BITS", keys.policy.bits.to_string()),
+            (
+                "KEYWARD_KEY_PREPUBLISH",
+                shown(keys.policy.schedule.prepublish),
+            ),
+            ("KEYWARD_KEY_RELOAD", shown_std(keys.reload)),
+            ("KEYWARD_KEY_ROTATION", shown(keys.policy.schedule.rotation)),
+            (
+                "KEYWARD_REFRESH_ABSOLUTE_TTL",
+                shown(tokens.refresh_absolute_ttl),
+            ),
+            ("KEYWARD_REFRESH_IDLE_TTL", shown(tokens.refresh_idle_ttl)),
+            (
+                "KEYWARD_REFRESH_REUSE_GRACE",
+                tokens.refresh_reuse_grace.map_or("off".to_owned(), shown),
+            ),
+            (
+                "KEYWARD_SESSION_ABSOLUTE_TTL",
+                shown(self.sessions.lifetimes.absolute),
+            ),
+            (
+                "KEYWARD_SESSION_IDLE_TTL",
+                shown(self.sessions.lifetimes.idle),
+            ),
+            (
+                "KEYWARD_SESSION_PRE_SIGN_IN_TTL",
+                shown(self.sessions.lifetimes.pre_sign_in),
+            ),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1123,6 +1357,36 @@ mod tests {
         let mut listed: std::collections::BTreeSet<&str> = SETTINGS.iter().copied().collect();
         listed.remove("DATABASE_URL");
         assert_eq!(read, listed);
+    }
+
+    #[test]
+    fn the_effective_settings_name_every_setting_and_no_secret() {
+        let kek = "a2V5d2FyZC1rZXl3YXJkLWtleXdhcmQta2V5d2FyZCE=";
+        let config = Config::from_env(|name| match name {
+            "DATABASE_URL" => Some("postgres://keyward:hunter2@db.internal:6543/kw".into()),
+            "KEYWARD_KEK" => Some(kek.into()),
+            "KEYWARD_LIMIT_SIGN_UP_PER_IP" => Some("off".into()),
+            _ => None,
+        })
+        .expect("valid");
+        let shown = config.effective();
+        let names: Vec<&str> = shown.iter().map(|(n, _)| *n).collect();
+        let mut expected = SETTINGS.to_vec();
+        expected.sort_unstable();
+        assert_eq!(names, expected);
+        let all = format!("{shown:?}");
+        assert!(!all.contains("hunter2") && !all.contains(kek), "{all}");
+        let value = |n: &str| shown.iter().find(|(k, _)| *k == n).map(|(_, v)| v.clone());
+        assert_eq!(value("KEYWARD_ACCESS_TOKEN_TTL").as_deref(), Some("10m"));
+        assert_eq!(
+            value("KEYWARD_LIMIT_SIGN_UP_PER_IP").as_deref(),
+            Some("off")
+        );
+        assert_eq!(
+            value("KEYWARD_TRUSTED_PROXY_HEADER").as_deref(),
+            Some("x-forwarded-for")
+        );
+        assert!(value("DATABASE_URL").is_some_and(|v| v.contains("db.internal:6543")));
     }
 
     #[test]

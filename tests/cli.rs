@@ -617,7 +617,23 @@ async fn check_reports_each_part_and_never_prints_a_secret() {
         .map(|c| c["check"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["database", "migrations", "keys", "clock", "mail"]);
-    assert!(report["settings"].as_str().unwrap().contains("issuer"));
+    // The settings: one JSON member per setting, with the value in effect.
+    assert_eq!(report["settings"]["KEYWARD_ISSUER"], app.base.as_str());
+    assert_eq!(report["settings"]["KEYWARD_KEK"], "(set)");
+    assert_eq!(
+        report["settings"].as_object().unwrap().len(),
+        keyward::config::SETTINGS.len()
+    );
+    // As text, a table of the same: one line per setting, name then value.
+    let text = stdout(&keyward(&app, &["check"], ""));
+    let issuer_line = text
+        .lines()
+        .find(|l| l.starts_with("KEYWARD_ISSUER "))
+        .expect("a line for the issuer");
+    assert_eq!(
+        issuer_line.split_whitespace().nth(1),
+        Some(app.base.as_str())
+    );
     let url = url::Url::parse(&app.env["DATABASE_URL"]).unwrap();
     let mut secrets = vec![app.env["KEYWARD_KEK"].clone()];
     secrets.extend(url.password().map(str::to_owned));

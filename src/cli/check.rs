@@ -145,12 +145,16 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<()> {
     let time = verdict("clock", check_clock(config, &clock).await);
     let mail = verdict("mail", check_mail(config).await);
     let verdicts = [database, migrations, keys, time, mail];
-    // Debug output redacts every secret (the database URL, an inline KEK).
-    let settings = format!("{config:#?}");
+    // Every setting in effect, in the settings' own syntax, secrets withheld.
+    let settings = config.effective();
     if json {
         let checks: Vec<serde_json::Value> = verdicts
             .iter()
             .map(|v| json!({ "check": v.name, "ok": v.ok, "detail": v.detail }))
+            .collect();
+        let settings: serde_json::Map<String, serde_json::Value> = settings
+            .into_iter()
+            .map(|(name, value)| (name.to_owned(), value.into()))
             .collect();
         let out =
             json!({ "ok": verdicts.iter().all(|v| v.ok), "checks": checks, "settings": settings });
@@ -165,7 +169,11 @@ pub async fn run(config: &Config, json: bool) -> anyhow::Result<()> {
                 v.detail
             );
         }
-        out!("\n{settings}");
+        let width = settings.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+        out!("\nsetting{}  value", " ".repeat(width.saturating_sub(7)));
+        for (name, value) in &settings {
+            out!("{name:width$}  {value}");
+        }
     }
     let failed: Vec<&str> = verdicts.iter().filter(|v| !v.ok).map(|v| v.name).collect();
     anyhow::ensure!(failed.is_empty(), "failed: {}", failed.join(", "));
