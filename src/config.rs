@@ -32,6 +32,19 @@ pub struct ConfigError {
     pub message: String,
 }
 
+/// Every setting that could not be used, each with its variable (at least one).
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
 impl ConfigError {
     fn new(setting: &'static str, message: impl Into<String>) -> Self {
         Self {
@@ -461,9 +474,40 @@ fn to_std(d: Duration) -> std::time::Duration {
 }
 
 impl Config {
-    /// Reads every setting from the process environment.
-    pub fn from_process_env() -> Result<Self, ConfigError> {
-        Self::from_env(|name| std::env::var(name).ok())
+    /// Reads every setting from the process environment, reporting every bad one at once.
+    pub fn from_process_env() -> Result<Self, ConfigErrors> {
+        Self::from_env_reporting_all(|name| std::env::var(name).ok())
+    }
+
+    /// Reads every setting through `lookup`; when one is bad, sets it aside (as if unset) and
+    /// reads again, so an operator fixing a deployment learns of every bad variable in one go
+    /// rather than one per restart. A missing required one ends the search.
+    pub fn from_env_reporting_all(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigErrors> {
+        let mut errors: Vec<ConfigError> = Vec::new();
+        let mut set_aside: Vec<&'static str> = Vec::new();
+        loop {
+            let read = Self::from_env(|name| {
+                if set_aside.contains(&name) {
+                    None
+                } else {
+                    lookup(name)
+                }
+            });
+            match read {
+                Ok(config) if errors.is_empty() => return Ok(config),
+                Ok(_) => return Err(ConfigErrors(errors)),
+                Err(e) => {
+                    let more = lookup(e.setting).is_some() && !set_aside.contains(&e.setting);
+                    set_aside.push(e.setting);
+                    errors.push(e);
+                    if !more {
+                        return Err(ConfigErrors(errors));
+                    }
+                }
+            }
+        }
     }
 
     /// Reads every setting through `lookup`, so tests can pass their own variables.
@@ -1387,6 +1431,28 @@ mod tests {
             Some("x-forwarded-for")
         );
         assert!(value("DATABASE_URL").is_some_and(|v| v.contains("db.internal:6543")));
+    }
+
+    #[test]
+    fn every_bad_variable_is_reported_at_once() {
+        let env = env_with(&[
+            DB,
+            ("KEYWARD_BIND", "nope"),
+            ("KEYWARD_ACCESS_TOKEN_TTL", "5x"),
+            ("KEYWARD_LIMIT_TOKEN_PER_IP", "lots"),
+        ]);
+        let errors = Config::from_env_reporting_all(env).expect_err("three are bad");
+        let mut named: Vec<&str> = errors.0.iter().map(|e| e.setting).collect();
+        named.sort_unstable();
+        assert_eq!(
+            named,
+            [
+                "KEYWARD_ACCESS_TOKEN_TTL",
+                "KEYWARD_BIND",
+                "KEYWARD_LIMIT_TOKEN_PER_IP"
+            ]
+        );
+        assert!(Config::from_env_reporting_all(env_with(&[DB])).is_ok());
     }
 
     #[test]

@@ -11,8 +11,10 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::from_process_env() {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("keyward: {e}");
+        Err(errors) => {
+            for e in &errors.0 {
+                eprintln!("keyward: {e}");
+            }
             return ExitCode::from(2);
         }
     };

@@ -139,6 +139,22 @@ fn a_bad_setting_or_unreachable_database_names_the_setting() {
     let err = stderr(&bad);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with("keyward: KEYWARD_BIND:"), "{err}");
+    // Several bad ones: each named, in one go.
+    let several = Command::new(env!("CARGO_BIN_EXE_keyward"))
+        .arg("migrate")
+        .env("DATABASE_URL", "postgres://u:p@127.0.0.1:1/x")
+        .env("KEYWARD_BIND", "not-an-address")
+        .env("KEYWARD_ACCESS_TOKEN_TTL", "5x")
+        .output()
+        .unwrap();
+    assert_eq!(several.status.code(), Some(2));
+    let err = stderr(&several);
+    assert_eq!(err.lines().count(), 2, "{err}");
+    assert!(
+        err.contains("keyward: KEYWARD_BIND:")
+            && err.contains("keyward: KEYWARD_ACCESS_TOKEN_TTL:"),
+        "{err}"
+    );
 
     let down = Command::new(env!("CARGO_BIN_EXE_keyward"))
         .arg("migrate")
