@@ -10,6 +10,27 @@ export KEYWARD_ISSUER=http://127.0.0.1:8080
 API=http://127.0.0.1:4000
 SPA=http://localhost:3000
 
+# Its ports must be free before anything starts: a server already there (`make run` holds 8080 and
+# the metrics port 9464) would answer the readiness checks in the demo's place, and the demo would
+# print its URL and stop. Say who holds each, and stop.
+holder() {
+  command -v ss >/dev/null 2>&1 || return 0
+  ss -Hltnp "sport = :$1" 2>/dev/null \
+    | sed -n 's/.*users:(("\([^"]*\)",pid=\([0-9]*\).*/\1 (pid \2)/p' | head -n 1
+}
+busy=0
+for port in 8080 9464 4000 3000; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    who=$(holder "$port")
+    echo "demo: port $port is in use${who:+ by $who}" >&2
+    busy=1
+  fi
+done
+if [ "$busy" = 1 ]; then
+  echo "demo: stop what holds them (a 'make run' in another terminal?) and run 'make demo' again" >&2
+  exit 1
+fi
+
 pids=()
 stop() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap stop EXIT

@@ -73,3 +73,28 @@ fn make_db_in_a_second_shell_finds_the_port_the_first_was_given() {
     assert!(cluster.run("stop", None).status.success());
     assert_eq!(cluster.url(None), first);
 }
+
+#[test]
+fn make_demo_names_the_process_holding_a_port_it_needs_and_starts_nothing() {
+    // Whatever holds 4000 (this test, or anything else already there), the demo must not start.
+    let held = std::net::TcpListener::bind("127.0.0.1:4000");
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/demo.sh");
+    let out = Command::new(demo)
+        .env("DATABASE_URL", "postgres://unused@127.0.0.1:1/x")
+        .output()
+        .expect("the demo script runs");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("demo: port 4000 is in use"), "{err}");
+    // With iproute2's ss (Debian has it), the holder is named: here, this test's own process.
+    if held.is_ok() && Path::new("/usr/bin/ss").exists() {
+        let me = format!("(pid {})", std::process::id());
+        assert!(err.contains(&me), "{err}");
+    }
+    assert!(err.contains("make run"), "{err}");
+    assert!(
+        out.stdout.is_empty(),
+        "no URL printed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
