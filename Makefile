@@ -7,7 +7,7 @@ PG := .ci/pg
 # Use nextest when it is installed (one process per test, clear summary), else cargo test.
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help run test lint fmt db db-stop db-reset migrate schema build bench bench-sign bench-http bench-overload test-deps node-deps api-fuzz-deps demo
+.PHONY: help run test lint fmt db db-stop db-reset migrate schema build deb bench bench-sign bench-http bench-overload test-deps node-deps api-fuzz-deps demo
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -76,6 +76,9 @@ fmt: ## Format the code
 
 build: ## Build the release binary
 	$(CARGO) build --release --locked
+
+deb: build ## A Debian package of the release binary, the systemd unit and /etc/keyward/keyward.env (target/deb/)
+	deploy/deb/build target/release/keyward target/deb
 
 db: ## Start the project-local PostgreSQL and print its URL
 	@$(PG) url

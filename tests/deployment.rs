@@ -258,3 +258,157 @@ async fn behind_the_shipped_nginx_a_pooled_connection_idle_past_the_header_timeo
         assert_eq!(token(), 200);
     }
 }
+
+/// `deploy/deb/build` of the binary under test into a directory of its own: the `.deb`'s path.
+fn build_deb(out: &std::path::Path) -> std::path::PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let built = std::process::Command::new(root.join("deploy/deb/build"))
+        .arg(env!("CARGO_BIN_EXE_keyward"))
+        .arg(out)
+        // The debug binary is large: the fastest compression keeps this test quick.
+        .env("DPKG_DEB_COMPRESSOR_TYPE", "gzip")
+        .env("DPKG_DEB_COMPRESSOR_LEVEL", "1")
+        .output()
+        .expect("deploy/deb/build runs");
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    std::path::PathBuf::from(String::from_utf8(built.stdout).unwrap().trim())
+}
+
+fn dpkg_deb(args: &[&std::ffi::OsStr]) -> String {
+    let out = std::process::Command::new("dpkg-deb")
+        .args(args)
+        .output()
+        .expect("dpkg-deb runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_debian_package_holds_the_binary_the_unit_the_settings_and_sound_scripts() {
+    let dir = std::env::temp_dir().join(format!("keyward-deb-{}", uuid::Uuid::new_v4()));
+    let deb = build_deb(&dir);
+    let os = |s: &str| std::ffi::OsString::from(s);
+    let fields = dpkg_deb(&[&os("-f"), deb.as_os_str(), &os("Package"), &os("Version")]);
+    assert_eq!(
+        fields,
+        format!("Package: keyward\nVersion: {}\n", env!("CARGO_PKG_VERSION"))
+    );
+    let listing = dpkg_deb(&[&os("-c"), deb.as_os_str()]);
+    for (mode, path) in [
+        ("-rwxr-xr-x root/root", "./usr/bin/keyward"),
+        (
+            "-rw-r--r-- root/root",
+            "./lib/systemd/system/keyward.service",
+        ),
+        ("-rw-r----- root/root", "./etc/keyward/keyward.env"),
+    ] {
+        assert!(
+            listing
+                .lines()
+                .any(|l| l.starts_with(mode) && l.ends_with(path)),
+            "{path} ({mode}) in:\n{listing}"
+        );
+    }
+
+    // Unpacked: the unit starts the packaged binary with the packaged settings; the settings
+    // file is a conffile (an upgrade never overwrites the operator's); the binary runs.
+    let tree = dir.join("tree");
+    dpkg_deb(&[&os("-R"), deb.as_os_str(), tree.as_os_str()]);
+    let unit = std::fs::read_to_string(tree.join("lib/systemd/system/keyward.service")).unwrap();
+    for line in [
+        "ExecStart=/usr/bin/keyward serve",
+        "EnvironmentFile=/etc/keyward/keyward.env",
+        "WorkingDirectory=/var/lib/keyward",
+        "User=keyward",
+    ] {
+        assert!(unit.lines().any(|l| l == line), "{line} in the unit");
+    }
+    let conffiles = std::fs::read_to_string(tree.join("DEBIAN/conffiles")).unwrap();
+    assert_eq!(conffiles, "/etc/keyward/keyward.env\n");
+    let help = std::process::Command::new(tree.join("usr/bin/keyward"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(help.status.success());
+    for script in ["postinst", "prerm", "postrm"] {
+        let syntax = std::process::Command::new("sh")
+            .arg("-n")
+            .arg(tree.join("DEBIAN").join(script))
+            .status()
+            .unwrap();
+        assert!(syntax.success(), "{script} parses");
+    }
+    run_postinst_with_recording_tools(&tree.join("DEBIAN/postinst"), &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The postinst of a first install, run with every system tool it calls replaced by one that
+/// records its arguments (nothing on this machine changes): it makes the user, the state
+/// directory and the settings' owner, and starts nothing.
+fn run_postinst_with_recording_tools(postinst: &std::path::Path, dir: &std::path::Path) {
+    let tools = dir.join("tools");
+    std::fs::create_dir_all(&tools).unwrap();
+    let log = dir.join("calls.log");
+    for tool in [
+        "getent",
+        "adduser",
+        "install",
+        "chown",
+        "chmod",
+        "systemctl",
+    ] {
+        // getent finds no `keyward` user yet (exit 2, as for an unknown key).
+        let exit = if tool == "getent" { 2 } else { 0 };
+        let path = tools.join(tool);
+        std::fs::write(
+            &path,
+            format!(
+                "#!/bin/sh\necho \"{tool} $*\" >> '{}'\nexit {exit}\n",
+                log.display()
+            ),
+        )
+        .unwrap();
+        std::process::Command::new("chmod")
+            .arg("+x")
+            .arg(&path)
+            .status()
+            .unwrap();
+    }
+    let path = format!("{}:/usr/bin:/bin", tools.display());
+    let out = std::process::Command::new("sh")
+        .arg(postinst)
+        .args(["configure", ""])
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let calls = std::fs::read_to_string(&log).unwrap();
+    for expected in [
+        "adduser --system --group --home /var/lib/keyward",
+        "install -d -m 0750 -o keyward -g keyward /var/lib/keyward",
+        "chown root:keyward /etc/keyward/keyward.env",
+        "chmod 0640 /etc/keyward/keyward.env",
+    ] {
+        assert!(calls.contains(expected), "{expected} in:\n{calls}");
+    }
+    assert!(
+        !calls.contains("systemctl start") && !calls.contains("enable"),
+        "{calls}"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("systemctl enable --now keyward"),
+        "it tells the operator what to do next"
+    );
+}
