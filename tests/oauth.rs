@@ -787,3 +787,119 @@ async fn discovery_lists_every_endpoint_and_nothing_more() {
     );
     assert!(doc.get("device_authorization_endpoint").is_none());
 }
+
+/// Walks alice through `url` and returns the callback's parameters.
+async fn callback_of(app: &TestApp, url: &str) -> Vec<(String, String)> {
+    let resp = app
+        .browser
+        .authorize(url, "alice", GOOD_PASSWORD, true)
+        .await;
+    crate::support::oauth::callback_params(&resp)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_confidential_client_registered_pkce_optional_may_send_a_nonce_instead() {
+    let app = TestApp::spawn().await;
+    app.create_user("alice", GOOD_PASSWORD).await;
+    let spec = ClientSpec {
+        first_party: true,
+        pkce_optional: true,
+        ..ClientSpec::default()
+    };
+    let legacy = app.register_client("legacy", spec).await;
+    let pkce = Pkce::new();
+    let no_pkce = [("code_challenge", ""), ("code_challenge_method", "")];
+
+    // Without PKCE, a nonce and openid are what bind the code (RFC 9700 §2.1.1).
+    for (what, extra) in [
+        ("no nonce", vec![("nonce", "")]),
+        ("no openid", vec![("scope", "profile")]),
+    ] {
+        let mut params = no_pkce.to_vec();
+        params.extend(extra);
+        let callback = callback_of(&app, &app.authorize_url(&legacy, &pkce, &params)).await;
+        assert_eq!(param(&callback, "error"), Some("invalid_request"), "{what}");
+    }
+    let callback = callback_of(&app, &app.authorize_url(&legacy, &pkce, &no_pkce)).await;
+    let code = param(&callback, "code").expect("a code").to_owned();
+    // A verifier for a code issued without a challenge is a downgrade attempt (RFC 9700 §4.8.2).
+    let downgrade = app.exchange_code(&legacy, &code, &pkce.verifier).await;
+    assert_oauth_error(downgrade, "invalid_grant").await;
+    let callback = callback_of(&app, &app.authorize_url(&legacy, &pkce, &no_pkce)).await;
+    let code = param(&callback, "code").expect("a code").to_owned();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT_URI),
+    ];
+    let resp = app.token_request(&legacy, &form).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let tokens: Value = resp.json().await.unwrap();
+    assert_eq!(
+        claims_of(tokens["id_token"].as_str().unwrap())["nonce"],
+        "n-456"
+    );
+
+    // With PKCE it is held to it: a code with a challenge needs its verifier.
+    let callback = callback_of(&app, &app.authorize_url(&legacy, &pkce, &[])).await;
+    let code = param(&callback, "code").expect("a code").to_owned();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT_URI),
+    ];
+    assert_oauth_error(app.token_request(&legacy, &form).await, "invalid_grant").await;
+
+    // Every other client: no challenge, no code; no verifier, invalid_request.
+    let web = app
+        .register_client(
+            "web",
+            ClientSpec {
+                first_party: true,
+                ..ClientSpec::default()
+            },
+        )
+        .await;
+    let callback = callback_of(&app, &app.authorize_url(&web, &pkce, &no_pkce)).await;
+    assert_eq!(param(&callback, "error"), Some("invalid_request"));
+    let callback = callback_of(&app, &app.authorize_url(&web, &pkce, &[])).await;
+    let code = param(&callback, "code").expect("a code").to_owned();
+    let form = [
+        ("grant_type", "authorization_code"),
+        ("code", code.as_str()),
+        ("redirect_uri", REDIRECT_URI),
+    ];
+    assert_oauth_error(app.token_request(&web, &form).await, "invalid_request").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pkce_optional_is_refused_for_a_public_client_and_shown_for_a_confidential_one() {
+    let app = TestApp::spawn().await;
+    let base = [
+        "clients",
+        "create",
+        "--name",
+        "Legacy",
+        "--redirect-uri",
+        "https://legacy.example/cb",
+        "--pkce",
+        "optional",
+        "--json",
+    ];
+    let public = crate::support::cli::keyward(&app, &[&base[..], &["--public"]].concat(), "");
+    assert!(!public.status.success());
+    assert!(crate::support::cli::stderr(&public).contains("confidential clients only"));
+    let ok = crate::support::cli::keyward(&app, &[&base[..], &["--id", "legacy"]].concat(), "");
+    assert!(ok.status.success(), "{}", crate::support::cli::stderr(&ok));
+    let shown: Value = serde_json::from_str(&crate::support::cli::stdout(&ok)).unwrap();
+    assert_eq!(shown["pkce"], "optional");
+    let back = crate::support::cli::keyward(
+        &app,
+        &[
+            "clients", "update", "legacy", "--pkce", "required", "--json",
+        ],
+        "",
+    );
+    let shown: Value = serde_json::from_str(&crate::support::cli::stdout(&back)).unwrap();
+    assert_eq!(shown["pkce"], "required");
+}

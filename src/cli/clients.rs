@@ -97,6 +97,11 @@ pub struct CreateArgs {
     /// without one set one up at sign-in.
     #[arg(long)]
     require_mfa: bool,
+    /// `optional`: code requests may go without PKCE if they carry a `nonce` and ask for
+    /// `openid` (RFC 9700 §2.1.1), for libraries that send none (`passport-openidconnect`).
+    /// Confidential clients only.
+    #[arg(long, value_enum, default_value = "required")]
+    pkce: Pkce,
     /// Exact post-logout redirect URI; repeat for several.
     #[arg(long = "post-logout-redirect-uri")]
     post_logout_redirect_uris: Vec<String>,
@@ -157,6 +162,9 @@ pub struct UpdateArgs {
     /// Whether its users must prove a second factor to sign in to it.
     #[arg(long, value_name = "true|false")]
     require_mfa: Option<bool>,
+    /// Whether its code requests must carry PKCE (`optional`: a `nonce` instead).
+    #[arg(long, value_enum)]
+    pkce: Option<Pkce>,
     /// Print the client as JSON.
     #[arg(long)]
     json: bool,
@@ -165,6 +173,15 @@ pub struct UpdateArgs {
 /// The same description the management API gives.
 fn client_json(c: &Client) -> serde_json::Value {
     serde_json::to_value(crate::oauth::admin::ClientView::of(c)).unwrap_or_default()
+}
+
+/// Whether a client's code requests must carry PKCE.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pkce {
+    /// Every code request carries an S256 challenge (the default; OAuth 2.1).
+    Required,
+    /// A confidential OpenID Connect client may send a `nonce` instead.
+    Optional,
 }
 
 fn read_secret() -> anyhow::Result<String> {
@@ -212,6 +229,7 @@ fn registration(args: CreateArgs) -> anyhow::Result<Registration> {
         scope: args.scope,
         audiences: args.audiences,
         require_mfa: args.require_mfa,
+        pkce_optional: args.pkce == Pkce::Optional,
     })
 }
 
@@ -268,6 +286,7 @@ fn edit(args: UpdateArgs) -> Edit {
         scope: args.scope,
         audiences: list(args.audiences, args.clear_audiences),
         require_mfa: args.require_mfa,
+        pkce_optional: args.pkce.map(|p| p == Pkce::Optional),
     }
 }
 

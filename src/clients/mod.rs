@@ -201,6 +201,10 @@ pub async fn any_allows_origin(conn: &mut AsyncPgConnection, origin: &str) -> Qu
 }
 
 /// A stored client.
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "one per boolean column of the clients table"
+)]
 #[derive(Clone, Queryable, Selectable)]
 #[diesel(table_name = clients)]
 pub struct Client {
@@ -232,6 +236,9 @@ pub struct Client {
     pub allowed_origins: Vec<String>,
     /// Its users must prove a second factor to sign in to it (`--require-mfa`).
     pub require_mfa: bool,
+    /// Whether its code requests must carry PKCE (all but `--pkce optional` confidential
+    /// OpenID Connect clients, which then must send a `nonce`: RFC 9700 §2.1.1).
+    pub pkce_required: bool,
 }
 
 impl fmt::Debug for Client {
@@ -259,6 +266,7 @@ impl Client {
             self.audiences,
             self.allowed_origins,
             self.require_mfa,
+            self.pkce_required,
             self.updated_at.unix_timestamp_nanos(),
         ]);
         crate::crypto::entity_tag(seen.to_string().as_bytes())
@@ -321,6 +329,10 @@ impl Client {
 }
 
 /// A client about to be registered.
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "one per boolean column of the clients table"
+)]
 #[derive(Debug, Insertable)]
 #[diesel(table_name = clients)]
 pub struct NewClient {
@@ -352,6 +364,8 @@ pub struct NewClient {
     pub allowed_origins: Vec<String>,
     /// Its users must prove a second factor.
     pub require_mfa: bool,
+    /// Whether its code requests must carry PKCE.
+    pub pkce_required: bool,
 }
 
 /// Generates a client secret: 256 bits behind a recognisable prefix.
@@ -548,6 +562,8 @@ pub struct ClientChanges {
     pub allowed_origins: Vec<String>,
     /// Its users must prove a second factor.
     pub require_mfa: bool,
+    /// Whether its code requests must carry PKCE.
+    pub pkce_required: bool,
     /// Now.
     pub updated_at: OffsetDateTime,
 }
@@ -566,6 +582,7 @@ impl Client {
             audiences: self.audiences.clone(),
             allowed_origins: self.allowed_origins.clone(),
             require_mfa: self.require_mfa,
+            pkce_required: self.pkce_required,
             updated_at: now,
         }
     }
@@ -711,6 +728,7 @@ mod tests {
             updated_at: OffsetDateTime::UNIX_EPOCH,
             allowed_origins: vec![],
             require_mfa: false,
+            pkce_required: true,
         };
         assert!(client.verify_secret(secret.expose()));
         assert!(!client.verify_secret("kwcs_wrong"));

@@ -36,6 +36,9 @@ pub enum RegistrationError {
     /// The scope list is not RFC 6749 §3.3 syntax.
     #[error("--scope is malformed")]
     BadScope,
+    /// OAuth 2.1 §4.1.1: a public client has no other defence against code injection than PKCE.
+    #[error("--pkce optional is for confidential clients only: a public client always uses PKCE")]
+    PkceOptionalForPublic,
     /// A management scope that does not exist.
     #[error("'{0}' is not a management scope (they are: {list})", list = crate::scope::ADMIN_SCOPES.join(", "))]
     UnknownAdminScope(String),
@@ -97,6 +100,9 @@ pub struct Registration {
     pub audiences: Vec<String>,
     /// Its users must prove a second factor to sign in to it.
     pub require_mfa: bool,
+    /// Its code requests may go without PKCE when they carry a `nonce` (RFC 9700 §2.1.1), for
+    /// libraries that send none (`passport-openidconnect`); confidential clients only.
+    pub pkce_optional: bool,
 }
 
 /// A checked registration: the row to insert, and the generated secret to show once.
@@ -147,8 +153,10 @@ impl Registration {
             created_at: now,
             updated_at: now,
             require_mfa: self.require_mfa,
+            pkce_required: !self.pkce_optional,
         };
         check_admin(new.is_public, &new.grant_types, &new.scopes, &new.audiences)?;
+        check_pkce(new.is_public, new.pkce_required)?;
         Ok(Checked { new, secret: shown })
     }
 }
@@ -175,6 +183,8 @@ pub struct Edit {
     pub audiences: Option<Vec<String>>,
     /// Whether its users must prove a second factor.
     pub require_mfa: Option<bool>,
+    /// Whether its code requests may go without PKCE (with a `nonce`).
+    pub pkce_optional: Option<bool>,
 }
 
 impl Edit {
@@ -193,6 +203,9 @@ impl Edit {
         }
         if let Some(require) = self.require_mfa {
             changes.require_mfa = require;
+        }
+        if let Some(optional) = self.pkce_optional {
+            changes.pkce_required = !optional;
         }
         if let Some(g) = self.grants {
             changes.grant_types = grants(g)?;
@@ -220,6 +233,7 @@ impl Edit {
             &changes.scopes,
             &changes.audiences,
         )?;
+        check_pkce(client.is_public, changes.pkce_required)?;
         Ok(changes)
     }
 }
@@ -244,6 +258,15 @@ fn audiences(audiences: Vec<String>) -> Result<Vec<String>, RegistrationError> {
         Some(bad) => Err(RegistrationError::BadAudience(bad.clone())),
         None => Ok(audiences),
     }
+}
+
+/// OAuth 2.1 §4.1.1 / RFC 9700 §2.1.1: only a confidential client may go without PKCE (it then
+/// relies on its secret and the `nonce`); a public client has nothing else.
+fn check_pkce(is_public: bool, pkce_required: bool) -> Result<(), RegistrationError> {
+    if is_public && !pkce_required {
+        return Err(RegistrationError::PkceOptionalForPublic);
+    }
+    Ok(())
 }
 
 /// The management API's scopes only on a service client of their own (see
@@ -325,6 +348,7 @@ mod tests {
             post_logout_redirect_uris: vec![],
             allowed_origins: vec![],
             require_mfa: false,
+            pkce_optional: false,
             grants: vec![],
             scope: "openid".into(),
             audiences: vec![],
@@ -337,7 +361,14 @@ mod tests {
     #[test]
     fn each_registration_rule_refuses_its_case() {
         let now = OffsetDateTime::UNIX_EPOCH;
-        let cases: [Case; 5] = [
+        let cases: [Case; 6] = [
+            (
+                |r| {
+                    r.secret = None;
+                    r.pkce_optional = true;
+                },
+                RegistrationError::PkceOptionalForPublic,
+            ),
             (
                 |r| r.grants = vec!["implicit".into()],
                 RegistrationError::UnsupportedGrant("implicit".into()),

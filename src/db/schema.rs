@@ -32,7 +32,7 @@ diesel::table! {
         client_id -> Text,
         user_id -> Uuid,
         redirect_uri -> Text,
-        code_challenge -> Text,
+        code_challenge -> Nullable<Text>,
         nonce -> Nullable<Text>,
         scopes -> Array<Text>,
         audiences -> Array<Text>,
@@ -64,6 +64,7 @@ diesel::table! {
         updated_at -> Timestamptz,
         allowed_origins -> Array<Text>,
         require_mfa -> Bool,
+        pkce_required -> Bool,
     }
 }
 

@@ -446,6 +446,8 @@ pub struct ClientView {
     kind: &'static str,
     first_party: bool,
     require_mfa: bool,
+    /// `required` or `optional` (a `nonce` instead, confidential clients only).
+    pkce: &'static str,
     redirect_uris: Vec<String>,
     post_logout_redirect_uris: Vec<String>,
     grant_types: Vec<String>,
@@ -469,6 +471,11 @@ impl ClientView {
             },
             first_party: c.is_first_party,
             require_mfa: c.require_mfa,
+            pkce: if c.pkce_required {
+                "required"
+            } else {
+                "optional"
+            },
             redirect_uris: c.redirect_uris.clone(),
             post_logout_redirect_uris: c.post_logout_redirect_uris.clone(),
             grant_types: c.grant_types.clone(),
@@ -494,6 +501,9 @@ pub struct ClientRequest {
     first_party: bool,
     #[serde(default)]
     require_mfa: bool,
+    /// `optional`: code requests may carry a `nonce` instead of PKCE.
+    #[serde(default)]
+    pkce: Option<PkceRule>,
     #[serde(default)]
     redirect_uris: Vec<String>,
     #[serde(default)]
@@ -508,6 +518,16 @@ pub struct ClientRequest {
     audiences: Vec<String>,
 }
 
+/// Whether a client's code requests must carry PKCE, as JSON spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PkceRule {
+    /// Every code request carries an S256 challenge.
+    Required,
+    /// A `nonce` may stand in (confidential OpenID Connect clients only).
+    Optional,
+}
+
 /// A change to a client, as the management API is sent it: each field present replaces that
 /// setting (an empty list clears it).
 #[derive(Debug, Default, Deserialize)]
@@ -516,6 +536,7 @@ pub struct ClientPatch {
     name: Option<String>,
     first_party: Option<bool>,
     require_mfa: Option<bool>,
+    pkce: Option<PkceRule>,
     redirect_uris: Option<Vec<String>>,
     post_logout_redirect_uris: Option<Vec<String>>,
     allowed_origins: Option<Vec<String>>,
@@ -575,6 +596,7 @@ pub async fn register_client(
         scope,
         audiences: request.audiences,
         require_mfa: request.require_mfa,
+        pkce_optional: request.pkce == Some(PkceRule::Optional),
     }
     .check(now)?;
     match clients::register(conn, &checked.new, by).await {
@@ -625,6 +647,7 @@ pub async fn edit_client(
         scope: patch.scope,
         audiences: patch.audiences,
         require_mfa: patch.require_mfa,
+        pkce_optional: patch.pkce.map(|p| p == PkceRule::Optional),
     };
     conn.transaction(async |conn| {
         let client = lock_ordinary_client(conn, id).await?;

@@ -13,7 +13,7 @@ use crate::oauth::error::{ErrorCode, OAuthError};
 use crate::oauth::params::Params;
 use crate::oauth::pkce::{CodeChallenge, PkceError};
 use crate::oauth::second_factor::Policy as MfaPolicy;
-use crate::scope::Scopes;
+use crate::scope::{self, Scopes};
 use crate::sessions::{AskingApp, PendingRequest, SignedInSession};
 use crate::tokens::codes::{self, NewCode};
 use crate::tokens::opaque::PlainToken;
@@ -61,8 +61,10 @@ pub struct AuthorizationRequest {
     pub scope: String,
     /// Echoed into the ID token.
     pub nonce: Option<String>,
-    /// PKCE S256 challenge.
-    pub code_challenge: String,
+    /// PKCE S256 challenge; `None` only for a client registered `--pkce optional` whose
+    /// request carried a `nonce` and `openid` instead (RFC 9700 §2.1.1).
+    #[serde(default)]
+    pub code_challenge: Option<String>,
     /// `prompt` flags.
     pub prompt: Prompt,
     /// Maximum authentication age in seconds.
@@ -142,7 +144,7 @@ impl AuthorizationRequest {
         NewCode {
             client_id: &self.client_id,
             redirect_uri: &self.redirect_uri,
-            code_challenge: &self.code_challenge,
+            code_challenge: self.code_challenge.as_deref(),
             nonce: self.nonce.as_deref(),
             scopes,
             audiences: &self.audiences,
@@ -377,8 +379,9 @@ pub fn validate(
     params.reject_repeated(&["resource"])?;
     let state = bounded(params, "state", "state is too long")?;
     check_response_kind(params, client)?;
-    let challenge = code_challenge(params)?;
     let scopes = requested_scopes(params, client)?;
+    let nonce = bounded(params, "nonce", "nonce is too long")?;
+    let challenge = code_challenge(params, client, &scopes, nonce.as_deref())?;
     let prompt = parse_prompt(params.get("prompt"))?;
     let acr_values = bounded(params, "acr_values", "acr_values is too long")?;
     Ok(AuthorizationRequest {
@@ -387,8 +390,8 @@ pub fn validate(
         redirect_uri: redirect_uri.to_owned(),
         state,
         scope: scopes.to_string(),
-        nonce: bounded(params, "nonce", "nonce is too long")?,
-        code_challenge: challenge.as_str().to_owned(),
+        nonce,
+        code_challenge: challenge.map(|c| c.as_str().to_owned()),
         prompt,
         max_age: max_age(params)?,
         login_hint: params
@@ -447,12 +450,32 @@ fn check_response_kind(params: &Params, client: &Client) -> Result<(), OAuthErro
     Ok(())
 }
 
-/// OAuth 2.1 §4.1.1: PKCE with S256 is required of every client.
-fn code_challenge(params: &Params) -> Result<CodeChallenge, OAuthError> {
+/// OAuth 2.1 §4.1.1: PKCE with S256 is required of every client, but one registered `--pkce
+/// optional` (confidential, for libraries that send none): RFC 9700 §2.1.1 lets such an OpenID
+/// Connect client rely on the `nonce` instead, so a request without a challenge must carry one
+/// and ask for `openid` (the ID token's `nonce` then binds the code to the client's session).
+fn code_challenge(
+    params: &Params,
+    client: &Client,
+    scopes: &Scopes,
+    nonce: Option<&str>,
+) -> Result<Option<CodeChallenge>, OAuthError> {
+    let without_pkce = params.get("code_challenge").is_none()
+        && params.get("code_challenge_method").is_none()
+        && !client.pkce_required;
+    if without_pkce {
+        if nonce.is_none() || !scopes.contains(scope::OPENID) {
+            return Err(invalid(
+                "without PKCE, the request must carry a nonce and ask for openid (RFC 9700 §2.1.1)",
+            ));
+        }
+        return Ok(None);
+    }
     CodeChallenge::parse(
         params.get("code_challenge"),
         params.get("code_challenge_method"),
     )
+    .map(Some)
     .map_err(|e| {
         invalid(match e {
             PkceError::MissingChallenge => "code_challenge is required (PKCE with S256)",
@@ -579,6 +602,7 @@ mod tests {
             updated_at: OffsetDateTime::UNIX_EPOCH,
             allowed_origins: vec![],
             require_mfa: false,
+            pkce_required: true,
         }
     }
 

@@ -185,6 +185,7 @@ mod tests {
             updated_at: time::OffsetDateTime::UNIX_EPOCH,
             allowed_origins: vec![],
             require_mfa: false,
+            pkce_required: true,
         }
     }
 

@@ -26,8 +26,8 @@ pub struct AuthorizationCode {
     pub user_id: Uuid,
     /// Bound redirect URI.
     pub redirect_uri: String,
-    /// PKCE S256 challenge.
-    pub code_challenge: String,
+    /// PKCE S256 challenge; `None` for a `--pkce optional` client's request that sent none.
+    pub code_challenge: Option<String>,
     /// OIDC nonce.
     pub nonce: Option<String>,
     /// Granted scopes.
@@ -72,8 +72,8 @@ pub struct NewCode<'a> {
     pub user_id: Uuid,
     /// The exact redirect URI of the request.
     pub redirect_uri: &'a str,
-    /// PKCE S256 challenge.
-    pub code_challenge: &'a str,
+    /// PKCE S256 challenge, if the request carried one.
+    pub code_challenge: Option<&'a str>,
     /// OIDC nonce.
     pub nonce: Option<&'a str>,
     /// Granted scopes.

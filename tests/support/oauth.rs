@@ -24,6 +24,10 @@ pub struct TestClient {
 }
 
 /// How to register a test client.
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "one per boolean setting of a registration"
+)]
 #[derive(Clone, Debug)]
 pub struct ClientSpec {
     /// Public (no secret) or confidential.
@@ -44,6 +48,8 @@ pub struct ClientSpec {
     pub origins: Vec<&'static str>,
     /// Its users must prove a second factor.
     pub require_mfa: bool,
+    /// Its code requests may go without PKCE (with a `nonce`).
+    pub pkce_optional: bool,
 }
 
 impl Default for ClientSpec {
@@ -58,6 +64,7 @@ impl Default for ClientSpec {
             grants: vec!["authorization_code"],
             origins: vec![],
             require_mfa: false,
+            pkce_optional: false,
         }
     }
 }
@@ -109,6 +116,7 @@ impl TestApp {
             created_at: now,
             updated_at: now,
             require_mfa: spec.require_mfa,
+            pkce_required: !spec.pkce_optional,
         };
         let mut conn = self.conn().await;
         clients::insert(&mut conn, &new)

@@ -25,7 +25,7 @@ use crate::users;
 pub struct CodeRequest {
     code: String,
     redirect_uri: String,
-    code_verifier: String,
+    code_verifier: Option<String>,
 }
 
 impl std::fmt::Debug for CodeRequest {
@@ -38,16 +38,15 @@ impl std::fmt::Debug for CodeRequest {
 }
 
 impl CodeRequest {
-    /// Reads `code`, `redirect_uri` and `code_verifier` (OAuth 2.1 §4.1.3: PKCE is required).
+    /// Reads `code`, `redirect_uri` and `code_verifier` (OAuth 2.1 §4.1.3: required, but of a
+    /// `--pkce optional` client's code issued without a challenge).
     pub fn parse(params: &Params) -> Result<Self, OAuthError> {
         Ok(Self {
             code: params.require("code", "code is required")?.to_owned(),
             redirect_uri: params
                 .require("redirect_uri", "redirect_uri is required")?
                 .to_owned(),
-            code_verifier: params
-                .require("code_verifier", "code_verifier is required (PKCE)")?
-                .to_owned(),
+            code_verifier: params.get("code_verifier").map(str::to_owned),
         })
     }
 }
@@ -66,6 +65,12 @@ pub async fn exchange_code(
     client: &Client,
     request: &CodeRequest,
 ) -> Result<TokenResponse, GrantError> {
+    // OAuth 2.1 §4.1.3: a client that must use PKCE always sends the verifier.
+    if client.pkce_required && request.code_verifier.is_none() {
+        return Err(GrantError::OAuth(OAuthError::invalid_request(
+            "code_verifier is required (PKCE)",
+        )));
+    }
     let presented = TokenHash::of(&request.code);
     let outcome = conn
         .transaction(async |conn| redeem(conn, ctx, client, request, &presented).await)
@@ -129,9 +134,18 @@ fn binding_mismatch(row: &AuthorizationCode, request: &CodeRequest) -> Option<&'
     if row.redirect_uri != request.redirect_uri {
         return Some("redirect_uri does not match the authorization request");
     }
-    let verified = CodeChallenge::from_stored(&row.code_challenge)
-        .is_ok_and(|c| c.verify(&request.code_verifier).is_ok());
-    (!verified).then_some("code_verifier does not match the code_challenge")
+    match (&row.code_challenge, &request.code_verifier) {
+        (Some(stored), Some(verifier)) => {
+            let matches =
+                CodeChallenge::from_stored(stored).is_ok_and(|c| c.verify(verifier).is_ok());
+            (!matches).then_some("code_verifier does not match the code_challenge")
+        }
+        (Some(_), None) => Some("code_verifier is required (PKCE)"),
+        // RFC 9700 §4.8.2: a verifier for a code issued without a challenge is a downgrade
+        // attempt (the challenge was stripped from the request): refused.
+        (None, Some(_)) => Some("code_verifier sent for a code issued without PKCE"),
+        (None, None) => None,
+    }
 }
 
 /// RFC 6749 §4.1.2, OAuth 2.1 §4.1.3: a reused code may have been stolen; revoke everything its
