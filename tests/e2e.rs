@@ -7,7 +7,8 @@
 //! real SMTP server (`tests/e2e/accounts.mjs`). And the SPA asking for a second factor (step-up),
 //! an authenticator app set up and then asked for at each sign-in (`tests/e2e/second_factor.mjs`,
 //! codes from npm `otpauth` at the test clock). And passkeys with Chromium's virtual
-//! authenticator (`tests/e2e/passkeys.mjs`).
+//! authenticator (`tests/e2e/passkeys.mjs`). And an Express app on `passport-openidconnect`,
+//! which sends no PKCE (`tests/e2e/passport.mjs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -315,4 +316,30 @@ async fn a_passkey_is_registered_proven_after_the_password_and_signs_in_alone_in
         signed_in.iter().any(|e| e.details["method"] == "passkey"),
         "a sign-in with the passkey alone"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_express_app_on_passport_openidconnect_signs_in_with_pkce_optional_in_chromium() {
+    let app = TestApp::spawn().await;
+    let alice = app.create_user("alice", GOOD_PASSWORD).await;
+    let mut script = Command::new("node");
+    script
+        .arg(e2e_dir().join("passport.mjs"))
+        .env("KEYWARD", &app.base)
+        .env("ALICE_SUB", alice.id.to_string());
+    drive(&mut script, async |ask| match ask["op"].as_str().unwrap() {
+        "register" => {
+            let pkce = ask["pkce"].as_str().unwrap();
+            let spec = ClientSpec {
+                first_party: true,
+                redirect_uri: Some(ask["redirect_uri"].as_str().unwrap().to_owned()),
+                pkce_optional: pkce == "optional",
+                ..ClientSpec::default()
+            };
+            let client = app.register_client(&format!("passport-{pkce}"), spec).await;
+            json!({ "client_id": client.id, "client_secret": client.secret })
+        }
+        other => panic!("unknown request {other}"),
+    })
+    .await;
 }
