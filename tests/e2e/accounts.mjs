@@ -3,23 +3,14 @@
 // with the mailed code, sign in with the new one, and change the email address. Mail goes to a real SMTP server run by the
 // Rust test (tests/e2e.rs); this script asks it for a mail (one JSON line on stdout, one answer
 // on stdin). Every page on the way is checked with axe-core, light and dark.
-import { createInterface } from 'node:readline';
 import { strict as assert } from 'node:assert';
 import { Accessibility, launch } from './browser.mjs';
+import { closeHarness, harness } from './harness.mjs';
 
 const { KEYWARD } = process.env;
 const PASSWORD = 'correct horse battery';
 const NEW_PASSWORD = 'a brand new battery staple';
 
-const harnessLines = createInterface({ input: process.stdin });
-const answers = harnessLines[Symbol.asyncIterator]();
-/** Asks the Rust side to do `op`; returns its answer. */
-async function harness(op, args = {}) {
-  process.stdout.write(`${JSON.stringify({ op, ...args })}\n`);
-  const { value, done } = await answers.next();
-  assert(!done, 'the harness went away');
-  return JSON.parse(value);
-}
 const step = (what) => process.stderr.write(`accounts: ${what}\n`);
 
 const { context, close } = await launch();
@@ -115,6 +106,6 @@ try {
   assert.deepEqual(a11y.violations, [], `accessibility:\n${a11y.violations.join('\n')}`);
   await harness('done');
 } finally {
-  harnessLines.close();
+  closeHarness();
   await close();
 }

@@ -5,26 +5,17 @@
 // request without a challenge does. The Rust test (tests/e2e.rs) registers the clients when asked.
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { createInterface } from 'node:readline';
 import { strict as assert } from 'node:assert';
 import express from 'express';
 import session from 'express-session';
 import passport from 'passport';
 import OpenIDConnectStrategy from 'passport-openidconnect';
 import { Accessibility, launch } from './browser.mjs';
+import { closeHarness, harness } from './harness.mjs';
 
 const { KEYWARD, ALICE_SUB } = process.env;
 const PASSWORD = 'correct horse battery';
 
-const harnessLines = createInterface({ input: process.stdin });
-const answers = harnessLines[Symbol.asyncIterator]();
-/** Asks the Rust side to do `op`; returns its answer. */
-async function harness(op, args = {}) {
-  process.stdout.write(`${JSON.stringify({ op, ...args })}\n`);
-  const { value, done } = await answers.next();
-  assert(!done, 'the harness went away');
-  return JSON.parse(value);
-}
 const step = (what) => process.stderr.write(`passport: ${what}\n`);
 
 // The tutorial's app: sessions, Passport, a login route and a callback.
@@ -106,5 +97,5 @@ try {
   // Chromium's keep-alive connections would hold the server (and this process) open.
   server.closeAllConnections();
   server.close();
-  harnessLines.close();
+  closeHarness();
 }

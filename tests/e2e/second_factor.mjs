@@ -4,23 +4,14 @@
 // then every sign-in asks for a code (computed here by npm `otpauth`, an implementation
 // independent of Keyward's, at the test's clock), and a recovery code works once. Run by
 // tests/e2e.rs, which owns Keyward and its clock. Every page on the way is checked with axe-core.
-import { createInterface } from 'node:readline';
 import { strict as assert } from 'node:assert';
 import * as OTPAuth from 'otpauth';
 import { Accessibility, launch } from './browser.mjs';
+import { closeHarness, harness } from './harness.mjs';
 
 const { KEYWARD, SPA, START_MS } = process.env;
 const PASSWORD = 'correct horse battery';
 
-const harnessLines = createInterface({ input: process.stdin });
-const answers = harnessLines[Symbol.asyncIterator]();
-/** Asks the Rust side to do `op`; returns its answer. */
-async function harness(op, args = {}) {
-  process.stdout.write(`${JSON.stringify({ op, ...args })}\n`);
-  const { value, done } = await answers.next();
-  assert(!done, 'the harness went away');
-  return JSON.parse(value);
-}
 const step = (what) => process.stderr.write(`second factor: ${what}\n`);
 
 const { context, close } = await launch();
@@ -131,5 +122,5 @@ try {
   await harness('done');
 } finally {
   await close();
-  harnessLines.close();
+  closeHarness();
 }

@@ -4,22 +4,13 @@
 // Every page on the way is checked with axe-core, light and dark.
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { strict as assert } from 'node:assert';
 import { Accessibility, launch } from './browser.mjs';
+import { closeHarness, harness } from './harness.mjs';
 
 const { KEYWARD, SPA, UNREGISTERED, START_MS, SCREENSHOTS } = process.env;
 const PASSWORD = 'correct horse battery';
 
-const harnessLines = createInterface({ input: process.stdin });
-const answers = harnessLines[Symbol.asyncIterator]();
-/** Asks the Rust side to do `op`; returns its answer. */
-async function harness(op, args = {}) {
-  process.stdout.write(`${JSON.stringify({ op, ...args })}\n`);
-  const { value, done } = await answers.next();
-  assert(!done, 'the harness went away');
-  return JSON.parse(value);
-}
 
 const { context, close } = await launch();
 // The browser's clock is the test's too: ID tokens are checked against it.
@@ -193,6 +184,6 @@ try {
   assert.deepEqual(a11y.violations, [], `accessibility:\n${a11y.violations.join('\n')}`);
   await harness('done');
 } finally {
-  harnessLines.close(); // or stdin keeps the process alive
+  closeHarness(); // or stdin keeps the process alive
   await close();
 }
