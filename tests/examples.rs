@@ -73,6 +73,20 @@ async fn user_token(app: &TestApp, client: &TestClient, scope: &str) -> String {
         .to_owned()
 }
 
+/// Gives user `id` the `admin` role (a fixture, as `keyward users set-roles` would).
+async fn make_admin(app: &TestApp, id: uuid::Uuid) {
+    let mut conn = app.conn().await;
+    keyward::users::update_roles(
+        &mut conn,
+        id,
+        &keyward::users::name::Role::parse_all(&["admin"]).unwrap(),
+        &keyward::audit::Actor::cli(),
+        app.clock().now(),
+    )
+    .await
+    .unwrap();
+}
+
 /// A first-party app allowed notes-api's scopes and audience.
 async fn notes_client(app: &TestApp) -> TestClient {
     let spec = ClientSpec {
@@ -121,16 +135,7 @@ async fn notes_api_accepts_keyward_tokens_for_it_with_the_scope_and_role_it_need
         api.get("/admin/notes", Some(&read)).await.status().as_u16(),
         403
     );
-    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
-    keyward::users::update_roles(
-        &mut conn,
-        alice.id,
-        &keyward::users::name::Role::parse_all(&["admin"]).unwrap(),
-        &keyward::audit::Actor::cli(),
-        app.clock().now(),
-    )
-    .await
-    .unwrap();
+    make_admin(&app, alice.id).await;
     let admin = user_token(&app, &client, "openid notes:read").await;
     assert_eq!(
         api.get("/admin/notes", Some(&admin))
@@ -234,17 +239,7 @@ async fn notes_api_admins_set_roles_through_the_management_api() {
     let app = TestApp::spawn().await;
     let alice = app.create_user("alice", GOOD_PASSWORD).await;
     let bob = app.create_user("bob", GOOD_PASSWORD).await;
-    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
-    keyward::users::update_roles(
-        &mut conn,
-        alice.id,
-        &keyward::users::name::Role::parse_all(&["admin"]).unwrap(),
-        &keyward::audit::Actor::cli(),
-        app.clock().now(),
-    )
-    .await
-    .unwrap();
-    drop(conn);
+    make_admin(&app, alice.id).await;
     let backend = app
         .admin_client("notes-backend", crate::support::admin::ALL_USERS)
         .await;

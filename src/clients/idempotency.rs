@@ -2,7 +2,6 @@
 //! first request under a key, so a retried creation gets that answer instead of doing it twice.
 
 use diesel::prelude::*;
-use diesel::sql_types::Text;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use time::{Duration, OffsetDateTime};
 
@@ -60,14 +59,14 @@ pub async fn claim(
     key: &IdempotencyKey,
     now: OffsetDateTime,
 ) -> QueryResult<Option<Kept>> {
-    // A transaction-scoped advisory lock on the pair: the row does not exist yet, so there is
-    // nothing for `SELECT ... FOR UPDATE` to lock. A hash collision only makes two keys wait
-    // for each other.
-    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1 || ' ' || $2, 7))")
-        .bind::<Text, _>(client_id)
-        .bind::<Text, _>(key.as_str())
-        .execute(conn)
-        .await?;
+    // The row may not exist yet, so there is nothing for `SELECT ... FOR UPDATE` to lock. The
+    // key has no space, so the last space splits the pair into one name unambiguously.
+    crate::db::lock_name(
+        conn,
+        "idempotency",
+        &format!("{client_id} {}", key.as_str()),
+    )
+    .await?;
     idempotency_keys::table
         .find((client_id, key.as_str()))
         .filter(idempotency_keys::created_at.gt(now - KEPT_FOR))

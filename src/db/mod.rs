@@ -289,6 +289,24 @@ pub async fn now(
     )
 }
 
+/// Takes a lock on `name` within `space` until the transaction ends: what serialises work on
+/// something that may not have a row yet (a row lock needs a row). Two names whose hashes collide
+/// only wait for each other.
+pub async fn lock_name(
+    conn: &mut diesel_async::AsyncPgConnection,
+    space: &'static str,
+    name: &str,
+) -> diesel::QueryResult<()> {
+    use diesel::sql_types::Text;
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1 || ':' || $2, 0))")
+        .bind::<Text, _>(space)
+        .bind::<Text, _>(name)
+        .execute(conn)
+        .await
+        .map(drop)
+}
+
 /// Who already goes by a name: a client (its id) or a user (a kept subject).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NameHolder {
@@ -315,10 +333,7 @@ pub async fn holder_of_name(
         #[diesel(sql_type = Bool)]
         user: bool,
     }
-    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended('principal ' || $1, 0))")
-        .bind::<Text, _>(name)
-        .execute(conn)
-        .await?;
+    lock_name(conn, "principal", name).await?;
     let row: Holders = diesel::sql_query(
         "SELECT EXISTS (SELECT 1 FROM clients WHERE id = $1) AS client, \
          EXISTS (SELECT 1 FROM users WHERE subject = $1) AS user",

@@ -30,6 +30,8 @@ pub struct LiveToken {
     pub claims: AccessTokenClaims,
     /// The person (`None` for a client's own token, whose `sub` is the client).
     pub user: Option<User>,
+    /// The client it was issued to, as registered now.
+    pub client: clients::Client,
 }
 
 /// Checks signature, `typ` (RFC 9068 §4: an ID token is no credential here), issuer and expiry,
@@ -52,12 +54,14 @@ pub async fn judge(
     // A deleted client's tokens end with it, its own (client credentials) included, which
     // nothing else records; one registered again under the same id does not revive them (the
     // leeway only spares a token issued by a server whose clock is a little behind the CLI's).
-    let client = clients::find(conn, &claims.client_id).await?;
     let registered_since =
         |c: &clients::Client| (c.created_at - CLOCK_LEEWAY).unix_timestamp() <= claims.iat;
-    if !client.as_ref().is_some_and(registered_since) {
+    let Some(client) = clients::find(conn, &claims.client_id)
+        .await?
+        .filter(registered_since)
+    else {
         return Ok(Judged::Ended);
-    }
+    };
     let user = match claims.person_sub() {
         None => None,
         Some(sub) => match users::find_by_sub(conn, sub).await? {
@@ -69,5 +73,9 @@ pub async fn judge(
             _ => return Ok(Judged::Ended),
         },
     };
-    Ok(Judged::Live(Box::new(LiveToken { claims, user })))
+    Ok(Judged::Live(Box::new(LiveToken {
+        claims,
+        user,
+        client,
+    })))
 }

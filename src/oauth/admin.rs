@@ -89,9 +89,7 @@ pub async fn authenticate(
     if !is_client_token || !claims.aud.contains(&scope::admin_audience(issuer)) {
         return Ok(Err(Refused::InvalidToken));
     }
-    let Some(client) = clients::find(conn, &claims.client_id).await? else {
-        return Ok(Err(Refused::InvalidToken));
-    };
+    let client = &live.client;
     if !claims.scopes().contains(needed) {
         return Ok(Err(Refused::InsufficientScope(needed)));
     }

@@ -133,11 +133,7 @@ pub enum Outcome {
 /// a streak row exists yet (a row lock needs a row; a missing one would let two first attempts
 /// both count the same free places).
 async fn lock_key(conn: &mut AsyncPgConnection, key: &str) -> QueryResult<()> {
-    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended('sign_in:' || $1, 0))")
-        .bind::<diesel::sql_types::Text, _>(key)
-        .execute(conn)
-        .await
-        .map(drop)
+    crate::db::lock_name(conn, "sign_in", key).await
 }
 
 async fn current_state(

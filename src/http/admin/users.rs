@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use diesel_async::AsyncPgConnection;
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -49,9 +50,8 @@ fn user_id(raw: &str) -> Result<Uuid, Problem> {
     Uuid::parse_str(raw).map_err(|_| Problem::not_found("user"))
 }
 
-async fn find_user(state: &AppState, id: Uuid) -> Result<User, Problem> {
-    let mut conn = state.conn().await?;
-    users::find(&mut conn, id)
+async fn find_user(conn: &mut AsyncPgConnection, id: Uuid) -> Result<User, Problem> {
+    users::find(conn, id)
         .await?
         .ok_or_else(|| Problem::not_found("user"))
 }
@@ -231,7 +231,8 @@ pub async fn get_user(
     Path(target): Path<String>,
 ) -> Result<Response, Problem> {
     admit(&state, &headers, ip, &read("users.get")).await?;
-    let user = find_user(&state, user_id(&target)?).await?;
+    let mut conn = state.conn().await?;
+    let user = find_user(&mut conn, user_id(&target)?).await?;
     Ok(user_response(StatusCode::OK, &user))
 }
 
@@ -275,9 +276,9 @@ pub async fn delete_user(
     Path(target): Path<String>,
 ) -> Result<Response, Problem> {
     let caller = admit(&state, &headers, ip, &write("users.delete")).await?;
-    let user = find_user(&state, user_id(&target)?).await?;
-    let by = caller.actor(Some(ip.into()));
     let mut conn = state.conn().await?;
+    let user = find_user(&mut conn, user_id(&target)?).await?;
+    let by = caller.actor(Some(ip.into()));
     users::delete(&mut conn, user.id, &by, state.clock.now()).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -306,10 +307,10 @@ pub async fn user_method(
         )
     })?;
     let caller = admit(&state, &headers, ip, &write("users.method")).await?;
-    let user = find_user(&state, user_id(raw_id)?).await?;
+    let mut conn = state.conn().await?;
+    let user = find_user(&mut conn, user_id(raw_id)?).await?;
     let by = caller.actor(Some(ip.into()));
     let now = state.clock.now();
-    let mut conn = state.conn().await?;
     let conn = &mut conn;
     match method {
         "disable" => {
@@ -376,8 +377,8 @@ pub async fn list_sessions(
     Path(target): Path<String>,
 ) -> Result<Response, Problem> {
     admit(&state, &headers, ip, &read("users.sessions")).await?;
-    let user = find_user(&state, user_id(&target)?).await?;
     let mut conn = state.conn().await?;
+    let user = find_user(&mut conn, user_id(&target)?).await?;
     let sessions =
         crate::sessions::store::list_for_user(&mut conn, user.id, state.clock.now()).await?;
     let sessions: Vec<serde_json::Value> = sessions
@@ -411,10 +412,10 @@ pub async fn end_sessions(
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     };
-    let user = find_user(&state, user_id(param("target").unwrap_or(""))?).await?;
+    let mut conn = state.conn().await?;
+    let user = find_user(&mut conn, user_id(param("target").unwrap_or(""))?).await?;
     let which = param("handle").map_or(Which::All, Which::Only);
     let by = caller.actor(Some(ip.into()));
-    let mut conn = state.conn().await?;
     let ended = end_for_user(&mut conn, user.id, which, &by, state.clock.now()).await?;
     Ok(Json(serde_json::json!({ "ended": ended })).into_response())
 }
@@ -428,8 +429,8 @@ pub async fn list_consents(
     Path(target): Path<String>,
 ) -> Result<Response, Problem> {
     admit(&state, &headers, ip, &read("users.consents")).await?;
-    let user = find_user(&state, user_id(&target)?).await?;
     let mut conn = state.conn().await?;
+    let user = find_user(&mut conn, user_id(&target)?).await?;
     let consents = crate::users::consents::list_for_user(&mut conn, user.id).await?;
     let consents: Vec<serde_json::Value> = consents
         .iter()
@@ -455,9 +456,9 @@ pub async fn withdraw_consent(
     Path((target, client_id)): Path<(String, String)>,
 ) -> Result<Response, Problem> {
     let caller = admit(&state, &headers, ip, &write("users.withdraw_consent")).await?;
-    let user = find_user(&state, user_id(&target)?).await?;
-    let by = caller.actor(Some(ip.into()));
     let mut conn = state.conn().await?;
+    let user = find_user(&mut conn, user_id(&target)?).await?;
+    let by = caller.actor(Some(ip.into()));
     let now = state.clock.now();
     if crate::oauth::consent::withdraw(&mut conn, user.id, &client_id, &by, now).await? {
         Ok(StatusCode::NO_CONTENT.into_response())
