@@ -43,12 +43,15 @@ api-fuzz-deps: ## Install schemathesis (pinned, tests/openapi/requirements.txt) 
 	  python3 -m venv .venv && .venv/bin/pip install --quiet --disable-pip-version-check -r tests/openapi/requirements.txt; \
 	fi
 
-node-deps: ## Install the examples' Node dependencies from their lockfiles (npm ci)
-	@for d in examples/notes-api examples/spa tests/e2e; do \
+node-deps: ## Install the examples' Node dependencies from their lockfiles (npm ci) and build the React example
+	@for d in examples/notes-api examples/spa examples/react-bff tests/e2e; do \
 	  if [ ! -d "$$d/node_modules" ] || [ "$$d/package-lock.json" -nt "$$d/node_modules/.package-lock.json" ]; then \
 	    (cd "$$d" && npm ci --no-audit --no-fund --loglevel=error); \
 	  fi; \
 	done
+	@cd examples/react-bff && if [ ! -f dist/index.html ] || [ -n "$$(find src index.html vite.config.js package-lock.json -newer dist/index.html)" ]; then \
+	  npm run --silent build -- --logLevel warn; \
+	fi
 
 demo: build node-deps ## Keyward, notes-api and the example SPA together; prints the URL to open
 	examples/demo.sh

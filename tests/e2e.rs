@@ -8,7 +8,9 @@
 //! an authenticator app set up and then asked for at each sign-in (`tests/e2e/second_factor.mjs`,
 //! codes from npm `otpauth` at the test clock). And passkeys with Chromium's virtual
 //! authenticator (`tests/e2e/passkeys.mjs`). And an Express app on `passport-openidconnect`,
-//! which sends no PKCE (`tests/e2e/passport.mjs`).
+//! which sends no PKCE (`tests/e2e/passport.mjs`). And the React app with its Express
+//! backend-for-frontend (`examples/react-bff`, `tests/e2e/react-bff.mjs`): tokens kept on the
+//! server, one refresh for concurrent calls, CSRF, and sign-out ending all three sessions.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -109,7 +111,13 @@ async fn drive(script: &mut Command, mut answer: impl AsyncFnMut(&Value) -> Valu
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_spa_signs_in_refreshes_once_across_tabs_and_signs_out_in_chromium() {
-    let app = TestApp::spawn_with(&[("KEYWARD_ACCESS_TOKEN_TTL", "1m")]).await;
+    // No grace window: a duplicate refresh would revoke the family rather than be forgiven, so
+    // the one-refresh assertions hold only if the SPA makes one.
+    let app = TestApp::spawn_with(&[
+        ("KEYWARD_ACCESS_TOKEN_TTL", "1m"),
+        ("KEYWARD_REFRESH_REUSE_GRACE", "0"),
+    ])
+    .await;
     let scratch = std::env::temp_dir().join(format!("keyward-e2e-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&scratch).unwrap();
     let clock_file = scratch.join("now");
@@ -342,4 +350,103 @@ async fn an_express_app_on_passport_openidconnect_signs_in_with_pkce_optional_in
         other => panic!("unknown request {other}"),
     })
     .await;
+}
+
+/// notes-api and the React example's BFF (listening on `bff_port`) in one Node process on the
+/// test clock, as the confidential client `notes-bff`; the BFF's address. `scratch` holds the clock
+/// file (`now`) and the refresh gate (`gate`, see `tests/e2e/serve-bff.mjs`).
+async fn start_bff(app: &TestApp, scratch: &Path, bff_port: u16, secret: &str) -> (Child, String) {
+    let mut child = Command::new("node")
+        .arg("--import")
+        .arg(e2e_dir().join("virtual-clock.mjs"))
+        .arg(e2e_dir().join("serve-bff.mjs"))
+        .env("KEYWARD_ISSUER", &app.base)
+        .env("NOTES_AUDIENCE", AUDIENCE)
+        .env("E2E_CLOCK_FILE", scratch.join("now"))
+        .env("E2E_GATE_FILE", scratch.join("gate"))
+        .env("BFF_PORT", bff_port.to_string())
+        .env("BFF_CLIENT_ID", "notes-bff")
+        .env("BFF_CLIENT_SECRET", secret)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs (make test installs and builds the examples)");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    loop {
+        let line = lines.next_line().await.unwrap().expect(
+            "the BFF prints its address (is examples/react-bff built? make test builds it)",
+        );
+        if let Ok(addresses) = serde_json::from_str::<Value>(&line) {
+            let bff = addresses["bff"].as_str().unwrap().to_owned();
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return (child, bff);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_react_app_and_its_bff_keep_tokens_on_the_server_and_sign_out_all_three_in_chromium() {
+    // No grace window: a second refresh with the same token revokes the family, so only the
+    // BFF's single flight keeps five concurrent calls signed in.
+    let app = TestApp::spawn_with(&[
+        ("KEYWARD_ACCESS_TOKEN_TTL", "1m"),
+        ("KEYWARD_REFRESH_REUSE_GRACE", "0"),
+    ])
+    .await;
+    app.create_user("grace", GOOD_PASSWORD).await;
+    let scratch = std::env::temp_dir().join(format!("keyward-e2e-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let clock_file = scratch.join("now");
+    let start_ms = publish_time(&app, &clock_file);
+    // The redirect URI names the port, so the client is registered before the BFF starts.
+    let port = crate::support::free_port();
+    let origin = format!("http://localhost:{port}");
+    let spec = ClientSpec {
+        scopes: "openid profile offline_access notes:read notes:write",
+        audiences: vec![AUDIENCE.to_owned()],
+        redirect_uri: Some(format!("{origin}/bff/callback")),
+        post_logout: vec![format!("{origin}/")],
+        grants: vec!["authorization_code", "refresh_token"],
+        ..ClientSpec::default()
+    };
+    let client = app.register_client("notes-bff", spec).await;
+    let secret = client.secret.expect("a confidential client");
+    let (_servers, bff) = start_bff(&app, &scratch, port, &secret).await;
+    assert_eq!(bff, origin);
+
+    let mut script = Command::new("node");
+    script
+        .arg(e2e_dir().join("react-bff.mjs"))
+        .env("KEYWARD", &app.base)
+        .env("BFF", &bff)
+        .env("START_MS", start_ms.to_string());
+    drive(&mut script, async |ask| match ask["op"].as_str().unwrap() {
+        "advance" => {
+            let seconds = ask["seconds"].as_i64().unwrap();
+            app.clock().advance(time::Duration::seconds(seconds));
+            json!({ "now_ms": publish_time(&app, &clock_file) })
+        }
+        "rotations" => json!({ "count": app.family_rows().await.0 }),
+        "families" => json!({ "revoked": app.family_rows().await.1 }),
+        "gate" => {
+            std::fs::write(scratch.join("gate"), ask["calls"].to_string()).unwrap();
+            json!({})
+        }
+        "sign_out_everywhere" => {
+            let user = app
+                .user_named(ask["username"].as_str().unwrap())
+                .await
+                .unwrap();
+            let mut conn = app.conn().await;
+            let by = keyward::audit::Actor::cli();
+            let now = app.clock().now();
+            let families = keyward::users::sign_out_everywhere(&mut conn, user.id, &by, now)
+                .await
+                .unwrap();
+            json!({ "families": families.len() })
+        }
+        other => panic!("unknown request {other}"),
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&scratch);
 }

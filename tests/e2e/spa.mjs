@@ -116,6 +116,23 @@ try {
   assert.equal(await rotations(), before + 3);
   assert.deepEqual(await harness('families'), { revoked: 0 }, 'the one family lives');
 
+  step('a reload stays signed in');
+  // The only tab reloads: it leads again with the token set it kept in its sessionStorage, and
+  // never goes to Keyward for it; its refresh token is the current one (the family lives).
+  let authorizations = 0;
+  const countAuthorizations = (request) => {
+    if (request.url().startsWith(`${KEYWARD}/authorize`)) authorizations += 1;
+  };
+  context.on('request', countAuthorizations);
+  await second.reload();
+  await status(second).getByText('Signed in as grace').waitFor();
+  await expireAccessTokens();
+  assert.deepEqual(await burst(second, 2), [1, 1]);
+  assert.equal(await rotations(), before + 4);
+  assert.equal(authorizations, 0, 'no round trip to Keyward');
+  context.off('request', countAuthorizations);
+  assert.deepEqual(await harness('families'), { revoked: 0 }, 'the one family lives');
+
   step('Keyward pages');
   // Keyward's own pages for a signed-in person.
   const pages = await context.newPage();
@@ -166,6 +183,10 @@ try {
   assert.equal(second.url(), `${SPA}/`);
   await status(second).getByText('Signed out').waitFor();
   assert.deepEqual(await harness('families'), { revoked: 1 }, 'the one family is revoked');
+  // Signed out stays signed out across a reload: nothing was kept.
+  assert.equal(await second.evaluate(() => sessionStorage.length), 0);
+  await second.reload();
+  await status(second).getByText('Signed out').waitFor();
   const dead = await fetch(`${KEYWARD}/token`, {
     method: 'POST',
     headers: { 'Content-Type': 'application/x-www-form-urlencoded' },

@@ -1,6 +1,6 @@
 // Signing in with Keyward from the browser, as a public client (RFC 9700 §2.1.1, OAuth 2.1):
-// code + PKCE S256 by full-page redirect, tokens kept only in this page's memory, and one
-// refresh at a time for every tab of the app.
+// code + PKCE S256 by full-page redirect, tokens in this page's memory and mirrored into this
+// tab's sessionStorage so a reload stays signed in, and one refresh at a time for every tab.
 //
 // Tabs: the refresh token rotates on every use and Keyward revokes the whole family when a used
 // one comes back (RFC 9700 §4.14.2). Two tabs refreshing with the same token would sign the user
@@ -18,12 +18,15 @@ const redirectUri = new URL('/callback', location.origin).href;
 // Keyward on http://127.0.0.1 in development; never set for an https issuer.
 const options = issuer.protocol === 'http:' ? { [oauth.allowInsecureRequests]: true } : {};
 const TRANSACTION = 'keyward-spa:authorization';
+// The session as this tab last knew it, for the next load of this tab (a reload). sessionStorage
+// is per tab and ends with it: closing the tab signs out of the app (not of Keyward).
+const STORED = 'keyward-spa:session';
 
 const as = await oauth.processDiscoveryResponse(issuer, await oauth.discoveryRequest(issuer, options));
 // Cached by jose, refetched on an unknown `kid` (after a key rotation) at most every 30 s.
 const jwks = createRemoteJWKSet(new URL(as.jwks_uri), { cooldownDuration: 30_000 });
 
-/** `{ accessToken, refreshToken, idToken, claims }`, or null when signed out. Memory only. */
+/** `{ accessToken, refreshToken, idToken, claims }`, or null when signed out. */
 let session = null;
 let known = false; // whether this tab has learnt the session (or is the leader)
 let ready;
@@ -37,6 +40,10 @@ const channel = new BroadcastChannel('keyward-spa');
 
 function setSession(next, { broadcast }) {
   session = next;
+  // Every tab keeps the latest token set it has seen, its own or one broadcast by the leader, so
+  // whichever tab reloads (or leads next) holds the refresh token that is current.
+  if (next) sessionStorage.setItem(STORED, JSON.stringify(next));
+  else sessionStorage.removeItem(STORED);
   if (broadcast) channel.postMessage(next ? { type: 'session', session: next } : { type: 'signed-out' });
   if (asked && session?.accessToken !== asked.stale) {
     asked.resolve(session);
@@ -73,6 +80,12 @@ channel.onmessage = async ({ data }) => {
 // Held for the life of the page; the next tab in line gets it when this one closes.
 navigator.locks.request('keyward-spa-leader', () => {
   leader = true;
+  if (!known) {
+    // No other tab answered before this one became leader: none is open, so this tab's stored
+    // session (kept across its reload) is the latest there is.
+    const stored = sessionStorage.getItem(STORED);
+    if (stored) setSession(JSON.parse(stored), { broadcast: false });
+  }
   known = true;
   ready();
   // A follower that was waiting for the old leader now refreshes by itself.
@@ -124,7 +137,7 @@ export async function signIn({ acrValues } = {}) {
   const verifier = oauth.generateRandomCodeVerifier();
   const state = oauth.generateRandomState();
   const nonce = oauth.generateRandomNonce();
-  // Per tab and single-use: the transaction survives the redirect, tokens never touch storage.
+  // Per tab and single-use: the transaction survives the redirect and is removed at the callback.
   sessionStorage.setItem(TRANSACTION, JSON.stringify({ verifier, state, nonce }));
   const url = new URL(as.authorization_endpoint);
   url.search = new URLSearchParams({
