@@ -139,6 +139,15 @@ impl AppState {
         db::connect(&self.db).await
     }
 
+    /// What tokens presented to introspection and revocation are checked with.
+    #[must_use]
+    pub fn token_keys(&self) -> crate::oauth::introspection::TokenKeys<'_> {
+        crate::oauth::introspection::TokenKeys {
+            ring: &self.keys.ring,
+            refresh: &self.refresh,
+        }
+    }
+
     /// What account mail (codes, notices) is sent with.
     #[must_use]
     pub fn account_mail(&self) -> crate::oauth::verification::AccountMail<'_> {
@@ -423,6 +432,7 @@ fn refresh_policy(config: &Config, keys: &KeyManager) -> crate::tokens::refresh:
         absolute: config.tokens.refresh_absolute_ttl,
         grace: config.tokens.refresh_reuse_grace,
         secret: *keys.refresh_secret(),
+        mac_key: *keys.refresh_mac_key(),
     }
 }
 

@@ -353,6 +353,13 @@ async fn a_wrong_kek_refuses_to_start_and_touches_nothing() {
 #[tokio::test(flavor = "multi_thread")]
 async fn rewrap_moves_every_key_to_a_new_kek() {
     let app = TestApp::spawn().await;
+    // A refresh token issued under the old KEK, to present to the instance on the new one.
+    let refresh_token = app
+        .state
+        .refresh
+        .token_for(uuid::Uuid::new_v4(), 3)
+        .expose()
+        .to_owned();
     let dir = std::env::temp_dir().join(format!("kw-rewrap-{}", uuid::Uuid::new_v4()));
     let new_kek = dir.join("kek");
     let out = keyward(
@@ -393,6 +400,13 @@ async fn rewrap_moves_every_key_to_a_new_kek() {
             .verify::<Value>(&token, "at+jwt", &app.base, now)
             .is_ok()
     );
+    // The refresh-token MAC key was re-sealed, not replaced: issued refresh tokens stay valid.
+    let read = rebuilt
+        .state()
+        .refresh
+        .read(&refresh_token)
+        .expect("still ours");
+    assert_eq!(read.generation, 3);
     let _ = std::fs::remove_dir_all(dir);
 }
 

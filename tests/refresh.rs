@@ -18,7 +18,7 @@ const NO_GRACE: (&str, &str) = ("KEYWARD_REFRESH_REUSE_GRACE", "0");
 async fn each_refresh_rotates_and_a_replay_revokes_the_whole_family() {
     let (app, client, first) = refreshing_alice(&[]).await;
     let rt0 = rt(&first);
-    assert!(rt0.starts_with("kwrt_"));
+    assert!(rt0.starts_with("kwrf_"));
 
     let second: Value = app.refresh(&client, &rt0, None).await.json().await.unwrap();
     let rt1 = rt(&second);
@@ -534,7 +534,7 @@ async fn put_in_case(
 ) -> Option<&'static str> {
     use diesel::prelude::*;
     use diesel_async::RunQueryDsl;
-    use keyward::db::schema::{refresh_tokens, users};
+    use keyward::db::schema::{refresh_families, users};
     let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
     let user = app.find_user_by_name("alice").await;
     let now = app.clock().now();
@@ -548,8 +548,8 @@ async fn put_in_case(
         // moved past it), a disabled flag without the cut-off that `users disable` performs.
         Case::AbsoluteExpired => {
             let absolute = app.state.refresh.absolute;
-            diesel::update(refresh_tokens::table)
-                .set(refresh_tokens::expires_at.eq(now + absolute + Duration::days(1)))
+            diesel::update(refresh_families::table)
+                .set(refresh_families::token_expires_at.eq(now + absolute + Duration::days(1)))
                 .execute(&mut conn)
                 .await
                 .unwrap();
@@ -587,12 +587,8 @@ async fn rust_verdict(
 ) -> Result<(), keyward::tokens::refresh::NotLive> {
     use keyward::tokens::refresh;
     let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
-    let hash = keyward::tokens::opaque::TokenHash::of(token);
-    let row = refresh::find_token(&mut conn, &hash)
-        .await
-        .unwrap()
-        .unwrap();
-    let family = refresh::find_family(&mut conn, row.family_id)
+    let presented = app.state.refresh.read(token).expect("a token of ours");
+    let family = refresh::find_family(&mut conn, presented.family_id)
         .await
         .unwrap()
         .unwrap();
@@ -600,7 +596,15 @@ async fn rust_verdict(
         .await
         .unwrap();
     let enabled = user.is_some_and(|u| !u.is_disabled());
-    refresh::check_live(&family, &row, client_id, scope, enabled, app.clock().now())
+    let now = app.clock().now();
+    refresh::check_live(
+        &family,
+        presented.generation,
+        client_id,
+        scope,
+        enabled,
+        now,
+    )
 }
 
 /// Whether the one-statement rotation (the fast path alone) rotates `token`, in a transaction
@@ -612,14 +616,13 @@ async fn sql_rotates(
     scope: Option<&keyward::scope::Scopes>,
 ) -> bool {
     use diesel_async::RunQueryDsl;
-    use keyward::tokens::opaque::TokenHash;
     let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
     let now = app.clock().now();
-    let (presented, successor) = (TokenHash::of(token), TokenHash::of("kwrt_successor"));
+    let presented = app.state.refresh.read(token).expect("a token of ours");
     let rotation = keyward::tokens::refresh::Rotation {
-        presented: &presented,
+        family_id: presented.family_id,
+        generation: presented.generation,
         client_id,
-        successor: &successor,
         scopes: scope,
         idle_expires_at: now + app.state.refresh.idle,
         access_token: (uuid::Uuid::new_v4(), now + Duration::minutes(5)),
@@ -676,4 +679,189 @@ async fn the_one_statement_rotation_and_the_rust_rule_agree_on_every_case() {
             assert_eq!(active, expected, "{case:?}: introspection");
         }
     }
+}
+
+/// Takes the app's database back to before MAC'd refresh tokens (the migration's `down`), runs
+/// `setup` on that schema, then migrates forward again (the migration's `up`, which gives each
+/// family the generation of its newest token).
+async fn before_mac_tokens(app: &TestApp, setup: &str) {
+    use diesel_async::{AsyncMigrationHarness, SimpleAsyncConnection};
+    use diesel_migrations::MigrationHarness;
+    const MAC_TOKENS: &str = "20261209000001";
+    let conn = keyward::db::establish(app.database_url()).await.unwrap();
+    let mut harness = AsyncMigrationHarness::new(conn);
+    while harness
+        .applied_migrations()
+        .unwrap()
+        .iter()
+        .any(|v| v.to_string() == MAC_TOKENS)
+    {
+        harness
+            .revert_last_migration(keyward::db::MIGRATIONS)
+            .unwrap();
+    }
+    let mut conn = keyward::db::establish(app.database_url()).await.unwrap();
+    conn.batch_execute(setup).await.unwrap();
+    keyward::db::run_migrations(app.database_url())
+        .await
+        .unwrap();
+}
+
+/// A family as the code before MAC'd tokens left it: generation 0 spent, generation 1 current,
+/// each a `refresh_tokens` row holding the SHA-256 of a `kwrt_` token.
+fn legacy_family(family: uuid::Uuid, user: uuid::Uuid, tokens: [&str; 2]) -> String {
+    // SHA-256, as the old code stored them.
+    let hex = |t: &str| {
+        ring::digest::digest(&ring::digest::SHA256, t.as_bytes())
+            .as_ref()
+            .iter()
+            .fold(String::new(), |mut hex, b| {
+                use std::fmt::Write as _;
+                let _ = write!(hex, "{b:02x}");
+                hex
+            })
+    };
+    format!(
+        "INSERT INTO refresh_families (id, client_id, user_id, scopes, audiences, auth_time, \
+         created_at, absolute_expires_at, amr) VALUES ('{family}', 'webapp', '{user}', \
+         '{{openid,offline_access,invoices:read}}', '{{}}', now(), now(), now() + interval '30 days', \
+         '{{pwd}}'); \
+         INSERT INTO refresh_tokens (token_hash, family_id, generation, scopes, created_at, \
+         expires_at, used_at) VALUES \
+         ('\\x{}', '{family}', 0, '{{openid,offline_access,invoices:read}}', now(), now() + interval '14 days', now()), \
+         ('\\x{}', '{family}', 1, '{{openid,offline_access,invoices:read}}', now(), now() + interval '14 days', NULL);",
+        hex(tokens[0]),
+        hex(tokens[1]),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_from_before_mac_tokens_work_until_they_rotate_and_their_replay_is_reuse() {
+    use keyward::tokens::opaque::PlainToken;
+    let (app, client, _) = refreshing_alice(&[]).await;
+    let alice = app.find_user_by_name("alice").await;
+    let (reused, graced) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    // The second family's current token was derived from its predecessor, as the grace window
+    // of the old code made it.
+    let [a0, a1] = [0, 1].map(|_| PlainToken::generate("kwrt_").expose().to_owned());
+    let b0 = PlainToken::generate("kwrt_").expose().to_owned();
+    let b1 = app
+        .state
+        .refresh
+        .legacy_successor_of(&b0)
+        .expose()
+        .to_owned();
+    let setup =
+        legacy_family(reused, alice, [&a0, &a1]) + &legacy_family(graced, alice, [&b0, &b1]);
+    before_mac_tokens(&app, &setup).await;
+    // A new instance, as after an upgrade: its pool never saw the old schema.
+    let app = app.another_instance(&[NO_GRACE]).await;
+
+    // The current legacy token is live and rotates into a MAC'd one; the family goes on.
+    assert_eq!(app.introspect(&client, &a1).await["active"], true);
+    let next: Value = app.refresh(&client, &a1, None).await.json().await.unwrap();
+    let r2 = rt(&next);
+    assert!(r2.starts_with("kwrf_"), "{r2}");
+    assert_eq!(next["scope"], "invoices:read offline_access openid");
+    let r3 = rt(&app.refresh(&client, &r2, None).await.json().await.unwrap());
+    assert_eq!(app.introspect(&client, &r3).await["active"], true);
+    // A legacy token presented after its family moved on is reuse: the family ends.
+    assert_oauth_error(app.refresh(&client, &a1, None).await, "invalid_grant").await;
+    assert_oauth_error(app.refresh(&client, &r3, None).await, "invalid_grant").await;
+    let why = stdout(&keyward(&app, &["tokens", "why", &r3], ""));
+    assert!(why.contains("\"replayed_generation\":1"), "{why}");
+    let grace = app
+        .another_instance(&[("KEYWARD_REFRESH_REUSE_GRACE", "30s")])
+        .await;
+    // Within the grace window the immediate predecessor gets the legacy successor it was given.
+    let again: Value = grace
+        .refresh(&client, &b0, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rt(&again), b1, "the same successor");
+    let moved: Value = grace
+        .refresh(&client, &b1, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let b2 = rt(&moved);
+    assert!(b2.starts_with("kwrf_"));
+    // And b1, now the predecessor of a MAC'd token, gets that token again within the window.
+    let retry: Value = grace
+        .refresh(&client, &b1, None)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(rt(&retry), b2);
+    // b0 is two generations back: reuse, whatever the window.
+    assert_oauth_error(grace.refresh(&client, &b0, None).await, "invalid_grant").await;
+    assert_oauth_error(grace.refresh(&client, &b2, None).await, "invalid_grant").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_forged_or_altered_refresh_token_changes_nothing_and_is_refused() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let (app, client, first) = refreshing_alice(&[NO_GRACE]).await;
+    let token = rt(&first);
+    let raw = URL_SAFE_NO_PAD
+        .decode(token.strip_prefix("kwrf_").unwrap())
+        .unwrap();
+    let encode = |bytes: &[u8]| format!("kwrf_{}", URL_SAFE_NO_PAD.encode(bytes));
+    let altered = |at: usize| {
+        let mut b = raw.clone();
+        b[at] ^= 1;
+        encode(&b)
+    };
+    // What a forger can try: the next generation, another family, a changed tag, another
+    // version, a truncated token, the family and generation of a real one under another key.
+    let mut next = raw.clone();
+    next[20] += 1;
+    let other_key = keyward::tokens::refresh::RefreshPolicy {
+        mac_key: [7; 32],
+        ..app.state.refresh
+    };
+    let presented = app.state.refresh.read(&token).unwrap();
+    let forgeries = [
+        encode(&next),
+        altered(5),
+        altered(40),
+        altered(0),
+        encode(&raw[..raw.len() - 1]),
+        other_key
+            .token_for(presented.family_id, presented.generation)
+            .expose()
+            .to_owned(),
+        format!("{token}A"),
+    ];
+    let (rows, revoked) = app.family_rows().await;
+    for forged in &forgeries {
+        assert_ne!(forged, &token);
+        let resp = app.refresh(&client, forged, None).await;
+        assert_oauth_error(resp, "invalid_grant").await;
+        assert_eq!(app.introspect(&client, forged).await["active"], false);
+        // Revoking it revokes nothing (RFC 7009 answers 200 either way).
+        assert_eq!(app.revoke(&client, forged).await.status(), 200);
+    }
+    assert_eq!(app.family_rows().await, (rows, revoked), "nothing changed");
+    // The real token still rotates: no forgery touched its family.
+    assert_eq!(app.refresh(&client, &token, None).await.status(), 200);
+    let metrics = reqwest::get(format!("{}/metrics", app.metrics_base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let invalid = format!(
+        "keyward_refresh_total{{outcome=\"invalid\"}} {}",
+        forgeries.len()
+    );
+    assert!(
+        metrics.contains(&invalid),
+        "each counts as a failed redemption"
+    );
 }

@@ -48,7 +48,7 @@ fn script_for(app: &TestApp) -> String {
     // What each step must have produced (the README shows it as comments).
     let checks = r"
 [[ $SECRET != null && $SECRET2 != null && $BILLING != null ]]
-[[ $ACCESS == eyJ* && $REFRESH == kwrt_* ]]
+[[ $ACCESS == eyJ* && $REFRESH == kwrf_* ]]
 ";
     format!("{PRELUDE}{script}{checks}")
 }
@@ -171,7 +171,7 @@ async fn the_readme_walkthrough_runs_as_written_twice_in_a_row() {
     // The outputs the README promises, step by step.
     for expected in [
         r#""preferred_username":"alice""#,
-        r#""refresh_token":"kwrt_"#,
+        r#""refresh_token":"kwrf_"#,
         r#""active":true"#,
         r#""client_id":"demo2""#,
         "200\n",

@@ -191,6 +191,7 @@ pub async fn run(cmd: KeysCommand, config: &Config, now: OffsetDateTime) -> anyh
             let value = json!({
                 "rewrapped": done.keys,
                 "totp_secrets": done.totp_secrets,
+                "refresh_keys": done.refresh_keys,
                 "kek_id": new.id(),
             });
             print_value(json, &value, new.id())?;

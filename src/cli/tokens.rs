@@ -31,7 +31,7 @@ pub enum TokensCommand {
     /// Explain a refresh-token family: its state and every event about it. Given an access
     /// token, its family, or what it is when it has none.
     Why {
-        /// A family id, a refresh token (kwrt_...), or an access token (a JWT).
+        /// A family id, a refresh token (kwrf_... or kwrt_...), or an access token (a JWT).
         family_or_token: String,
         /// Print JSON.
         #[arg(long)]
@@ -39,7 +39,7 @@ pub enum TokensCommand {
     },
     /// Revoke a refresh-token family: every refresh token and access token it issued.
     Revoke {
-        /// A family id, or a refresh token (kwrt_...).
+        /// A family id, or a refresh token (kwrf_... or kwrt_...).
         family_or_token: String,
         /// Print JSON.
         #[arg(long)]
@@ -55,6 +55,10 @@ fn t(at: OffsetDateTime) -> String {
 async fn family_of(conn: &mut AsyncPgConnection, family_or_token: &str) -> anyhow::Result<Uuid> {
     if let Ok(id) = Uuid::parse_str(family_or_token) {
         return Ok(id);
+    }
+    // A MAC'd token names its family in the clear: the operator needs no key to follow it.
+    if let Some(presented) = refresh::Presented::unverified(family_or_token) {
+        return Ok(presented.family_id);
     }
     Ok(refresh::find_token(conn, &TokenHash::of(family_or_token))
         .await?

@@ -153,6 +153,20 @@ diesel::table! {
         revoked_at -> Nullable<Timestamptz>,
         revoked_reason -> Nullable<Text>,
         amr -> Array<Text>,
+        generation -> Int4,
+        token_scopes -> Array<Text>,
+        token_expires_at -> Timestamptz,
+        rotated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    refresh_token_keys (id) {
+        id -> Text,
+        sealed_key -> Bytea,
+        seal_nonce -> Bytea,
+        kek_id -> Text,
+        created_at -> Timestamptz,
     }
 }
 
@@ -325,6 +339,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     rate_limits,
     recovery_codes,
     refresh_families,
+    refresh_token_keys,
     refresh_tokens,
     reset_requests,
     revoked_access_tokens,

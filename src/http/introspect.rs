@@ -49,7 +49,7 @@ async fn introspect(
         .ok_or(OAuthError::invalid_request("token is required"))?;
     let answer = introspection::introspect(
         &mut conn,
-        &state.keys.ring,
+        state.token_keys(),
         state.config.server.issuer.as_str(),
         &client,
         token,

@@ -48,7 +48,7 @@ async fn revoke(
         .ok_or(OAuthError::invalid_request("token is required"))?;
     revocation::revoke(
         &mut conn,
-        &state.keys.ring,
+        state.token_keys(),
         state.config.server.issuer.as_str(),
         &client,
         token,

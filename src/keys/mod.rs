@@ -6,6 +6,7 @@
 pub mod kek;
 pub mod keyring;
 pub mod material;
+pub mod refresh_mac;
 pub mod schedule;
 pub mod store;
 
@@ -33,6 +34,8 @@ pub struct KeyManager {
     pub ring: KeyRing,
     pool: DbPool,
     kek: Arc<Kek>,
+    /// The key refresh tokens are MAC'd with (stored sealed, see [`refresh_mac`]).
+    refresh_mac: [u8; 32],
     policy: KeyPolicy,
     clock: Clock,
 }
@@ -78,12 +81,14 @@ impl KeyManager {
         store::ensure_schedule(&mut conn, &kek, &policy, now).await?;
         let version = store::current_version(&mut conn).await?;
         let rows = store::list(&mut conn).await?;
+        let refresh_mac = refresh_mac::load_or_create(&mut conn, &kek, now).await?;
         drop(conn);
         let ring = KeyRing::load(version, &rows, &kek, now)?;
         Ok(Self {
             ring,
             pool,
             kek: Arc::new(kek),
+            refresh_mac,
             policy,
             clock,
         })
@@ -125,10 +130,17 @@ impl KeyManager {
         self.kek.csrf_secret()
     }
 
-    /// The key refresh-token successors are derived with.
+    /// The key the successors of refresh tokens issued before MAC'd tokens were derived with
+    /// (for their grace window).
     #[must_use]
     pub fn refresh_secret(&self) -> &[u8; 32] {
         self.kek.refresh_secret()
+    }
+
+    /// The key refresh tokens are MAC'd with.
+    #[must_use]
+    pub fn refresh_mac_key(&self) -> &[u8; 32] {
+        &self.refresh_mac
     }
 
     /// The policy keys are scheduled by.

@@ -9,9 +9,18 @@ use crate::clients::Client;
 use crate::keys::keyring::KeyRing;
 use crate::oauth::access::{self, Judged};
 use crate::tokens::jwt::{AccessTokenClaims, Audience};
-use crate::tokens::opaque::TokenHash;
-use crate::tokens::refresh::{self, REFRESH_TOKEN_PREFIX};
+use crate::tokens::refresh::{self, RefreshPolicy};
 use crate::users;
+
+/// What tokens are checked with: the signing keys for access tokens, the refresh policy (its
+/// MAC key) for refresh tokens.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenKeys<'a> {
+    /// The signing keys.
+    pub ring: &'a KeyRing,
+    /// Refresh tokens' MAC key and lifetimes.
+    pub refresh: &'a RefreshPolicy,
+}
 
 /// Which kind to try first (RFC 7662 §2.1, RFC 7009 §2.1): a hint only, never a restriction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,7 +38,7 @@ impl Hint {
         match hint {
             Some("refresh_token") => Self::Refresh,
             Some("access_token") => Self::Access,
-            _ if token.starts_with(REFRESH_TOKEN_PREFIX) => Self::Refresh,
+            _ if refresh::looks_like_refresh_token(token) => Self::Refresh,
             _ => Self::Access,
         }
     }
@@ -83,22 +92,23 @@ impl Introspection {
 /// What `client` may learn about `token`.
 pub async fn introspect(
     conn: &mut AsyncPgConnection,
-    keys: &KeyRing,
+    keys: TokenKeys<'_>,
     issuer: &str,
     client: &Client,
     token: &str,
     hint: Hint,
     now: OffsetDateTime,
 ) -> diesel::QueryResult<Introspection> {
+    let (ring, policy) = (keys.ring, keys.refresh);
     let found = if hint == Hint::Refresh {
-        match introspect_refresh(conn, issuer, client, token, now).await? {
+        match introspect_refresh(conn, policy, issuer, client, token, now).await? {
             Some(v) => Some(v),
-            None => introspect_access(conn, keys, issuer, client, token, now).await?,
+            None => introspect_access(conn, ring, issuer, client, token, now).await?,
         }
     } else {
-        match introspect_access(conn, keys, issuer, client, token, now).await? {
+        match introspect_access(conn, ring, issuer, client, token, now).await? {
             Some(v) => Some(v),
-            None => introspect_refresh(conn, issuer, client, token, now).await?,
+            None => introspect_refresh(conn, policy, issuer, client, token, now).await?,
         }
     };
     Ok(found.unwrap_or_else(Introspection::inactive))
@@ -154,34 +164,36 @@ fn describe_access(claims: AccessTokenClaims, username: Option<String>) -> Intro
 /// `None` when `token` is no refresh token we know.
 async fn introspect_refresh(
     conn: &mut AsyncPgConnection,
+    policy: &RefreshPolicy,
     issuer: &str,
     client: &Client,
     token: &str,
     now: OffsetDateTime,
 ) -> diesel::QueryResult<Option<Introspection>> {
-    let Some(row) = refresh::find_token(conn, &TokenHash::of(token)).await? else {
+    let Some(presented) = refresh::locate(conn, policy, token).await? else {
         return Ok(None);
     };
-    let Some(family) = refresh::find_family(conn, row.family_id).await? else {
+    let Some(family) = refresh::find_family(conn, presented.family_id).await? else {
         return Ok(None);
     };
     let user = users::find(conn, family.user_id)
         .await?
         .filter(|u| !u.is_disabled());
     // The grant's own rule: another client's token, or one the grant would refuse, is inactive.
-    let live = refresh::check_live(&family, &row, &client.id, None, user.is_some(), now);
+    let generation = presented.generation;
+    let live = refresh::check_live(&family, generation, &client.id, None, user.is_some(), now);
     let (Ok(()), Some(user)) = (live, user) else {
         return Ok(Some(Introspection::inactive()));
     };
     let sub = user.sub();
     Ok(Some(Introspection {
         active: true,
-        scope: Some(row.scopes.join(" ")),
+        scope: Some(family.token_scopes.join(" ")),
         client_id: Some(family.client_id),
         username: Some(user.username),
         token_type: Some("refresh_token"),
-        exp: Some(row.expires_at.unix_timestamp()),
-        iat: Some(row.created_at.unix_timestamp()),
+        exp: Some(family.token_expires_at.unix_timestamp()),
+        iat: Some(family.rotated_at.unix_timestamp()),
         sub: Some(sub),
         aud: None,
         iss: Some(issuer.to_owned()),

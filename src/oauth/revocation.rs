@@ -6,9 +6,8 @@ use time::OffsetDateTime;
 
 use crate::audit::Actor;
 use crate::clients::Client;
-use crate::keys::keyring::KeyRing;
+use crate::oauth::introspection::TokenKeys;
 use crate::tokens::jwt;
-use crate::tokens::opaque::TokenHash;
 use crate::tokens::refresh::{self, Owner};
 
 /// Why a client's own request ended a token, as the records say.
@@ -19,21 +18,22 @@ use crate::tokens::revoked;
 /// cannot probe other clients' tokens.
 pub async fn revoke(
     conn: &mut AsyncPgConnection,
-    keys: &KeyRing,
+    keys: TokenKeys<'_>,
     issuer: &str,
     client: &Client,
     token: &str,
     ip: Option<ipnet::IpNet>,
     now: OffsetDateTime,
 ) -> diesel::QueryResult<()> {
-    if let Some(row) = refresh::find_token(conn, &TokenHash::of(token)).await? {
+    if let Some(presented) = refresh::locate(conn, keys.refresh, token).await? {
         let by = Actor::system(ip);
         let owner = Owner::Client(&client.id);
-        refresh::end_family(conn, row.family_id, owner, REVOKED_BY_CLIENT, &by, now).await?;
+        let family = presented.family_id;
+        refresh::end_family(conn, family, owner, REVOKED_BY_CLIENT, &by, now).await?;
         return Ok(());
     }
     // An access token is recorded as revoked until it expires. Expired ones need nothing.
-    let Ok(claims) = jwt::verify_access_token(keys, token, issuer, now) else {
+    let Ok(claims) = jwt::verify_access_token(keys.ring, token, issuer, now) else {
         return Ok(());
     };
     if claims.client_id != client.id {

@@ -1,10 +1,12 @@
 //! Moving to a new KEK: everything sealed under the old one directly (signing keys, authenticator
-//! app secrets) is re-sealed in one transaction, so no row is left that only the old KEK opens.
+//! app secrets, the refresh-token MAC key) is re-sealed in one transaction, so no row is left
+//! that only the old KEK opens.
 
 use diesel_async::{AsyncConnection as _, AsyncPgConnection};
 use time::OffsetDateTime;
 
 use crate::keys::kek::Kek;
+use crate::keys::refresh_mac;
 use crate::keys::store::{self, KeyError};
 use crate::users::totp;
 
@@ -15,9 +17,12 @@ pub struct Rewrapped {
     pub keys: usize,
     /// Authenticator app secrets.
     pub totp_secrets: usize,
+    /// The refresh-token MAC key (0 or 1).
+    pub refresh_keys: usize,
 }
 
-/// Re-seals every signing key and every authenticator app secret under `new_kek`, all or
+/// Re-seals every signing key, authenticator app secret and the refresh-token MAC key under
+/// `new_kek`, all or
 /// nothing (the signing keys' `key.rewrapped` event records it).
 pub async fn rewrap(
     conn: &mut AsyncPgConnection,
@@ -28,7 +33,12 @@ pub async fn rewrap(
     conn.transaction(async |conn| {
         let keys = store::rewrap(conn, old_kek, new_kek, now).await?;
         let totp_secrets = totp::rewrap(conn, old_kek, new_kek).await?;
-        Ok(Rewrapped { keys, totp_secrets })
+        let refresh_keys = refresh_mac::rewrap(conn, old_kek, new_kek).await?;
+        Ok(Rewrapped {
+            keys,
+            totp_secrets,
+            refresh_keys,
+        })
     })
     .await
 }

@@ -1,15 +1,18 @@
-//! Refresh tokens: opaque, stored as SHA-256, in families that rotate on every use. A family is a
-//! chain (one token per generation, enforced by a unique index), never a tree.
+//! Refresh tokens, in families that rotate on every use. A family is one row: its current
+//! generation and what that generation's token carries. The token (`kwrf_`) names its family and
+//! generation under a MAC with a server key, so the database holds nothing a thief could
+//! present, and rotating is one conditional UPDATE of the row however many rotations came
+//! before. Tokens from before this scheme (`kwrt_`, one `refresh_tokens` row each, stored as
+//! SHA-256) are looked up by hash and keep working until they rotate.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{
-    Array, Bytea, Integer, Nullable, Text, Timestamptz, Untyped, Uuid as SqlUuid,
-};
+use diesel::sql_types::{Array, Integer, Nullable, Text, Timestamptz, Untyped, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
+use ring::hmac;
 use time::{Duration, OffsetDateTime};
 use uuid::Uuid;
 
@@ -21,7 +24,69 @@ use crate::tokens::opaque::{PlainToken, TokenHash};
 use crate::tokens::revoked;
 
 /// Prefix of refresh tokens, recognisable in leaks.
-pub const REFRESH_TOKEN_PREFIX: &str = "kwrt_";
+pub const REFRESH_TOKEN_PREFIX: &str = "kwrf_";
+/// Prefix of refresh tokens issued before they were MAC'd (a row each, looked up by hash).
+pub const LEGACY_REFRESH_TOKEN_PREFIX: &str = "kwrt_";
+/// The token layout's version, its first byte: another layout would be another number.
+const TOKEN_VERSION: u8 = 1;
+/// Version, family id, generation (big-endian): what the MAC covers.
+const BODY_LEN: usize = 1 + 16 + 4;
+/// HMAC-SHA256, untruncated.
+const TAG_LEN: usize = 32;
+/// The base64url length of body and tag, so anything else is refused before decoding.
+const ENCODED_LEN: usize = ((BODY_LEN + TAG_LEN) * 4).div_ceil(3);
+
+/// Whether `token` looks like a refresh token (either layout), for guessing a token's kind.
+#[must_use]
+pub fn looks_like_refresh_token(token: &str) -> bool {
+    token.starts_with(REFRESH_TOKEN_PREFIX) || token.starts_with(LEGACY_REFRESH_TOKEN_PREFIX)
+}
+
+/// What a refresh token names: its family and generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Presented {
+    /// The family.
+    pub family_id: Uuid,
+    /// 0 for the family's first token, +1 per rotation.
+    pub generation: i32,
+    /// Issued before tokens were MAC'd: a `refresh_tokens` row holds its hash.
+    pub legacy: bool,
+}
+
+impl Presented {
+    /// What a `kwrf_` token says, its MAC unchecked: for an operator naming a family by one of
+    /// its tokens (`keyward tokens why`), never to grant anything.
+    #[must_use]
+    pub fn unverified(token: &str) -> Option<Self> {
+        let raw = decode(token)?;
+        Self::from_body(&raw[..BODY_LEN])
+    }
+
+    fn from_body(body: &[u8]) -> Option<Self> {
+        if body.len() != BODY_LEN || body[0] != TOKEN_VERSION {
+            return None;
+        }
+        let family_id = Uuid::from_slice(&body[1..17]).ok()?;
+        let generation = i32::from_be_bytes(body[17..21].try_into().ok()?);
+        (generation >= 0).then_some(Self {
+            family_id,
+            generation,
+            legacy: false,
+        })
+    }
+}
+
+/// The bytes of a `kwrf_` token of the right length, else `None`.
+fn decode(token: &str) -> Option<Vec<u8>> {
+    let encoded = token.strip_prefix(REFRESH_TOKEN_PREFIX)?;
+    if encoded.len() != ENCODED_LEN {
+        return None;
+    }
+    URL_SAFE_NO_PAD
+        .decode(encoded)
+        .ok()
+        .filter(|raw| raw.len() == BODY_LEN + TAG_LEN)
+}
 
 /// How refresh tokens live and rotate.
 #[derive(Clone, Copy)]
@@ -32,8 +97,10 @@ pub struct RefreshPolicy {
     pub absolute: Duration,
     /// The grace window for the immediate predecessor, if enabled.
     pub grace: Option<Duration>,
-    /// Key for deriving successors (only used with a grace window).
+    /// The key the successors of legacy (`kwrt_`) tokens were derived with under a grace window.
     pub secret: [u8; 32],
+    /// The key tokens are MAC'd with.
+    pub mac_key: [u8; 32],
 }
 
 impl std::fmt::Debug for RefreshPolicy {
@@ -47,18 +114,43 @@ impl std::fmt::Debug for RefreshPolicy {
 }
 
 impl RefreshPolicy {
-    /// The successor of `presented`. With a grace window it is derived (HMAC under a server
-    /// key), so presenting the predecessor again yields the same successor without ever storing
-    /// it in plain text; without one it is simply random.
+    fn mac(&self) -> hmac::Key {
+        hmac::Key::new(hmac::HMAC_SHA256, &self.mac_key)
+    }
+
+    /// The token of `generation` in `family`: the same every time it is asked for, so a retry
+    /// within the grace window gets the very token the lost response carried.
     #[must_use]
-    pub fn successor_of(&self, presented: &str) -> PlainToken {
-        if self.grace.is_none() {
-            return PlainToken::generate(REFRESH_TOKEN_PREFIX);
-        }
-        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.secret);
-        let tag = ring::hmac::sign(&key, presented.as_bytes());
+    pub fn token_for(&self, family: Uuid, generation: i32) -> PlainToken {
+        let mut raw = Vec::with_capacity(BODY_LEN + TAG_LEN);
+        raw.push(TOKEN_VERSION);
+        raw.extend_from_slice(family.as_bytes());
+        raw.extend_from_slice(&generation.to_be_bytes());
+        let tag = hmac::sign(&self.mac(), &raw);
+        raw.extend_from_slice(tag.as_ref());
         PlainToken::from_secret(format!(
             "{REFRESH_TOKEN_PREFIX}{}",
+            URL_SAFE_NO_PAD.encode(raw)
+        ))
+    }
+
+    /// The family and generation `token` names, if it is a `kwrf_` token whose MAC is ours
+    /// (compared in constant time). A forged or altered token names nothing.
+    #[must_use]
+    pub fn read(&self, token: &str) -> Option<Presented> {
+        let raw = decode(token)?;
+        let (body, tag) = raw.split_at(BODY_LEN);
+        hmac::verify(&self.mac(), body, tag).ok()?;
+        Presented::from_body(body)
+    }
+
+    /// The successor a legacy token was given under a grace window: HMAC of the predecessor.
+    #[must_use]
+    pub fn legacy_successor_of(&self, presented: &str) -> PlainToken {
+        let key = hmac::Key::new(hmac::HMAC_SHA256, &self.secret);
+        let tag = hmac::sign(&key, presented.as_bytes());
+        PlainToken::from_secret(format!(
+            "{LEGACY_REFRESH_TOKEN_PREFIX}{}",
             URL_SAFE_NO_PAD.encode(tag.as_ref())
         ))
     }
@@ -96,9 +188,17 @@ pub struct Family {
     pub revoked_reason: Option<String>,
     /// How the user authenticated (RFC 8176 `amr` names).
     pub amr: Vec<String>,
+    /// The current generation: the one token of the family that may be rotated.
+    pub generation: i32,
+    /// The scope the current token's access tokens carry (at most `scopes`).
+    pub token_scopes: Vec<String>,
+    /// The current token's idle expiry.
+    pub token_expires_at: OffsetDateTime,
+    /// When the current token was issued (its predecessor spent).
+    pub rotated_at: OffsetDateTime,
 }
 
-/// One refresh token of a family.
+/// One refresh token of a family issued before tokens were MAC'd (`kwrt_`).
 #[derive(Clone, Debug, Queryable, Selectable)]
 #[diesel(table_name = refresh_tokens)]
 pub struct RefreshTokenRow {
@@ -112,9 +212,10 @@ pub struct RefreshTokenRow {
     pub scopes: Vec<String>,
     /// Issued at.
     pub created_at: OffsetDateTime,
-    /// Idle expiry.
+    /// Idle expiry (as issued; the family's `token_expires_at` is what counts).
     pub expires_at: OffsetDateTime,
-    /// When it was rotated.
+    /// When it was rotated by the code before MAC'd tokens (later rotations only move the
+    /// family's generation).
     pub used_at: Option<OffsetDateTime>,
 }
 
@@ -131,6 +232,8 @@ pub enum NotLive {
     Expired,
     /// The token was already rotated: a retry within the grace window, or reuse.
     Used,
+    /// A generation the family never reached (a database restored from an older backup).
+    Unknown,
     /// The request asks for more than the family was granted (RFC 6749 §6: narrowing only).
     WiderScope,
     /// The person was disabled (or deleted) since.
@@ -146,18 +249,19 @@ impl NotLive {
             Self::Revoked => "the refresh token was revoked",
             Self::Expired => "the refresh token has expired",
             Self::Used => "the refresh token was already used",
+            Self::Unknown => "the refresh token is invalid",
             Self::WiderScope => "scope exceeds what was originally granted",
             Self::UserDisabled => "the user can no longer sign in",
         }
     }
 }
 
-/// Whether `row` of `family` may be rotated now by `client_id`, asking for `scope` (or the
-/// token's own), for a person who `is_enabled`. The order matters to the grant: a family that
-/// ended refuses before a used token counts as reuse.
+/// Whether the token of `generation` in `family` may be rotated now by `client_id`, asking for
+/// `scope` (or the token's own), for a person who `is_enabled`. The order matters to the grant:
+/// a family that ended refuses before an older generation counts as reuse.
 pub fn check_live(
     family: &Family,
-    row: &RefreshTokenRow,
+    generation: i32,
     client_id: &str,
     scope: Option<&Scopes>,
     is_enabled: bool,
@@ -172,10 +276,13 @@ pub fn check_live(
     if family.absolute_expires_at <= now {
         return Err(NotLive::Expired);
     }
-    if row.used_at.is_some() {
+    if generation < family.generation {
         return Err(NotLive::Used);
     }
-    if row.expires_at <= now {
+    if generation > family.generation {
+        return Err(NotLive::Unknown);
+    }
+    if family.token_expires_at <= now {
         return Err(NotLive::Expired);
     }
     if scope.is_some_and(|s| !s.is_subset(&Scopes::from_stored(&family.scopes))) {
@@ -213,71 +320,28 @@ pub async fn insert_family(
     new: &NewFamily<'_>,
     now: OffsetDateTime,
 ) -> QueryResult<(Uuid, PlainToken)> {
-    let family = Family {
-        id: Uuid::new_v4(),
-        client_id: new.client_id.to_owned(),
-        user_id: new.user_id,
-        scopes: new.scopes.to_vec(),
-        audiences: new.audiences.to_vec(),
-        auth_time: new.auth_time,
-        created_at: now,
-        absolute_expires_at: now + policy.absolute,
-        revoked_at: None,
-        revoked_reason: None,
-        amr: new.methods.amr(),
-    };
+    let id = Uuid::new_v4();
+    let absolute_expires_at = now + policy.absolute;
     diesel::insert_into(refresh_families::table)
         .values((
-            refresh_families::id.eq(family.id),
-            refresh_families::client_id.eq(&family.client_id),
-            refresh_families::user_id.eq(family.user_id),
-            refresh_families::scopes.eq(&family.scopes),
-            refresh_families::audiences.eq(&family.audiences),
-            refresh_families::auth_time.eq(family.auth_time),
+            refresh_families::id.eq(id),
+            refresh_families::client_id.eq(new.client_id),
+            refresh_families::user_id.eq(new.user_id),
+            refresh_families::scopes.eq(new.scopes.to_vec()),
+            refresh_families::audiences.eq(new.audiences),
+            refresh_families::auth_time.eq(new.auth_time),
             refresh_families::created_at.eq(now),
-            refresh_families::absolute_expires_at.eq(family.absolute_expires_at),
-            refresh_families::amr.eq(&family.amr),
+            refresh_families::absolute_expires_at.eq(absolute_expires_at),
+            refresh_families::amr.eq(new.methods.amr()),
+            refresh_families::generation.eq(0),
+            refresh_families::token_scopes.eq(new.scopes.to_vec()),
+            refresh_families::token_expires_at.eq((now + policy.idle).min(absolute_expires_at)),
+            refresh_families::rotated_at.eq(now),
         ))
         .execute(conn)
         .await?;
-    let token = PlainToken::generate(REFRESH_TOKEN_PREFIX);
-    insert_token(
-        conn,
-        &family,
-        &token,
-        0,
-        new.scopes,
-        policy.token_expiry(&family, now),
-        now,
-    )
-    .await?;
-    insert_access_token(conn, family.id, new.access_token.0, new.access_token.1).await?;
-    Ok((family.id, token))
-}
-
-/// Stores a token of generation `generation`; a second token for one generation fails on the
-/// unique index (no branching, whatever happens above).
-pub async fn insert_token(
-    conn: &mut AsyncPgConnection,
-    family: &Family,
-    token: &PlainToken,
-    generation: i32,
-    scopes: &Scopes,
-    expires_at: OffsetDateTime,
-    now: OffsetDateTime,
-) -> QueryResult<()> {
-    diesel::insert_into(refresh_tokens::table)
-        .values((
-            refresh_tokens::token_hash.eq(token.hash()),
-            refresh_tokens::family_id.eq(family.id),
-            refresh_tokens::generation.eq(generation),
-            refresh_tokens::scopes.eq(scopes.to_vec()),
-            refresh_tokens::created_at.eq(now),
-            refresh_tokens::expires_at.eq(expires_at),
-        ))
-        .execute(conn)
-        .await
-        .map(|_| ())
+    insert_access_token(conn, id, new.access_token.0, new.access_token.1).await?;
+    Ok((id, policy.token_for(id, 0)))
 }
 
 /// Records an access token issued within a family.
@@ -311,7 +375,7 @@ pub async fn family_of_access_token(
         .optional()
 }
 
-/// Finds a token by its hash.
+/// Finds a legacy (`kwrt_`) token by its hash.
 pub async fn find_token(
     conn: &mut AsyncPgConnection,
     hash: &TokenHash,
@@ -324,8 +388,9 @@ pub async fn find_token(
         .optional()
 }
 
-/// The token of `generation` in `family`.
-pub async fn find_generation(
+/// The legacy token of `generation` in `family`, if that generation was issued before tokens
+/// were MAC'd.
+pub async fn find_legacy_generation(
     conn: &mut AsyncPgConnection,
     family_id: Uuid,
     generation: i32,
@@ -337,6 +402,28 @@ pub async fn find_generation(
         .first(conn)
         .await
         .optional()
+}
+
+/// What `token` names: a `kwrf_` token by its MAC (no query), a legacy one by its row. `None`
+/// for anything else, a forged or altered token included.
+pub async fn locate(
+    conn: &mut AsyncPgConnection,
+    policy: &RefreshPolicy,
+    token: &str,
+) -> QueryResult<Option<Presented>> {
+    if let Some(presented) = policy.read(token) {
+        return Ok(Some(presented));
+    }
+    if !token.starts_with(LEGACY_REFRESH_TOKEN_PREFIX) {
+        return Ok(None);
+    }
+    Ok(find_token(conn, &TokenHash::of(token))
+        .await?
+        .map(|row| Presented {
+            family_id: row.family_id,
+            generation: row.generation,
+            legacy: true,
+        }))
 }
 
 /// Reads a family.
@@ -361,16 +448,16 @@ pub async fn lock_family(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<
         .optional()
 }
 
-/// What a one-statement rotation needs: the presented token, its successor, the access token
-/// about to be signed.
+/// What a one-statement rotation needs: the presented token's family and generation, the
+/// access token about to be signed.
 #[derive(Debug)]
 pub struct Rotation<'a> {
-    /// Hash of the presented token.
-    pub presented: &'a TokenHash,
+    /// The family the token names.
+    pub family_id: Uuid,
+    /// The generation it names: it must be the current one.
+    pub generation: i32,
     /// The client presenting it.
     pub client_id: &'a str,
-    /// The successor to store.
-    pub successor: &'a TokenHash,
     /// A narrower scope asked for, if any (RFC 6749 §6).
     pub scopes: Option<&'a Scopes>,
     /// The successor's idle expiry before the family's absolute end caps it.
@@ -408,21 +495,27 @@ pub struct Rotated {
     /// The successor's scope.
     #[diesel(sql_type = Array<Text>)]
     pub scopes: Vec<String>,
+    /// The successor's generation.
+    #[diesel(sql_type = Integer)]
+    pub generation: i32,
 }
 
-/// The whole rotation of an unused, live token in one statement, so one round trip to
-/// PostgreSQL: lock the family (as [`lock_family`] does, so revocation cannot interleave), spend
-/// the token by the same conditional update as [`update_used`], store the successor and the
-/// access token's record, and read the user's claims. `None` when any condition of
-/// [`check_live`] fails (used, expired, revoked, another client, a wider scope, a disabled
-/// user): nothing was written, and
-/// the caller's transaction works out which refusal, reuse or grace retry it is.
+/// The whole rotation of the current token of a live family in one statement, so one round
+/// trip to PostgreSQL: move the family's generation on by the conditional UPDATE that decides
+/// between racers (the loser's recheck on the newest row version finds the generation moved),
+/// record the access token, and read the user's claims. `None` when any condition of
+/// [`check_live`] fails (an older generation, expired, revoked, another client, a wider scope,
+/// a disabled user): nothing was written, and the caller's transaction works out which
+/// refusal, reuse or grace retry it is.
+///
+/// No indexed column changes, so PostgreSQL can update the row in place (HOT; the table keeps
+/// free space on each page for it): the family's storage does not grow with its rotations.
 ///
 /// It reads `users` too, though this is the tokens module, because the rotation must be
 /// conditional on the account in the same statement. The user's row is not locked: a cut-off
 /// revokes the family under the family lock after bumping the version, so it either waits for
-/// this statement and revokes what it issued, or committed first and the family fails the
-/// lock's recheck (READ COMMITTED re-evaluates `revoked_at` on the newest row version).
+/// this statement and revokes what it issued, or committed first and this UPDATE's recheck
+/// finds `revoked_at` set (READ COMMITTED re-evaluates it on the newest row version).
 pub async fn rotate_unused(
     conn: &mut AsyncPgConnection,
     rotation: &Rotation<'_>,
@@ -459,80 +552,72 @@ impl Query for RotateUnused<'_> {
 impl QueryFragment<Pg> for RotateUnused<'_> {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
         let (r, scopes) = (self.r, &self.scopes);
-        out.push_sql("WITH presented AS (SELECT family_id FROM refresh_tokens WHERE token_hash = ");
-        out.push_bind_param::<Bytea, _>(r.presented)?;
-        out.push_sql(" AND used_at IS NULL AND expires_at > ");
-        out.push_bind_param::<Timestamptz, _>(&r.now)?;
         out.push_sql(
-            "), family AS (\
-             SELECT f.id, f.user_id, f.audiences, f.auth_time, f.amr, f.absolute_expires_at \
-             FROM refresh_families f \
-             WHERE f.id = (SELECT family_id FROM presented) AND f.client_id = ",
+            "WITH family AS (UPDATE refresh_families f SET generation = f.generation + 1, \
+             token_scopes = COALESCE(",
         );
+        out.push_bind_param::<Nullable<Array<Text>>, _>(scopes)?;
+        out.push_sql(", f.token_scopes), token_expires_at = LEAST(");
+        out.push_bind_param::<Timestamptz, _>(&r.idle_expires_at)?;
+        out.push_sql(", f.absolute_expires_at), rotated_at = ");
+        out.push_bind_param::<Timestamptz, _>(&r.now)?;
+        out.push_sql(" WHERE f.id = ");
+        out.push_bind_param::<SqlUuid, _>(&r.family_id)?;
+        out.push_sql(" AND f.generation = ");
+        out.push_bind_param::<Integer, _>(&r.generation)?;
+        out.push_sql(" AND f.client_id = ");
         out.push_bind_param::<Text, _>(r.client_id)?;
         out.push_sql(" AND f.revoked_at IS NULL AND f.absolute_expires_at > ");
+        out.push_bind_param::<Timestamptz, _>(&r.now)?;
+        out.push_sql(" AND f.token_expires_at > ");
         out.push_bind_param::<Timestamptz, _>(&r.now)?;
         // Narrowing only (RFC 6749 §6): a wider scope finds no row and is refused below.
         out.push_sql(" AND f.scopes @> COALESCE(");
         out.push_bind_param::<Nullable<Array<Text>>, _>(scopes)?;
         out.push_sql(
-            ", '{}') FOR UPDATE\
-             ), holder AS (\
-             SELECT u.roles, u.credential_version, COALESCE(u.subject, u.id::text) AS sub \
-             FROM users u, family \
-             WHERE u.id = family.user_id AND u.disabled_at IS NULL\
-             ), spent AS (\
-             UPDATE refresh_tokens t SET used_at = ",
-        );
-        out.push_bind_param::<Timestamptz, _>(&r.now)?;
-        out.push_sql(" FROM family, holder WHERE t.token_hash = ");
-        out.push_bind_param::<Bytea, _>(r.presented)?;
-        // Rechecked on the newest row version when a racer spent it first: one of them wins.
-        out.push_sql(" AND t.family_id = family.id AND t.used_at IS NULL AND t.expires_at > ");
-        out.push_bind_param::<Timestamptz, _>(&r.now)?;
-        out.push_sql(
-            " RETURNING t.family_id, t.generation, t.scopes\
-             ), successor AS (\
-             INSERT INTO refresh_tokens \
-             (token_hash, family_id, generation, scopes, created_at, expires_at) SELECT ",
-        );
-        out.push_bind_param::<Bytea, _>(r.successor)?;
-        out.push_sql(", spent.family_id, spent.generation + 1, COALESCE(");
-        out.push_bind_param::<Nullable<Array<Text>>, _>(scopes)?;
-        out.push_sql(", spent.scopes), ");
-        out.push_bind_param::<Timestamptz, _>(&r.now)?;
-        out.push_sql(", LEAST(");
-        out.push_bind_param::<Timestamptz, _>(&r.idle_expires_at)?;
-        out.push_sql(
-            ", family.absolute_expires_at) FROM spent, family RETURNING scopes\
+            ", '{}') AND EXISTS (SELECT 1 FROM users u \
+             WHERE u.id = f.user_id AND u.disabled_at IS NULL) \
+             RETURNING f.id, f.user_id, f.audiences, f.auth_time, f.amr, f.token_scopes, \
+             f.generation\
              ), access AS (\
              INSERT INTO family_access_tokens (jti, family_id, expires_at) SELECT ",
         );
         out.push_bind_param::<SqlUuid, _>(&r.access_token.0)?;
-        out.push_sql(", family_id, ");
+        out.push_sql(", family.id, ");
         out.push_bind_param::<Timestamptz, _>(&r.access_token.1)?;
         out.push_sql(
-            " FROM spent) \
-             SELECT family.user_id, holder.sub, family.audiences, family.auth_time, family.amr, \
-             holder.roles, holder.credential_version, successor.scopes \
-             FROM family, holder, successor",
+            " FROM family) \
+             SELECT family.user_id, COALESCE(u.subject, u.id::text) AS sub, family.audiences, \
+             family.auth_time, family.amr, u.roles, u.credential_version, \
+             family.token_scopes AS scopes, family.generation \
+             FROM family JOIN users u ON u.id = family.user_id",
         );
         Ok(())
     }
 }
 
-/// Marks a token used; the one conditional update that decides who rotates it.
-pub async fn update_used(
+/// Moves family `id` from generation `from` to the next, under the family lock the caller
+/// holds: the successor carries `scopes` and expires at `expires_at`. False when the family is
+/// no longer at `from` (the one conditional update that decides who rotates).
+pub async fn advance(
     conn: &mut AsyncPgConnection,
-    hash: &TokenHash,
+    id: Uuid,
+    from: i32,
+    scopes: &Scopes,
+    expires_at: OffsetDateTime,
     now: OffsetDateTime,
 ) -> QueryResult<bool> {
     diesel::update(
-        refresh_tokens::table
-            .find(hash)
-            .filter(refresh_tokens::used_at.is_null()),
+        refresh_families::table
+            .find(id)
+            .filter(refresh_families::generation.eq(from)),
     )
-    .set(refresh_tokens::used_at.eq(now))
+    .set((
+        refresh_families::generation.eq(from + 1),
+        refresh_families::token_scopes.eq(scopes.to_vec()),
+        refresh_families::token_expires_at.eq(expires_at),
+        refresh_families::rotated_at.eq(now),
+    ))
     .execute(conn)
     .await
     .map(|n| n == 1)

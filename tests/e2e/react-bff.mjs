@@ -11,7 +11,7 @@ import { closeHarness, harness } from './harness.mjs';
 const { KEYWARD, BFF, START_MS } = process.env;
 const PASSWORD = 'correct horse battery';
 // A Keyward access or ID token (a JWS), or a refresh token.
-const TOKEN = /eyJ[\w-]+\.[\w-]+\.|kwrt_/;
+const TOKEN = /eyJ[\w-]+\.[\w-]+\.|kwr[ft]_/;
 
 const { context, close } = await launch();
 // The browser's clock is the test's too: Keyward's pages and the BFF read the same time.

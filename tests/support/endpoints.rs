@@ -89,17 +89,20 @@ impl TestApp {
             .expect("GET /userinfo")
     }
 
-    /// Refresh tokens ever issued (one more per rotation), and revoked families.
+    /// Refresh tokens ever issued (one more per rotation: each family's generations), and
+    /// revoked families.
     pub async fn family_rows(&self) -> (i64, i64) {
+        use diesel::dsl::sum;
         use diesel::prelude::*;
         use diesel_async::RunQueryDsl;
-        use keyward::db::schema::{refresh_families, refresh_tokens};
+        use keyward::db::schema::refresh_families;
         let mut conn = keyward::db::connect(&self.state.db).await.unwrap();
-        let tokens: i64 = refresh_tokens::table
-            .count()
+        let tokens: Option<i64> = refresh_families::table
+            .select(sum(refresh_families::generation + 1))
             .get_result(&mut conn)
             .await
             .unwrap();
+        let tokens = tokens.unwrap_or(0);
         let revoked: i64 = refresh_families::table
             .filter(refresh_families::revoked_at.is_not_null())
             .count()

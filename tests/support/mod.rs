@@ -229,6 +229,11 @@ impl TestApp {
         }
     }
 
+    /// The URL of this app's database.
+    pub fn database_url(&self) -> &str {
+        &self.env["DATABASE_URL"]
+    }
+
     /// A user read back by username.
     pub async fn user_named(&self, name: &str) -> Option<User> {
         let username = Username::parse(name).expect("valid username");

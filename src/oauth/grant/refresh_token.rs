@@ -3,7 +3,6 @@
 
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::json;
-use time::OffsetDateTime;
 
 use crate::audit::{self, NewAuditEvent};
 use crate::auth_methods::AuthMethods;
@@ -15,8 +14,8 @@ use crate::oauth::grant::{
 };
 use crate::oauth::params::Params;
 use crate::scope::Scopes;
-use crate::tokens::opaque::{PlainToken, TokenHash};
-use crate::tokens::refresh::{self, Family, NotLive, RefreshTokenRow};
+use crate::tokens::opaque::PlainToken;
+use crate::tokens::refresh::{self, Family, NotLive, Presented};
 use crate::users;
 
 /// A refresh, as sent.
@@ -62,7 +61,6 @@ const INVALID: &str = "the refresh token is invalid";
 /// The successor to hand out and what it carries.
 struct Rotation {
     scopes: Scopes,
-    generation: i32,
     successor: PlainToken,
     /// The successor already exists: a retry within the grace window gets it again.
     is_retry: bool,
@@ -75,13 +73,12 @@ pub async fn refresh(
     client: &Client,
     request: &RefreshRequest,
 ) -> Result<TokenResponse, GrantError> {
-    let hash = TokenHash::of(&request.refresh_token);
-    if let Some(response) = rotate_in_one_statement(conn, ctx, client, request, &hash).await? {
+    if let Some(response) = rotate_in_one_statement(conn, ctx, client, request).await? {
         ctx.metrics.refresh(RefreshOutcome::Rotated);
         return Ok(response);
     }
     let outcome = conn
-        .transaction(async |conn| rotate(conn, ctx, client, request, &hash).await)
+        .transaction(async |conn| rotate(conn, ctx, client, request).await)
         .await?;
     ctx.metrics.refresh(match &outcome {
         Outcome::Issued { grace: false, .. } => RefreshOutcome::Rotated,
@@ -100,25 +97,28 @@ pub async fn refresh(
     }
 }
 
-/// The common case, an unused live token, in one round trip (see [`refresh::rotate_unused`]).
-/// `None` means nothing was written: every other case goes through [`rotate`], which tells a
-/// refusal from reuse or a grace retry under the family lock.
+/// The common case, the current token of a live family, in one round trip (see
+/// [`refresh::rotate_unused`]). `None` means nothing was written: every other case (and every
+/// legacy token) goes through [`rotate`], which tells a refusal from reuse or a grace retry
+/// under the family lock.
 async fn rotate_in_one_statement(
     conn: &mut AsyncPgConnection,
     ctx: &GrantContext<'_>,
     client: &Client,
     request: &RefreshRequest,
-    hash: &TokenHash,
 ) -> Result<Option<TokenResponse>, GrantError> {
+    // A token without our MAC names nothing, and costs no query here.
+    let Some(presented) = ctx.refresh.read(&request.refresh_token) else {
+        return Ok(None);
+    };
     // The statement commits the rotation before the signature: without a key to sign with,
     // spending the token would leave the client with nothing (and its retry looking like reuse).
     ctx.keys.can_sign(ctx.now)?;
-    let successor = ctx.refresh.successor_of(&request.refresh_token);
     let access_id = ctx.access_token_id();
     let rotation = refresh::Rotation {
-        presented: hash,
+        family_id: presented.family_id,
+        generation: presented.generation,
         client_id: &client.id,
-        successor: &successor.hash(),
         scopes: request.scope.as_ref(),
         idle_expires_at: ctx.now + ctx.refresh.idle,
         access_token: access_id,
@@ -127,6 +127,9 @@ async fn rotate_in_one_statement(
     let Some(rotated) = refresh::rotate_unused(conn, &rotation).await? else {
         return Ok(None);
     };
+    let successor = ctx
+        .refresh
+        .token_for(presented.family_id, rotated.generation);
     let scopes = Scopes::from_stored(&rotated.scopes);
     let methods = AuthMethods::from_stored(&rotated.amr);
     let person = Person {
@@ -156,15 +159,13 @@ async fn rotate(
     ctx: &GrantContext<'_>,
     client: &Client,
     request: &RefreshRequest,
-    hash: &TokenHash,
 ) -> Result<Outcome, GrantError> {
-    let Some(family) = lock_family_of(conn, hash).await? else {
+    let Some(presented) = refresh::locate(conn, ctx.refresh, &request.refresh_token).await? else {
         return Ok(Outcome::Refused(INVALID));
     };
-    // Read again under the family lock: a racer may have rotated it a moment ago.
-    let row = refresh::find_token(conn, hash)
-        .await?
-        .ok_or_else(|| invalid_grant(INVALID))?;
+    let Some(family) = refresh::lock_family(conn, presented.family_id).await? else {
+        return Ok(Outcome::Refused(INVALID));
+    };
     // Not locked: the family lock already orders this against a cut-off, which bumps the
     // user's version and then revokes each family under that lock. Locking the user here as
     // well (after the family) deadlocked with it.
@@ -172,23 +173,29 @@ async fn rotate(
         .await?
         .filter(|u| !u.is_disabled());
     let scope = request.scope.as_ref();
-    let verdict = refresh::check_live(&family, &row, &client.id, scope, user.is_some(), ctx.now);
+    let generation = presented.generation;
+    let verdict = refresh::check_live(
+        &family,
+        generation,
+        &client.id,
+        scope,
+        user.is_some(),
+        ctx.now,
+    );
     let rotation = match verdict {
         Ok(()) => Rotation {
             // Narrowing is allowed, widening never: the family's grant is the ceiling.
             scopes: scope
                 .cloned()
-                .unwrap_or_else(|| Scopes::from_stored(&row.scopes)),
-            generation: row.generation + 1,
-            successor: ctx.refresh.successor_of(&request.refresh_token),
+                .unwrap_or_else(|| Scopes::from_stored(&family.token_scopes)),
+            successor: ctx.refresh.token_for(family.id, generation + 1),
             is_retry: false,
         },
         Err(NotLive::Used) => {
-            let used_at = row.used_at.unwrap_or(ctx.now);
             let retry =
-                retry_in_grace(conn, ctx, &family, &row, &request.refresh_token, used_at).await?;
+                retry_in_grace(conn, ctx, &family, &presented, &request.refresh_token).await?;
             let Some(rotation) = retry else {
-                revoke_after_reuse(conn, ctx, client, &family, &row, used_at).await?;
+                revoke_after_reuse(conn, ctx, client, &family, generation).await?;
                 return Ok(Outcome::Reused);
             };
             rotation
@@ -202,76 +209,62 @@ async fn rotate(
     let Some(user) = user else {
         return Ok(Outcome::Refused(NotLive::UserDisabled.description()));
     };
-    if !rotation.is_retry && !spend(conn, ctx, &family, &row, &rotation).await? {
-        return Ok(Outcome::Refused(INVALID));
+    if !rotation.is_retry {
+        let expires_at = ctx.refresh.token_expiry(&family, ctx.now);
+        let moved = refresh::advance(
+            conn,
+            family.id,
+            generation,
+            &rotation.scopes,
+            expires_at,
+            ctx.now,
+        )
+        .await?;
+        if !moved {
+            return Ok(Outcome::Refused(INVALID));
+        }
     }
     respond(conn, ctx, client, &family, &user, rotation).await
 }
 
-/// Spends the presented token and stores its successor; false when a racer spent it first
-/// (the conditional update decides between racers that both read the token unused).
-async fn spend(
-    conn: &mut AsyncPgConnection,
-    ctx: &GrantContext<'_>,
-    family: &Family,
-    row: &RefreshTokenRow,
-    rotation: &Rotation,
-) -> Result<bool, GrantError> {
-    if !refresh::update_used(conn, &row.token_hash, ctx.now).await? {
-        return Ok(false);
-    }
-    let expires_at = ctx.refresh.token_expiry(family, ctx.now);
-    let r = rotation;
-    refresh::insert_token(
-        conn,
-        family,
-        &r.successor,
-        r.generation,
-        &r.scopes,
-        expires_at,
-        ctx.now,
-    )
-    .await?;
-    Ok(true)
-}
-
-/// The family of the presented token, locked.
-async fn lock_family_of(
-    conn: &mut AsyncPgConnection,
-    hash: &TokenHash,
-) -> Result<Option<Family>, GrantError> {
-    let Some(row) = refresh::find_token(conn, hash).await? else {
-        return Ok(None);
-    };
-    Ok(refresh::lock_family(conn, row.family_id).await?)
-}
-
 /// A token presented again after rotation gets the same successor only within the grace
-/// window, only as the immediate predecessor of a still-unused successor: a client that lost
-/// the response retries without forking the family. Anything else is reuse.
+/// window, only as the immediate predecessor of the current (so still unused) token: a client
+/// that lost the response retries without forking the family. Anything else is reuse.
 async fn retry_in_grace(
     conn: &mut AsyncPgConnection,
     ctx: &GrantContext<'_>,
     family: &Family,
-    row: &RefreshTokenRow,
-    presented: &str,
-    used_at: OffsetDateTime,
+    presented: &Presented,
+    token: &str,
 ) -> Result<Option<Rotation>, GrantError> {
-    if ctx.refresh.grace.is_none_or(|g| ctx.now - used_at > g) {
+    let in_window = ctx
+        .refresh
+        .grace
+        .is_some_and(|g| ctx.now - family.rotated_at <= g);
+    if !in_window
+        || presented.generation + 1 != family.generation
+        || family.token_expires_at <= ctx.now
+    {
         return Ok(None);
     }
-    let successor = ctx.refresh.successor_of(presented);
-    let next = refresh::find_generation(conn, family.id, row.generation + 1).await?;
-    Ok(next
-        .filter(|n| {
-            n.used_at.is_none() && n.expires_at > ctx.now && n.token_hash == successor.hash()
-        })
-        .map(|n| Rotation {
-            scopes: Scopes::from_stored(&n.scopes),
-            generation: n.generation,
-            successor,
-            is_retry: true,
-        }))
+    // The current token: MAC'd, unless it was issued before tokens were (then it was derived
+    // from its predecessor, and only the derivation matching its stored hash proves this).
+    let current = refresh::find_legacy_generation(conn, family.id, family.generation).await?;
+    let successor = match current {
+        None => ctx.refresh.token_for(family.id, family.generation),
+        Some(row) => {
+            let derived = ctx.refresh.legacy_successor_of(token);
+            if derived.hash() != row.token_hash {
+                return Ok(None);
+            }
+            derived
+        }
+    };
+    Ok(Some(Rotation {
+        scopes: Scopes::from_stored(&family.token_scopes),
+        successor,
+        is_retry: true,
+    }))
 }
 
 /// Reuse: someone holds a token that was already rotated, so the whole family ends.
@@ -280,13 +273,9 @@ async fn revoke_after_reuse(
     ctx: &GrantContext<'_>,
     client: &Client,
     family: &Family,
-    row: &RefreshTokenRow,
-    used_at: OffsetDateTime,
+    replayed: i32,
 ) -> Result<(), GrantError> {
     refresh::revoke_family(conn, family.id, "refresh token reuse", ctx.now).await?;
-    let latest = refresh::find_generation(conn, family.id, row.generation + 1)
-        .await?
-        .map_or(row.generation, |n| n.generation);
     let family_id = family.id.to_string();
     let event = NewAuditEvent::new("refresh.reused", audit::ACTOR_SYSTEM, ctx.now)
         .subject(&family_id)
@@ -294,9 +283,9 @@ async fn revoke_after_reuse(
         .client(&client.id)
         .ip(ctx.ip)
         .details(json!({
-            "replayed_generation": row.generation,
-            "latest_generation": latest,
-            "rotated_at": used_at.unix_timestamp(),
+            "replayed_generation": replayed,
+            "latest_generation": family.generation,
+            "rotated_at": family.rotated_at.unix_timestamp(),
         }));
     audit::insert(conn, &event).await?;
     Ok(())
