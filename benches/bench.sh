@@ -2,8 +2,9 @@
 # What users feel, in one run, as ratios: Keyward (release) and its PostgreSQL pinned to core 0,
 # the load generator (benches/load.rs) to core 1; the limits of core 0 measured in the same run
 # (RSA-2048 signs per CPU-second by `openssl speed`, argon2id verifications per CPU-second with
-# the configured parameters). Loopback only, bounded (about two minutes of load). Writes its table
-# into docs/BENCHMARKS.md between the bench:latest markers.
+# the configured parameters). Loopback only, bounded (about two minutes of load, one more with a
+# million refresh families stored, and four of waiting in benches/storage.sh for tokens to expire).
+# Writes its tables into docs/BENCHMARKS.md between the bench:latest markers.
 #   benches/bench.sh [seconds-per-scenario] [sign-ins]      (run by `make bench`)
 # BENCH_ONLY=NAME runs only the scenarios whose name contains NAME and leaves the docs alone;
 # BENCH_PROFILE=FILE records the server with `perf record` meanwhile.
@@ -69,6 +70,41 @@ out=$(taskset -c 1 "$gen" run "http://127.0.0.1:$port" "http://127.0.0.1:$metric
 printf '%s\n' "$out"
 if [ -n "${BENCH_PROFILE:-}" ]; then kill -INT "$perf_pid"; wait "$perf_pid" || true; fi
 [ -z "${BENCH_ONLY:-}" ] || exit 0
+
+# The refresh rounds again with a million more families stored, inserted here outside the timed
+# part (the bench's client and user, live, each at some generation): a rotation finds its family
+# by primary key, so the table's size should barely show.
+families=${BENCH_FAMILIES:-1000000}
+psql -qAt "$DATABASE_URL" >/dev/null <<SQL
+INSERT INTO refresh_families (id, client_id, user_id, scopes, audiences, auth_time, created_at,
+    absolute_expires_at, amr, generation, token_scopes, token_expires_at, rotated_at)
+SELECT gen_random_uuid(), '$id', u.id, '{offline_access,api:read}', '{}', now(), now(),
+    now() + interval '30 days', '{pwd}', (random() * 100)::int, '{offline_access,api:read}',
+    now() + interval '14 days', now()
+FROM users u, generate_series(1, $families) WHERE u.username = '$user-0';
+VACUUM ANALYZE refresh_families;
+SQL
+stored=$(psql -qAt "$DATABASE_URL" -c 'SELECT count(*) FROM refresh_families')
+large=$(BENCH_ONLY=refresh taskset -c 1 "$gen" run "http://127.0.0.1:$port" \
+  "http://127.0.0.1:$metrics_port" "$server" "$id" "$secret" "$user" "$password" "$secs" 0 0)
+large="With $stored families stored ($families inserted before the rounds):
+
+$large"
+printf '\n%s\n' "$large"
+kill "$server" 2>/dev/null || true
+server=""
+
+# Bytes kept per rotation, in a database of its own (benches/storage.sh, about four minutes).
+base=${DATABASE_URL%/*}
+psql -qAt "$base/postgres" -c 'DROP DATABASE IF EXISTS keyward_storage' -c 'CREATE DATABASE keyward_storage' >/dev/null
+storage=$(DATABASE_URL=$base/keyward_storage benches/storage.sh "$bin")
+psql -qAt "$base/postgres" -c 'DROP DATABASE keyward_storage' >/dev/null
+printf '\n%s\n' "$storage"
+out="$out
+
+$large
+
+$storage"
 python3 - "$out" "$secs" "$sign_ins" "$(git rev-parse --short HEAD 2>/dev/null || echo unknown)" <<'PY'
 import sys, datetime, subprocess
 out, secs, sign_ins, commit = sys.argv[1:5]

@@ -865,3 +865,85 @@ async fn a_forged_or_altered_refresh_token_changes_nothing_and_is_refused() {
         "each counts as a failed redemption"
     );
 }
+
+/// The plan PostgreSQL picks for a purge batch's row selection (`EXPLAIN`, text).
+async fn batch_plan(conn: &mut keyward::db::PooledConn, condition: &str) -> String {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Line {
+        #[diesel(sql_type = diesel::sql_types::Text, column_name = "QUERY PLAN")]
+        line: String,
+    }
+    let sql = format!("EXPLAIN SELECT ctid FROM refresh_families WHERE {condition} LIMIT 1000");
+    let lines: Vec<Line> = diesel::sql_query(sql).load(conn).await.unwrap();
+    lines
+        .into_iter()
+        .map(|l| l.line)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_million_expired_families_are_purged_in_bounded_batches_and_live_ones_stay() {
+    use diesel::QueryDsl;
+    use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+    use keyward::housekeeping::BATCH;
+    let (app, client, live) = refreshing_alice(&[]).await;
+    let alice = app.find_user_by_name("alice").await;
+    let mut conn = app.conn().await;
+    // A million families past their absolute end, and a few thousand revoked long ago among
+    // them and the live one: the revoked are few, so finding them must not mean reading the rest.
+    let family = |count: u32, absolute: &str, revoked: &str| {
+        format!(
+            "INSERT INTO refresh_families (id, client_id, user_id, scopes, audiences, auth_time, \
+             created_at, absolute_expires_at, amr, generation, token_scopes, token_expires_at, \
+             rotated_at, revoked_at, revoked_reason) SELECT gen_random_uuid(), 'webapp', \
+             '{alice}', '{{openid}}', '{{}}', now() - interval '40 days', now() - interval '40 days', \
+             {absolute}, '{{pwd}}', 3, '{{openid}}', now() - interval '20 days', \
+             now() - interval '30 days', {revoked} FROM generate_series(1, {count});"
+        )
+    };
+    let setup = family(1_000_000, "now() - interval '10 days'", "NULL, NULL")
+        + &family(
+            3_000,
+            "now() + interval '20 days'",
+            "now() - interval '1 day', 'test'",
+        )
+        + "ANALYZE refresh_families;";
+    conn.batch_execute(&setup).await.unwrap();
+
+    // The few revoked families are found through an index, not by reading a million rows per
+    // batch (a batch of the expired ones may read the table: nearly every row it reads matches).
+    let condition = "revoked_at IS NOT NULL AND revoked_at <= now()";
+    let plan = batch_plan(&mut conn, condition).await;
+    assert!(!plan.contains("Seq Scan"), "{condition}:\n{plan}");
+    // Drained in batches: no statement deletes more than a batch of each kind.
+    let mut batches = 0;
+    let mut deleted = 0;
+    loop {
+        let n = keyward::tokens::refresh::delete_expired(
+            &mut conn,
+            app.clock().now(),
+            Duration::minutes(10),
+            BATCH,
+        )
+        .await
+        .unwrap();
+        assert!(n <= 3 * usize::try_from(BATCH).unwrap(), "{n}");
+        deleted += n;
+        batches += 1;
+        if n < usize::try_from(BATCH).unwrap() {
+            break;
+        }
+    }
+    assert!(deleted >= 1_003_000, "{deleted}");
+    // A batch of each kind per statement: at least a thousand statements for a million rows.
+    assert!(batches >= 1_000, "{batches} batches");
+    let left: i64 = keyward::db::schema::refresh_families::table
+        .count()
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(left, 1, "only the live family stays");
+    assert_eq!(app.refresh(&client, &rt(&live), None).await.status(), 200);
+}

@@ -4,6 +4,7 @@ WHERE NOT EXISTS (
     SELECT 1 FROM refresh_tokens t WHERE t.family_id = f.id AND t.generation = f.generation
 );
 DROP TABLE refresh_token_keys;
+DROP INDEX refresh_families_revoked_at_idx;
 ALTER TABLE refresh_families RESET (fillfactor);
 ALTER TABLE refresh_families
     DROP COLUMN generation,

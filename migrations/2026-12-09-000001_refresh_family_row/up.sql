@@ -32,6 +32,10 @@ ALTER TABLE refresh_families
     ADD CONSTRAINT refresh_families_generation_check CHECK (generation >= 0),
     ADD CONSTRAINT refresh_families_token_scopes_check
         CHECK (array_position(token_scopes, NULL) IS NULL);
+-- Purge finds revoked families by this (a batch must not scan a million live families); a
+-- rotation never changes `revoked_at`, so it stays a HOT update.
+CREATE INDEX refresh_families_revoked_at_idx ON refresh_families (revoked_at)
+    WHERE revoked_at IS NOT NULL;
 -- Room on each page for the row's next version: a rotation changes no indexed column, so with
 -- free space on the page PostgreSQL updates it in place (a HOT update, no index writes).
 ALTER TABLE refresh_families SET (fillfactor = 80);
