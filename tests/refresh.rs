@@ -625,7 +625,6 @@ async fn sql_rotates(
         client_id,
         scopes: scope,
         idle_expires_at: now + app.state.refresh.idle,
-        access_token: (uuid::Uuid::new_v4(), now + Duration::minutes(5)),
         now,
     };
     diesel::sql_query("BEGIN").execute(&mut conn).await.unwrap();

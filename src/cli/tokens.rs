@@ -133,6 +133,9 @@ struct AccessClaims {
     #[serde(default)]
     sub: String,
     exp: i64,
+    /// The refresh family it was issued in (Keyward's `fam` claim).
+    #[serde(default)]
+    fam: Option<Uuid>,
 }
 
 fn access_token_claims(token: &str) -> Option<AccessClaims> {
@@ -154,7 +157,12 @@ async fn why_access_token(
     claims: &AccessClaims,
     json: bool,
 ) -> anyhow::Result<()> {
-    if let Some(family) = refresh::family_of_access_token(conn, claims.jti).await? {
+    // Named in the token; a token from before `fam` was recorded in `family_access_tokens`.
+    let family = match claims.fam {
+        Some(family) => Some(family),
+        None => refresh::family_of_access_token(conn, claims.jti).await?,
+    };
+    if let Some(family) = family {
         return why(conn, family, json).await;
     }
     let revoked = crate::tokens::revoked::is_revoked(conn, claims.jti).await?;

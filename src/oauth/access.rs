@@ -8,7 +8,7 @@ use crate::clients;
 use crate::keys::keyring::KeyRing;
 use crate::keys::schedule::CLOCK_LEEWAY;
 use crate::tokens::jwt::{self, AccessTokenClaims};
-use crate::tokens::revoked;
+use crate::tokens::{refresh, revoked};
 use crate::users::{self, User};
 
 /// What an access token turned out to be.
@@ -35,7 +35,8 @@ pub struct LiveToken {
 }
 
 /// Checks signature, `typ` (RFC 9068 §4: an ID token is no credential here), issuer and expiry,
-/// then what the database knows: not revoked (RFC 7009), its client still registered, and the
+/// then what the database knows: not revoked (RFC 7009), nor its refresh family, its client
+/// still registered, and the
 /// person still enabled and on the credential version the token was issued under (a cut-off
 /// ends it before its `exp`).
 pub async fn judge(
@@ -49,6 +50,13 @@ pub async fn judge(
         return Ok(Judged::NotOurs);
     };
     if revoked::is_revoked(conn, claims.jti).await? {
+        return Ok(Judged::Ended);
+    }
+    // Issued in a refresh family: it ends with the family (revoked, reused, or its client or
+    // user deleted), with no record per access token.
+    if let Some(family) = claims.fam
+        && !refresh::is_standing(conn, family).await?
+    {
         return Ok(Judged::Ended);
     }
     // A deleted client's tokens end with it, its own (client credentials) included, which

@@ -93,6 +93,10 @@ pub struct AccessTokenClaims {
     /// userinfo and introspection at once, though its signature stays valid until `exp`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cv: Option<i32>,
+    /// Keyward's own claim: the refresh family the token was issued in. Revoking the family
+    /// ends the token at userinfo and introspection at once, with no record kept per token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fam: Option<Uuid>,
 }
 
 impl AccessTokenClaims {
@@ -227,6 +231,8 @@ pub struct AccessGrant<'a> {
     pub roles: &'a [String],
     /// The user's credential version, for user tokens.
     pub credential_version: Option<i32>,
+    /// The refresh family it is issued in, if any.
+    pub family: Option<Uuid>,
 }
 
 /// Signs an RFC 9068 access token with the `jti` and expiry the caller chose (the one-statement
@@ -251,6 +257,7 @@ pub fn sign_access_token(
         amr: grant.methods.map(AuthMethods::amr),
         roles: grant.roles.to_vec(),
         cv: grant.credential_version,
+        fam: grant.family,
     };
     Ok(IssuedAccessToken {
         token: keys.sign(ACCESS_TOKEN_TYP, &claims, now)?,
@@ -321,6 +328,7 @@ mod tests {
             amr: None,
             roles: vec![],
             cv: Some(3),
+            fam: None,
         }
     }
 

@@ -297,6 +297,8 @@ pub fn check_live(
 /// Everything needed to start a family.
 #[derive(Debug)]
 pub struct NewFamily<'a> {
+    /// Its id, chosen before: the first access token names it.
+    pub id: Uuid,
     /// Client.
     pub client_id: &'a str,
     /// User.
@@ -309,18 +311,16 @@ pub struct NewFamily<'a> {
     pub auth_time: OffsetDateTime,
     /// How the user authenticated.
     pub methods: &'a AuthMethods,
-    /// The access token issued together with the first refresh token.
-    pub access_token: (Uuid, OffsetDateTime),
 }
 
-/// Starts a family with its first token; returns the family's id and the token.
+/// Starts a family; returns its first token.
 pub async fn insert_family(
     conn: &mut AsyncPgConnection,
     policy: &RefreshPolicy,
     new: &NewFamily<'_>,
     now: OffsetDateTime,
-) -> QueryResult<(Uuid, PlainToken)> {
-    let id = Uuid::new_v4();
+) -> QueryResult<PlainToken> {
+    let id = new.id;
     let absolute_expires_at = now + policy.absolute;
     diesel::insert_into(refresh_families::table)
         .values((
@@ -340,29 +340,11 @@ pub async fn insert_family(
         ))
         .execute(conn)
         .await?;
-    insert_access_token(conn, id, new.access_token.0, new.access_token.1).await?;
-    Ok((id, policy.token_for(id, 0)))
+    Ok(policy.token_for(id, 0))
 }
 
-/// Records an access token issued within a family.
-pub async fn insert_access_token(
-    conn: &mut AsyncPgConnection,
-    family_id: Uuid,
-    jti: Uuid,
-    expires_at: OffsetDateTime,
-) -> QueryResult<()> {
-    diesel::insert_into(family_access_tokens::table)
-        .values((
-            family_access_tokens::jti.eq(jti),
-            family_access_tokens::family_id.eq(family_id),
-            family_access_tokens::expires_at.eq(expires_at),
-        ))
-        .execute(conn)
-        .await
-        .map(|_| ())
-}
-
-/// The family an access token was issued in, if it was issued in one (and is still recorded).
+/// The family an access token issued before access tokens named it (`fam`) was recorded in,
+/// while the record lasts (until the token expires).
 pub async fn family_of_access_token(
     conn: &mut AsyncPgConnection,
     jti: Uuid,
@@ -426,6 +408,20 @@ pub async fn locate(
         }))
 }
 
+/// Whether family `id` still stands (exists, not revoked): what an access token naming it
+/// (`fam`) is judged by. A family purged after its absolute end is gone only once every access
+/// token it issued has expired.
+pub async fn is_standing(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
+    refresh_families::table
+        .find(id)
+        .filter(refresh_families::revoked_at.is_null())
+        .select(refresh_families::id)
+        .first::<Uuid>(conn)
+        .await
+        .optional()
+        .map(|found| found.is_some())
+}
+
 /// Reads a family.
 pub async fn find_family(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<Family>> {
     refresh_families::table
@@ -448,8 +444,7 @@ pub async fn lock_family(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<
         .optional()
 }
 
-/// What a one-statement rotation needs: the presented token's family and generation, the
-/// access token about to be signed.
+/// What a one-statement rotation needs: the presented token's family and generation.
 #[derive(Debug)]
 pub struct Rotation<'a> {
     /// The family the token names.
@@ -462,8 +457,6 @@ pub struct Rotation<'a> {
     pub scopes: Option<&'a Scopes>,
     /// The successor's idle expiry before the family's absolute end caps it.
     pub idle_expires_at: OffsetDateTime,
-    /// The access token's `jti` and expiry, recorded in the family.
-    pub access_token: (Uuid, OffsetDateTime),
     /// Now.
     pub now: OffsetDateTime,
 }
@@ -503,7 +496,8 @@ pub struct Rotated {
 /// The whole rotation of the current token of a live family in one statement, so one round
 /// trip to PostgreSQL: move the family's generation on by the conditional UPDATE that decides
 /// between racers (the loser's recheck on the newest row version finds the generation moved),
-/// record the access token, and read the user's claims. `None` when any condition of
+/// and read the user's claims. The access token names the family (`fam`), so nothing is
+/// written per access token. `None` when any condition of
 /// [`check_live`] fails (an older generation, expired, revoked, another client, a wider scope,
 /// a disabled user): nothing was written, and the caller's transaction works out which
 /// refusal, reuse or grace retry it is.
@@ -579,14 +573,7 @@ impl QueryFragment<Pg> for RotateUnused<'_> {
              WHERE u.id = f.user_id AND u.disabled_at IS NULL) \
              RETURNING f.id, f.user_id, f.audiences, f.auth_time, f.amr, f.token_scopes, \
              f.generation\
-             ), access AS (\
-             INSERT INTO family_access_tokens (jti, family_id, expires_at) SELECT ",
-        );
-        out.push_bind_param::<SqlUuid, _>(&r.access_token.0)?;
-        out.push_sql(", family.id, ");
-        out.push_bind_param::<Timestamptz, _>(&r.access_token.1)?;
-        out.push_sql(
-            " FROM family) \
+             ) \
              SELECT family.user_id, COALESCE(u.subject, u.id::text) AS sub, family.audiences, \
              family.auth_time, family.amr, u.roles, u.credential_version, \
              family.token_scopes AS scopes, family.generation \
@@ -759,11 +746,13 @@ pub async fn delete_expired(
     batch: i64,
 ) -> QueryResult<usize> {
     // Used tokens are kept while their family lives: a replay must still be recognised as reuse.
+    // Access tokens name their family (`fam`) and stand only while it does: a family past its
+    // absolute end stays until the last access token it issued has expired.
     let families = crate::db::delete_batch(
         conn,
         "refresh_families",
         "absolute_expires_at <= $1",
-        now,
+        now - longest_access_ttl,
         batch,
     )
     .await?;

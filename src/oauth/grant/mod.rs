@@ -196,12 +196,7 @@ pub struct GrantContext<'a> {
 }
 
 impl GrantContext<'_> {
-    /// A fresh `jti` and the expiry of an access token signed now.
-    fn access_token_id(&self) -> (Uuid, OffsetDateTime) {
-        (Uuid::new_v4(), self.now + self.settings.access_ttl)
-    }
-
-    /// Signs an access token for `sub` under `client`.
+    /// Signs an access token for `sub` under `client`, with a fresh `jti`.
     fn access_token(
         &self,
         client: &Client,
@@ -210,26 +205,7 @@ impl GrantContext<'_> {
         audiences: &[String],
         person: Option<Person<'_>>,
     ) -> Result<IssuedAccessToken, SignError> {
-        self.access_token_as(
-            self.access_token_id(),
-            client,
-            sub,
-            scopes,
-            audiences,
-            person,
-        )
-    }
-
-    /// Signs the access token `id` (its `jti` and expiry, chosen before) for `sub` under `client`.
-    fn access_token_as(
-        &self,
-        id: (Uuid, OffsetDateTime),
-        client: &Client,
-        sub: &str,
-        scopes: &Scopes,
-        audiences: &[String],
-        person: Option<Person<'_>>,
-    ) -> Result<IssuedAccessToken, SignError> {
+        let id = (Uuid::new_v4(), self.now + self.settings.access_ttl);
         jwt::sign_access_token(
             self.keys,
             &AccessGrant {
@@ -242,6 +218,7 @@ impl GrantContext<'_> {
                 methods: person.map(|p| p.methods),
                 roles: person.map_or(&[], |p| p.roles),
                 credential_version: person.map(|p| p.credential_version),
+                family: person.and_then(|p| p.family),
             },
             id,
             self.now,
@@ -256,6 +233,8 @@ struct Person<'a> {
     credential_version: i32,
     auth_time: OffsetDateTime,
     methods: &'a AuthMethods,
+    /// The refresh family the token is issued in, named in it (`fam`).
+    family: Option<Uuid>,
 }
 
 impl<'a> Person<'a> {
@@ -265,7 +244,13 @@ impl<'a> Person<'a> {
             credential_version: user.credential_version,
             auth_time,
             methods,
+            family: None,
         }
+    }
+
+    /// The same person, the token issued in refresh family `family`.
+    const fn in_family(self, family: Option<Uuid>) -> Self {
+        Self { family, ..self }
     }
 }
 
@@ -296,31 +281,29 @@ async fn issue_for_user(
     auth: &Authorization<'_>,
 ) -> Result<Issued, GrantError> {
     let sub = auth.user.sub();
-    let access = ctx.access_token(
-        client,
-        &sub,
-        auth.scopes,
-        auth.audiences,
-        Some(Person::of(auth.user, (auth.auth_time, auth.methods))),
-    )?;
+    // The family's id is chosen first: the access token names it (`fam`), so revoking the
+    // family reaches the token without a record per access token.
+    let family_id = (client.allows_grant(GrantType::RefreshToken)
+        && auth.scopes.contains(scope::OFFLINE_ACCESS))
+    .then(Uuid::new_v4);
+    let person = Person::of(auth.user, (auth.auth_time, auth.methods)).in_family(family_id);
+    let access = ctx.access_token(client, &sub, auth.scopes, auth.audiences, Some(person))?;
     let id_token = if auth.scopes.contains(scope::OPENID) {
         Some(sign_id_token(ctx, client, auth, &sub, &access.token)?)
     } else {
         None
     };
-    let (refresh_family, refresh_token) = if client.allows_grant(GrantType::RefreshToken)
-        && auth.scopes.contains(scope::OFFLINE_ACCESS)
-    {
+    let (refresh_family, refresh_token) = if let Some(id) = family_id {
         let family = refresh::NewFamily {
+            id,
             client_id: &client.id,
             user_id: auth.user.id,
             scopes: auth.scopes,
             audiences: auth.audiences,
             auth_time: auth.auth_time,
             methods: auth.methods,
-            access_token: (access.jti, access.expires_at),
         };
-        let (id, token) = refresh::insert_family(conn, ctx.refresh, &family, ctx.now).await?;
+        let token = refresh::insert_family(conn, ctx.refresh, &family, ctx.now).await?;
         (Some(id), Some(token.expose().to_owned()))
     } else {
         (None, None)

@@ -114,14 +114,12 @@ async fn rotate_in_one_statement(
     // The statement commits the rotation before the signature: without a key to sign with,
     // spending the token would leave the client with nothing (and its retry looking like reuse).
     ctx.keys.can_sign(ctx.now)?;
-    let access_id = ctx.access_token_id();
     let rotation = refresh::Rotation {
         family_id: presented.family_id,
         generation: presented.generation,
         client_id: &client.id,
         scopes: request.scope.as_ref(),
         idle_expires_at: ctx.now + ctx.refresh.idle,
-        access_token: access_id,
         now: ctx.now,
     };
     let Some(rotated) = refresh::rotate_unused(conn, &rotation).await? else {
@@ -137,16 +135,10 @@ async fn rotate_in_one_statement(
         credential_version: rotated.credential_version,
         auth_time: rotated.auth_time,
         methods: &methods,
+        family: Some(presented.family_id),
     };
     let sub = rotated.sub.clone();
-    let access = ctx.access_token_as(
-        access_id,
-        client,
-        &sub,
-        &scopes,
-        &rotated.audiences,
-        Some(person),
-    )?;
+    let access = ctx.access_token(client, &sub, &scopes, &rotated.audiences, Some(person))?;
     Ok(Some(TokenResponse {
         refresh_token: Some(successor.expose().to_owned()),
         ..TokenResponse::bearer(access, ctx.settings.access_ttl, &scopes)
@@ -224,7 +216,7 @@ async fn rotate(
             return Ok(Outcome::Refused(INVALID));
         }
     }
-    respond(conn, ctx, client, &family, &user, rotation).await
+    respond(ctx, client, &family, &user, &rotation)
 }
 
 /// A token presented again after rotation gets the same successor only within the grace
@@ -291,26 +283,20 @@ async fn revoke_after_reuse(
     Ok(())
 }
 
-/// Signs the access token, records it in the family (so revoking the family revokes it), and
+/// Signs the access token, naming the family in it (so revoking the family revokes it), and
 /// answers with the successor.
-async fn respond(
-    conn: &mut AsyncPgConnection,
+fn respond(
     ctx: &GrantContext<'_>,
     client: &Client,
     family: &Family,
     user: &users::User,
-    rotation: Rotation,
+    rotation: &Rotation,
 ) -> Result<Outcome, GrantError> {
     let sub = user.sub();
     let methods = AuthMethods::from_stored(&family.amr);
-    let access = ctx.access_token(
-        client,
-        &sub,
-        &rotation.scopes,
-        &family.audiences,
-        Some(Person::of(user, (family.auth_time, &methods))),
-    )?;
-    refresh::insert_access_token(conn, family.id, access.jti, access.expires_at).await?;
+    let person = Person::of(user, (family.auth_time, &methods)).in_family(Some(family.id));
+    let scopes = &rotation.scopes;
+    let access = ctx.access_token(client, &sub, scopes, &family.audiences, Some(person))?;
     Ok(Outcome::Issued {
         response: TokenResponse {
             refresh_token: Some(rotation.successor.expose().to_owned()),
