@@ -185,12 +185,7 @@ async fn past_the_limit_each_guess_costs_one_fresh_proof_and_wrong_ones_stay_cou
     );
 
     // Each accepted and refused proof is counted for the operator.
-    let metrics = reqwest::get(format!("{}/metrics", app.metrics_base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(
         metrics.contains(r#"keyward_sign_in_proofs_total{outcome="accepted"} 6"#),
         "{metrics}"

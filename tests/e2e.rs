@@ -46,33 +46,67 @@ fn publish_time(app: &TestApp, file: &Path) -> i64 {
     ms
 }
 
-/// The SPA and notes-api in one Node process on the test clock; their addresses.
-async fn start_examples(app: &TestApp, clock_file: &Path) -> (Child, String, String) {
-    let mut child = Command::new("node")
+/// Example servers in one Node process on the test clock (`script` in tests/e2e, with `env`
+/// besides Keyward's issuer, notes-api's audience and the clock file); the JSON line of
+/// addresses it prints once they listen.
+async fn serve_on_test_clock(
+    app: &TestApp,
+    script: &str,
+    clock_file: &Path,
+    env: &[(&str, &std::ffi::OsStr)],
+) -> (Child, Value) {
+    let mut command = Command::new("node");
+    command
         .arg("--import")
         .arg(e2e_dir().join("virtual-clock.mjs"))
-        .arg(e2e_dir().join("serve.mjs"))
+        .arg(e2e_dir().join(script))
         .env("KEYWARD_ISSUER", &app.base)
         .env("NOTES_AUDIENCE", AUDIENCE)
-        .env("E2E_CLOCK_FILE", clock_file)
+        .env("E2E_CLOCK_FILE", clock_file);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    let mut child = command
         .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
-        .expect("node runs (make test installs the examples' dependencies)");
+        .expect("node runs (make test installs the examples' dependencies and builds them)");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     loop {
         let line = lines
             .next_line()
             .await
             .unwrap()
-            .expect("the examples print their addresses");
+            .unwrap_or_else(|| panic!("{script} prints its addresses"));
         if let Ok(addresses) = serde_json::from_str::<Value>(&line) {
-            let spa = addresses["spa"].as_str().unwrap().to_owned();
-            let api = addresses["api"].as_str().unwrap().to_owned();
             // Keep draining, or a full pipe would stall the servers' logging.
             tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            return (child, spa, api);
+            return (child, addresses);
         }
+    }
+}
+
+/// The SPA and notes-api in one Node process on the test clock; their addresses.
+async fn start_examples(app: &TestApp, clock_file: &Path) -> (Child, String, String) {
+    let (child, addresses) = serve_on_test_clock(app, "serve.mjs", clock_file, &[]).await;
+    let spa = addresses["spa"].as_str().unwrap().to_owned();
+    let api = addresses["api"].as_str().unwrap().to_owned();
+    (child, spa, api)
+}
+
+/// What every script on the test clock may ask: move the clock (Keyward's, and the file the
+/// Node servers read), count refresh tokens issued and families revoked. `None` for anything
+/// else, which the test answers itself.
+async fn clock_and_families(app: &TestApp, clock_file: &Path, ask: &Value) -> Option<Value> {
+    match ask["op"].as_str()? {
+        "advance" => {
+            let seconds = ask["seconds"].as_i64().unwrap();
+            app.clock().advance(time::Duration::seconds(seconds));
+            Some(json!({ "now_ms": publish_time(app, clock_file) }))
+        }
+        "rotations" => Some(json!({ "count": app.family_rows().await.0 })),
+        "families" => Some(json!({ "revoked": app.family_rows().await.1 })),
+        _ => None,
     }
 }
 
@@ -144,15 +178,9 @@ async fn the_spa_signs_in_refreshes_once_across_tabs_and_signs_out_in_chromium()
         .env("UNREGISTERED", &unregistered)
         .env("START_MS", start_ms.to_string())
         .env("SCREENSHOTS", screenshot_dir());
-    drive(&mut script, async |ask| match ask["op"].as_str().unwrap() {
-        "advance" => {
-            let seconds = ask["seconds"].as_i64().unwrap();
-            app.clock().advance(time::Duration::seconds(seconds));
-            json!({ "now_ms": publish_time(&app, &clock_file) })
-        }
-        "rotations" => json!({ "count": app.family_rows().await.0 }),
-        "families" => json!({ "revoked": app.family_rows().await.1 }),
-        other => panic!("unknown request {other}"),
+    drive(&mut script, async |ask| {
+        let answer = clock_and_families(&app, &clock_file, ask).await;
+        answer.unwrap_or_else(|| panic!("unknown request {ask}"))
     })
     .await;
     let _ = std::fs::remove_dir_all(&scratch);
@@ -279,13 +307,9 @@ async fn the_spa_asks_for_a_second_factor_and_every_sign_in_then_needs_the_app_i
         .env("KEYWARD", &app.base)
         .env("SPA", &spa)
         .env("START_MS", start_ms.to_string());
-    drive(&mut script, async |ask| match ask["op"].as_str().unwrap() {
-        "advance" => {
-            let seconds = ask["seconds"].as_i64().unwrap();
-            app.clock().advance(time::Duration::seconds(seconds));
-            json!({ "now_ms": publish_time(&app, &clock_file) })
-        }
-        other => panic!("unknown request {other}"),
+    drive(&mut script, async |ask| {
+        let answer = clock_and_families(&app, &clock_file, ask).await;
+        answer.unwrap_or_else(|| panic!("unknown request {ask}"))
     })
     .await;
     let _ = std::fs::remove_dir_all(&scratch);
@@ -356,32 +380,17 @@ async fn an_express_app_on_passport_openidconnect_signs_in_with_pkce_optional_in
 /// test clock, as the confidential client `notes-bff`; the BFF's address. `scratch` holds the clock
 /// file (`now`) and the refresh gate (`gate`, see `tests/e2e/serve-bff.mjs`).
 async fn start_bff(app: &TestApp, scratch: &Path, bff_port: u16, secret: &str) -> (Child, String) {
-    let mut child = Command::new("node")
-        .arg("--import")
-        .arg(e2e_dir().join("virtual-clock.mjs"))
-        .arg(e2e_dir().join("serve-bff.mjs"))
-        .env("KEYWARD_ISSUER", &app.base)
-        .env("NOTES_AUDIENCE", AUDIENCE)
-        .env("E2E_CLOCK_FILE", scratch.join("now"))
-        .env("E2E_GATE_FILE", scratch.join("gate"))
-        .env("BFF_PORT", bff_port.to_string())
-        .env("BFF_CLIENT_ID", "notes-bff")
-        .env("BFF_CLIENT_SECRET", secret)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node runs (make test installs and builds the examples)");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    loop {
-        let line = lines.next_line().await.unwrap().expect(
-            "the BFF prints its address (is examples/react-bff built? make test builds it)",
-        );
-        if let Ok(addresses) = serde_json::from_str::<Value>(&line) {
-            let bff = addresses["bff"].as_str().unwrap().to_owned();
-            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            return (child, bff);
-        }
-    }
+    let port = bff_port.to_string();
+    let gate = scratch.join("gate");
+    let env: [(&str, &std::ffi::OsStr); 4] = [
+        ("E2E_GATE_FILE", gate.as_os_str()),
+        ("BFF_PORT", port.as_ref()),
+        ("BFF_CLIENT_ID", "notes-bff".as_ref()),
+        ("BFF_CLIENT_SECRET", secret.as_ref()),
+    ];
+    let (child, addresses) =
+        serve_on_test_clock(app, "serve-bff.mjs", &scratch.join("now"), &env).await;
+    (child, addresses["bff"].as_str().unwrap().to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -420,14 +429,19 @@ async fn the_react_app_and_its_bff_keep_tokens_on_the_server_and_sign_out_all_th
         .env("KEYWARD", &app.base)
         .env("BFF", &bff)
         .env("START_MS", start_ms.to_string());
-    drive(&mut script, async |ask| match ask["op"].as_str().unwrap() {
-        "advance" => {
-            let seconds = ask["seconds"].as_i64().unwrap();
-            app.clock().advance(time::Duration::seconds(seconds));
-            json!({ "now_ms": publish_time(&app, &clock_file) })
+    drive(&mut script, async |ask| {
+        if let Some(answer) = clock_and_families(&app, &clock_file, ask).await {
+            return answer;
         }
-        "rotations" => json!({ "count": app.family_rows().await.0 }),
-        "families" => json!({ "revoked": app.family_rows().await.1 }),
+        react_bff_answer(&app, &scratch, ask).await
+    })
+    .await;
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// The React BFF script's own requests: arm the refresh gate, sign a person out everywhere.
+async fn react_bff_answer(app: &TestApp, scratch: &Path, ask: &Value) -> Value {
+    match ask["op"].as_str().unwrap() {
         "gate" => {
             std::fs::write(scratch.join("gate"), ask["calls"].to_string()).unwrap();
             json!({})
@@ -446,7 +460,5 @@ async fn the_react_app_and_its_bff_keep_tokens_on_the_server_and_sign_out_all_th
             json!({ "families": families.len() })
         }
         other => panic!("unknown request {other}"),
-    })
-    .await;
-    let _ = std::fs::remove_dir_all(&scratch);
+    }
 }

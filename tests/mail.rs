@@ -66,15 +66,6 @@ async fn wait_for_outbox(app: &TestApp, what: &str, done: impl Fn(&[Row]) -> boo
     }
 }
 
-async fn metrics(app: &TestApp) -> String {
-    reqwest::get(format!("{}/metrics", app.metrics_base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn a_committed_letter_arrives_once_and_a_rolled_back_one_never_exists() {
     let sink = SmtpSink::start().await;
@@ -115,7 +106,7 @@ async fn a_committed_letter_arrives_once_and_a_rolled_back_one_never_exists() {
         1,
         "only the committed mail was ever sent"
     );
-    let m = metrics(&app).await;
+    let m = app.metrics_text().await;
     assert!(m.contains("keyward_mail_sent_total 1"), "{m}");
 }
 
@@ -141,7 +132,7 @@ async fn a_waiting_letter_is_sealed_and_survives_an_smtp_outage() {
     let mail = sink.wait_for_mail_to("c@example.com").await;
     assert_eq!(mail.subject, "Letter 3");
     wait_for_outbox(&app, "delivered", <[Row]>::is_empty).await;
-    let m = metrics(&app).await;
+    let m = app.metrics_text().await;
     assert!(
         m.contains(r#"keyward_mail_failed_total{outcome="deferred"}"#),
         "{m}"
@@ -180,7 +171,7 @@ async fn a_refused_letter_and_one_failing_past_the_retry_period_are_given_up_and
     );
     assert_eq!(details[1]["attempts"], 2);
     assert_eq!(details[1]["kind"], "test");
-    let m = metrics(&app).await;
+    let m = app.metrics_text().await;
     assert!(
         m.contains(r#"keyward_mail_failed_total{outcome="abandoned"} 2"#),
         "{m}"

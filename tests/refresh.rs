@@ -849,12 +849,7 @@ async fn a_forged_or_altered_refresh_token_changes_nothing_and_is_refused() {
     assert_eq!(app.family_rows().await, (rows, revoked), "nothing changed");
     // The real token still rotates: no forgery touched its family.
     assert_eq!(app.refresh(&client, &token, None).await.status(), 200);
-    let metrics = reqwest::get(format!("{}/metrics", app.metrics_base))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     let invalid = format!(
         "keyward_refresh_total{{outcome=\"invalid\"}} {}",
         forgeries.len()

@@ -229,6 +229,16 @@ impl TestApp {
         }
     }
 
+    /// The text of `/metrics`, from the metrics listener.
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(format!("{}/metrics", self.metrics_base))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     /// The URL of this app's database.
     pub fn database_url(&self) -> &str {
         &self.env["DATABASE_URL"]
