@@ -73,12 +73,21 @@ pub async fn refresh(
     client: &Client,
     request: &RefreshRequest,
 ) -> Result<TokenResponse, GrantError> {
-    if let Some(response) = rotate_in_one_statement(conn, ctx, client, request).await? {
+    // What the token names, once: by its MAC (no query), or a legacy token by its row. A forged
+    // or unknown token is refused here, before any transaction.
+    let Some(presented) = refresh::locate(conn, ctx.refresh, &request.refresh_token).await? else {
+        ctx.metrics.refresh(RefreshOutcome::Invalid);
+        return Err(invalid_grant(INVALID));
+    };
+    if !presented.legacy
+        && let Some(response) =
+            rotate_in_one_statement(conn, ctx, client, request, presented).await?
+    {
         ctx.metrics.refresh(RefreshOutcome::Rotated);
         return Ok(response);
     }
     let outcome = conn
-        .transaction(async |conn| rotate(conn, ctx, client, request).await)
+        .transaction(async |conn| rotate(conn, ctx, client, request, &presented).await)
         .await?;
     ctx.metrics.refresh(match &outcome {
         Outcome::Issued { grace: false, .. } => RefreshOutcome::Rotated,
@@ -99,18 +108,15 @@ pub async fn refresh(
 
 /// The common case, the current token of a live family, in one round trip (see
 /// [`refresh::rotate_unused`]). `None` means nothing was written: every other case (and every
-/// legacy token) goes through [`rotate`], which tells a refusal from reuse or a grace retry
+/// legacy token, which the caller sends there directly) goes through [`rotate`], which tells a refusal from reuse or a grace retry
 /// under the family lock.
 async fn rotate_in_one_statement(
     conn: &mut AsyncPgConnection,
     ctx: &GrantContext<'_>,
     client: &Client,
     request: &RefreshRequest,
+    presented: Presented,
 ) -> Result<Option<TokenResponse>, GrantError> {
-    // A token without our MAC names nothing, and costs no query here.
-    let Some(presented) = ctx.refresh.read(&request.refresh_token) else {
-        return Ok(None);
-    };
     // The statement commits the rotation before the signature: without a key to sign with,
     // spending the token would leave the client with nothing (and its retry looking like reuse).
     ctx.keys.can_sign(ctx.now)?;
@@ -151,10 +157,8 @@ async fn rotate(
     ctx: &GrantContext<'_>,
     client: &Client,
     request: &RefreshRequest,
+    presented: &Presented,
 ) -> Result<Outcome, GrantError> {
-    let Some(presented) = refresh::locate(conn, ctx.refresh, &request.refresh_token).await? else {
-        return Ok(Outcome::Refused(INVALID));
-    };
     let Some(family) = refresh::lock_family(conn, presented.family_id).await? else {
         return Ok(Outcome::Refused(INVALID));
     };
@@ -185,7 +189,7 @@ async fn rotate(
         },
         Err(NotLive::Used) => {
             let retry =
-                retry_in_grace(conn, ctx, &family, &presented, &request.refresh_token).await?;
+                retry_in_grace(conn, ctx, &family, presented, &request.refresh_token).await?;
             let Some(rotation) = retry else {
                 revoke_after_reuse(conn, ctx, client, &family, generation).await?;
                 return Ok(Outcome::Reused);
