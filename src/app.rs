@@ -107,6 +107,8 @@ pub struct Shared {
     pub discovery: crate::http::discovery::Documents,
     /// Refresh-token lifetimes, grace window and successor key.
     pub refresh: crate::tokens::refresh::RefreshPolicy,
+    /// Gathers the rotations of current refresh tokens into shared statements.
+    pub rotations: crate::tokens::rotations::Rotations,
     /// Rate limits, and the keys this instance knows to be blocked.
     pub limits: crate::rate_limits::Limits,
     /// Queues mail in the outbox and delivers it.
@@ -224,6 +226,10 @@ impl App {
         let sessions = session_layer(&pool, &clock, &config);
         let shared = Shared {
             refresh: refresh_policy(&config, &keys),
+            rotations: crate::tokens::rotations::Rotations::start(
+                pool.clone(),
+                rotation_statements(),
+            ),
             limits: crate::rate_limits::Limits::new(config.limits, metrics.clone()),
             courier: start_courier(&config, keys.mail_secret(), &metrics)?,
             letterhead: letterhead(&config),
@@ -423,6 +429,13 @@ fn session_layer(
         .with_path("/")
         // The cookie may outlive the idle time: the server enforces both lifetimes.
         .with_expiry(Expiry::OnInactivity(lifetimes.absolute))
+}
+
+/// How many statements of gathered refresh rotations may be out at once: one per four cores.
+/// One at a time gathers the most rotations into each (a second one out would take the
+/// rotations that would have joined the first); past a few cores the signing outpaces one.
+fn rotation_statements() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().div_ceil(4))
 }
 
 /// Refresh-token lifetimes, grace window and the successor key.

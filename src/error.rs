@@ -125,7 +125,15 @@ pub enum Failure {
 
 impl From<DbError> for AppError {
     fn from(e: DbError) -> Self {
-        if matches!(e, DbError::Exhausted) {
+        std::sync::Arc::new(e).into()
+    }
+}
+
+/// Also the failure of a statement that served several requests (refresh rotations sent
+/// together): each of them answers as it would for a failure of its own.
+impl From<std::sync::Arc<DbError>> for AppError {
+    fn from(e: std::sync::Arc<DbError>) -> Self {
+        if matches!(*e, DbError::Exhausted) {
             Self::Shed(Shed::Pool)
         } else if e.is_unavailable() {
             Self::Unavailable(anyhow::Error::new(e))

@@ -622,15 +622,18 @@ async fn sql_rotates(
     let rotation = keyward::tokens::refresh::Rotation {
         family_id: presented.family_id,
         generation: presented.generation,
-        client_id,
-        scopes: scope,
+        client_id: client_id.to_owned(),
+        scopes: scope.cloned(),
         idle_expires_at: now + app.state.refresh.idle,
         now,
     };
     diesel::sql_query("BEGIN").execute(&mut conn).await.unwrap();
-    let rotated = keyward::tokens::refresh::rotate_unused(&mut conn, &rotation)
-        .await
-        .unwrap();
+    let [rotated] = <[_; 1]>::try_from(
+        keyward::tokens::refresh::rotate_unused(&mut conn, &[rotation])
+            .await
+            .unwrap(),
+    )
+    .unwrap();
     diesel::sql_query("ROLLBACK")
         .execute(&mut conn)
         .await
@@ -940,4 +943,267 @@ async fn a_million_expired_families_are_purged_in_bounded_batches_and_live_ones_
         .unwrap();
     assert_eq!(left, 1, "only the live family stays");
     assert_eq!(app.refresh(&client, &rt(&live), None).await.status(), 200);
+}
+
+/// A rotation of `token` as `client_id` would ask for it now, with `scope` if narrowing.
+fn rotation_of(
+    app: &TestApp,
+    token: &str,
+    client_id: &str,
+    scope: Option<&str>,
+) -> keyward::tokens::refresh::Rotation {
+    let presented = app.state.refresh.read(token).expect("a token of ours");
+    let now = app.clock().now();
+    keyward::tokens::refresh::Rotation {
+        family_id: presented.family_id,
+        generation: presented.generation,
+        client_id: client_id.to_owned(),
+        scopes: scope.map(|s| keyward::scope::Scopes::parse(s).unwrap()),
+        idle_expires_at: now + app.state.refresh.idle,
+        now,
+    }
+}
+
+/// The current generation of `token`'s family.
+async fn generation_of(app: &TestApp, token: &str) -> i32 {
+    let family = app.state.refresh.read(token).unwrap().family_id;
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    keyward::tokens::refresh::find_family(&mut conn, family)
+        .await
+        .unwrap()
+        .unwrap()
+        .generation
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_statement_of_many_rotations_answers_each_as_it_would_alone() {
+    let (app, client, first) = refreshing_alice(&[NO_GRACE]).await;
+    let other = app.register_client("other", refreshing()).await;
+    let scope = "openid offline_access invoices:read";
+    let mut tokens = vec![rt(&first)];
+    for _ in 0..5 {
+        tokens.push(rt(&app.tokens_for(&client, scope).await));
+    }
+    // Family 2's first token is spent; family 5 is revoked.
+    let spent = tokens[2].clone();
+    let resp = app.refresh(&client, &spent, None).await;
+    tokens[2] = rt(&resp.json::<Value>().await.unwrap());
+    assert_eq!(app.revoke(&client, &tokens[5]).await.status(), 200);
+    let before = {
+        let mut g = Vec::new();
+        for t in &tokens {
+            g.push(generation_of(&app, t).await);
+        }
+        g
+    };
+    let rotations = [
+        rotation_of(&app, &tokens[0], &client.id, None),
+        rotation_of(&app, &spent, &client.id, None),
+        rotation_of(&app, &tokens[1], &client.id, Some("offline_access")),
+        rotation_of(
+            &app,
+            &tokens[3],
+            &client.id,
+            Some(&format!("{scope} profile")),
+        ),
+        rotation_of(&app, &tokens[4], &other.id, None),
+        rotation_of(&app, &tokens[5], &client.id, None),
+        // One token presented twice in the statement: rotated once.
+        rotation_of(&app, &tokens[2], &client.id, None),
+        rotation_of(&app, &tokens[2], &client.id, None),
+    ];
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    let answers = keyward::tokens::refresh::rotate_unused(&mut conn, &rotations)
+        .await
+        .unwrap();
+    let rotated: Vec<bool> = answers.iter().map(Option::is_some).collect();
+    assert_eq!(&rotated[..6], [true, false, true, false, false, false]);
+    assert!(rotated[6] ^ rotated[7], "one token twice: {rotated:?}");
+    let narrowed = answers[2].as_ref().unwrap();
+    assert_eq!(narrowed.scopes, ["offline_access"]);
+    assert_eq!(answers[0].as_ref().unwrap().scopes.len(), 3);
+    for (answer, family) in [(&answers[0], 0), (&answers[2], 1)] {
+        assert_eq!(answer.as_ref().unwrap().generation, before[family] + 1);
+    }
+    let mut after = Vec::new();
+    for t in &tokens {
+        after.push(generation_of(&app, t).await - before[after.len()]);
+    }
+    assert_eq!(after, [1, 1, 1, 0, 0, 0], "each family moved once at most");
+    // The successors the statement stands for are the ones that work now.
+    for (token, answer) in [(&tokens[0], &answers[0]), (&tokens[1], &answers[2])] {
+        let family = app.state.refresh.read(token).unwrap().family_id;
+        let successor = app
+            .state
+            .refresh
+            .token_for(family, answer.as_ref().unwrap().generation);
+        assert_eq!(
+            app.refresh(&client, successor.expose(), None)
+                .await
+                .status(),
+            200
+        );
+    }
+}
+
+/// A transaction of its own holding family `token`'s row lock until dropped or committed.
+async fn hold_family(app: &TestApp, token: &str) -> diesel_async::AsyncPgConnection {
+    use diesel_async::{AsyncConnection as _, RunQueryDsl};
+    let family = app.state.refresh.read(token).unwrap().family_id;
+    let mut holder = diesel_async::AsyncPgConnection::establish(app.database_url())
+        .await
+        .unwrap();
+    diesel::sql_query("BEGIN")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    diesel::sql_query("SELECT 1 FROM refresh_families WHERE id = $1 FOR UPDATE")
+        .bind::<diesel::sql_types::Uuid, _>(family)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    holder
+}
+
+/// Waits until one of this database's sessions waits on a lock in a statement like `pattern`
+/// (SQL `LIKE`): the app's housekeeping may wait too, and must not be taken for it.
+async fn until_waiting_on_a_lock(app: &TestApp, pattern: &str) {
+    use diesel::prelude::*;
+    use diesel_async::{AsyncConnection as _, RunQueryDsl};
+    #[derive(QueryableByName)]
+    struct Waiting {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut watcher = diesel_async::AsyncPgConnection::establish(app.database_url())
+        .await
+        .unwrap();
+    loop {
+        let waiting: Waiting = diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() \
+             AND wait_event_type = 'Lock' AND query LIKE $1",
+        )
+        .bind::<diesel::sql_types::Text, _>(pattern)
+        .get_result(&mut watcher)
+        .await
+        .unwrap();
+        if waiting.n > 0 {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shared_rotation_statement_never_waits_for_a_family_another_transaction_holds() {
+    use diesel_async::RunQueryDsl;
+    let (app, client, first) = refreshing_alice(&[NO_GRACE]).await;
+    let held = rt(&first);
+    let free = rt(&app
+        .tokens_for(&client, "openid offline_access invoices:read")
+        .await);
+    let holder = hold_family(&app, &held).await;
+    // Were the statement to wait for the held row, this would fail after ten seconds; skipping
+    // it, the statement never meets the timeout, however slow the machine.
+    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
+    diesel::sql_query("SET lock_timeout = '10s'")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let rotations = [
+        rotation_of(&app, &held, &client.id, None),
+        rotation_of(&app, &free, &client.id, None),
+    ];
+    let answers = keyward::tokens::refresh::rotate_unused(&mut conn, &rotations)
+        .await
+        .unwrap();
+    diesel::sql_query("RESET lock_timeout")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    assert!(answers[0].is_none(), "the held family is left alone");
+    assert!(answers[1].is_some(), "the free one rotates");
+    drop(holder);
+    assert_eq!(generation_of(&app, &held).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refresh_of_a_held_family_waits_for_it_and_is_judged_on_what_its_holder_left() {
+    use diesel_async::RunQueryDsl;
+    let (app, client, first) = refreshing_alice(&[NO_GRACE]).await;
+    let token = rt(&first);
+    // The holder commits nothing: the refresh, waiting behind it, then rotates.
+    let holder = hold_family(&app, &token).await;
+    let refresh = app.refresh(&client, &token, None);
+    tokio::pin!(refresh);
+    tokio::select! {
+        _ = &mut refresh => panic!("answered while the family was held"),
+        () = until_waiting_on_a_lock(&app, "%FOR UPDATE%") => {}
+    }
+    drop(holder);
+    let resp = refresh.await;
+    assert_eq!(resp.status(), 200);
+    let token = rt(&resp.json::<Value>().await.unwrap());
+    // The holder revokes the family: the refresh waiting behind it is refused.
+    let mut holder = hold_family(&app, &token).await;
+    let refresh = app.refresh(&client, &token, None);
+    tokio::pin!(refresh);
+    tokio::select! {
+        _ = &mut refresh => panic!("answered while the family was held"),
+        () = until_waiting_on_a_lock(&app, "%FOR UPDATE%") => {}
+    }
+    diesel::sql_query(
+        "UPDATE refresh_families SET revoked_at = now(), revoked_reason = 'test' \
+         WHERE id = $1",
+    )
+    .bind::<diesel::sql_types::Uuid, _>(app.state.refresh.read(&token).unwrap().family_id)
+    .execute(&mut holder)
+    .await
+    .unwrap();
+    diesel::sql_query("COMMIT")
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    assert_oauth_error(refresh.await, "invalid_grant").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotation_withdrawn_before_its_statement_goes_out_is_not_made() {
+    use diesel_async::{AsyncConnection as _, RunQueryDsl};
+    let (app, client, first) = refreshing_alice(&[NO_GRACE]).await;
+    let scope = "openid offline_access invoices:read";
+    let [a, b, c] = [
+        rt(&first),
+        rt(&app.tokens_for(&client, scope).await),
+        rt(&app.tokens_for(&client, scope).await),
+    ];
+    let rotations = keyward::tokens::rotations::Rotations::start(app.state.db.clone(), 1);
+    // The first statement waits behind a lock on `users` (which it reads), so the next
+    // rotations queue behind it.
+    let mut locker = diesel_async::AsyncPgConnection::establish(app.database_url())
+        .await
+        .unwrap();
+    diesel::sql_query("BEGIN")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    diesel::sql_query("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    let first_out = tokio::spawn(rotations.rotate(rotation_of(&app, &a, &client.id, None)));
+    until_waiting_on_a_lock(&app, "%WITH mine AS%").await;
+    // Queued, then given up (as when the client goes away): never sent.
+    drop(rotations.rotate(rotation_of(&app, &b, &client.id, None)));
+    let kept = rotations.rotate(rotation_of(&app, &c, &client.id, None));
+    diesel::sql_query("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    assert!(first_out.await.unwrap().unwrap().is_some());
+    assert!(kept.await.unwrap().is_some());
+    assert_eq!(generation_of(&app, &a).await, 1);
+    assert_eq!(generation_of(&app, &b).await, 0, "withdrawn, not rotated");
+    assert_eq!(generation_of(&app, &c).await, 1);
 }

@@ -79,6 +79,9 @@ pub enum DbError {
     /// Every pooled connection stayed busy for the whole pool wait: shed this request.
     #[error("every database connection is busy")]
     Exhausted,
+    /// The task that sends refresh rotations to the database has stopped (a bug).
+    #[error("the refresh rotation task has stopped")]
+    Stopped,
     /// A query failed.
     #[error(transparent)]
     Query(#[from] diesel::result::Error),
@@ -91,6 +94,7 @@ impl DbError {
         match self {
             Self::Pool(_) | Self::Timeout | Self::Exhausted => true,
             Self::Query(e) => connection_lost(e),
+            Self::Stopped => false,
         }
     }
 }

@@ -42,6 +42,7 @@ fn grant_context(state: &AppState, ip: IpAddr, now: time::OffsetDateTime) -> Gra
             id_ttl: config.tokens.id_ttl,
         },
         refresh: &state.refresh,
+        rotations: &state.rotations,
         ip: Some(ip.into()),
         metrics: &state.metrics,
         now,

@@ -6,3 +6,4 @@ pub mod jwt;
 pub mod opaque;
 pub mod refresh;
 pub mod revoked;
+pub mod rotations;

@@ -10,7 +10,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-use diesel::sql_types::{Array, Integer, Nullable, Text, Timestamptz, Untyped, Uuid as SqlUuid};
+use diesel::sql_types::{
+    Array, BigInt, Integer, Nullable, Text, Timestamptz, Untyped, Uuid as SqlUuid,
+};
 use diesel_async::{AsyncConnection as _, AsyncPgConnection, RunQueryDsl};
 use ring::hmac;
 use time::{Duration, OffsetDateTime};
@@ -142,6 +144,18 @@ impl RefreshPolicy {
         let (body, tag) = raw.split_at(BODY_LEN);
         hmac::verify(&self.mac(), body, tag).ok()?;
         Presented::from_body(body)
+    }
+
+    /// Whether `token` is one of ours, by its MAC or its legacy prefix.
+    #[must_use]
+    pub fn recognise(&self, token: &str) -> Recognised {
+        if let Some(presented) = self.read(token) {
+            Recognised::Current(presented)
+        } else if token.starts_with(LEGACY_REFRESH_TOKEN_PREFIX) {
+            Recognised::Legacy
+        } else {
+            Recognised::Foreign
+        }
     }
 
     /// The successor a legacy token was given under a grace window: HMAC of the predecessor.
@@ -386,19 +400,22 @@ pub async fn find_legacy_generation(
         .optional()
 }
 
-/// What `token` names: a `kwrf_` token by its MAC (no query), a legacy one by its row. `None`
-/// for anything else, a forged or altered token included.
-pub async fn locate(
+/// What a presented string is, told without a query.
+#[derive(Clone, Copy, Debug)]
+pub enum Recognised {
+    /// A `kwrf_` token with a valid MAC, and what it names.
+    Current(Presented),
+    /// A `kwrt_` token: only its row can say what it names.
+    Legacy,
+    /// Anything else, a forged or altered token included.
+    Foreign,
+}
+
+/// What legacy token `token` names, by its row.
+pub async fn find_legacy(
     conn: &mut AsyncPgConnection,
-    policy: &RefreshPolicy,
     token: &str,
 ) -> QueryResult<Option<Presented>> {
-    if let Some(presented) = policy.read(token) {
-        return Ok(Some(presented));
-    }
-    if !token.starts_with(LEGACY_REFRESH_TOKEN_PREFIX) {
-        return Ok(None);
-    }
     Ok(find_token(conn, &TokenHash::of(token))
         .await?
         .map(|row| Presented {
@@ -406,6 +423,20 @@ pub async fn locate(
             generation: row.generation,
             legacy: true,
         }))
+}
+
+/// What `token` names: a `kwrf_` token by its MAC (no query), a legacy one by its row. `None`
+/// for anything else, a forged or altered token included.
+pub async fn locate(
+    conn: &mut AsyncPgConnection,
+    policy: &RefreshPolicy,
+    token: &str,
+) -> QueryResult<Option<Presented>> {
+    match policy.recognise(token) {
+        Recognised::Current(presented) => Ok(Some(presented)),
+        Recognised::Legacy => find_legacy(conn, token).await,
+        Recognised::Foreign => Ok(None),
+    }
 }
 
 /// Whether family `id` still stands (exists, not revoked): what an access token naming it
@@ -445,16 +476,16 @@ pub async fn lock_family(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<
 }
 
 /// What a one-statement rotation needs: the presented token's family and generation.
-#[derive(Debug)]
-pub struct Rotation<'a> {
+#[derive(Clone, Debug)]
+pub struct Rotation {
     /// The family the token names.
     pub family_id: Uuid,
     /// The generation it names: it must be the current one.
     pub generation: i32,
     /// The client presenting it.
-    pub client_id: &'a str,
+    pub client_id: String,
     /// A narrower scope asked for, if any (RFC 6749 §6).
-    pub scopes: Option<&'a Scopes>,
+    pub scopes: Option<Scopes>,
     /// The successor's idle expiry before the family's absolute end caps it.
     pub idle_expires_at: OffsetDateTime,
     /// Now.
@@ -464,6 +495,9 @@ pub struct Rotation<'a> {
 /// What the access token of a rotation carries, read in the same statement.
 #[derive(Debug, QueryableByName)]
 pub struct Rotated {
+    /// Which of the statement's rotations this is (1-based, in the order given).
+    #[diesel(sql_type = BigInt)]
+    slot: i64,
     /// The family's user.
     #[diesel(sql_type = SqlUuid)]
     pub user_id: Uuid,
@@ -493,89 +527,117 @@ pub struct Rotated {
     pub generation: i32,
 }
 
-/// The whole rotation of the current token of a live family in one statement, so one round
-/// trip to PostgreSQL: move the family's generation on by the conditional UPDATE that decides
-/// between racers (the loser's recheck on the newest row version finds the generation moved),
-/// and read the user's claims. The access token names the family (`fam`), so nothing is
-/// written per access token. `None` when any condition of
+/// Rotations of the current tokens of live families, any number in one statement, so one round
+/// trip and one commit for all of them: each moves its family's generation on by a conditional
+/// UPDATE and reads the user's claims. The access token names the family (`fam`), so nothing is
+/// written per access token. The answer is in the order given; `None` where any condition of
 /// [`check_live`] fails (an older generation, expired, revoked, another client, a wider scope,
-/// a disabled user): nothing was written, and the caller's transaction works out which
-/// refusal, reuse or grace retry it is.
+/// a disabled user) or where another transaction holds the family's row: nothing was written
+/// for it, and the caller's transaction, which waits for the row, works out which refusal,
+/// reuse, grace retry or rotation it is. A family named twice (two requests presenting one
+/// token together) is rotated once, for one of them: PostgreSQL updates a row once per
+/// statement whatever number of joined rows name it; the other finds the token used.
+///
+/// Rows held elsewhere are skipped rather than waited for (`SKIP LOCKED`): a statement for many
+/// families never waits behind one busy family, and never holds one row while waiting for
+/// another, so it cannot deadlock with a cut-off revoking a user's families one by one.
 ///
 /// No indexed column changes, so PostgreSQL can update the row in place (HOT; the table keeps
 /// free space on each page for it): the family's storage does not grow with its rotations.
 ///
 /// It reads `users` too, though this is the tokens module, because the rotation must be
 /// conditional on the account in the same statement. The user's row is not locked: a cut-off
-/// revokes the family under the family lock after bumping the version, so it either waits for
-/// this statement and revokes what it issued, or committed first and this UPDATE's recheck
-/// finds `revoked_at` set (READ COMMITTED re-evaluates it on the newest row version).
+/// revokes the family under the family lock after bumping the version, so either this
+/// statement skips the row (and the caller waits for the cut-off and finds it revoked), or the
+/// cut-off waits for this statement and revokes what it issued, or it committed first and the
+/// row lock's recheck finds `revoked_at` set (READ COMMITTED re-evaluates the conditions on the
+/// newest row version).
 pub async fn rotate_unused(
     conn: &mut AsyncPgConnection,
-    rotation: &Rotation<'_>,
-) -> QueryResult<Option<Rotated>> {
-    RotateUnused {
-        r: rotation,
-        scopes: rotation.scopes.map(Scopes::to_vec),
+    rotations: &[Rotation],
+) -> QueryResult<Vec<Option<Rotated>>> {
+    let statement = RotateUnused {
+        ids: rotations.iter().map(|r| r.family_id).collect(),
+        generations: rotations.iter().map(|r| r.generation).collect(),
+        clients: rotations.iter().map(|r| r.client_id.clone()).collect(),
+        // Scope tokens never hold a space (RFC 6749 §3.3), so one string per rotation carries
+        // them (PostgreSQL arrays cannot be ragged).
+        scopes: rotations
+            .iter()
+            .map(|r| r.scopes.as_ref().map(ToString::to_string))
+            .collect(),
+        idle_expires_at: rotations.iter().map(|r| r.idle_expires_at).collect(),
+        now: rotations.iter().map(|r| r.now).collect(),
+    };
+    let rows: Vec<Rotated> = statement.load(conn).await?;
+    let mut answers: Vec<Option<Rotated>> = rotations.iter().map(|_| None).collect();
+    for row in rows {
+        let slot = usize::try_from(row.slot - 1).ok();
+        if let Some(answer) = slot.and_then(|i| answers.get_mut(i)) {
+            *answer = Some(row);
+        }
     }
-    .get_result(conn)
-    .await
-    .optional()
+    Ok(answers)
 }
 
 /// [`rotate_unused`]'s statement. Written as a query fragment rather than with `sql_query`,
 /// which marks itself unsafe to cache: PostgreSQL would parse and plan this statement on every
 /// refresh (the profile showed the parser and planner ahead of the executor). Its text never
-/// varies, so diesel prepares it once per connection.
-struct RotateUnused<'a> {
-    r: &'a Rotation<'a>,
-    /// The narrower scope as bound (diesel binds borrow from the query).
-    scopes: Option<Vec<String>>,
+/// varies (the rotations are arrays), so diesel prepares it once per connection.
+struct RotateUnused {
+    ids: Vec<Uuid>,
+    generations: Vec<i32>,
+    clients: Vec<String>,
+    scopes: Vec<Option<String>>,
+    idle_expires_at: Vec<OffsetDateTime>,
+    now: Vec<OffsetDateTime>,
 }
 
-impl QueryId for RotateUnused<'_> {
+impl QueryId for RotateUnused {
     type QueryId = ();
-    // Cached by its SQL text instead of a type id (the struct borrows, so has no static id).
+    // Cached by its SQL text.
     const HAS_STATIC_QUERY_ID: bool = false;
 }
 
-impl Query for RotateUnused<'_> {
+impl Query for RotateUnused {
     type SqlType = Untyped;
 }
 
-impl QueryFragment<Pg> for RotateUnused<'_> {
+impl QueryFragment<Pg> for RotateUnused {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-        let (r, scopes) = (self.r, &self.scopes);
         out.push_sql(
-            "WITH family AS (UPDATE refresh_families f SET generation = f.generation + 1, \
-             token_scopes = COALESCE(",
+            "WITH mine AS (SELECT f.id, v.slot, v.generation, v.idle_expires_at, v.asked_at, \
+             string_to_array(v.scopes, ' ') AS narrowed FROM unnest(",
         );
-        out.push_bind_param::<Nullable<Array<Text>>, _>(scopes)?;
-        out.push_sql(", f.token_scopes), token_expires_at = LEAST(");
-        out.push_bind_param::<Timestamptz, _>(&r.idle_expires_at)?;
-        out.push_sql(", f.absolute_expires_at), rotated_at = ");
-        out.push_bind_param::<Timestamptz, _>(&r.now)?;
-        out.push_sql(" WHERE f.id = ");
-        out.push_bind_param::<SqlUuid, _>(&r.family_id)?;
-        out.push_sql(" AND f.generation = ");
-        out.push_bind_param::<Integer, _>(&r.generation)?;
-        out.push_sql(" AND f.client_id = ");
-        out.push_bind_param::<Text, _>(r.client_id)?;
-        out.push_sql(" AND f.revoked_at IS NULL AND f.absolute_expires_at > ");
-        out.push_bind_param::<Timestamptz, _>(&r.now)?;
-        out.push_sql(" AND f.token_expires_at > ");
-        out.push_bind_param::<Timestamptz, _>(&r.now)?;
-        // Narrowing only (RFC 6749 §6): a wider scope finds no row and is refused below.
-        out.push_sql(" AND f.scopes @> COALESCE(");
-        out.push_bind_param::<Nullable<Array<Text>>, _>(scopes)?;
+        out.push_bind_param::<Array<SqlUuid>, _>(&self.ids)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Integer>, _>(&self.generations)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Text>, _>(&self.clients)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Nullable<Text>>, _>(&self.scopes)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamptz>, _>(&self.idle_expires_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Array<Timestamptz>, _>(&self.now)?;
         out.push_sql(
-            ", '{}') AND EXISTS (SELECT 1 FROM users u \
-             WHERE u.id = f.user_id AND u.disabled_at IS NULL) \
-             RETURNING f.id, f.user_id, f.audiences, f.auth_time, f.amr, f.token_scopes, \
-             f.generation\
-             ) \
-             SELECT family.user_id, COALESCE(u.subject, u.id::text) AS sub, family.audiences, \
-             family.auth_time, family.amr, u.roles, u.credential_version, \
+            ") WITH ORDINALITY AS v(id, generation, client_id, scopes, idle_expires_at, asked_at, \
+             slot) JOIN refresh_families f ON f.id = v.id \
+             WHERE f.generation = v.generation AND f.client_id = v.client_id \
+             AND f.revoked_at IS NULL AND f.absolute_expires_at > v.asked_at \
+             AND f.token_expires_at > v.asked_at \
+             AND f.scopes @> COALESCE(string_to_array(v.scopes, ' '), '{}') \
+             AND EXISTS (SELECT 1 FROM users u WHERE u.id = f.user_id AND u.disabled_at IS NULL) \
+             FOR NO KEY UPDATE OF f SKIP LOCKED), \
+             family AS (UPDATE refresh_families f SET generation = f.generation + 1, \
+             token_scopes = COALESCE(mine.narrowed, f.token_scopes), \
+             token_expires_at = LEAST(mine.idle_expires_at, f.absolute_expires_at), \
+             rotated_at = mine.asked_at \
+             FROM mine WHERE f.id = mine.id AND f.generation = mine.generation \
+             RETURNING mine.slot, f.user_id, f.audiences, f.auth_time, f.amr, f.token_scopes, \
+             f.generation) \
+             SELECT family.slot, family.user_id, COALESCE(u.subject, u.id::text) AS sub, \
+             family.audiences, family.auth_time, family.amr, u.roles, u.credential_version, \
              family.token_scopes AS scopes, family.generation \
              FROM family JOIN users u ON u.id = family.user_id",
         );

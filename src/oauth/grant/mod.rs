@@ -187,6 +187,8 @@ pub struct GrantContext<'a> {
     pub settings: IssuerSettings<'a>,
     /// Refresh-token rules.
     pub refresh: &'a RefreshPolicy,
+    /// Where rotations of current refresh tokens are gathered into shared statements.
+    pub rotations: &'a crate::tokens::rotations::Rotations,
     /// The caller's address, for the audit trail.
     pub ip: Option<ipnet::IpNet>,
     /// Where outcomes are counted.
@@ -362,10 +364,7 @@ pub async fn run(
             let mut conn = crate::db::connect(pool).await?;
             authorization_code::exchange_code(&mut conn, ctx, client, r).await?
         }
-        TokenRequest::RefreshToken(r) => {
-            let mut conn = crate::db::connect(pool).await?;
-            refresh_token::refresh(&mut conn, ctx, client, r).await?
-        }
+        TokenRequest::RefreshToken(r) => refresh_token::refresh(pool, ctx, client, r).await?,
         TokenRequest::ClientCredentials(r) => {
             client_credentials::client_credentials(ctx, client, r)?
         }

@@ -7,6 +7,8 @@ use serde_json::json;
 use crate::audit::{self, NewAuditEvent};
 use crate::auth_methods::AuthMethods;
 use crate::clients::Client;
+use crate::db::DbPool;
+use crate::error::AppError;
 use crate::metrics::RefreshOutcome;
 use crate::oauth::error::OAuthError;
 use crate::oauth::grant::{
@@ -15,7 +17,7 @@ use crate::oauth::grant::{
 use crate::oauth::params::Params;
 use crate::scope::Scopes;
 use crate::tokens::opaque::PlainToken;
-use crate::tokens::refresh::{self, Family, NotLive, Presented};
+use crate::tokens::refresh::{self, Family, NotLive, Presented, Recognised};
 use crate::users;
 
 /// A refresh, as sent.
@@ -68,24 +70,35 @@ struct Rotation {
 
 /// Rotates a refresh token: a new access token and a new refresh token, the old one spent.
 pub async fn refresh(
-    conn: &mut AsyncPgConnection,
+    pool: &DbPool,
     ctx: &GrantContext<'_>,
     client: &Client,
     request: &RefreshRequest,
 ) -> Result<TokenResponse, GrantError> {
-    // What the token names, once: by its MAC (no query), or a legacy token by its row. A forged
-    // or unknown token is refused here, before any transaction.
-    let Some(presented) = refresh::locate(conn, ctx.refresh, &request.refresh_token).await? else {
-        ctx.metrics.refresh(RefreshOutcome::Invalid);
-        return Err(invalid_grant(INVALID));
-    };
-    if !presented.legacy
-        && let Some(response) =
-            rotate_in_one_statement(conn, ctx, client, request, presented).await?
+    // What the token names: by its MAC (no query), or a legacy token by its row. A forged or
+    // unknown token is refused before any connection is taken.
+    let recognised = ctx.refresh.recognise(&request.refresh_token);
+    if let Recognised::Current(presented) = recognised
+        && let Some(response) = rotate_in_one_statement(ctx, client, request, presented).await?
     {
         ctx.metrics.refresh(RefreshOutcome::Rotated);
         return Ok(response);
     }
+    let mut conn = match recognised {
+        Recognised::Foreign => None,
+        Recognised::Current(_) | Recognised::Legacy => Some(crate::db::connect(pool).await?),
+    };
+    let presented = match (recognised, conn.as_mut()) {
+        (Recognised::Current(presented), _) => Some(presented),
+        (Recognised::Legacy, Some(conn)) => {
+            refresh::find_legacy(conn, &request.refresh_token).await?
+        }
+        _ => None,
+    };
+    let (Some(presented), Some(conn)) = (presented, conn.as_mut()) else {
+        ctx.metrics.refresh(RefreshOutcome::Invalid);
+        return Err(invalid_grant(INVALID));
+    };
     let outcome = conn
         .transaction(async |conn| rotate(conn, ctx, client, request, &presented).await)
         .await?;
@@ -106,29 +119,37 @@ pub async fn refresh(
     }
 }
 
-/// The common case, the current token of a live family, in one round trip (see
-/// [`refresh::rotate_unused`]). `None` means nothing was written: every other case (and every
-/// legacy token, which the caller sends there directly) goes through [`rotate`], which tells a refusal from reuse or a grace retry
-/// under the family lock.
+/// The common case, the current token of a live family, in one statement shared with the
+/// rotations waiting at the same moment (see [`refresh::rotate_unused`] and
+/// [`crate::tokens::rotations`]). `None` means nothing was written for it: every other case
+/// (and every legacy token, which the caller sends there directly) goes through [`rotate`],
+/// which tells a refusal from reuse or a grace retry under the family lock.
 async fn rotate_in_one_statement(
-    conn: &mut AsyncPgConnection,
     ctx: &GrantContext<'_>,
     client: &Client,
     request: &RefreshRequest,
     presented: Presented,
 ) -> Result<Option<TokenResponse>, GrantError> {
+    if presented.legacy {
+        return Ok(None);
+    }
     // The statement commits the rotation before the signature: without a key to sign with,
     // spending the token would leave the client with nothing (and its retry looking like reuse).
     ctx.keys.can_sign(ctx.now)?;
     let rotation = refresh::Rotation {
         family_id: presented.family_id,
         generation: presented.generation,
-        client_id: &client.id,
-        scopes: request.scope.as_ref(),
+        client_id: client.id.clone(),
+        scopes: request.scope.clone(),
         idle_expires_at: ctx.now + ctx.refresh.idle,
         now: ctx.now,
     };
-    let Some(rotated) = refresh::rotate_unused(conn, &rotation).await? else {
+    let answer = ctx
+        .rotations
+        .rotate(rotation)
+        .await
+        .map_err(AppError::from)?;
+    let Some(rotated) = answer else {
         return Ok(None);
     };
     let successor = ctx
