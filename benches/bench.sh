@@ -7,7 +7,8 @@
 # Writes its tables into docs/BENCHMARKS.md between the bench:latest markers.
 #   benches/bench.sh [seconds-per-scenario] [sign-ins]      (run by `make bench`)
 # BENCH_ONLY=NAME runs only the scenarios whose name contains NAME and leaves the docs alone;
-# BENCH_PROFILE=FILE records the server with `perf record` meanwhile.
+# BENCH_PROFILE=FILE records the server with `perf record` meanwhile (BENCH_PERF_ARGS: its call-graph
+# options, `--call-graph dwarf,16384` unless set; `-g` distorts the rounds less).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-6}
@@ -62,7 +63,7 @@ KEYWARD_BIND=127.0.0.1:$port KEYWARD_ISSUER=http://127.0.0.1:$port \
 server=$!
 for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.2; done
 if [ -n "${BENCH_PROFILE:-}" ]; then
-  perf record -F 1000 --call-graph dwarf,16384 -o "$BENCH_PROFILE" -p "$server" >/dev/null 2>&1 &
+  perf record -F 1000 ${BENCH_PERF_ARGS:---call-graph dwarf,16384} -o "$BENCH_PROFILE" -p "$server" >/dev/null 2>&1 &
   perf_pid=$!
 fi
 out=$(taskset -c 1 "$gen" run "http://127.0.0.1:$port" "http://127.0.0.1:$metrics_port" "$server" \
