@@ -84,20 +84,22 @@ pub async fn refresh(
         ctx.metrics.refresh(RefreshOutcome::Rotated);
         return Ok(response);
     }
-    let mut conn = match recognised {
-        Recognised::Foreign => None,
-        Recognised::Current(_) | Recognised::Legacy => Some(crate::db::connect(pool).await?),
-    };
-    let presented = match (recognised, conn.as_mut()) {
-        (Recognised::Current(presented), _) => Some(presented),
-        (Recognised::Legacy, Some(conn)) => {
-            refresh::find_legacy(conn, &request.refresh_token).await?
-        }
-        _ => None,
-    };
-    let (Some(presented), Some(conn)) = (presented, conn.as_mut()) else {
+    let invalid = || {
         ctx.metrics.refresh(RefreshOutcome::Invalid);
-        return Err(invalid_grant(INVALID));
+        invalid_grant(INVALID)
+    };
+    if matches!(recognised, Recognised::Foreign) {
+        return Err(invalid());
+    }
+    let mut conn = crate::db::connect(pool).await?;
+    let presented = match recognised {
+        Recognised::Current(presented) => Some(presented),
+        Recognised::Legacy | Recognised::Foreign => {
+            refresh::find_legacy(&mut conn, &request.refresh_token).await?
+        }
+    };
+    let Some(presented) = presented else {
+        return Err(invalid());
     };
     let outcome = conn
         .transaction(async |conn| rotate(conn, ctx, client, request, &presented).await)
@@ -121,18 +123,15 @@ pub async fn refresh(
 
 /// The common case, the current token of a live family, in one statement shared with the
 /// rotations waiting at the same moment (see [`refresh::rotate_unused`] and
-/// [`crate::tokens::rotations`]). `None` means nothing was written for it: every other case
-/// (and every legacy token, which the caller sends there directly) goes through [`rotate`],
-/// which tells a refusal from reuse or a grace retry under the family lock.
+/// [`crate::tokens::rotations`]), for a `kwrf_` token (a legacy one goes to [`rotate`] directly).
+/// `None` means nothing was written for it: every other case goes through [`rotate`], which
+/// tells a refusal from reuse, a grace retry or a rotation under the family lock.
 async fn rotate_in_one_statement(
     ctx: &GrantContext<'_>,
     client: &Client,
     request: &RefreshRequest,
     presented: Presented,
 ) -> Result<Option<TokenResponse>, GrantError> {
-    if presented.legacy {
-        return Ok(None);
-    }
     // The statement commits the rotation before the signature: without a key to sign with,
     // spending the token would leave the client with nothing (and its retry looking like reuse).
     ctx.keys.can_sign(ctx.now)?;
