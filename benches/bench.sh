@@ -84,8 +84,8 @@ SELECT gen_random_uuid(), '$id', u.id, '{offline_access,api:read}', '{}', now(),
     now() + interval '14 days', now()
 FROM users u, generate_series(1, $families) WHERE u.username = '$user-0';
 VACUUM ANALYZE refresh_families;
--- Written out now, or the checkpointer writes the loaded pages during the rounds and its CPU
--- counts as the rotations' (PostgreSQL's share rose from 15% to 20-23% without this).
+-- Written out now: otherwise the checkpointer writes the loaded pages during the rounds, and its
+-- CPU counts as the rotations'.
 CHECKPOINT;
 SQL
 stored=$(psql -qAt "$DATABASE_URL" -c 'SELECT count(*) FROM refresh_families')
