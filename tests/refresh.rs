@@ -1046,23 +1046,25 @@ async fn one_statement_of_many_rotations_answers_each_as_it_would_alone() {
     }
 }
 
-/// A transaction of its own holding family `token`'s row lock until dropped or committed.
-async fn hold_family(app: &TestApp, token: &str) -> diesel_async::AsyncPgConnection {
-    use diesel_async::{AsyncConnection as _, RunQueryDsl};
-    let family = app.state.refresh.read(token).unwrap().family_id;
+/// A connection of its own with a transaction open in which `statement` ran: its locks are held
+/// until the transaction ends or the connection is dropped.
+async fn holding(app: &TestApp, statement: &str) -> diesel_async::AsyncPgConnection {
+    use diesel_async::{AsyncConnection as _, SimpleAsyncConnection as _};
     let mut holder = diesel_async::AsyncPgConnection::establish(app.database_url())
         .await
         .unwrap();
-    diesel::sql_query("BEGIN")
-        .execute(&mut holder)
-        .await
-        .unwrap();
-    diesel::sql_query("SELECT 1 FROM refresh_families WHERE id = $1 FOR UPDATE")
-        .bind::<diesel::sql_types::Uuid, _>(family)
-        .execute(&mut holder)
+    holder
+        .batch_execute(&format!("BEGIN; {statement}"))
         .await
         .unwrap();
     holder
+}
+
+/// A transaction of its own holding family `token`'s row lock until dropped or committed.
+async fn hold_family(app: &TestApp, token: &str) -> diesel_async::AsyncPgConnection {
+    let family = app.state.refresh.read(token).unwrap().family_id;
+    let statement = format!("SELECT 1 FROM refresh_families WHERE id = '{family}' FOR UPDATE");
+    holding(app, &statement).await
 }
 
 /// Waits until one of this database's sessions waits on a lock in a statement like `pattern`
@@ -1170,7 +1172,7 @@ async fn a_refresh_of_a_held_family_waits_for_it_and_is_judged_on_what_its_holde
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rotation_withdrawn_before_its_statement_goes_out_is_not_made() {
-    use diesel_async::{AsyncConnection as _, RunQueryDsl};
+    use diesel_async::RunQueryDsl;
     let (app, client, first) = refreshing_alice(&[NO_GRACE]).await;
     let scope = "openid offline_access invoices:read";
     let [a, b, c] = [
@@ -1181,17 +1183,7 @@ async fn a_rotation_withdrawn_before_its_statement_goes_out_is_not_made() {
     let rotations = keyward::tokens::rotations::Rotations::start(app.state.db.clone(), 1);
     // The first statement waits behind a lock on `users` (which it reads), so the next
     // rotations queue behind it.
-    let mut locker = diesel_async::AsyncPgConnection::establish(app.database_url())
-        .await
-        .unwrap();
-    diesel::sql_query("BEGIN")
-        .execute(&mut locker)
-        .await
-        .unwrap();
-    diesel::sql_query("LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
-        .execute(&mut locker)
-        .await
-        .unwrap();
+    let mut locker = holding(&app, "LOCK TABLE users IN ACCESS EXCLUSIVE MODE").await;
     let first_out = tokio::spawn(rotations.rotate(rotation_of(&app, &a, &client.id, None)));
     until_waiting_on_a_lock(&app, "%WITH mine AS%").await;
     // Queued, then given up (as when the client goes away): never sent.
