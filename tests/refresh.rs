@@ -1098,7 +1098,6 @@ async fn until_waiting_on_a_lock(app: &TestApp, pattern: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_shared_rotation_statement_never_waits_for_a_family_another_transaction_holds() {
-    use diesel_async::RunQueryDsl;
     let (app, client, first) = refreshing_alice(&[NO_GRACE]).await;
     let held = rt(&first);
     let free = rt(&app
@@ -1106,12 +1105,9 @@ async fn a_shared_rotation_statement_never_waits_for_a_family_another_transactio
         .await);
     let holder = hold_family(&app, &held).await;
     // Were the statement to wait for the held row, this would fail after ten seconds; skipping
-    // it, the statement never meets the timeout, however slow the machine.
-    let mut conn = keyward::db::connect(&app.state.db).await.unwrap();
-    diesel::sql_query("SET lock_timeout = '10s'")
-        .execute(&mut conn)
-        .await
-        .unwrap();
+    // it, the statement never meets the timeout, however slow the machine. (A connection of
+    // its own, so the setting goes with it rather than back into the app's pool.)
+    let mut conn = holding(&app, "SET lock_timeout = '10s'; COMMIT").await;
     let rotations = [
         rotation_of(&app, &held, &client.id, None),
         rotation_of(&app, &free, &client.id, None),
@@ -1119,11 +1115,6 @@ async fn a_shared_rotation_statement_never_waits_for_a_family_another_transactio
     let answers = keyward::tokens::refresh::rotate_unused(&mut conn, &rotations)
         .await
         .unwrap();
-    diesel::sql_query("RESET lock_timeout")
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    drop(conn);
     assert!(answers[0].is_none(), "the held family is left alone");
     assert!(answers[1].is_some(), "the free one rotates");
     drop(holder);
@@ -1132,7 +1123,7 @@ async fn a_shared_rotation_statement_never_waits_for_a_family_another_transactio
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_refresh_of_a_held_family_waits_for_it_and_is_judged_on_what_its_holder_left() {
-    use diesel_async::RunQueryDsl;
+    use diesel_async::SimpleAsyncConnection as _;
     let (app, client, first) = refreshing_alice(&[NO_GRACE]).await;
     let token = rt(&first);
     // The holder commits nothing: the refresh, waiting behind it, then rotates.
@@ -1155,16 +1146,12 @@ async fn a_refresh_of_a_held_family_waits_for_it_and_is_judged_on_what_its_holde
         _ = &mut refresh => panic!("answered while the family was held"),
         () = until_waiting_on_a_lock(&app, "%FOR UPDATE%") => {}
     }
-    diesel::sql_query(
-        "UPDATE refresh_families SET revoked_at = now(), revoked_reason = 'test' \
-         WHERE id = $1",
-    )
-    .bind::<diesel::sql_types::Uuid, _>(app.state.refresh.read(&token).unwrap().family_id)
-    .execute(&mut holder)
-    .await
-    .unwrap();
-    diesel::sql_query("COMMIT")
-        .execute(&mut holder)
+    let family = app.state.refresh.read(&token).unwrap().family_id;
+    holder
+        .batch_execute(&format!(
+            "UPDATE refresh_families SET revoked_at = now(), revoked_reason = 'test' \
+             WHERE id = '{family}'; COMMIT"
+        ))
         .await
         .unwrap();
     assert_oauth_error(refresh.await, "invalid_grant").await;
